@@ -1,0 +1,119 @@
+"""Export of a session: image + label (NIfTI or NRRD), report JSON and ``tumors.seg.nrrd``.
+
+Everything is written in *world* RAS: the geometry the engine saw and the coordinates the
+reports use. When the CT is under a linear transform, the files therefore carry the transform
+baked in (Slicer's own "Save" would write the untransformed grid). The image is marked as
+synthetic in its header (through ``TumorSynthLib.volume.save_volume``) and in the report.
+
+Example::
+
+    paths = export_session(session, "/tmp/case1", fmt="nii.gz")
+    # {'image': .../image.nii.gz, 'label': .../label.nii.gz, 'report': .../report.json,
+    #  'segmentation': .../tumors.seg.nrrd}
+"""
+from __future__ import annotations
+
+import datetime
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import slicer
+
+from .errors import MissingDependencyError, SlicerLogicError
+from .output_logic import LABEL_NAMES, TumorSession
+from .volume_logic import array_ijk, world_affine
+
+FORMATS = {"nii.gz": ".nii.gz", "nii": ".nii", "nrrd": ".nrrd"}
+
+
+def export_session(session: TumorSession, outDir: str | Path, fmt: str = "nii.gz",
+                   ) -> dict[str, Path]:
+    """Write the session's outputs into ``outDir`` (created if needed); returns the paths."""
+    if fmt not in FORMATS:
+        raise SlicerLogicError(f"unknown export format '{fmt}'; choose one of {sorted(FORMATS)}")
+    if not session.hasOutputs or session.tumorCount == 0:
+        raise SlicerLogicError("nothing to export yet: place at least one tumor first")
+    out = Path(outDir).expanduser()
+    out.mkdir(parents=True, exist_ok=True)
+    ext = FORMATS[fmt]
+    save_volume, Volume = _engine_io()
+    paths = {
+        "image": Path(save_volume(_world_volume(Volume, session.outputVolume),
+                                  out / f"image{ext}", synthetic=True,
+                                  description="TumorSynth synthetic tumors")),
+        "label": Path(save_volume(_world_volume(Volume, session.labelsVolume),
+                                  out / f"label{ext}", synthetic=True,
+                                  description="TumorSynth labels (1 organ, 2 tumor)")),
+        "segmentation": write_world_segmentation(session.segmentation, out / "tumors.seg.nrrd"),
+    }
+    paths["report"] = out / "report.json"
+    paths["report"].write_text(json.dumps(session_report(session, paths), indent=2,
+                                          default=_jsonable))
+    return paths
+
+
+def session_report(session: TumorSession, paths: dict[str, Path]) -> dict[str, Any]:
+    """Provenance of the export: inputs, geometry, label names and one report per tumor."""
+    return {
+        "synthetic": True,
+        "generator": "TumorSynth (3D Slicer extension)",
+        "exported": datetime.datetime.now().isoformat(timespec="seconds"),
+        "source_volume": session.inputVolume.GetName(),
+        "files": {key: path.name for key, path in paths.items()},
+        "affine_world_ras": world_affine(session.outputVolume).tolist(),
+        "label_names": {str(k): v for k, v in LABEL_NAMES.items()},
+        "tumor_count": session.tumorCount,
+        "tumors": session.reports,
+    }
+
+
+def write_world_segmentation(segmentation: slicer.vtkMRMLSegmentationNode, path: Path) -> Path:
+    """Write ``segmentation`` as ``.seg.nrrd`` with its parent transform hardened (on a
+    temporary copy; the scene's node keeps its transform)."""
+    scene = segmentation.GetScene()
+    copy = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "__tumorsynth_export__")
+    storage = None
+    try:
+        copy.GetSegmentation().DeepCopy(segmentation.GetSegmentation())
+        copy.SetAndObserveTransformNodeID(segmentation.GetTransformNodeID())
+        if copy.GetParentTransformNode() is not None:
+            copy.HardenTransform()
+        storage = scene.AddNewNodeByClass("vtkMRMLSegmentationStorageNode")
+        storage.SetFileName(str(path))
+        if not storage.WriteData(copy):
+            raise SlicerLogicError(f"could not write '{path}'; check that the folder is writable")
+    finally:
+        scene.RemoveNode(copy)
+        if storage is not None:
+            scene.RemoveNode(storage)
+    return Path(path)
+
+
+def _world_volume(Volume: Any, node: slicer.vtkMRMLVolumeNode) -> Any:
+    return Volume(array_ijk(node), world_affine(node), {"case_id": node.GetName()})
+
+
+def _engine_io() -> tuple[Any, Any]:
+    try:
+        from TumorSynthLib.volume import Volume, save_volume
+    except ImportError as exc:
+        raise MissingDependencyError(
+            f"exporting needs the TumorSynth engine ({exc}); install the extension's Python "
+            "dependencies and restart Slicer"
+        ) from exc
+    return save_volume, Volume
+
+
+def _jsonable(value: Any) -> Any:
+    """JSON fallback for numpy scalars and arrays found in engine reports."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    if hasattr(value, "to_dict"):
+        return value.to_dict()
+    return str(value)

@@ -1,0 +1,200 @@
+"""One click -> one tumor: world RAS + panel settings -> engine call -> output nodes.
+
+The engine (``TumorSynthLib``) is imported here lazily, inside the functions that call it, so
+this module itself imports only slicer, vtk and numpy. The engine sees the *output* volume's
+voxels (a copy of the CT made on the first tumor) as an ``[i, j, k]`` view with its world
+affine; the input volume node is never handed over, so it stays bit-identical.
+
+Fast methods run at once (``place_tumor``). The cellular automaton can instead be grown a few
+steps per timer tick (``GrowthJob``) so the user watches it grow and can stop it.
+
+Example::
+
+    session = TumorSession(ctNode)
+    request = TumorRequest(organ="liver", stage="early", diameterMm=15, method="handcrafted", seed=3)
+    placement = place_tumor(session, clickRas, request, organMask=liverMask)
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from . import segment_logic
+from .errors import MissingDependencyError
+from .output_logic import TumorSession
+
+
+@dataclass
+class TumorRequest:
+    """The panel's "Tumor" section. ``diameterMm`` None lets the stage choose a size."""
+
+    organ: str = "liver"
+    stage: str = "early"
+    diameterMm: float | None = None
+    method: str = "handcrafted"
+    seed: int = 0
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Placement:
+    """What one click produced."""
+
+    segmentIds: list[str]
+    reports: list[dict[str, Any]]
+    result: Any = None
+
+
+def engine() -> Any:
+    """The ``TumorSynthLib`` modules the placement needs, or a clear error if absent."""
+    try:
+        from TumorSynthLib.synthesis import api, base
+        from TumorSynthLib import volume
+    except ImportError as exc:
+        raise MissingDependencyError(
+            f"the TumorSynth engine could not be loaded ({exc}); install the extension's "
+            "Python dependencies (button 'Install dependencies') and restart Slicer"
+        ) from exc
+    return api, base, volume
+
+
+def make_spec(request: TumorRequest, ras: Sequence[float]) -> Any:
+    """The engine's ``TumorSpec`` for a click at world RAS ``ras`` (mm)."""
+    _api, base, _volume = engine()
+    return base.TumorSpec(organ=request.organ, center_ras=tuple(float(v) for v in ras),
+                          diameter_mm=request.diameterMm, stage=request.stage,
+                          method=request.method, seed=int(request.seed),
+                          options=dict(request.options))
+
+
+def engine_inputs(session: TumorSession, organMask: np.ndarray | None) -> tuple[Any, Any, Any]:
+    """(image Volume, organ labels Volume or None, the labels array passed) for the engine."""
+    _api, _base, volume = engine()
+    image_array, affine = session.engineImage()
+    passed = session.engineLabels(organMask)
+    image = volume.Volume(image_array, affine, {"case_id": session.inputVolume.GetName()})
+    organs = None if passed is None else volume.Volume(passed, affine)
+    return image, organs, passed
+
+
+def place_tumor(session: TumorSession, ras: Sequence[float], request: TumorRequest,
+                organMask: np.ndarray | None = None,
+                synthesize: Callable[..., Any] | None = None) -> Placement:
+    """Synthesize the tumor(s) of one click and write them into the session's outputs.
+
+    ``organMask`` is a boolean ``[i, j, k]`` mask on the CT grid (None: the engine grows an
+    organ region from the click). ``synthesize`` defaults to the engine's; tests may inject
+    another with the same signature. On failure the outputs are left as they were (and
+    removed again if this was the first tumor).
+    """
+    fresh = not session.hasOutputs
+    try:
+        image, organs, passed = engine_inputs(session, organMask)
+        call = synthesize or engine()[0].synthesize
+        result = call(image, organs, make_spec(request, ras), labels="binary",
+                      case_id=session.inputVolume.GetName())
+    except Exception:
+        if fresh:
+            session.removeOutputs()
+        raise
+    return _record(session, result, passed, request.organ)
+
+
+def _record(session: TumorSession, result: Any, passed: np.ndarray | None,
+            organ: str) -> Placement:
+    if result.roi is None or result.roi.is_empty:
+        return Placement([], list(result.reports), result)
+    ids = session.record(result.image.array, result.labels.array, result.tumor_instances.array,
+                         result.roi.lo, result.roi.hi, result.reports, passed, organ)
+    return Placement(ids, list(result.reports), result)
+
+
+class GrowthJob:
+    """Live growth of one cellular-automaton tumor, advanced from a timer.
+
+    ``tick()`` advances ``stepsPerTick`` automaton steps and shows the current tumor as a
+    "Tumor N (growing)" segment; ``finish()`` records the final tumor like ``place_tumor``;
+    ``stop()`` abandons it and removes the preview. The caller's timer decides the pace.
+    """
+
+    def __init__(self, session: TumorSession, ras: Sequence[float], request: TumorRequest,
+                 organMask: np.ndarray | None = None, stepsPerTick: int = 5,
+                 growthFactory: Callable[..., Any] | None = None) -> None:
+        self.session = session
+        self.request = request
+        self.stepsPerTick = max(1, int(stepsPerTick))
+        self._fresh = not session.hasOutputs
+        try:
+            image, organs, self._passed = engine_inputs(session, organMask)
+            factory = growthFactory or _cellular_growth_class()
+            self.growth = factory(image, organs, make_spec(request, ras), labels="binary")
+        except Exception:
+            if self._fresh:
+                session.removeOutputs()
+            raise
+        self.state: Any = None
+        self._previewId: str | None = None
+
+    @property
+    def done(self) -> bool:
+        return bool(getattr(self.state, "done", False))
+
+    def tick(self) -> Any:
+        """Advance the automaton and refresh the preview segment; returns the growth state."""
+        self.state = self.growth.advance(self.stepsPerTick)
+        self._showPreview(self.state)
+        return self.state
+
+    def finish(self) -> Placement:
+        """Record the final tumor (ends the growth if it is still running)."""
+        self._removePreview()
+        return _record(self.session, self.growth.result(), self._passed, self.request.organ)
+
+    def stop(self) -> None:
+        """Abandon the growth: the outputs are as before the click."""
+        self._removePreview()
+        if self._fresh and self.session.tumorCount == 0:
+            self.session.removeOutputs()
+
+    def _showPreview(self, state: Any) -> None:
+        mask, lo = preview_mask(state)
+        if mask is None:
+            return
+        seg = self.session.segmentation
+        if self._previewId is None:
+            name = f"Tumor {self.session.tumorCount + 1} (growing)"
+            self._previewId = segment_logic.add_mask_segment(
+                seg, name, mask, lo, self.session.outputVolume,
+                color=segment_logic.tumor_color(self.session.tumorCount + 1))
+        else:
+            segment_logic.set_segment_mask(seg, self._previewId, mask, lo,
+                                           self.session.outputVolume)
+
+    def _removePreview(self) -> None:
+        if self._previewId is not None and self.session.segmentation is not None:
+            segment_logic.remove_segments(self.session.segmentation, [self._previewId])
+        self._previewId = None
+
+
+def preview_mask(state: Any) -> tuple[np.ndarray | None, tuple[int, int, int]]:
+    """(boolean tumor mask of the ROI, ROI offset) from a growth state, if it has one."""
+    mask = getattr(state, "tumor_mask", None)
+    if mask is None:
+        mask = getattr(state, "mask", None)
+    roi = getattr(state, "roi", None)
+    if mask is None or roi is None:
+        return None, (0, 0, 0)
+    return np.asarray(mask, dtype=bool), tuple(int(v) for v in roi.lo)  # type: ignore[return-value]
+
+
+def _cellular_growth_class() -> Callable[..., Any]:
+    try:
+        from TumorSynthLib.synthesis.cellular import CellularGrowth
+    except ImportError as exc:
+        raise MissingDependencyError(
+            f"the cellular method needs PyTorch ({exc}); install it with the PyTorch "
+            "extension (PyTorch Utils module) or choose the handcrafted method"
+        ) from exc
+    return CellularGrowth

@@ -1,0 +1,121 @@
+"""What every ``tumorsynth`` command shares: the common flags, sub-parser creation, error
+printing and exit codes, JSON output helpers.
+
+Exit codes: 0 success; 2 a TumorSynthError (bad input, placement, missing dependency, ...: the
+message says what to do) or a command-line usage error; 1 an unexpected failure; 130 Ctrl-C.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import traceback
+from pathlib import Path
+from typing import Any, Callable
+
+from ..errors import TumorSynthError
+
+EXIT_OK, EXIT_FAILURE, EXIT_USER_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+def add_common_flags(parser: argparse.ArgumentParser) -> None:
+    """``--events none|jsonl``, ``--device auto|cpu|cuda``, ``--seed``, ``--debug``."""
+    group = parser.add_argument_group("common options")
+    group.add_argument("--events", choices=("none", "jsonl"), default="none",
+                       help="'jsonl': stdout carries only JSON event lines (for programs such "
+                            "as the Slicer module); human text always goes to stderr "
+                            "(default: none)")
+    group.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                       help="where torch code runs (default: auto = cuda when available)")
+    group.add_argument("--seed", type=int, default=0,
+                       help="random seed; the same seed gives the same output bytes (default: 0)")
+    group.add_argument("--debug", action="store_true",
+                       help="print the full traceback when something fails")
+
+
+def command_parser(
+    subparsers: Any, name: str, *, help: str, description: str, epilog: str,
+    run: Callable[[argparse.Namespace], int],
+) -> argparse.ArgumentParser:
+    """A sub-command parser with examples in its epilog, the common flags and ``run`` set."""
+    parser = subparsers.add_parser(
+        name, help=help, description=description, epilog=epilog,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_common_flags(parser)
+    parser.set_defaults(run=run)
+    return parser
+
+
+def run_command(args: argparse.Namespace) -> int:
+    """Call ``args.run(args)`` turning failures into one line on stderr and an exit code."""
+    debug = bool(getattr(args, "debug", False))
+    try:
+        return int(args.run(args) or 0)
+    except TumorSynthError as exc:
+        if debug:
+            traceback.print_exc(file=sys.stderr)
+        print(f"error: {one_line(str(exc))}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as exc:  # anything unexpected: one line unless --debug
+        if debug:
+            traceback.print_exc(file=sys.stderr)
+            print(f"error: {type(exc).__name__}: {one_line(str(exc))}", file=sys.stderr)
+        else:
+            print(f"error: {type(exc).__name__}: {one_line(str(exc))} "
+                  "(run with --debug for the traceback)", file=sys.stderr)
+        return EXIT_FAILURE
+
+
+def one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def jsonable(value: Any) -> Any:
+    """A JSON-ready copy: numpy scalars/arrays -> Python, Paths -> str, tuple -> list,
+    dict keys -> str, NaN/inf -> None."""
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set)) and not isinstance(value, str):
+        return [jsonable(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    if hasattr(value, "tolist") and callable(value.tolist):  # numpy scalar or array
+        return jsonable(value.tolist())
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def write_json(path: Path, data: Any) -> Path:
+    """Write ``data`` as indented UTF-8 JSON (stable: the same data give the same bytes)."""
+    path.write_text(json.dumps(jsonable(data), indent=2) + "\n", encoding="utf-8")
+    return path
+
+
+def split_timing(report: Any, where: str = "") -> tuple[Any, dict[str, Any]]:
+    """``report`` without any ``timing`` entries, and those entries keyed by where they were,
+    so that a written report has exactly one ``timing`` object (the only part that may differ
+    between two runs with the same seed)."""
+    timings: dict[str, Any] = {}
+    if isinstance(report, dict):
+        clean = {}
+        for key, value in report.items():
+            if key == "timing":
+                timings[where or "case"] = value
+                continue
+            clean[key], inner = split_timing(value, f"{where}.{key}" if where else str(key))
+            timings.update(inner)
+        return clean, timings
+    if isinstance(report, list):
+        out = []
+        for i, value in enumerate(report):
+            item, inner = split_timing(value, f"{where}[{i}]")
+            out.append(item)
+            timings.update(inner)
+        return out, timings
+    return report, timings

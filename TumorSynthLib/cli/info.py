@@ -1,0 +1,124 @@
+"""``tumorsynth info``: versions, the torch device, which methods work here (and why not), models."""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+from typing import Any
+
+from ..errors import TumorSynthError
+from .common import command_parser, jsonable
+
+EPILOG = """examples:
+  tumorsynth info
+  tumorsynth info --json > environment.json"""
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    parser = command_parser(
+        subparsers, "info", help="show versions, device, available methods and models",
+        description="Show the TumorSynth, Python, numpy and torch versions, the torch device, "
+                    "which synthesis methods can run here (and why not), and the models.",
+        epilog=EPILOG, run=run,
+    )
+    parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    return parser
+
+
+def torch_facts(requested: str = "auto") -> dict[str, Any]:
+    """torch version and the device ``--device`` would pick (with the GPU name)."""
+    try:
+        import torch
+    except ImportError as exc:
+        return {"torch": None, "device": None, "device_name": None,
+                "problem": f"torch is not installed ({exc}); pip install torch"}
+    cuda = bool(torch.cuda.is_available())
+    device = "cuda" if (requested == "cuda" or (requested == "auto" and cuda)) else "cpu"
+    name = torch.cuda.get_device_name(0) if device == "cuda" and cuda else (platform.processor() or platform.machine())
+    facts = {"torch": torch.__version__, "cuda_available": cuda,
+             "cuda_version": torch.version.cuda, "device": device, "device_name": name}
+    if requested == "cuda" and not cuda:
+        facts["problem"] = ("--device cuda asked but this torch has no usable GPU; install a CUDA "
+                            "build of torch (see README, 'GPU')")
+    return facts
+
+
+def method_facts() -> dict[str, dict[str, Any]]:
+    """{method: {"available": bool, "reason": str}} for every known method."""
+    from ..synthesis.base import get_method, method_names
+
+    facts = {}
+    for name in method_names():
+        try:
+            get_method(name)
+            facts[name] = {"available": True, "reason": ""}
+        except TumorSynthError as exc:
+            facts[name] = {"available": False, "reason": str(exc)}
+    return facts
+
+
+def model_facts() -> list[dict[str, Any]] | None:
+    """The models the registry knows, or None when the registry module is not there."""
+    try:
+        from .. import weights
+    except ImportError:
+        return None
+    lister = getattr(weights, "list_models", None)
+    if lister is None:
+        return None
+    try:
+        models = lister()
+    except TumorSynthError as exc:
+        return [{"error": str(exc)}]
+    return [m if isinstance(m, dict) else getattr(m, "to_dict", lambda m=m: {"id": str(m)})()
+            for m in models]
+
+
+def collect(device: str = "auto") -> dict[str, Any]:
+    import numpy
+
+    from .. import __version__
+
+    return {
+        "tumorsynth": __version__,
+        "python": platform.python_version(),
+        "numpy": numpy.__version__,
+        **torch_facts(device),
+        "methods": method_facts(),
+        "models": model_facts(),
+    }
+
+
+def run(args: argparse.Namespace) -> int:
+    facts = jsonable(collect(args.device))
+    if args.events == "jsonl":  # stdout carries only event lines: the facts ride on "done"
+        from ..events import EventStream
+
+        EventStream("jsonl").done(0, info=facts)
+    elif args.json:
+        print(json.dumps(facts, indent=2))
+    else:
+        print(render(facts))
+    return 0
+
+
+def render(facts: dict[str, Any]) -> str:
+    lines = [
+        f"TumorSynth {facts['tumorsynth']}",
+        f"  python {facts['python']}, numpy {facts['numpy']}, torch {facts.get('torch') or 'not installed'}",
+        f"  device: {facts.get('device')} ({facts.get('device_name')})",
+    ]
+    if facts.get("problem"):
+        lines.append(f"  note: {facts['problem']}")
+    lines.append("methods:")
+    for name, m in facts["methods"].items():
+        lines.append(f"  {name:<12} {'available' if m['available'] else 'not available: ' + m['reason']}")
+    models = facts.get("models")
+    if models is None:
+        lines.append("models: (model registry not installed)")
+    else:
+        lines.append(f"models: {len(models)}")
+        for m in models:
+            lines.append(f"  {m.get('id', m.get('name', '?'))}: {m.get('description', m.get('error', ''))}")
+    return "\n".join(lines)

@@ -1,0 +1,230 @@
+"""The JSON-lines progress protocol shared by every long command and the Slicer modules.
+
+With ``--events jsonl`` a command writes one JSON object per line on stdout and nothing else
+(human text goes to stderr)::
+
+    {"v": 1, "event": "progress", "time": "2025-01-01T12:00:00.123Z", "step": 40, "total": 200,
+     "elapsed_s": 12.5, "eta_s": 50.0, "loss": 0.81, "lr": 0.0009}
+
+``event`` is one of ``EVENT_KINDS``. Every event carries ``v``, ``event``, ``time`` (UTC, ISO
+8601), ``step``, ``total`` (None when unknown), ``elapsed_s`` and ``eta_s`` (seconds, None
+when unknown); kinds add their own fields (``loss``, ``lr``, ``metrics``, ``path``,
+``message``, ...). Non-finite numbers are written as ``null`` so every line is strict JSON.
+
+Without ``--events jsonl`` (mode ``none``) people get a tqdm bar and log lines on stderr.
+Processes other than rank 0 of a distributed run use a disabled stream.
+"""
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import IO, Any, Iterator
+
+from .errors import InputError
+
+PROTOCOL_VERSION = 1
+EVENT_KINDS = ("start", "progress", "validation", "checkpoint", "done", "error")
+EVENT_MODES = ("none", "jsonl")
+
+
+def _clean(value: Any) -> Any:
+    """JSON-able copy of ``value``: NaN/inf -> None, numpy / torch scalars -> Python numbers."""
+    if isinstance(value, dict):
+        return {str(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    if hasattr(value, "item") and callable(value.item) and getattr(value, "ndim", 0) == 0:
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def utc_now() -> str:
+    """Current UTC time as ISO 8601 with milliseconds and a ``Z`` suffix."""
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def make_event(kind: str, /, *, step: int = 0, total: int | None = None, elapsed_s: float = 0.0,
+               eta_s: float | None = None, **fields: Any) -> dict[str, Any]:
+    """One protocol event as a dict (see the module docstring for the fields)."""
+    if kind not in EVENT_KINDS:
+        raise InputError(f"unknown event kind '{kind}'; one of: {', '.join(EVENT_KINDS)}")
+    event: dict[str, Any] = {
+        "v": PROTOCOL_VERSION, "event": kind, "time": utc_now(), "step": int(step),
+        "total": None if total is None else int(total),
+        "elapsed_s": round(float(elapsed_s), 3),
+        "eta_s": None if eta_s is None else round(float(eta_s), 3),
+    }
+    event.update(fields)
+    return _clean(event)
+
+
+def format_event(event: dict[str, Any]) -> str:
+    """The single line (no newline) that carries ``event``."""
+    return json.dumps(_clean(event), separators=(",", ":"), allow_nan=False)
+
+
+def parse_event(line: str) -> dict[str, Any]:
+    """Decode one stdout line of a ``--events jsonl`` process; InputError if it is not an event
+    of a protocol version this code understands."""
+    try:
+        event = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise InputError(f"not a JSON event line: {line[:80]!r} ({exc})") from exc
+    if not isinstance(event, dict) or event.get("event") not in EVENT_KINDS:
+        raise InputError(f"not a TumorSynth event: {line[:80]!r}")
+    if event.get("v") != PROTOCOL_VERSION:
+        raise InputError(f"event protocol version {event.get('v')} is not supported "
+                         f"(this TumorSynth reads version {PROTOCOL_VERSION}); update TumorSynth")
+    return event
+
+
+class EventStream:
+    """Progress reporting for one long command.
+
+    ``mode="jsonl"``: events go to ``stdout`` as JSON lines, ``log`` text to ``stderr``.
+    ``mode="none"``: a tqdm bar and log lines on ``stderr``. ``enabled=False``: silent (ranks
+    other than 0). ``log_path``: every event is also appended to that file (any mode).
+    ETA is extrapolated from the steps done in *this* process (a resumed run starts its clock
+    at the resumed step) and capped by ``deadline_s`` (a time budget) when given.
+    """
+
+    def __init__(self, mode: str = "none", *, total: int | None = None, desc: str = "",
+                 enabled: bool = True, stdout: IO[str] | None = None,
+                 stderr: IO[str] | None = None, log_path: str | Path | None = None) -> None:
+        if mode not in EVENT_MODES:
+            raise InputError(f"unknown --events mode '{mode}'; choose one of: {', '.join(EVENT_MODES)}")
+        self.mode, self.total, self.desc, self.enabled = mode, total, desc, enabled
+        self._out = stdout if stdout is not None else sys.stdout
+        self._err = stderr if stderr is not None else sys.stderr
+        self._log_path = Path(log_path) if log_path else None
+        self._t0 = time.monotonic()
+        self._first_step: int | None = None
+        self.deadline_s: float | None = None
+        self._bar: Any = None
+        self.last_step = 0
+
+    # -- timing -------------------------------------------------------------------------------
+    @property
+    def elapsed_s(self) -> float:
+        return time.monotonic() - self._t0
+
+    def eta_s(self, step: int) -> float | None:
+        """Seconds left: remaining steps at the observed rate, capped by the time budget."""
+        eta = None
+        if self.total is not None and self._first_step is not None and step > self._first_step:
+            rate = self.elapsed_s / (step - self._first_step)
+            eta = max(0.0, (self.total - step) * rate)
+        if self.deadline_s is not None:
+            left = max(0.0, self.deadline_s - self.elapsed_s)
+            eta = left if eta is None else min(eta, left)
+        return eta
+
+    # -- events -------------------------------------------------------------------------------
+    def emit(self, kind: str, step: int | None = None, /, **fields: Any) -> dict[str, Any]:
+        """Build, write and return one event (``step`` defaults to the last step seen)."""
+        step = self.last_step if step is None else int(step)
+        self.last_step = step
+        event = make_event(kind, step=step, total=self.total, elapsed_s=self.elapsed_s,
+                           eta_s=self.eta_s(step), **fields)
+        if not self.enabled:
+            return event
+        line = format_event(event)
+        if self._log_path is not None:
+            self._log_path.parent.mkdir(parents=True, exist_ok=True)
+            with open(self._log_path, "a", encoding="utf-8") as fh:
+                fh.write(line + "\n")
+        if self.mode == "jsonl":
+            self._out.write(line + "\n")
+            self._out.flush()
+        return event
+
+    def start(self, step: int = 0, total: int | None = None, **fields: Any) -> dict[str, Any]:
+        if total is not None:
+            self.total = int(total)
+        self._t0 = time.monotonic()
+        self._first_step = int(step)
+        if self.enabled and self.mode == "none":
+            self._open_bar(step)
+        return self.emit("start", step, **fields)
+
+    def progress(self, step: int, **fields: Any) -> dict[str, Any]:
+        if self._bar is not None:
+            self._bar.n = int(step)
+            shown = {k: f"{v:.4g}" for k, v in fields.items() if isinstance(v, float)}
+            self._bar.set_postfix(shown, refresh=False)
+            self._bar.refresh()
+        return self.emit("progress", step, **fields)
+
+    def validation(self, step: int, metrics: dict[str, Any], **fields: Any) -> dict[str, Any]:
+        shown = ", ".join(f"{k} {v:.3f}" for k, v in metrics.items() if isinstance(v, float))
+        self.log(f"validation at step {step}: {shown}")
+        return self.emit("validation", step, metrics=metrics, **fields)
+
+    def checkpoint(self, step: int, path: str | Path, **fields: Any) -> dict[str, Any]:
+        self.log(f"checkpoint at step {step}: {path}")
+        return self.emit("checkpoint", step, path=str(path), **fields)
+
+    def done(self, step: int | None = None, **fields: Any) -> dict[str, Any]:
+        self.close()
+        return self.emit("done", step, **fields)
+
+    def error(self, message: str, step: int | None = None, **fields: Any) -> dict[str, Any]:
+        self.close()
+        return self.emit("error", step, message=message, **fields)
+
+    # -- people -------------------------------------------------------------------------------
+    def log(self, message: str) -> None:
+        """One line of human text on stderr (above the bar when one is shown)."""
+        if not self.enabled:
+            return
+        if self._bar is not None:
+            self._bar.write(message, file=self._err)
+        else:
+            print(message, file=self._err, flush=True)
+
+    def _open_bar(self, step: int) -> None:
+        from tqdm import tqdm
+
+        self._bar = tqdm(total=self.total, initial=step, desc=self.desc or None, file=self._err,
+                         dynamic_ncols=True, leave=True)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+
+@contextmanager
+def event_session(mode: str, **kwargs: Any) -> Iterator[EventStream]:
+    """An EventStream for a command. In ``jsonl`` mode ``sys.stdout`` is pointed at stderr for
+    the duration, so stray prints from any library cannot corrupt the event stream."""
+    real_stdout = sys.stdout
+    stream = EventStream(mode, stdout=real_stdout, **kwargs)
+    if mode == "jsonl":
+        sys.stdout = sys.stderr
+    try:
+        yield stream
+    finally:
+        stream.close()
+        sys.stdout = real_stdout
+
+
+__all__ = [
+    "PROTOCOL_VERSION",
+    "EVENT_KINDS",
+    "EVENT_MODES",
+    "EventStream",
+    "event_session",
+    "make_event",
+    "format_event",
+    "parse_event",
+]

@@ -1,0 +1,313 @@
+"""Body wall, skeleton, back muscles, lung bases and heart of the phantom (mm, patient RAS:
++x = patient right, +y = anterior, +z = superior).
+
+The body is a super-ellipse in the axial plane (slightly tapered along z) whose layers -- skin,
+subcutaneous fat, muscle wall with fat planes -- are depths below the skin. The spine is a stack
+of vertebrae (body with cortex and marrow, disc, canal, pedicles, laminae, transverse and spinous
+processes); ribs 7-12 run in the wall from the transverse processes, descending as they go round.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .phantom_shapes import Grid, ellipsoid_level, smooth_curve, tube_field
+from .phantom_tissue import Canvas, L, T
+
+SKIN_MM = 2.5
+VERTEBRAE = ("T10", "T11", "T12", "L1", "L2", "L3", "L4", "L5")
+#: Half width / half depth (mm) of each vertebral body.
+VERTEBRA_SIZE = {"T10": (16.5, 13.5), "T11": (17.5, 14.0), "T12": (19.0, 14.5),
+                 "L1": (20.5, 15.0), "L2": (21.5, 15.5), "L3": (22.5, 16.0),
+                 "L4": (23.5, 16.0), "L5": (24.5, 16.0)}
+BODY_HALF_HEIGHT = 12.5  # vertebral body, mm
+DISC_MM = 9.0
+
+
+@dataclass(frozen=True)
+class Body:
+    """Outline and wall layers of the trunk. Angles ``theta`` are atan2(y - yc, x) in radians
+    (0 = patient right, pi/2 = anterior)."""
+
+    half_width: float
+    half_ant: float
+    half_post: float
+    yc: float
+    power: float
+    harmonics: np.ndarray   # rows (k, amplitude, phase)
+    fat: tuple[float, float, float]   # anterior, lateral, posterior subcutaneous fat (mm)
+    wall: tuple[float, float, float]  # anterior, lateral, posterior muscle wall (mm)
+    taper: float                      # relative radius change per 100 mm downward
+
+    @staticmethod
+    def random(rng: np.random.Generator) -> "Body":
+        harm = np.stack([np.array([2, 3, 4, 5]), rng.uniform(0.004, 0.018, 4),
+                         rng.uniform(0, 2 * np.pi, 4)], axis=1)
+        return Body(
+            half_width=rng.uniform(150, 166), half_ant=rng.uniform(112, 124),
+            half_post=rng.uniform(100, 110), yc=rng.uniform(-4, 4), power=rng.uniform(2.2, 2.6),
+            harmonics=harm, fat=(rng.uniform(14, 34), rng.uniform(12, 28), rng.uniform(10, 22)),
+            wall=(rng.uniform(9, 12), rng.uniform(11, 15), rng.uniform(6, 9)),
+            taper=rng.uniform(0.0, 0.02),
+        )
+
+    def radius(self, theta):
+        """Distance (mm) from the body axis to the skin along ``theta`` at z = 0."""
+        c, s = np.abs(np.cos(theta)), np.sin(theta)
+        b = np.where(s >= 0, self.half_ant, self.half_post)
+        p = self.power
+        r = ((c / self.half_width) ** p + (np.abs(s) / b) ** p) ** (-1.0 / p)
+        for k, a, ph in self.harmonics:
+            r = r * (1.0 + a * np.cos(k * theta + ph))
+        return r
+
+    def zscale(self, z):
+        return 1.0 - self.taper * np.asarray(z, float) / 100.0
+
+    def _mix(self, theta, values):
+        s = np.sin(theta)
+        ant, lat, post = values
+        return lat + (ant - lat) * np.clip(s, 0, None) ** 2 + (post - lat) * np.clip(-s, 0, None) ** 2
+
+    def fat_mm(self, theta):
+        return self._mix(theta, self.fat) * (1.0 + 0.12 * np.sin(3 * theta + self.harmonics[0, 2]))
+
+    def wall_mm(self, theta):
+        return self._mix(theta, self.wall)
+
+    def point(self, theta, z, depth):
+        """(x, y) in mm of the point ``depth`` mm below the skin along ``theta`` at height z."""
+        r = self.radius(theta) * self.zscale(z) - depth
+        return r * np.cos(theta), self.yc + r * np.sin(theta)
+
+
+@dataclass(frozen=True)
+class Spine:
+    """Vertebral column: level centres along z and the (lordotic) AP position of the bodies."""
+
+    y0: float
+    z_l1: float
+    step: float
+    lordosis: float
+
+    @staticmethod
+    def random(rng: np.random.Generator, body: Body) -> "Spine":
+        return Spine(y0=body.yc - body.half_post + rng.uniform(78, 88),
+                     z_l1=rng.uniform(14, 34), step=rng.uniform(32, 36),
+                     lordosis=rng.uniform(3, 9))
+
+    def y(self, z):
+        """y (mm) of the vertebral body centre at height z."""
+        return self.y0 + self.lordosis * np.exp(-((np.asarray(z, float) + 60.0) / 90.0) ** 2)
+
+    def z_of(self, name: str) -> float:
+        """Centre height (mm) of a vertebra ("T10" ... "L5", "T7" ... for rib origins)."""
+        order = {f"T{n}": n - 13 for n in range(1, 13)} | {f"L{n}": n - 1 for n in range(1, 6)}
+        return self.z_l1 - order[name] * self.step
+
+    def canal_y(self, name: str) -> float:
+        return float(self.y(self.z_of(name))) - VERTEBRA_SIZE.get(name, (16, 14))[1] - 10.0
+
+
+def paint_body(cv: Canvas, body: Body) -> None:
+    """Skin, subcutaneous fat, muscle wall (with two fat planes laterally), cavity fat, table."""
+    reg = cv.grid.full()
+    x2, y2 = reg.x[:, :, 0], reg.y[:, :, 0]
+    theta = np.arctan2(y2 - body.yc, x2)
+    r2 = np.hypot(x2, y2 - body.yc)
+    depth = (body.radius(theta) * 1.0).astype(np.float32)[:, :, None] \
+        * body.zscale(reg.z[0, 0, :]).astype(np.float32)[None, None, :] - r2[:, :, None]
+    t_fat = (SKIN_MM + body.fat_mm(theta)).astype(np.float32)
+    wall = body.wall_mm(theta).astype(np.float32)
+    near_midline = (np.abs(x2) < 4.0) & (y2 > body.yc)
+    wall = np.where(near_midline, 2.0, wall).astype(np.float32)  # linea alba
+    layer = ((depth >= 0).view(np.uint8) + (depth >= SKIN_MM).view(np.uint8)
+             + (depth >= t_fat[:, :, None]).view(np.uint8)
+             + (depth >= (t_fat + wall)[:, :, None]).view(np.uint8))
+    cv.tissue[...] = np.array([T.AIR, T.SKIN, T.SUBFAT, T.MUSCLE, T.FAT], np.uint8)[layer]
+    lateral = (np.abs(np.cos(theta)) > 0.5)[:, :, None]
+    rel = depth - t_fat[:, :, None]
+    planes = lateral & ((np.abs(rel - 0.36 * wall[:, :, None]) < 0.8)
+                        | (np.abs(rel - 0.68 * wall[:, :, None]) < 0.8))
+    cv.tissue[planes & (layer == 3)] = T.FAT
+    _paint_table(cv, body)
+
+
+def _paint_table(cv: Canvas, body: Body) -> None:
+    y_back = body.yc - body.half_post * 1.02 - 4.0
+    reg = cv.grid.region((-200, y_back - 60, -1e9), (200, y_back + 10, 1e9))
+    if reg is None:
+        return
+    top = y_back + 0.0016 * reg.x ** 2 - 0.0016 * 150 ** 2 * 0.3
+    shell = (np.abs(reg.y - top) < 1.6) | (np.abs(reg.y - (top - 30.0)) < 1.6)
+    cv.paint(reg, shell & (np.abs(reg.x) < 190), T.TABLE, into=(T.AIR,))
+
+
+def _ellipse_sdf(x, y, a, b):
+    return (np.sqrt((x / a) ** 2 + (y / b) ** 2) - 1.0) * min(a, b)
+
+
+def _capsule_sdf(x, y, p0, p1, r):
+    d = np.subtract(p1, p0)
+    t = np.clip(((x - p0[0]) * d[0] + (y - p0[1]) * d[1]) / float(d.dot(d)), 0.0, 1.0)
+    return np.hypot(x - p0[0] - t * d[0], y - p0[1] - t * d[1]) - r
+
+
+def paint_spine(cv: Canvas, spine: Spine) -> None:
+    """Vertebrae T10-L5 (labelled per level), discs, canal with cord (above the conus)."""
+    _paint_canal(cv, spine)
+    for name in VERTEBRAE:
+        _paint_vertebra(cv, spine, name)
+
+
+def _paint_canal(cv: Canvas, spine: Spine) -> None:
+    reg = cv.grid.region((-15, spine.y0 - 55, -1e9), (15, spine.y0, 1e9))
+    if reg is None:
+        return
+    cy = spine.y(reg.z) - 15.5 - 10.0
+    canal = (reg.x / 10.5) ** 2 + ((reg.y - cy) / 8.0) ** 2 <= 1.0
+    cv.paint(reg, canal, T.CSF, into=None)
+    conus = spine.z_of("L1") - 14.0
+    cord = ((reg.x / 4.5) ** 2 + ((reg.y - cy) / 4.0) ** 2 <= 1.0) & (reg.z > conus)
+    cv.paint(reg, cord, T.CORD, L["spinal_cord"], into=None)
+
+
+def _paint_vertebra(cv: Canvas, spine: Spine, name: str) -> None:
+    zc = spine.z_of(name)
+    w, d = VERTEBRA_SIZE[name]
+    ys = float(spine.y(zc))
+    cy = ys - d - 10.0
+    reg = cv.grid.region((-w - 45, cy - 45, zc - 22), (w + 45, ys + d + 3, zc + BODY_HALF_HEIGHT))
+    if reg is None:
+        return
+    x, y, zr = reg.x[:, :, 0], reg.y[:, :, 0], reg.z[0, 0, :] - zc
+    body = np.maximum(_ellipse_sdf(x, y - ys, w, d), -(np.hypot(x, y - (ys - d - 4.0)) - 8.0))
+    disc = _ellipse_sdf(x, y - ys, w + 1.0, d + 1.0)
+    lumbar = name.startswith("L")
+    tp_tip = (w + 24.0, cy + 3.0) if lumbar else (w + 12.0, cy - 9.0)
+    parts = {  # name: (2D sdf, z band relative to the body centre)
+        "pedicles": (np.minimum(*[_capsule_sdf(x, y, (s * 9.5, ys - d + 3), (s * 12.5, cy - 1), 4.0)
+                                  for s in (1, -1)]), (-2, 10)),
+        "transverse": (np.minimum(*[_capsule_sdf(x, y, (s * 12.5, cy), (s * tp_tip[0], tp_tip[1]), 3.6)
+                                    for s in (1, -1)]), (-5, 5)),
+        "laminae": (np.minimum(*[_capsule_sdf(x, y, (s * 12.5, cy - 1), (s * 3.0, cy - 12), 3.6)
+                                 for s in (1, -1)]), (-17, 6)),
+        "spinous": (_capsule_sdf(x, y, (0.0, cy - 11), (0.0, cy - 40), 3.6), (-21, 2)),
+        "facets": (np.minimum(*[_capsule_sdf(x, y, (s * 13.0, cy - 4), (s * 15.0, cy - 9), 4.5)
+                                for s in (1, -1)]), (-22, -12)),
+    }
+    big = np.float32(1e3)
+    in_body = np.abs(zr) <= BODY_HALF_HEIGHT
+    bone = np.where(in_body[None, None, :], body[:, :, None], big)
+    for sdf, (lo, hi) in parts.values():
+        band = (zr >= lo) & (zr <= hi)
+        bone = np.minimum(bone, np.where(band[None, None, :], sdf[:, :, None], big))
+    in_disc = (zr < -BODY_HALF_HEIGHT) & (zr > -BODY_HALF_HEIGHT - DISC_MM)
+    cv.paint(reg, (disc[:, :, None] <= 0) & in_disc[None, None, :], T.DISC, into=None)
+    endplate = (np.abs(zr) > BODY_HALF_HEIGHT - 1.5)[None, None, :] & (body[:, :, None] <= 0)
+    tissue = np.where((bone > -1.6) | endplate, T.CORTEX, T.MARROW).astype(np.uint8)
+    cv.paint(reg, bone <= 0, tissue, L[f"vertebrae_{name}"], into=None)
+
+
+def paint_back_muscles(cv: Canvas, body: Body, spine: Spine) -> None:
+    """Erector spinae (autochthon), psoas (iliopsoas), quadratus lumborum, diaphragmatic crura."""
+    grid = cv.grid
+    reg = grid.region((-95, spine.y0 - 90, -1e9), (95, spine.y0 + 40, 1e9))
+    if reg is None:
+        return
+    z = reg.z
+    ys = spine.y(z)
+    cy = ys - 25.5
+    soft = (T.MUSCLE, T.FAT)
+    for side, key in ((1, "autochthon_right"), (-1, "autochthon_left")):
+        erector = ((reg.x - side * 24.0) / 19.0) ** 2 + ((reg.y - (cy - 24.0)) / 23.0) ** 2 <= 1
+        cv.paint(reg, erector, T.MUSCLE, L[key], into=soft)
+    z_top = spine.z_of("T12") - 5.0
+    grow = np.clip((z_top - z) * 0.21, 0, None)
+    pr = np.minimum(5.0 + grow, 27.0)
+    for side, key in ((1, "iliopsoas_right"), (-1, "iliopsoas_left")):
+        cx = side * (VERTEBRA_SIZE["L2"][0] + 2.0 + pr * 0.9)
+        psoas = (((reg.x - cx) / pr) ** 2 + ((reg.y - (ys - 2.0 + 0.25 * pr)) / (0.85 * pr)) ** 2 <= 1) \
+            & (z < z_top)
+        cv.paint(reg, psoas, T.MUSCLE, L[key], into=soft)
+        ql_r = np.minimum(4.0 + 0.6 * grow, 15.0)
+        ql = (((reg.x - side * (62.0 - 0.2 * ql_r)) / ql_r) ** 2
+              + ((reg.y - (cy + 2.0)) / (0.6 * ql_r)) ** 2 <= 1) & (z < z_top + 10)
+        cv.paint(reg, ql, T.MUSCLE, into=soft)
+        crus = (np.abs(reg.x - side * (11.0 - 0.12 * (reg.y - ys))) < 3.2) \
+            & (reg.y > ys + 8) & (reg.y < ys + 42) & (z > spine.z_of("L2"))
+        cv.paint(reg, crus, T.MUSCLE, into=(T.FAT,))
+
+
+def rib_path(body: Body, spine: Spine, n: int, side: int, rng: np.random.Generator):
+    """Centre line (points, mm) of rib ``n`` (7-12) on ``side`` (+1 right, -1 left), and the
+    index where its bony part ends (costal cartilage follows for ribs 7-10)."""
+    name = f"T{n}"
+    z0 = spine.z_of(name)
+    w, d = VERTEBRA_SIZE.get(name, (16.0, 13.5))
+    ys = float(spine.y(z0))
+    cy = ys - d - 10.0
+    end = {12: 72, 11: 100, 10: 132, 9: 142, 8: 150, 7: 156}[n] + rng.uniform(-6, 6)
+    slope = rng.uniform(1.0, 1.2)  # mm of descent per degree round the trunk
+    pts = [(side * (w - 2.0), ys - d + 4.0, z0 + 4.0), (side * (w + 12.0), cy - 8.0, z0)]
+    alphas = np.arange(45.0, end + 1e-6, 6.0)
+    cart = np.arange(end + 6.0, min(end + 30.0, 176.0), 6.0) if n <= 10 else np.array([])
+    for i, a in enumerate(np.concatenate([alphas, cart])):
+        theta = np.radians(a - 90.0) if side > 0 else np.radians(-90.0 - a)
+        z = z0 - slope * (min(a, end) - 35.0) + 0.7 * max(a - end, 0.0)
+        depth = SKIN_MM + body.fat_mm(theta) + 0.55 * body.wall_mm(theta)
+        x, y = body.point(theta, z, depth)
+        pts.append((float(x), float(y), float(z)))
+    curve, arc = smooth_curve(np.array(pts), 3.0)
+    bony_len = np.linalg.norm(np.diff(np.array(pts[: 2 + len(alphas)]), axis=0), axis=1).sum()
+    return curve, int(np.searchsorted(arc, bony_len))
+
+
+def paint_ribs(cv: Canvas, body: Body, spine: Spine, rng: np.random.Generator) -> None:
+    """Ribs 7-12 both sides (bone with cortex, labelled per rib) and costal cartilages."""
+    for n in (7, 8, 9, 10, 11, 12):
+        for side, key in ((1, f"rib_right_{n}"), (-1, f"rib_left_{n}")):
+            curve, cut = rib_path(body, spine, n, side, rng)
+            radius = 4.3 if n < 11 else 3.8
+            for pts, is_bone in ((curve[: cut + 1], True), (curve[cut:], False)):
+                if len(pts) < 2:
+                    continue
+                field = tube_field(cv.grid, pts, radius)
+                if field is None:
+                    continue
+                reg, lev = field.region, field.level
+                spine_bone = np.isin(cv.tissue[reg.slices], (T.CORTEX, T.MARROW, T.DISC))
+                inside = (lev <= 0) & ~spine_bone
+                if is_bone:
+                    tissue = np.where(lev > -1.5, T.CORTEX, T.MARROW).astype(np.uint8)
+                    cv.paint(reg, inside, tissue, L[key], into=None)
+                else:
+                    cv.paint(reg, inside, T.CARTILAGE, L["costal_cartilages"], into=None)
+
+
+def paint_thorax_base(cv: Canvas, body: Body, rng: np.random.Generator) -> float:
+    """Diaphragm domes with lung bases above them (posterior recesses reach lowest) and the
+    inferior heart; returns the height (mm) of the right dome's top."""
+    top_r = rng.uniform(112, 126)
+    top_l = top_r - rng.uniform(6, 14)
+    xr, xl = rng.uniform(50, 70), -rng.uniform(55, 75)
+    curv = rng.uniform(0.0050, 0.0062)
+    reg = cv.grid.region((-1e9, -1e9, 20.0), (1e9, 1e9, 1e9))
+    if reg is None:
+        return top_r
+    x, y = reg.x[:, :, 0], reg.y[:, :, 0]
+    post = np.clip(body.yc - y, 0, None)
+    zd = np.maximum(top_r - curv * ((x - xr) ** 2 + (y - 8.0) ** 2),
+                    top_l - curv * ((x - xl) ** 2 + y ** 2)) - 0.0022 * post ** 2
+    zd = zd.astype(np.float32)[:, :, None]
+    above = reg.z > zd
+    lung_label = np.where(reg.x > 0, L["lung_lower_lobe_right"], L["lung_lower_lobe_left"])
+    free = cv.free(reg)
+    heart = (ellipsoid_level(reg, (-25.0, 45.0, top_l + 62.0), (68, 52, 62)) <= 0) & above \
+        & (reg.z > zd + 5.0)
+    cv.paint(reg, heart & free, T.HEART, L["heart"], into=None)
+    for side_label in (L["lung_lower_lobe_right"], L["lung_lower_lobe_left"]):
+        cv.paint(reg, above & (lung_label == side_label), T.LUNG, side_label)
+    cv.paint(reg, (reg.z > zd - 4.5) & ~above, T.MUSCLE)
+    return top_r

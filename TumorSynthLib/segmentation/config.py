@@ -1,0 +1,98 @@
+"""Training configuration: one dataclass that the CLI fills, the trainer reads and every
+checkpoint carries (as a JSON-able dict), so a run can be resumed, audited and applied."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+from ..errors import InputError
+
+#: HU window mapped to [0, 1] before the network (abdominal soft tissue).
+WINDOW_HU = (-175.0, 250.0)
+#: Fields that must not change when resuming a run (they define the model and its labels).
+FROZEN_ON_RESUME = ("organ", "model", "channels", "spacing_mm", "patch", "window_hu")
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run depends on. Sizes: ``spacing_mm`` (isotropic voxel, mm),
+    ``patch`` (voxels per side); time: ``max_minutes``; steps are optimizer steps."""
+
+    data: str
+    out: str
+    organ: str = "liver"
+    method: str = "handcrafted"
+    labels: str = "auto"                  # label convention of the dataset (auto: guessed)
+    model: str = "unet"                   # unet | swinunetr | dynunet
+    channels: tuple[int, ...] | None = None   # feature widths (None: the model's CPU/GPU default)
+    spacing_mm: float = 1.5
+    patch: int = 64
+    batch_size: int = 1                   # cases per step; each gives samples_per_case patches
+    samples_per_case: int = 2
+    lr: float = 1e-3
+    weight_decay: float = 1e-5
+    warmup_steps: int | None = None       # None: 5 % of max_steps (at most 200)
+    max_steps: int = 2000
+    max_minutes: float | None = None
+    val_every: int = 250                  # 0: no validation (and no best.pt)
+    ckpt_every: int = 50
+    max_val_cases: int = 8
+    val_fraction: float = 0.2             # held out when the data give no validation list
+    seed: int = 0
+    device: str = "auto"
+    workers: int = 1
+    cache_rate: float = 1.0
+    prob: float = 0.5                     # probability of synthetic tumors in a healthy sample
+    stage_mix: dict[str, float] = field(
+        default_factory=lambda: {"early": 0.8, "intermediate": 0.1, "advanced": 0.1})
+    num_tumors: tuple[int, int] = (1, 1)
+    window_hu: tuple[float, float] = WINDOW_HU
+    amp: bool = True                      # mixed precision (CUDA only)
+    resume: bool = False
+
+    def __post_init__(self) -> None:
+        self.check()
+
+    def check(self) -> None:
+        """InputError for values that cannot work, saying which flag to change."""
+        if self.max_steps < 1:
+            raise InputError(f"--max-steps must be >= 1, got {self.max_steps}")
+        if self.max_minutes is not None and self.max_minutes <= 0:
+            raise InputError(f"--max-minutes must be > 0, got {self.max_minutes}")
+        if self.spacing_mm <= 0:
+            raise InputError(f"--spacing must be > 0 mm, got {self.spacing_mm}")
+        if self.patch < 16 or self.patch % 16:
+            raise InputError(f"--patch must be a multiple of 16 (>= 16), got {self.patch}")
+        if self.batch_size < 1 or self.samples_per_case < 1:
+            raise InputError("--batch-size and --samples-per-case must be >= 1")
+        if not 0.0 <= self.prob <= 1.0:
+            raise InputError(f"--prob must be in [0, 1], got {self.prob}")
+        if self.lr <= 0:
+            raise InputError(f"--lr must be > 0, got {self.lr}")
+        if self.workers < 0:
+            raise InputError(f"--workers must be >= 0, got {self.workers}")
+
+    @property
+    def warmup(self) -> int:
+        if self.warmup_steps is not None:
+            return max(0, int(self.warmup_steps))
+        return min(200, max(1, self.max_steps // 20))
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        for key in ("channels", "num_tumors", "window_hu"):
+            if out[key] is not None:
+                out[key] = list(out[key])
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
+        known = {f.name for f in fields(cls)}
+        kwargs = {k: v for k, v in data.items() if k in known}
+        for key in ("channels", "num_tumors", "window_hu"):
+            if kwargs.get(key) is not None:
+                kwargs[key] = tuple(kwargs[key])
+        return cls(**kwargs)
+
+
+__all__ = ["TrainConfig", "WINDOW_HU", "FROZEN_ON_RESUME"]

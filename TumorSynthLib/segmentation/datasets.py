@@ -1,0 +1,281 @@
+"""Segmentation datasets: find image/label pairs, check them, and map labels to the task.
+
+Accepted data (``find_cases``):
+
+* a MONAI decathlon-style JSON datalist ``{"training": [{"image": .., "label": ..}],
+  "validation": [...]}`` (paths relative to the JSON file's folder);
+* a folder in one of these layouts: ``imagesTr/`` + ``labelsTr/`` (MSD, nnU-Net ``_0000``
+  suffixes allowed), ``images/`` + ``labels/``, one sub-folder per case holding an image
+  (``image.*``, ``ct.*``) and a label (``label.*``, ``labels.*``, ``seg.*``, ``organs.*``), or
+  flat ``NAME.nii.gz`` + ``NAME_label.nii.gz`` (``_seg``, ``_labels``, ``_organs``).
+
+Labels of any convention (``organs.CONVENTIONS``) are mapped to the task labels
+{0 background, 1 organ, 2 tumor} of one organ (``task_label_array``). "Has a real tumor" means
+the convention's tumor id is present.
+
+Faults (``check_cases``): a pair whose image and label grids differ, a label without the organ
+and an unreadable file are **skipped with a warning** naming the file and the fix; if no case
+remains the run is refused with InputError.
+"""
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..errors import InputError, TumorSynthError
+from ..organs import (
+    CONVENTIONS, canonical_organ, label_names, organ_region_label_ids, tumor_label_id,
+    organ_label_ids,
+)
+from ..volume import GRID_TOLERANCE_MM, load_volume
+
+VOLUME_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
+_IMAGE_NAMES = ("image", "ct", "img", "volume")
+_LABEL_NAMES = ("label", "labels", "seg", "segmentation", "organs", "mask")
+TASK_CLASSES = ("background", "organ", "tumor")
+
+
+@dataclass
+class Case:
+    """One image/label pair; ``has_tumor`` and ``convention`` are filled by ``check_cases``."""
+
+    image: str
+    label: str
+    case_id: str
+    has_tumor: bool | None = None
+    convention: str | None = None
+
+    def item(self) -> dict[str, str]:
+        return {"image": self.image, "label": self.label, "case_id": self.case_id}
+
+
+@dataclass
+class CaseSplit:
+    training: list[Case]
+    validation: list[Case]
+    skipped: list[dict[str, str]] = field(default_factory=list)
+    convention: str = "msd"
+
+
+# -- names ------------------------------------------------------------------------------------
+def strip_volume_suffix(name: str) -> str:
+    for suffix in VOLUME_SUFFIXES:
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def is_volume_file(path: Path) -> bool:
+    return path.is_file() and any(path.name.lower().endswith(s) for s in VOLUME_SUFFIXES)
+
+
+def case_id_of(path: str | Path) -> str:
+    """Case id of a file: its name without extension, nnU-Net channel suffix and a trailing
+    ``_image`` / ``_label`` / ``_pred`` ... word."""
+    stem = strip_volume_suffix(Path(path).name)
+    stem = re.sub(r"_\d{4}$", "", stem)
+    return re.sub(r"_(image|ct|img|label|labels|seg|segmentation|organs|mask|gt|pred)$", "", stem,
+                  flags=re.IGNORECASE)
+
+
+def _volumes_in(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if is_volume_file(p))
+
+
+# -- discovery --------------------------------------------------------------------------------
+def find_cases(data: str | Path) -> tuple[list[Case], list[Case]]:
+    """(training, validation) cases of a datalist JSON or a folder (see the module doc).
+    Validation is empty unless the datalist names one. InputError when nothing is found."""
+    path = Path(data).expanduser()
+    if not path.exists():
+        raise InputError(f"--data '{path}' does not exist; give a folder of image/label pairs "
+                         "or a datalist JSON")
+    if path.is_file():
+        return _from_datalist(path)
+    cases = _from_folder(path)
+    if not cases:
+        raise InputError(
+            f"no image/label pairs found in '{path}'; expected imagesTr/+labelsTr/, images/+labels/, "
+            "one folder per case with image.nii.gz + label.nii.gz, NAME.nii.gz + NAME_label.nii.gz, "
+            "or a datalist JSON"
+        )
+    return cases, []
+
+
+def _from_datalist(path: Path) -> tuple[list[Case], list[Case]]:
+    try:
+        content = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise InputError(f"cannot read the datalist '{path}': {exc}") from exc
+    if not isinstance(content, dict) or not isinstance(content.get("training"), list):
+        raise InputError(f"datalist '{path}' needs a 'training' list of {{'image', 'label'}} entries")
+
+    def cases(key: str) -> list[Case]:
+        out = []
+        for i, entry in enumerate(content.get(key) or []):
+            if not isinstance(entry, dict) or "image" not in entry or "label" not in entry:
+                raise InputError(f"datalist '{path}': entry {i} of '{key}' needs 'image' and 'label'")
+            image, label = (str((path.parent / entry[k]).resolve()) for k in ("image", "label"))
+            out.append(Case(image, label, str(entry.get("case_id") or case_id_of(image))))
+        return out
+
+    training = cases("training")
+    if not training:
+        raise InputError(f"datalist '{path}' has an empty 'training' list; add image/label pairs")
+    return training, cases("validation")
+
+
+def _from_folder(folder: Path) -> list[Case]:
+    for img_dir, lab_dir in (("imagesTr", "labelsTr"), ("images", "labels")):
+        if (folder / img_dir).is_dir() and (folder / lab_dir).is_dir():
+            return _paired_folders(folder / img_dir, folder / lab_dir)
+    per_case = [c for sub in sorted(p for p in folder.iterdir() if p.is_dir())
+                if (c := _case_folder(sub)) is not None]
+    return per_case or _flat_pairs(folder)
+
+
+def _paired_folders(images: Path, labels: Path) -> list[Case]:
+    by_id = {case_id_of(p): p for p in _volumes_in(labels)}
+    return [Case(str(p), str(by_id[case_id_of(p)]), case_id_of(p))
+            for p in _volumes_in(images) if case_id_of(p) in by_id]
+
+
+def _named(files: list[Path], names: Sequence[str]) -> Path | None:
+    for p in files:
+        if strip_volume_suffix(p.name).lower() in names:
+            return p
+    return None
+
+
+def _case_folder(sub: Path) -> Case | None:
+    files = _volumes_in(sub)
+    image, label = _named(files, _IMAGE_NAMES), _named(files, _LABEL_NAMES)
+    return Case(str(image), str(label), sub.name) if image and label else None
+
+
+def _flat_pairs(folder: Path) -> list[Case]:
+    files = _volumes_in(folder)
+    labels = {case_id_of(p): p for p in files
+              if re.search(r"_(label|labels|seg|segmentation|organs|mask)$",
+                           strip_volume_suffix(p.name), re.IGNORECASE)}
+    return [Case(str(p), str(labels[case_id_of(p)]), case_id_of(p))
+            for p in files if p not in labels.values() and case_id_of(p) in labels]
+
+
+# -- labels -----------------------------------------------------------------------------------
+def guess_convention(labels: np.ndarray, organ: str) -> str:
+    """The convention a labelmap most likely uses: totalseg when ids above 3 occur, kits for
+    a kidney task with id 3, msd (organ 1, tumor 2) otherwise."""
+    top = int(np.max(labels)) if labels.size else 0
+    if top > 3:
+        return "totalseg"
+    if top == 3 and canonical_organ(organ) == "kidney":
+        return "kits"
+    return "msd"
+
+
+def tumor_ids(organ: str, convention: str) -> tuple[int, ...]:
+    return tuple(sorted({tumor_label_id(i, convention) for i in organ_label_ids(organ, convention)}))
+
+
+def task_label_array(labels: np.ndarray, organ: str, convention: str) -> np.ndarray:
+    """uint8 task labels: 1 where the organ region (tissue, cysts, tumors) is, 2 on tumor ids,
+    0 elsewhere. The input is not modified."""
+    lab = np.asarray(labels)
+    out = np.zeros(lab.shape, dtype=np.uint8)
+    out[np.isin(lab, organ_region_label_ids(organ, convention))] = 1
+    out[np.isin(lab, tumor_ids(organ, convention))] = 2
+    return out
+
+
+def task_label_names(organ: str) -> dict[int, str]:
+    """{0: "background", 1: organ, 2: "<organ>_tumor"} (the checkpoint's label map)."""
+    names = label_names("msd", canonical_organ(organ))
+    return {0: "background", 1: names[1], 2: names[2]}
+
+
+# -- checks -----------------------------------------------------------------------------------
+def _grid(path: str) -> tuple[tuple[int, ...], np.ndarray]:
+    """(shape, voxel->RAS affine) of a file, from the header alone for NIfTI."""
+    if path.lower().endswith((".nii", ".nii.gz")):
+        import nibabel as nib
+
+        try:
+            img = nib.load(path)
+        except Exception as exc:
+            raise InputError(f"cannot read '{path}': {exc}") from exc
+        return tuple(int(s) for s in img.shape[:3]), np.asarray(img.affine, dtype=float)
+    vol = load_volume(path)
+    return vol.shape, vol.affine
+
+
+def _check_one(case: Case, organ: str, convention: str) -> tuple[str, str | None]:
+    """(convention used, reason to skip or None). Fills ``case.has_tumor``."""
+    image_shape, image_affine = _grid(case.image)
+    label = load_volume(case.label)
+    if label.shape != image_shape or not np.allclose(label.affine, image_affine, atol=GRID_TOLERANCE_MM):
+        return convention, (f"image grid {image_shape} and label grid {label.shape} (or their affines) "
+                            "differ; resample the label onto the image")
+    conv = guess_convention(label.array, organ) if convention == "auto" else convention
+    if not np.isin(label.array, organ_label_ids(organ, conv) + tumor_ids(organ, conv)).any():
+        return conv, (f"the label has no {organ} (ids {list(organ_label_ids(organ, conv))} in the "
+                      f"'{conv}' convention); check --organ and --labels")
+    case.has_tumor = bool(np.isin(label.array, tumor_ids(organ, conv)).any())
+    case.convention = conv
+    return conv, None
+
+
+def check_cases(cases: list[Case], organ: str, convention: str = "auto",
+                warn: Any = None) -> tuple[list[Case], list[dict[str, str]]]:
+    """(usable cases, skipped [{case_id, file, reason}]). Each skip is also passed to ``warn``
+    (a callable taking one message). Reads every label once."""
+    organ = canonical_organ(organ)
+    if convention != "auto" and convention not in CONVENTIONS:
+        raise InputError(f"unknown --labels '{convention}'; choose auto or one of {', '.join(CONVENTIONS)}")
+    kept, skipped = [], []
+    for case in cases:
+        try:
+            _, reason = _check_one(case, organ, convention)
+        except TumorSynthError as exc:
+            reason = f"unreadable ({exc})"
+        if reason is None:
+            kept.append(case)
+            continue
+        skipped.append({"case_id": case.case_id, "file": case.label, "reason": reason})
+        if warn is not None:
+            warn(f"warning: skipped case '{case.case_id}' ({case.label}): {reason}")
+    return kept, skipped
+
+
+def split_cases(data: str | Path, organ: str, convention: str = "auto", *, seed: int = 0,
+                val_fraction: float = 0.2, warn: Any = None) -> CaseSplit:
+    """Find, check and split the cases. Without a validation list, ``val_fraction`` of the
+    cases (at least one when there are two or more) is held out, chosen by ``seed``."""
+    training, validation = find_cases(data)
+    training, skipped = check_cases(training, organ, convention, warn)
+    validation, skipped_val = check_cases(validation, organ, convention, warn)
+    skipped += skipped_val
+    if not training:
+        reasons = "; ".join(f"{s['case_id']}: {s['reason']}" for s in skipped[:3])
+        raise InputError(f"no usable training case in '{data}' ({len(skipped)} skipped: {reasons})")
+    if not validation and len(training) >= 2 and val_fraction > 0:
+        order = np.random.default_rng(seed).permutation(len(training))
+        n_val = max(1, int(round(val_fraction * len(training))))
+        validation = [training[i] for i in sorted(order[:n_val])]
+        training = [training[i] for i in sorted(order[n_val:])]
+    conventions = {c.convention for c in training + validation}
+    if len(conventions) > 1:
+        raise InputError(f"the labels mix conventions {sorted(conventions)}; pass --labels explicitly")
+    return CaseSplit(training, validation, skipped, conventions.pop())
+
+
+__all__ = [
+    "Case", "CaseSplit", "TASK_CLASSES", "find_cases", "check_cases", "split_cases",
+    "case_id_of", "guess_convention", "task_label_array", "task_label_names", "tumor_ids",
+    "is_volume_file", "strip_volume_suffix",
+]

@@ -1,0 +1,182 @@
+"""Applying a trained model: sliding-window inference on the model grid, probabilities resampled
+back onto the input grid, then tumor post-processing.
+
+``segment_volume`` returns a labelmap aligned voxel-for-voxel with the input image
+{0 background, 1 organ, 2 tumor} and a JSON-able summary (tumor count, volumes in ml,
+equivalent and RECIST diameters in mm, centroids in RAS mm). Post-processing: a predicted tumor
+component must touch the organ (predicted, or given with ``organs``) or it is dropped, and
+components whose equivalent radius is below ``min_radius_mm`` (3 mm) are relabelled organ.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..errors import InputError
+from ..measure import measure_mask
+from ..volume import Volume, check_same_grid
+from .checkpoint import check_label_set, label_names_of, load_checkpoint, load_model_state
+from .datasets import guess_convention, task_label_array
+from .device import is_out_of_memory, out_of_memory_error
+from .models import ModelConfig, build_model
+from .pipeline import RAS_LABELS
+from .postprocess import MIN_RADIUS_MM, keep_touching, remove_small_components
+
+
+@dataclass
+class LoadedModel:
+    """A model ready for inference and the facts of its checkpoint."""
+
+    model: torch.nn.Module
+    path: Path
+    organ: str
+    label_names: dict[int, str]
+    spacing_mm: tuple[float, float, float]
+    window_hu: tuple[float, float]
+    patch: tuple[int, int, int]
+    device: torch.device
+    payload_info: dict[str, Any]
+
+
+def load_segmentation_model(path: str | Path, device: torch.device, organ: str | None = None) -> LoadedModel:
+    """Read, check (label set, organ) and build the model of a checkpoint, in eval mode."""
+    path = Path(path)
+    payload = load_checkpoint(path, map_location="cpu")
+    check_label_set(payload, path, organ)
+    model = build_model(ModelConfig.from_dict(payload["model_config"]))
+    load_model_state(model, payload, path)
+    model.to(device).eval()
+    pre = payload["preprocessing"]
+    config = payload.get("config") or {}
+    names = label_names_of(payload)
+    return LoadedModel(
+        model=model, path=path, organ=str(config.get("organ", names[1])), label_names=names,
+        spacing_mm=tuple(float(s) for s in pre["spacing_mm"]),
+        window_hu=tuple(float(w) for w in pre["window_hu"]),
+        patch=tuple(int(p) for p in pre["patch"]), device=device,
+        payload_info={"step": payload.get("step"), "best_metric": payload.get("best_metric"),
+                      "versions": payload.get("versions"), "config": config},
+    )
+
+
+def predict_logits(model: torch.nn.Module, image: torch.Tensor, patch: tuple[int, int, int],
+                   device: torch.device, *, overlap: float = 0.5, mode: str = "gaussian",
+                   amp: bool = True) -> torch.Tensor:
+    """Sliding-window logits (1, C, ...) on the CPU for a (1, 1, ...) windowed image; the
+    windows run on ``device``."""
+    from monai.inferers import sliding_window_inference
+
+    use_amp = amp and device.type == "cuda"
+    try:
+        with torch.no_grad(), torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
+            out = sliding_window_inference(image, patch, sw_batch_size=2, predictor=model,
+                                           overlap=overlap, mode=mode, sw_device=device,
+                                           device=torch.device("cpu"))
+    except (RuntimeError, torch.OutOfMemoryError) as exc:
+        if is_out_of_memory(exc):
+            raise out_of_memory_error(device, patch[0], "inference") from exc
+        raise
+    return torch.as_tensor(out).float()
+
+
+def to_model_grid(image: Volume, spacing_mm: tuple[float, float, float],
+                  window_hu: tuple[float, float]) -> Any:
+    """(1, I, J, K) MetaTensor: the image reoriented to RAS, resampled to ``spacing_mm`` and
+    windowed to [0, 1]; its ``affine`` maps model voxels to RAS."""
+    from monai.data import MetaTensor
+    from monai.transforms import Orientation, ScaleIntensityRange, Spacing
+
+    arr = np.asarray(image.array, dtype=np.float32)[None]
+    x = MetaTensor(torch.from_numpy(arr.copy()), affine=torch.as_tensor(image.affine))
+    x = Orientation(axcodes="RAS", labels=RAS_LABELS)(x)
+    x = Spacing(pixdim=spacing_mm, mode="bilinear")(x)
+    return ScaleIntensityRange(window_hu[0], window_hu[1], 0.0, 1.0, clip=True)(x)
+
+
+def argmax_on_grid(probs: Any, target: Volume) -> np.ndarray:
+    """Argmax of the (C, ...) probabilities (MetaTensor on the model grid) after resampling each
+    class (linear) onto ``target``'s grid; one class at a time to bound memory."""
+    from monai.transforms import SpatialResample
+
+    resample = SpatialResample(mode="bilinear", padding_mode="border")
+    dst = torch.as_tensor(target.affine, dtype=torch.float64)
+    best_val = best_idx = None
+    for c in range(probs.shape[0]):
+        chan = resample(probs[c:c + 1], dst_affine=dst, spatial_size=target.shape)
+        val = np.asarray(chan.detach().cpu().numpy()[0], dtype=np.float32)
+        if best_val is None:
+            best_val, best_idx = val, np.zeros(val.shape, dtype=np.uint8)
+        else:
+            better = val > best_val
+            best_val = np.where(better, val, best_val)
+            best_idx[better] = c
+    return best_idx
+
+
+def postprocess_labels(labels: np.ndarray, spacing: np.ndarray, organ_region: np.ndarray | None,
+                       min_radius_mm: float) -> tuple[np.ndarray, dict[str, int]]:
+    """Task labels after the organ constraint and the size filter (see the module doc)."""
+    organ = organ_region if organ_region is not None else labels == 1
+    tumor, outside = keep_touching(labels == 2, organ)
+    kept, small = remove_small_components(tumor, spacing, min_radius_mm)
+    out = np.zeros(labels.shape, dtype=np.uint8)
+    out[organ | (tumor & ~kept)] = 1
+    out[kept] = 2
+    return out, {"outside_organ": outside, "small": small}
+
+
+def tumor_summary(labels: Volume, organ: str, label_names: dict[int, str]) -> dict[str, Any]:
+    """Count, volumes (ml) and diameters (mm) of the tumors of a task labelmap."""
+    from .postprocess import components
+
+    comp, n = components(labels.array == 2)
+    tumors = []
+    for i in range(1, n + 1):
+        m = measure_mask(comp == i, labels.affine)
+        tumors.append({"id": i, "volume_ml": m["volume_ml"],
+                       "equivalent_diameter_mm": m["equivalent_diameter_mm"],
+                       "recist_long_mm": m["recist_long_mm"], "recist_short_mm": m["recist_short_mm"],
+                       "centroid_ras": m["centroid_ras"]})
+    organ_ml = float(np.count_nonzero(labels.array >= 1)) * float(np.prod(labels.spacing)) / 1000.0
+    return {"organ": organ, "label_names": {str(k): v for k, v in label_names.items()},
+            "tumor_count": n, "total_tumor_ml": float(sum(t["volume_ml"] for t in tumors)),
+            "organ_volume_ml": organ_ml, "tumors": tumors}
+
+
+def segment_volume(loaded: LoadedModel, image: Volume, organs: Volume | None = None, *,
+                   organs_convention: str = "auto", min_radius_mm: float = MIN_RADIUS_MM,
+                   overlap: float = 0.5) -> tuple[Volume, dict[str, Any]]:
+    """(labelmap on ``image``'s grid, summary). ``organs``: an organ labelmap on the same grid
+    (any convention) that replaces the predicted organ and bounds the tumors."""
+    if not 0.0 <= overlap < 1.0:
+        raise InputError(f"overlap must be in [0, 1), got {overlap}")
+    organ_region = None
+    if organs is not None:
+        check_same_grid(image, organs, "organ labels")
+        arr = np.rint(np.asarray(organs.array)).astype(np.int32)
+        conv = guess_convention(arr, loaded.organ) if organs_convention == "auto" else organs_convention
+        organ_region = task_label_array(arr, loaded.organ, conv) >= 1
+        if not organ_region.any():
+            raise InputError(f"the organ labels hold no {loaded.organ} ('{conv}' convention); check "
+                             "--organs / --labels, or leave --organs out to use the predicted organ")
+    x = to_model_grid(image, loaded.spacing_mm, loaded.window_hu)
+    logits = predict_logits(loaded.model, x.unsqueeze(0), loaded.patch, loaded.device, overlap=overlap)
+    from monai.data import MetaTensor
+
+    probs = MetaTensor(torch.softmax(logits[0], dim=0), affine=x.affine)
+    raw = argmax_on_grid(probs, image)
+    labels, removed = postprocess_labels(raw, image.spacing, organ_region, min_radius_mm)
+    out = Volume(labels, image.affine.copy(), {"case_id": image.metadata.get("case_id", "")})
+    summary = tumor_summary(out, loaded.organ, loaded.label_names)
+    summary.update({"organ_source": "given" if organs is not None else "predicted",
+                    "min_radius_mm": float(min_radius_mm), "removed_components": removed,
+                    "model": str(loaded.path), "model_spacing_mm": list(loaded.spacing_mm)})
+    return out, summary
+
+
+__all__ = ["LoadedModel", "load_segmentation_model", "predict_logits", "to_model_grid",
+           "argmax_on_grid", "postprocess_labels", "tumor_summary", "segment_volume"]

@@ -1,0 +1,256 @@
+"""The training loop of ``tumorsynth train`` (single process or under ``torchrun``).
+
+One *step* is one optimiser step on ``batch_size`` cases x ``samples_per_case`` patches. The
+loop stops at ``max_steps``, when ``max_minutes`` have passed, or on SIGINT / SIGTERM; in every
+case it writes ``last.pt`` first, so ``--resume`` continues from the same step with the same
+sample order (``pipeline.EpochSampler``). ``best.pt`` holds the weights with the best
+validation tumor DSC (no optimiser state). Rank 0 alone writes files and events.
+"""
+from __future__ import annotations
+
+import math
+import signal
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+
+from ..events import EventStream, utc_now
+from ..transforms import RandTumorSynthd
+from ..errors import InputError
+from .checkpoint import (
+    BEST, LAST, check_resumable, load_checkpoint, load_model_state, require_new_run, save_checkpoint,
+)
+from .config import FROZEN_ON_RESUME, TrainConfig
+from .datasets import CaseSplit, split_cases, task_label_names
+from .device import is_out_of_memory, out_of_memory_error
+from .distributed import DistContext, any_rank, barrier, init_distributed, mean_over_ranks, shutdown, unwrap, wrap_model
+from .models import ModelConfig, build_model, min_patch_multiple, model_config_for
+from .optim import make_loss, make_optimizer, make_scheduler
+from .pipeline import EpochSampler, SeededDataset, training_transform
+from .validation import ValidationSet, validate
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+@dataclass
+class TrainResult:
+    """How a run ended. ``stopped``: "max_steps" | "max_minutes" | "signal"."""
+
+    step: int
+    start_step: int
+    stopped: str
+    last: Path | None
+    best: Path | None
+    best_metric: float | None
+    losses: list[float] = field(default_factory=list)
+    model: torch.nn.Module | None = None
+    seconds: float = 0.0
+
+
+def _ignore_sigint(_worker_id: int) -> None:
+    """DataLoader workers leave Ctrl-C to the main process, which saves and exits."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@contextmanager
+def stop_on_signals(flags: dict[str, Any]) -> Iterator[None]:
+    """SIGINT / SIGTERM set ``flags["signal"]`` instead of killing the process (main thread
+    only; elsewhere the handlers are left alone)."""
+    previous = {}
+    try:
+        for sig in STOP_SIGNALS:
+            previous[sig] = signal.signal(sig, lambda num, _frame: flags.__setitem__("signal", num))
+    except ValueError:  # not the main thread
+        pass
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+class Trainer:
+    """Builds data, model and optimiser from a TrainConfig and runs the loop."""
+
+    def __init__(self, cfg: TrainConfig, ctx: DistContext, events: EventStream, quality: Any = None) -> None:
+        self.cfg, self.ctx, self.events = cfg, ctx, events
+        self.out = Path(cfg.out).expanduser()
+        resume_from = require_new_run(self.out, cfg.resume)
+        from monai.utils import set_determinism
+
+        set_determinism(seed=cfg.seed)
+        self.split: CaseSplit = split_cases(cfg.data, cfg.organ, cfg.labels, seed=cfg.seed,
+                                            val_fraction=cfg.val_fraction, warn=events.log)
+        self.model_cfg = model_config_for(cfg.model, ctx.device.type, cfg.channels)
+        if cfg.patch % min_patch_multiple(self.model_cfg):
+            raise InputError(f"--patch {cfg.patch} must be a multiple of {min_patch_multiple(self.model_cfg)} "
+                             f"for {cfg.model} with {len(self.model_cfg.channels)} levels")
+        self.model = build_model(self.model_cfg).to(ctx.device)
+        self.optimizer = make_optimizer(self.model, cfg.lr, cfg.weight_decay)
+        self.scheduler = make_scheduler(self.optimizer, cfg.warmup, cfg.max_steps)
+        self.amp = bool(cfg.amp and ctx.device.type == "cuda")
+        self.scaler = torch.amp.GradScaler("cuda") if self.amp else None
+        self.loss_fn = make_loss()
+        self.step = self.start_step = 0
+        self.best_metric, self.best_step = -math.inf, None
+        if resume_from is not None:
+            self._restore(resume_from)
+        self.model = wrap_model(self.model, ctx)
+        self.vset = ValidationSet(self.split.validation, cfg, self.split.convention)
+        self.loader = self._make_loader(quality)
+
+    # -- setup -----------------------------------------------------------------------------------
+    def _restore(self, path: Path) -> None:
+        payload = load_checkpoint(path, map_location=self.ctx.device)
+        check_resumable(payload, path, self.cfg.to_dict(), FROZEN_ON_RESUME)
+        load_model_state(self.model, payload, path)
+        for obj, key in ((self.optimizer, "optimizer"), (self.scheduler, "scheduler"), (self.scaler, "scaler")):
+            if obj is not None and payload.get(key) is not None:
+                obj.load_state_dict(payload[key])
+        self.step = self.start_step = int(payload["step"])
+        best = payload.get("best_metric")
+        self.best_metric = -math.inf if best is None else float(best)
+        self.best_step = payload.get("best_step")
+
+    def _make_loader(self, quality: Any) -> torch.utils.data.DataLoader:
+        from monai.data import DataLoader
+
+        cfg = self.cfg
+        dataset = SeededDataset(self.split.training, training_transform(cfg, self.split.convention, quality),
+                                cfg.seed, cache_rate=cfg.cache_rate)
+        self.synth = next(t for t in dataset.transform.transforms if isinstance(t, RandTumorSynthd))
+        sampler = EpochSampler(len(dataset), cfg.seed, self.ctx.rank, self.ctx.world_size,
+                               start=self.start_step * cfg.batch_size)
+        return DataLoader(dataset, batch_size=cfg.batch_size, sampler=sampler, num_workers=cfg.workers,
+                          worker_init_fn=_ignore_sigint, pin_memory=self.ctx.device.type == "cuda",
+                          persistent_workers=cfg.workers > 0)
+
+    # -- checkpoints -------------------------------------------------------------------------------
+    def payload(self, with_state: bool) -> dict[str, Any]:
+        cfg = self.cfg
+        out = {
+            "model": unwrap(self.model).state_dict(),
+            "step": self.step, "best_metric": None if math.isinf(self.best_metric) else self.best_metric,
+            "best_step": self.best_step, "model_config": self.model_cfg.to_dict(), "config": cfg.to_dict(),
+            "label_names": task_label_names(cfg.organ),
+            "preprocessing": {"orientation": "RAS", "spacing_mm": [cfg.spacing_mm] * 3,
+                              "window_hu": list(cfg.window_hu), "patch": [cfg.patch] * 3,
+                              "convention": self.split.convention, "foreground_hu": -500.0},
+            "data": {"n_training": len(self.split.training), "n_validation": len(self.vset),
+                     "skipped": self.split.skipped},
+            "saved": utc_now(),
+        }
+        if with_state:
+            out.update(optimizer=self.optimizer.state_dict(), scheduler=self.scheduler.state_dict(),
+                       scaler=None if self.scaler is None else self.scaler.state_dict())
+        return out
+
+    def save(self, name: str) -> Path | None:
+        path = self.out / name
+        if self.ctx.is_main:
+            save_checkpoint(path, self.payload(with_state=name == LAST))
+            self.events.checkpoint(self.step, path, kind=name.split(".")[0])
+        return path
+
+    # -- loop ------------------------------------------------------------------------------------
+    def train_step(self, batch: dict[str, torch.Tensor]) -> float:
+        x = batch["image"].to(self.ctx.device, non_blocking=True).float()
+        y = batch["label"].to(self.ctx.device, non_blocking=True).round().long()
+        self.optimizer.zero_grad(set_to_none=True)
+        try:
+            with torch.autocast(self.ctx.device.type, dtype=torch.float16, enabled=self.amp):
+                loss = self.loss_fn(self.model(x), y)
+            if self.scaler is not None:
+                self.scaler.scale(loss).backward()
+                self.scaler.step(self.optimizer)
+                self.scaler.update()
+            else:
+                loss.backward()
+                self.optimizer.step()
+        except (RuntimeError, torch.OutOfMemoryError) as exc:
+            if is_out_of_memory(exc):
+                raise out_of_memory_error(self.ctx.device, self.cfg.patch) from exc
+            raise
+        self.scheduler.step()
+        return float(loss.detach().item())
+
+    def maybe_validate(self) -> None:
+        if self.cfg.val_every <= 0 or len(self.vset) == 0:
+            return
+        if self.ctx.is_main:
+            metrics = validate(unwrap(self.model), self.vset, self.ctx.device, self.cfg.patch, self.amp)
+            score = metrics["tumor_dsc"]
+            improved = np.isfinite(score) and score > self.best_metric
+            self.events.validation(self.step, metrics, best=bool(improved))
+            if improved:
+                self.best_metric, self.best_step = float(score), self.step
+                self.save(BEST)
+        barrier(self.ctx)
+
+    def stop_reason(self, flags: dict[str, Any], t0: float) -> str | None:
+        if flags.get("signal") is not None:
+            return "signal"
+        if self.cfg.max_minutes is not None and time.monotonic() - t0 >= 60.0 * self.cfg.max_minutes:
+            return "max_minutes"
+        return None
+
+    def run(self) -> TrainResult:
+        cfg, t0, flags = self.cfg, time.monotonic(), {}
+        self.events.total = cfg.max_steps
+        if cfg.max_minutes is not None:
+            self.events.deadline_s = 60.0 * cfg.max_minutes
+        self.events.start(self.step, total=cfg.max_steps, organ=cfg.organ, method=cfg.method,
+                          model=cfg.model, device=str(self.ctx.device), world_size=self.ctx.world_size,
+                          n_training=len(self.split.training), n_validation=len(self.vset),
+                          skipped=self.split.skipped, resumed=self.start_step > 0, out=str(self.out))
+        losses: list[float] = []
+        stopped, last_val = "max_steps", None
+        it = iter(self.loader)
+        with stop_on_signals(flags):
+            while self.step < cfg.max_steps:
+                reason = self.stop_reason(flags, t0)
+                if any_rank(reason is not None, self.ctx):
+                    stopped = reason or "signal"
+                    break
+                loss = mean_over_ranks(self.train_step(next(it)), self.ctx)
+                self.step += 1
+                losses.append(loss)
+                self.events.progress(self.step, loss=loss, lr=float(self.scheduler.get_last_lr()[0]))
+                if cfg.val_every > 0 and self.step % cfg.val_every == 0:
+                    self.maybe_validate()
+                    last_val = self.step
+                if cfg.ckpt_every > 0 and self.step % cfg.ckpt_every == 0:
+                    self.save(LAST)
+            if stopped == "max_steps" and last_val != self.step:
+                self.maybe_validate()
+            last = self.save(LAST)
+        best = self.out / BEST if (self.out / BEST).exists() else None
+        seconds = time.monotonic() - t0
+        done_steps = self.step - self.start_step
+        self.events.done(self.step, reason=stopped, last=str(last), best=None if best is None else str(best),
+                         best_tumor_dsc=None if math.isinf(self.best_metric) else self.best_metric,
+                         steps_per_s=done_steps / seconds if seconds > 0 else None,
+                         synthesis=dict(self.synth.stats))
+        return TrainResult(step=self.step, start_step=self.start_step, stopped=stopped, last=last,
+                           best=best, best_metric=None if math.isinf(self.best_metric) else self.best_metric,
+                           losses=losses, model=unwrap(self.model), seconds=seconds)
+
+
+def train(cfg: TrainConfig, events: EventStream | None = None, quality: Any = None) -> TrainResult:
+    """Run (or resume) training; joins the torchrun process group when launched by torchrun."""
+    ctx = init_distributed(cfg.device)
+    events = events if events is not None else EventStream("none")
+    if not ctx.is_main:
+        events.enabled = False
+    try:
+        return Trainer(cfg, ctx, events, quality).run()
+    finally:
+        shutdown(ctx)
+
+
+__all__ = ["TrainResult", "Trainer", "train", "stop_on_signals"]

@@ -1,0 +1,154 @@
+"""Tumor shapes: a randomly rotated ellipsoid deformed by a smooth random displacement field,
+rasterised in millimetres on the scan's own (possibly anisotropic) grid.
+
+The ellipsoid lives in "unit" coordinates ``u = R^T p / radii`` (``p`` in mm from the centre,
+``R`` a random rotation), where it is the unit ball. A displacement ``D(u)`` (random vectors on a
+coarse 5^3 control grid, cubic-spline interpolated, norm clipped at ``deform_fraction``) moves
+the surface: a voxel is inside when ``|u + D(u)| <= 1``. Because ``|D| <= deform_fraction``,
+only the shell ``1 - f < |u| < 1 + f`` needs the field, and ``|u + D(u)|^2`` is tabulated once
+per shape on a lattice (trilinear look-up per voxel), which keeps large tumors cheap.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+from scipy import ndimage
+
+from ..volume import Box, box_around
+
+#: Per-axis radii vary by this fraction around d/2 before the geometric-mean rescale.
+RADIUS_SPREAD = 0.25
+#: Control points per axis of the displacement grid, spanning [-CONTROL_EXTENT, CONTROL_EXTENT].
+CONTROL_POINTS = 5
+CONTROL_EXTENT = 1.5
+
+
+def draw_radii(diameter_mm: float, rng: np.random.Generator) -> np.ndarray:
+    """Per-axis radii (mm): d/2 x U(0.75, 1.25) each, rescaled so their geometric mean is d/2
+    (so the undeformed ellipsoid has exactly the equivalent diameter ``diameter_mm``)."""
+    r = 0.5 * float(diameter_mm)
+    radii = r * rng.uniform(1.0 - RADIUS_SPREAD, 1.0 + RADIUS_SPREAD, size=3)
+    return radii * (r / float(np.prod(radii) ** (1.0 / 3.0)))
+
+
+def random_rotation(rng: np.random.Generator) -> np.ndarray:
+    """A uniformly random 3x3 rotation matrix (QR of a Gaussian matrix, sign-fixed, det +1)."""
+    q, r = np.linalg.qr(rng.standard_normal((3, 3)))
+    q = q * np.sign(np.diag(r))
+    if np.linalg.det(q) < 0:
+        q[:, 0] = -q[:, 0]
+    return q
+
+
+@dataclass
+class EllipsoidShape:
+    """A drawn shape, rasterisable at any scale (the tumor is grown / shrunk by ``scale`` to
+    correct for clipping without drawing again).
+
+    ``field`` holds ``|u + D(u)|^2`` sampled on a regular lattice over the unit-coordinate cube
+    ``[-CONTROL_EXTENT, CONTROL_EXTENT]^3`` (cubic spline of the control grid, evaluated once);
+    rasterising then needs one trilinear look-up per voxel of the surface shell.
+    """
+
+    radii_mm: np.ndarray            # (3,) mm
+    rotation: np.ndarray            # (3, 3)
+    deform_fraction: float          # max displacement, fraction of the radius
+    field: np.ndarray               # (n, n, n) float32: |u + D(u)|^2 on the lattice
+
+    def to_draws(self) -> dict[str, Any]:
+        return {
+            "radii_mm": [float(v) for v in self.radii_mm],
+            "rotation": [[float(v) for v in row] for row in self.rotation],
+            "deform_fraction": float(self.deform_fraction),
+        }
+
+    def extent_mm(self, scale: float = 1.0) -> float:
+        """Radius (mm) of a ball that surely holds the shape at ``scale``."""
+        return float(self.radii_mm.max()) * scale * (1.0 + self.deform_fraction)
+
+
+def _lattice_points(max_radius_vox: float) -> int:
+    """Lattice size: about one lattice step per voxel across the shell, 9 to 41 points."""
+    return int(np.clip(np.ceil(2.0 * CONTROL_EXTENT * max_radius_vox), 9, 41))
+
+
+def draw_shape(radii_mm: Sequence[float], rng: np.random.Generator, deform_fraction: float,
+               max_radius_vox: float = 20.0) -> EllipsoidShape:
+    """Draw the rotation and the displacement field of an ellipsoid with ``radii_mm``
+    (``max_radius_vox``: the longest radius in voxels of the finest axis, sets the lattice)."""
+    rotation = random_rotation(rng)
+    ctrl = rng.standard_normal((3,) + (CONTROL_POINTS,) * 3)
+    peak = float(np.linalg.norm(ctrl, axis=0).max())
+    ctrl *= float(deform_fraction) / max(peak, 1e-12)
+    n = _lattice_points(max_radius_vox)
+    axis = np.linspace(-CONTROL_EXTENT, CONTROL_EXTENT, n)
+    u = np.stack(np.meshgrid(axis, axis, axis, indexing="ij")).reshape(3, -1)
+    coords = (u + CONTROL_EXTENT) * ((CONTROL_POINTS - 1) / (2.0 * CONTROL_EXTENT))
+    d = np.stack([ndimage.map_coordinates(c, coords, order=3, mode="nearest") for c in ctrl])
+    norm = np.linalg.norm(d, axis=0)
+    d *= np.minimum(1.0, float(deform_fraction) / np.maximum(norm, 1e-12))
+    moved = u + d
+    field = np.einsum("ij,ij->j", moved, moved).reshape(n, n, n).astype(np.float32)
+    return EllipsoidShape(np.asarray(radii_mm, dtype=float), rotation, float(deform_fraction), field)
+
+
+def _unit_coordinates(shape: EllipsoidShape, box: Box, center_vox: np.ndarray, spacing: np.ndarray, scale: float) -> list[np.ndarray]:
+    """The three unit coordinates over ``box`` as broadcastable float32 arrays."""
+    axes = [
+        ((np.arange(lo, hi, dtype=np.float32) - np.float32(c)) * np.float32(s))
+        for lo, hi, c, s in zip(box.lo, box.hi, center_vox, spacing)
+    ]
+    p = [axes[0][:, None, None], axes[1][None, :, None], axes[2][None, None, :]]
+    rot = shape.rotation.astype(np.float32)
+    radii = (shape.radii_mm * scale).astype(np.float32)
+    return [(rot[0, a] * p[0] + rot[1, a] * p[1] + rot[2, a] * p[2]) / radii[a] for a in range(3)]
+
+
+def rasterise(
+    shape: EllipsoidShape, grid_shape: Sequence[int], center_vox: Sequence[float],
+    spacing: Sequence[float], scale: float = 1.0,
+) -> np.ndarray:
+    """Boolean mask of ``grid_shape`` holding the shape centred at ``center_vox`` (voxels),
+    its radii multiplied by ``scale``; parts beyond the grid are cut off."""
+    spacing = np.asarray(spacing, dtype=float)
+    center = np.asarray(center_vox, dtype=float)
+    out = np.zeros(tuple(int(s) for s in grid_shape), dtype=bool)
+    box = box_around(center, shape.extent_mm(scale), spacing, out.shape)
+    if box.is_empty:
+        return out
+    u = _unit_coordinates(shape, box, center, spacing, scale)
+    r2 = u[0] ** 2 + u[1] ** 2 + u[2] ** 2
+    f = shape.deform_fraction
+    inside = r2 <= (1.0 - f) ** 2
+    band = (r2 > (1.0 - f) ** 2) & (r2 <= (1.0 + f) ** 2)
+    if band.any():
+        n = shape.field.shape[0]
+        to_lattice = np.float32((n - 1) / (2.0 * CONTROL_EXTENT))
+        coords = np.stack([(np.broadcast_to(c, band.shape)[band] + np.float32(CONTROL_EXTENT)) * to_lattice
+                           for c in u])
+        inside[band] = ndimage.map_coordinates(shape.field, coords, order=1, mode="nearest") <= 1.0
+    out[box.slices] = inside
+    return out
+
+
+def deformed_ellipsoid(
+    shape: Sequence[int], center_vox: Sequence[float], radii_mm: Sequence[float],
+    spacing: Sequence[float], rng: np.random.Generator, *, deform_fraction: float,
+) -> np.ndarray:
+    """Boolean mask of ``shape``: an ellipsoid with ``radii_mm`` (mm), random orientation,
+    surface displaced by up to ``deform_fraction`` of the radius, centred at ``center_vox``."""
+    finest = float(np.min(np.asarray(spacing, dtype=float)))
+    drawn = draw_shape(radii_mm, rng, deform_fraction, float(np.max(radii_mm)) / finest)
+    return rasterise(drawn, shape, center_vox, spacing)
+
+
+__all__ = [
+    "EllipsoidShape",
+    "deformed_ellipsoid",
+    "draw_radii",
+    "draw_shape",
+    "random_rotation",
+    "rasterise",
+]
