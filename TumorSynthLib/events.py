@@ -91,18 +91,21 @@ class EventStream:
     """Progress reporting for one long command.
 
     ``mode="jsonl"``: events go to ``stdout`` as JSON lines, ``log`` text to ``stderr``.
-    ``mode="none"``: a tqdm bar and log lines on ``stderr``. ``enabled=False``: silent (ranks
-    other than 0). ``log_path``: every event is also appended to that file (any mode).
+    ``mode="none"``: a tqdm bar (unless ``show_bar=False``) and log lines on ``stderr``.
+    ``enabled=False``: silent, nothing written anywhere (ranks other than 0). ``log_path``:
+    every event is also appended to that file (any mode).
     ETA is extrapolated from the steps done in *this* process (a resumed run starts its clock
     at the resumed step) and capped by ``deadline_s`` (a time budget) when given.
     """
 
     def __init__(self, mode: str = "none", *, total: int | None = None, desc: str = "",
                  enabled: bool = True, stdout: IO[str] | None = None,
-                 stderr: IO[str] | None = None, log_path: str | Path | None = None) -> None:
+                 stderr: IO[str] | None = None, log_path: str | Path | None = None,
+                 show_bar: bool = True) -> None:
         if mode not in EVENT_MODES:
             raise InputError(f"unknown --events mode '{mode}'; choose one of: {', '.join(EVENT_MODES)}")
         self.mode, self.total, self.desc, self.enabled = mode, total, desc, enabled
+        self.show_bar = show_bar
         self._out = stdout if stdout is not None else sys.stdout
         self._err = stderr if stderr is not None else sys.stderr
         self._log_path = Path(log_path) if log_path else None
@@ -152,7 +155,7 @@ class EventStream:
             self.total = int(total)
         self._t0 = time.monotonic()
         self._first_step = int(step)
-        if self.enabled and self.mode == "none":
+        if self.enabled and self.mode == "none" and self.show_bar:
             self._open_bar(step)
         return self.emit("start", step, **fields)
 
@@ -177,8 +180,17 @@ class EventStream:
         self.close()
         return self.emit("done", step, **fields)
 
-    def error(self, message: str, step: int | None = None, **fields: Any) -> dict[str, Any]:
+    def error(self, message: str, step: int | None = None, *, log_only: bool = False,
+              **fields: Any) -> dict[str, Any]:
+        """An ``error`` event; ``log_only`` writes it to ``log_path`` alone (when the caller,
+        e.g. the CLI's error handler, puts the error event on stdout itself)."""
         self.close()
+        if log_only:
+            mode, self.mode = self.mode, "none"
+            try:
+                return self.emit("error", step, message=message, **fields)
+            finally:
+                self.mode = mode
         return self.emit("error", step, message=message, **fields)
 
     # -- people -------------------------------------------------------------------------------

@@ -56,7 +56,7 @@ class Body:
         """Distance (mm) from the body axis to the skin along ``theta`` at z = 0."""
         c, s = np.abs(np.cos(theta)), np.sin(theta)
         b = np.where(s >= 0, self.half_ant, self.half_post)
-        p = self.power
+        p = np.where(s >= 0, self.power, self.power + 0.9)
         r = ((c / self.half_width) ** p + (np.abs(s) / b) ** p) ** (-1.0 / p)
         for k, a, ph in self.harmonics:
             r = r * (1.0 + a * np.cos(k * theta + ph))
@@ -106,8 +106,11 @@ class Spine:
         order = {f"T{n}": n - 13 for n in range(1, 13)} | {f"L{n}": n - 1 for n in range(1, 6)}
         return self.z_l1 - order[name] * self.step
 
-    def canal_y(self, name: str) -> float:
-        return float(self.y(self.z_of(name))) - VERTEBRA_SIZE.get(name, (16, 14))[1] - 10.0
+    def canal_y(self, z):
+        """y (mm) of the spinal canal's centre at height z."""
+        zc = [self.z_of(n) for n in reversed(VERTEBRAE)]
+        depth = np.interp(z, zc, [VERTEBRA_SIZE[n][1] for n in reversed(VERTEBRAE)])
+        return self.y(z) - depth - 10.0
 
 
 def paint_body(cv: Canvas, body: Body) -> None:
@@ -126,20 +129,20 @@ def paint_body(cv: Canvas, body: Body) -> None:
              + (depth >= t_fat[:, :, None]).view(np.uint8)
              + (depth >= (t_fat + wall)[:, :, None]).view(np.uint8))
     cv.tissue[...] = np.array([T.AIR, T.SKIN, T.SUBFAT, T.MUSCLE, T.FAT], np.uint8)[layer]
-    lateral = (np.abs(np.cos(theta)) > 0.5)[:, :, None]
+    lateral = ((np.abs(np.cos(theta)) > 0.55) & (np.sin(theta) > -0.35))[:, :, None]
     rel = depth - t_fat[:, :, None]
     planes = lateral & ((np.abs(rel - 0.36 * wall[:, :, None]) < 0.8)
                         | (np.abs(rel - 0.68 * wall[:, :, None]) < 0.8))
-    cv.tissue[planes & (layer == 3)] = T.FAT
+    cv.tissue[planes & (layer == 3)] = T.SUBFAT
     _paint_table(cv, body)
 
 
 def _paint_table(cv: Canvas, body: Body) -> None:
-    y_back = body.yc - body.half_post * 1.02 - 4.0
-    reg = cv.grid.region((-200, y_back - 60, -1e9), (200, y_back + 10, 1e9))
+    y_back = body.yc - body.half_post - 2.0
+    reg = cv.grid.region((-200, y_back - 60, -1e9), (200, y_back + 40, 1e9))
     if reg is None:
         return
-    top = y_back + 0.0016 * reg.x ** 2 - 0.0016 * 150 ** 2 * 0.3
+    top = y_back + 0.0009 * reg.x ** 2
     shell = (np.abs(reg.y - top) < 1.6) | (np.abs(reg.y - (top - 30.0)) < 1.6)
     cv.paint(reg, shell & (np.abs(reg.x) < 190), T.TABLE, into=(T.AIR,))
 
@@ -165,8 +168,8 @@ def _paint_canal(cv: Canvas, spine: Spine) -> None:
     reg = cv.grid.region((-15, spine.y0 - 55, -1e9), (15, spine.y0, 1e9))
     if reg is None:
         return
-    cy = spine.y(reg.z) - 15.5 - 10.0
-    canal = (reg.x / 10.5) ** 2 + ((reg.y - cy) / 8.0) ** 2 <= 1.0
+    cy = spine.canal_y(reg.z).astype(np.float32)
+    canal = (reg.x / 10.0) ** 2 + ((reg.y - cy) / 7.5) ** 2 <= 1.0
     cv.paint(reg, canal, T.CSF, into=None)
     conus = spine.z_of("L1") - 14.0
     cord = ((reg.x / 4.5) ** 2 + ((reg.y - cy) / 4.0) ** 2 <= 1.0) & (reg.z > conus)
@@ -177,7 +180,7 @@ def _paint_vertebra(cv: Canvas, spine: Spine, name: str) -> None:
     zc = spine.z_of(name)
     w, d = VERTEBRA_SIZE[name]
     ys = float(spine.y(zc))
-    cy = ys - d - 10.0
+    cy = float(spine.canal_y(zc))
     reg = cv.grid.region((-w - 45, cy - 45, zc - 22), (w + 45, ys + d + 3, zc + BODY_HALF_HEIGHT))
     if reg is None:
         return
@@ -185,17 +188,17 @@ def _paint_vertebra(cv: Canvas, spine: Spine, name: str) -> None:
     body = np.maximum(_ellipse_sdf(x, y - ys, w, d), -(np.hypot(x, y - (ys - d - 4.0)) - 8.0))
     disc = _ellipse_sdf(x, y - ys, w + 1.0, d + 1.0)
     lumbar = name.startswith("L")
+    ca, cb = 10.0, 7.5  # canal half width / depth
+    ring = np.abs(_ellipse_sdf(x, y - cy, ca + 4.5, cb + 4.5)) - 4.5
     tp_tip = (w + 24.0, cy + 3.0) if lumbar else (w + 12.0, cy - 9.0)
     parts = {  # name: (2D sdf, z band relative to the body centre)
-        "pedicles": (np.minimum(*[_capsule_sdf(x, y, (s * 9.5, ys - d + 3), (s * 12.5, cy - 1), 4.0)
-                                  for s in (1, -1)]), (-2, 10)),
-        "transverse": (np.minimum(*[_capsule_sdf(x, y, (s * 12.5, cy), (s * tp_tip[0], tp_tip[1]), 3.6)
-                                    for s in (1, -1)]), (-5, 5)),
-        "laminae": (np.minimum(*[_capsule_sdf(x, y, (s * 12.5, cy - 1), (s * 3.0, cy - 12), 3.6)
-                                 for s in (1, -1)]), (-17, 6)),
-        "spinous": (_capsule_sdf(x, y, (0.0, cy - 11), (0.0, cy - 40), 3.6), (-21, 2)),
-        "facets": (np.minimum(*[_capsule_sdf(x, y, (s * 13.0, cy - 4), (s * 15.0, cy - 9), 4.5)
-                                for s in (1, -1)]), (-22, -12)),
+        "pedicles": (np.where(y > cy - cb - 8.0, ring, 1e3), (-6, 9)),
+        "laminae": (np.where(y < cy - 2.0, ring, 1e3), (-17, 9)),
+        "transverse": (np.minimum(*[_capsule_sdf(x, y, (s * (ca + 6), cy + 1), (s * tp_tip[0], tp_tip[1]), 3.6)
+                                    for s in (1, -1)]), (-4, 5)),
+        "spinous": (_capsule_sdf(x, y, (0.0, cy - cb - 5), (0.0, cy - 40), 3.4), (-21, 3)),
+        "facets": (np.minimum(*[_capsule_sdf(x, y, (s * 14.0, cy - 5), (s * 16.0, cy - 10), 4.5)
+                                for s in (1, -1)]), (-22, -13)),
     }
     big = np.float32(1e3)
     in_body = np.abs(zr) <= BODY_HALF_HEIGHT
@@ -211,7 +214,7 @@ def _paint_vertebra(cv: Canvas, spine: Spine, name: str) -> None:
 
 
 def paint_back_muscles(cv: Canvas, body: Body, spine: Spine) -> None:
-    """Erector spinae (autochthon), psoas (iliopsoas), quadratus lumborum, diaphragmatic crura."""
+    """Erector spinae (autochthon), psoas (iliopsoas) and quadratus lumborum muscles."""
     grid = cv.grid
     reg = grid.region((-95, spine.y0 - 90, -1e9), (95, spine.y0 + 40, 1e9))
     if reg is None:
@@ -224,8 +227,8 @@ def paint_back_muscles(cv: Canvas, body: Body, spine: Spine) -> None:
         erector = ((reg.x - side * 24.0) / 19.0) ** 2 + ((reg.y - (cy - 24.0)) / 23.0) ** 2 <= 1
         cv.paint(reg, erector, T.MUSCLE, L[key], into=soft)
     z_top = spine.z_of("T12") - 5.0
-    grow = np.clip((z_top - z) * 0.21, 0, None)
-    pr = np.minimum(5.0 + grow, 27.0)
+    grow = np.clip((z_top - z) * 0.15, 0, None)
+    pr = np.minimum(5.0 + grow, 24.0)
     for side, key in ((1, "iliopsoas_right"), (-1, "iliopsoas_left")):
         cx = side * (VERTEBRA_SIZE["L2"][0] + 2.0 + pr * 0.9)
         psoas = (((reg.x - cx) / pr) ** 2 + ((reg.y - (ys - 2.0 + 0.25 * pr)) / (0.85 * pr)) ** 2 <= 1) \
@@ -235,9 +238,6 @@ def paint_back_muscles(cv: Canvas, body: Body, spine: Spine) -> None:
         ql = (((reg.x - side * (62.0 - 0.2 * ql_r)) / ql_r) ** 2
               + ((reg.y - (cy + 2.0)) / (0.6 * ql_r)) ** 2 <= 1) & (z < z_top + 10)
         cv.paint(reg, ql, T.MUSCLE, into=soft)
-        crus = (np.abs(reg.x - side * (11.0 - 0.12 * (reg.y - ys))) < 3.2) \
-            & (reg.y > ys + 8) & (reg.y < ys + 42) & (z > spine.z_of("L2"))
-        cv.paint(reg, crus, T.MUSCLE, into=(T.FAT,))
 
 
 def rib_path(body: Body, spine: Spine, n: int, side: int, rng: np.random.Generator):
@@ -259,7 +259,7 @@ def rib_path(body: Body, spine: Spine, n: int, side: int, rng: np.random.Generat
         depth = SKIN_MM + body.fat_mm(theta) + 0.55 * body.wall_mm(theta)
         x, y = body.point(theta, z, depth)
         pts.append((float(x), float(y), float(z)))
-    curve, arc = smooth_curve(np.array(pts), 3.0)
+    curve, arc = smooth_curve(np.array(pts), 5.0)
     bony_len = np.linalg.norm(np.diff(np.array(pts[: 2 + len(alphas)]), axis=0), axis=1).sum()
     return curve, int(np.searchsorted(arc, bony_len))
 

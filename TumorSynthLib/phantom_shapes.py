@@ -43,9 +43,16 @@ class Grid:
     shape: tuple[int, int, int]
     spacing: tuple[float, float, float]
 
+    def __post_init__(self) -> None:
+        origin = -(np.asarray(self.shape, float) - 1.0) / 2.0 * np.asarray(self.spacing, float)
+        axes = tuple((origin[a] + np.arange(self.shape[a]) * self.spacing[a]).astype(np.float32)
+                     for a in range(3))
+        object.__setattr__(self, "_origin", origin)
+        object.__setattr__(self, "_axes", axes)
+
     @property
     def origin(self) -> np.ndarray:
-        return -(np.asarray(self.shape, float) - 1.0) / 2.0 * np.asarray(self.spacing, float)
+        return self._origin.copy()  # type: ignore[attr-defined]
 
     @property
     def affine(self) -> np.ndarray:
@@ -55,21 +62,21 @@ class Grid:
 
     def axis(self, a: int) -> np.ndarray:
         """mm coordinates of the voxel centres along array axis ``a`` (float32)."""
-        return (self.origin[a] + np.arange(self.shape[a]) * self.spacing[a]).astype(np.float32)
+        return self._axes[a]  # type: ignore[attr-defined]
 
     def region(self, lo_mm, hi_mm) -> Region | None:
         """The voxels whose centres lie in the mm box [lo_mm, hi_mm], or None if none do."""
         sl = []
+        origin, axes = self._origin, self._axes  # type: ignore[attr-defined]
         for a in range(3):
-            lo = int(np.ceil((lo_mm[a] - self.origin[a]) / self.spacing[a] - 1e-6))
-            hi = int(np.floor((hi_mm[a] - self.origin[a]) / self.spacing[a] + 1e-6)) + 1
+            lo = int(np.ceil((lo_mm[a] - origin[a]) / self.spacing[a] - 1e-6))
+            hi = int(np.floor((hi_mm[a] - origin[a]) / self.spacing[a] + 1e-6)) + 1
             lo, hi = max(lo, 0), min(hi, self.shape[a])
             if hi <= lo:
                 return None
             sl.append(slice(lo, hi))
-        ax = [self.axis(a)[s] for a, s in enumerate(sl)]
-        return Region(tuple(sl), ax[0][:, None, None], ax[1][None, :, None],  # type: ignore[arg-type]
-                      ax[2][None, None, :])
+        return Region(tuple(sl), axes[0][sl[0], None, None], axes[1][None, sl[1], None],  # type: ignore[arg-type]
+                      axes[2][None, None, sl[2]])
 
     def full(self) -> Region:
         return self.region(np.full(3, -1e9), np.full(3, 1e9))  # type: ignore[return-value]
@@ -157,14 +164,16 @@ class Ellipsoid:
             s = s / self.wobble(u, v, w)
         return s - 1.0
 
-    def box(self, scale: float = 1.3):
-        """mm bounding box (lo, hi), enlarged by ``scale`` for the wobble."""
+    def box(self, scale: float | None = None):
+        """mm bounding box (lo, hi), enlarged by ``scale`` (default: enough for the wobble)."""
+        if scale is None:
+            scale = 1.02 + (0.0 if self.wobble is None else float(np.sum(self.wobble.amps)))
         m = np.eye(3) if self.axes is None else np.asarray(self.axes, float)
         half = np.sqrt((m ** 2) @ (np.asarray(self.radii, float) ** 2)) * scale
         c = np.asarray(self.centre, float)
         return c - half, c + half
 
-    def region(self, grid: "Grid", scale: float = 1.3) -> Region | None:
+    def region(self, grid: "Grid", scale: float | None = None) -> Region | None:
         return grid.region(*self.box(scale))
 
 
@@ -213,7 +222,8 @@ def capsule_field(grid: Grid, p0, p1, r0, r1, arc0=None, margin_mm: float = 3.0)
     """Union of cone-capped capsules (segment i from p0[i] (radius r0[i]) to p1[i] (r1[i]), mm).
 
     Each capsule is evaluated only inside its own small box, which keeps a 1 m bowel loop or a
-    vessel tree cheap. Returns None when nothing reaches the grid."""
+    vessel tree cheap. ``arc`` and ``centre_y`` are filled where the level is below
+    ``margin_mm``. Returns None when nothing reaches the grid."""
     p0, p1 = np.asarray(p0, float), np.asarray(p1, float)
     r0, r1 = np.asarray(r0, float), np.asarray(r1, float)
     arc0 = np.zeros(len(p0)) if arc0 is None else np.asarray(arc0, float)
@@ -222,26 +232,48 @@ def capsule_field(grid: Grid, p0, p1, r0, r1, arc0=None, margin_mm: float = 3.0)
     if whole is None:
         return None
     level = np.full(whole.shape, np.inf, np.float32)
-    arc = np.zeros(whole.shape, np.float32)
-    cy = np.zeros(whole.shape, np.float32)
-    for a, b, ra, rb, s0 in zip(p0, p1, r0, r1, arc0):
+    best = np.full(whole.shape, -1, np.int32)
+    for i, (a, b, ra, rb) in enumerate(zip(p0, p1, r0, r1)):
         r = max(ra, rb) + margin_mm
         reg = grid.region(np.minimum(a, b) - r, np.maximum(a, b) + r)
         if reg is None:
             continue
-        d = b - a
-        length = float(np.sqrt(d.dot(d)))
-        dx, dy, dz = local_coords(reg, a)
-        t = np.clip((dx * float(d[0]) + dy * float(d[1]) + dz * float(d[2])) / max(length ** 2, 1e-9),
-                    0.0, 1.0)
-        ex, ey, ez = dx - t * float(d[0]), dy - t * float(d[1]), dz - t * float(d[2])
-        lev = np.sqrt(ex * ex + ey * ey + ez * ez) - (float(ra) + t * float(rb - ra))
+        lev = _capsule_level(reg.x, reg.y, reg.z, a, b, ra, rb)[0]
         sub = whole.sub(reg)
         better = lev < level[sub]
-        level[sub] = np.where(better, lev, level[sub])
-        arc[sub] = np.where(better, float(s0) + t * length, arc[sub])
-        cy[sub] = np.where(better, float(a[1]) + t * float(d[1]), cy[sub])
+        np.copyto(level[sub], lev, where=better)
+        np.copyto(best[sub], i, where=better)
+    arc = np.zeros(whole.shape, np.float32)
+    cy = np.zeros(whole.shape, np.float32)
+    near = np.nonzero(level <= margin_mm)
+    seg = best[near]
+    coords = [whole.x.reshape(-1)[near[0]], whole.y.reshape(-1)[near[1]], whole.z.reshape(-1)[near[2]]]
+    t = _capsule_level(*coords, p0[seg].T, p1[seg].T, r0[seg], r1[seg])[1]
+    length = np.linalg.norm(p1 - p0, axis=1)
+    arc[near] = arc0[seg] + t * length[seg]
+    cy[near] = p0[seg, 1] + t * (p1[seg, 1] - p0[seg, 1])
     return TubeField(whole, level, arc, cy)
+
+
+def _capsule_level(x, y, z, a, b, ra, rb):
+    """Distance to the segment a-b minus the interpolated radius, and the segment parameter t.
+    ``a``/``b`` are 3-vectors (x, y, z broadcastable axes), or (3, N) arrays for flat points."""
+    d = [b[k] - a[k] for k in range(3)]
+    if np.ndim(d[0]) == 0:
+        d = [float(v) for v in d]
+        rel = [c - np.float32(a[k]) for k, c in enumerate((x, y, z))]
+        ra, rb = float(ra), float(rb)
+    else:
+        rel = [c - a[k] for k, c in enumerate((x, y, z))]
+    dd = np.maximum(d[0] * d[0] + d[1] * d[1] + d[2] * d[2], 1e-9)
+    dist2 = rel[0] * rel[0] + rel[1] * rel[1] + rel[2] * rel[2]
+    proj = rel[0] * d[0] + rel[1] * d[1] + rel[2] * d[2]
+    t = np.clip(proj / dd, 0.0, 1.0)
+    dist2 = dist2 - t * (2.0 * proj - t * dd)
+    lev = np.sqrt(np.maximum(dist2, 0.0))
+    if np.ndim(ra) == 0 and ra == rb:
+        return lev - ra, t
+    return lev - (ra + t * (rb - ra)), t
 
 
 class ValueNoise:

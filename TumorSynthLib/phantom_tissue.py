@@ -113,17 +113,20 @@ class Canvas:
         return (self.tissue[reg.slices] == T.FAT) & (self.labels[reg.slices] == 0)
 
     def paint(self, reg: Region, mask: np.ndarray, tissue, label: int | None = None,
-              into: tuple[T, ...] | str | None = "free") -> np.ndarray:
-        """Set ``tissue`` (a class or an array of classes) and ``label`` on ``mask`` voxels of
-        the region. ``into``: "free" (unclaimed fat only), a tuple of tissue classes that may be
-        overwritten (unlabelled voxels only), or None (anything). Returns the painted mask."""
+              into: tuple[T, ...] | str | None = "free", over_labels: bool = False) -> np.ndarray:
+        """Set ``tissue`` (a class or an array of classes) and ``label`` (None: keep) on ``mask``
+        voxels of the region. ``into``: "free" (unclaimed fat only), a tuple of tissue classes
+        that may be overwritten (only unlabelled voxels unless ``over_labels``), or None
+        (anything). Returns the painted mask."""
         tis = self.tissue[reg.slices]
         lab = self.labels[reg.slices]
         m = np.broadcast_to(mask, reg.shape)
         if into == "free":
             m = m & (tis == T.FAT) & (lab == 0)
         elif into is not None:
-            m = m & np.isin(tis, np.asarray(into, np.uint8)) & (lab == 0)
+            m = m & np.isin(tis, np.asarray(into, np.uint8))
+            if not over_labels:
+                m = m & (lab == 0)
         if isinstance(tissue, np.ndarray):
             tis[m] = np.broadcast_to(tissue, reg.shape)[m]
         else:

@@ -148,7 +148,8 @@ def prepare_site(
         center, snap_mm = _clicked_center(image, lab, region, organ, conv, click, warnings)
 
     organ_ml = region.volume_ml(spacing)
-    _check_size(organ, diameter, organ_ml)
+    diameter = _fit_size(organ, diameter, organ_ml, drawn is not None, warnings)
+    radius = diameter / 2.0
     roi = box_around(center, roi_radius_mm(diameter, stage), spacing, image.shape)
     work_mm = max(STATS_RADIUS_MM, 2 * radius) + 2 * float(spacing.max())
     work = box_around(center, work_mm, spacing, image.shape).union(roi)
@@ -268,15 +269,24 @@ def _choose_labelled_region(
     return labelled_region(lab, organ, conv, None, None, SNAP_MM, organ_label_id=oid)
 
 
-def _check_size(organ: str, diameter: float, organ_ml: float) -> None:
+def _fit_size(organ: str, diameter: float, organ_ml: float, drawn: bool, warnings: list[str]) -> float:
+    """The diameter to use. A requested tumor above 0.8 x the organ volume is refused; a size
+    drawn from the stage range is capped at the largest allowed one (with a warning)."""
     tumor_ml = math.pi / 6.0 * diameter**3 / 1000.0
-    if tumor_ml > MAX_ORGAN_FRACTION * organ_ml:
-        largest = (6.0 * MAX_ORGAN_FRACTION * organ_ml * 1000.0 / math.pi) ** (1.0 / 3.0)
-        raise PlacementError(
-            f"a {diameter:g} mm tumor ({tumor_ml:.1f} ml) is larger than {MAX_ORGAN_FRACTION:g} x "
-            f"the {organ} volume ({organ_ml:.1f} ml); the largest allowed diameter here is "
-            f"{largest:.1f} mm"
+    if tumor_ml <= MAX_ORGAN_FRACTION * organ_ml:
+        return diameter
+    largest = (6.0 * MAX_ORGAN_FRACTION * organ_ml * 1000.0 / math.pi) ** (1.0 / 3.0)
+    if drawn:
+        warnings.append(
+            f"the drawn {diameter:.1f} mm exceeds {MAX_ORGAN_FRACTION:g} x the {organ} volume "
+            f"({organ_ml:.1f} ml); capped at {largest:.1f} mm"
         )
+        return largest
+    raise PlacementError(
+        f"a {diameter:g} mm tumor ({tumor_ml:.1f} ml) is larger than {MAX_ORGAN_FRACTION:g} x "
+        f"the {organ} volume ({organ_ml:.1f} ml); the largest allowed diameter here is "
+        f"{largest:.1f} mm"
+    )
 
 
 def _vessel_label_mask(lab: np.ndarray | None, box: Box, conv: str) -> np.ndarray:

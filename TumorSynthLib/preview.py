@@ -85,15 +85,14 @@ def sample_panel(image: np.ndarray, center: np.ndarray, spacing: np.ndarray, fov
     return out
 
 
-def tumor_mask(labels: Volume, report: dict[str, Any], number: int,
-               instances: Volume | None = None) -> np.ndarray:
-    """Voxels of tumor ``number`` (1-based): from the instance map when given, else the voxels
-    holding the report's tumor (and necrosis) label ids."""
+def tumor_source(labels: Volume, report: dict[str, Any], number: int,
+                 instances: Volume | None = None) -> tuple[np.ndarray, list[int]]:
+    """(array, ids) whose voxels equal to one of ``ids`` are tumor ``number`` (1-based): the
+    instance map when given, else the labels with the report's tumor (and necrosis) ids."""
     if instances is not None:
-        return np.asarray(instances.array) == number
+        return np.asarray(instances.array), [number]
     ids = [report.get(key) for key in ("tumor_id", "necrosis_label_id")]
-    ids = [int(v) for v in ids if v is not None]
-    return np.isin(np.asarray(labels.array), ids) if ids else np.zeros(labels.shape, bool)
+    return np.asarray(labels.array), [int(v) for v in ids if v is not None]
 
 
 def _title(report: dict[str, Any], number: int) -> str:
@@ -104,10 +103,11 @@ def _title(report: dict[str, Any], number: int) -> str:
     return f"Tumor {number}: {report.get('organ', '?')}, {report.get('stage', '?')}, {size}"
 
 
-def _center_vox(image: Volume, report: dict[str, Any], mask: np.ndarray) -> np.ndarray:
+def _center_vox(image: Volume, report: dict[str, Any], source: np.ndarray, ids: list[int]) -> np.ndarray:
     for key in ("centroid_ras", "center_placed_ras"):
         if report.get(key) is not None:
             return image.ras_to_voxel(report[key])
+    mask = np.isin(source, ids) if ids else np.zeros(source.shape, bool)
     if mask.any():
         return np.array([np.mean(ix) for ix in np.nonzero(mask)])
     return (np.array(image.shape) - 1) / 2.0
@@ -133,19 +133,20 @@ def write_preview(
     canvas = np.zeros((height, width, 3), dtype=np.float32)
     fig = Figure(figsize=(width / DPI, height / DPI), dpi=DPI, facecolor="black")
     FigureCanvasAgg(fig)
-    ax = fig.add_axes((0.0, 0.0, 1.0, 1.0))
+    ax = fig.add_axes((0.0, 0.0, 1.0, 1.0))  # text and outlines, in canvas pixel coordinates
     ax.set_axis_off()
+    ax.set_zorder(1)  # above the figimage canvas
     text = dict(color="white", fontsize=7.5, va="top", ha="left")
     ax.text(width / 2, 4, "TumorSynth synthetic image - not for diagnosis",
             **{**text, "ha": "center", "fontsize": 9})
     outlines = []
     for n in range(rows):
         report = reports[n] if reports else {}
-        mask = tumor_mask(labels, report, n + 1, instances) if reports else np.zeros(image.shape, bool)
+        source, ids = tumor_source(labels, report, n + 1, instances)
         top = HEADER_PX + n * (TITLE_PX + PANEL_PX + GAP_PX)
         ax.text(GAP_PX, top, _title(report, n + 1), **text)
-        outlines += _draw_row(ax, canvas, image, mask, report, top + TITLE_PX, window, text)
-    ax.imshow(canvas, interpolation="nearest")
+        outlines += _draw_row(ax, canvas, image, (source, ids), report, top + TITLE_PX, window, text)
+    fig.figimage(canvas, origin="upper")  # one canvas pixel per figure pixel: no resampling
     for grid_x, grid_y, values in outlines:
         ax.contour(grid_x, grid_y, values, levels=[0.5], colors=OUTLINE_COLOR, linewidths=0.9)
     ax.set_xlim(-0.5, width - 0.5)
@@ -156,11 +157,12 @@ def write_preview(
     return out
 
 
-def _draw_row(ax: Any, canvas: np.ndarray, image: Volume, mask: np.ndarray,
+def _draw_row(ax: Any, canvas: np.ndarray, image: Volume, tumor: tuple[np.ndarray, list[int]],
               report: dict[str, Any], top: int, window: tuple[float, float],
               text: dict[str, Any]) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """Paint one row of panels into ``canvas``; return the outline contours to draw."""
-    center = _center_vox(image, report, mask)
+    source, ids = tumor
+    center = _center_vox(image, report, source, ids)
     diameter = float(report.get("diameter_measured_mm") or report.get("diameter_mm") or 0.0)
     fov = max(MIN_FOV_MM, 3.5 * diameter)
     lo, hi = window
@@ -170,7 +172,7 @@ def _draw_row(ax: Any, canvas: np.ndarray, image: Volume, mask: np.ndarray,
         panel = sample_panel(pixels.astype(np.float32), c2d, spacing2d, fov, PANEL_PX)
         grey = np.clip((panel - lo) / (hi - lo), 0.0, 1.0)
         grey[np.isnan(panel)] = 0.0
-        mask2d, _, _ = plane_slice(mask, image.affine, center, plane)
+        mask2d = np.isin(plane_slice(source, image.affine, center, plane)[0], ids)
         for k in (0, 1):
             left = GAP_PX + (2 * p + k) * (PANEL_PX + GAP_PX)
             canvas[top:top + PANEL_PX, left:left + PANEL_PX] = grey[..., None]

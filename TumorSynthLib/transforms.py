@@ -20,7 +20,7 @@ import numpy as np
 from monai.config import KeysCollection
 from monai.transforms import MapTransform, Randomizable
 
-from .errors import InputError, PlacementError
+from .errors import DependencyError, InputError, TumorSynthError
 from .organs import CONVENTIONS, canonical_organ, organ_label_ids, tumor_label_id
 from .synthesis.base import STAGES, TumorSpec
 from .volume import Volume
@@ -189,7 +189,9 @@ class RandTumorSynthd(Randomizable, MapTransform):
         for variant in range(self.max_tries):
             try:
                 result = synthesize(image, labels, [spec], labels=self.labels, variant=variant)
-            except PlacementError as exc:
+            except DependencyError:
+                raise
+            except TumorSynthError as exc:  # no room in this organ, too few parenchyma voxels, ...
                 log.debug("tumor synthesis failed (variant %d): %s", variant, exc)
                 continue
             if self._passes_quality(result):

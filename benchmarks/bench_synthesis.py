@@ -65,9 +65,10 @@ def deep_point(labels: np.ndarray, spacing: np.ndarray, organ_id: int) -> tuple[
 def load_phantom() -> tuple[Volume, Volume, str]:
     try:
         from TumorSynthLib.phantom import make_abdomen
-    except ImportError:
-        return (*fallback_phantom(), "ellipsoid stand-in (TumorSynthLib.phantom not importable)")
-    ct, organs, _ = make_abdomen(0)
+
+        ct, organs, _ = make_abdomen(0)
+    except ImportError as exc:
+        return (*fallback_phantom(), f"ellipsoid stand-in (phantom unavailable: {exc})")
     return ct, organs, "phantom make_abdomen(0)"
 
 

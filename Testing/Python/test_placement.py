@@ -179,6 +179,15 @@ def test_tumor_larger_than_organ(scene):
     assert _site(scene, center_voxel=LIVER_C, diameter_mm=55.0, stage="advanced").diameter_mm == 55.0
 
 
+def test_drawn_diameter_too_big_for_organ_is_capped(scene):
+    """A stage-default size larger than the organ allows is capped, not refused."""
+    site = _site(scene, rng=3, center_voxel=(18, 22, 14), organ="kidney", stage="advanced")
+    largest = (6 * 0.8 * site.details["organ_volume_ml"] * 1000 / np.pi) ** (1 / 3)
+    assert site.diameter_mm == pytest.approx(largest)
+    assert site.details["draws"]["diameter_mm"] > largest
+    assert any("capped" in w for w in site.warnings)
+
+
 def test_overlap_with_earlier_tumor(scene):
     image, _ = scene
     occ = np.zeros(image.shape, dtype=np.int16)

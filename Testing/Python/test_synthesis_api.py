@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import re
 
 import numpy as np
 import pytest
@@ -189,3 +188,26 @@ def test_no_organ_labels_grows_the_organ_from_the_click():
     assert rep["organ_source"] == "region-grown"
     assert (res.labels.array == rep["tumor_id"]).sum() == rep["n_voxels"] > 0
     assert abs(rep["diameter_measured_mm"] / 15 - 1) <= 0.2
+
+
+def test_quality_filter_retries_and_reports():
+    image, organs = synthesis_cases.toy_case()
+    spec = TumorSpec(organ="liver", diameter_mm=12, stage="early", seed=6)
+    scores = iter([0.2, 0.9, 0.5])
+    res = synthesize(image, organs, spec, quality=lambda img, mask, site: next(scores))
+    q = res.reports[0]["quality"]
+    assert q["passed"] and q["attempts"] == 2 and q["kept_attempt"] == 2 and q["score"] == 0.9
+    plain = synthesize(image, organs, spec)
+    assert "quality" not in plain.reports[0]
+    assert plain.reports[0]["center_voxel"] != res.reports[0]["center_voxel"]  # a new draw
+    never = synthesize(image, organs, spec, quality=lambda *a: 0.1, quality_tries=2)
+    assert not never.reports[0]["quality"]["passed"] and never.reports[0]["warnings"]
+
+
+@pytest.mark.parametrize("bad", [0, -1, 40000, "x", 2.5, True])
+def test_bad_label_options_raise_before_anything_changes(bad):
+    image, organs = synthesis_cases.toy_case()
+    for name in ("tumor_label", "necrosis_label"):
+        with pytest.raises(InputError, match=name):
+            synthesize(image, organs, TumorSpec(organ="liver", center_ras=LIVER, diameter_mm=10,
+                                                options={name: bad}))

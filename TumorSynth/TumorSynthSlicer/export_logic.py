@@ -21,9 +21,10 @@ from typing import Any
 import numpy as np
 import slicer
 
+from . import segment_logic
 from .errors import MissingDependencyError, SlicerLogicError
 from .output_logic import LABEL_NAMES, TumorSession
-from .volume_logic import array_ijk, world_affine
+from .volume_logic import array_ijk, labelmap_from_array, world_affine
 
 FORMATS = {"nii.gz": ".nii.gz", "nii": ".nii", "nrrd": ".nrrd"}
 
@@ -46,7 +47,8 @@ def export_session(session: TumorSession, outDir: str | Path, fmt: str = "nii.gz
         "label": Path(save_volume(_world_volume(Volume, session.labelsVolume),
                                   out / f"label{ext}", synthetic=True,
                                   description="TumorSynth labels (1 organ, 2 tumor)")),
-        "segmentation": write_world_segmentation(session.segmentation, out / "tumors.seg.nrrd"),
+        "segmentation": write_world_segmentation(session.segmentation, session.outputVolume,
+                                                 out / "tumors.seg.nrrd"),
     }
     paths["report"] = out / "report.json"
     paths["report"].write_text(json.dumps(session_report(session, paths), indent=2,
@@ -69,26 +71,40 @@ def session_report(session: TumorSession, paths: dict[str, Path]) -> dict[str, A
     }
 
 
-def write_world_segmentation(segmentation: slicer.vtkMRMLSegmentationNode, path: Path) -> Path:
-    """Write ``segmentation`` as ``.seg.nrrd`` with its parent transform hardened (on a
-    temporary copy; the scene's node keeps its transform)."""
+def write_world_segmentation(segmentation: slicer.vtkMRMLSegmentationNode,
+                             reference: slicer.vtkMRMLVolumeNode, path: Path) -> Path:
+    """Write ``segmentation`` as ``.seg.nrrd`` on ``reference``'s grid in world RAS: each
+    segment is copied (name, colour, terminology) into a temporary, untransformed segmentation
+    whose geometry is the reference's world affine. The scene's nodes are not changed."""
     scene = segmentation.GetScene()
+    grid = labelmap_from_array(scene, np.zeros(array_ijk(reference).shape, np.uint8),
+                               world_affine(reference), "__tumorsynth_export_grid__")
     copy = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "__tumorsynth_export__")
-    storage = None
+    storage = scene.AddNewNodeByClass("vtkMRMLSegmentationStorageNode")
     try:
-        copy.GetSegmentation().DeepCopy(segmentation.GetSegmentation())
-        copy.SetAndObserveTransformNodeID(segmentation.GetTransformNodeID())
-        if copy.GetParentTransformNode() is not None:
-            copy.HardenTransform()
-        storage = scene.AddNewNodeByClass("vtkMRMLSegmentationStorageNode")
+        copy.SetReferenceImageGeometryParameterFromVolumeNode(grid)
+        for segment_id in segment_logic.segment_ids(segmentation):
+            _copy_segment(segmentation, segment_id, reference, copy, grid)
         storage.SetFileName(str(path))
         if not storage.WriteData(copy):
             raise SlicerLogicError(f"could not write '{path}'; check that the folder is writable")
     finally:
-        scene.RemoveNode(copy)
-        if storage is not None:
-            scene.RemoveNode(storage)
+        for node in (copy, storage, grid):
+            scene.RemoveNode(node)
     return Path(path)
+
+
+def _copy_segment(source: slicer.vtkMRMLSegmentationNode, segment_id: str,
+                  reference: slicer.vtkMRMLVolumeNode, target: slicer.vtkMRMLSegmentationNode,
+                  grid: slicer.vtkMRMLVolumeNode) -> None:
+    mask = segment_logic.segment_mask(source, segment_id, reference)
+    idx = np.nonzero(mask)
+    lo = [int(v.min()) if v.size else 0 for v in idx]
+    hi = [int(v.max()) + 1 if v.size else 1 for v in idx]
+    segment = source.GetSegmentation().GetSegment(segment_id)
+    segment_logic.add_mask_segment(
+        target, segment.GetName(), mask[tuple(slice(a, b) for a, b in zip(lo, hi))], lo, grid,
+        color=segment.GetColor(), terminology=segment_logic.segment_terminology(source, segment_id))
 
 
 def _world_volume(Volume: Any, node: slicer.vtkMRMLVolumeNode) -> Any:

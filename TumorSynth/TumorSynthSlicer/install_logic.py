@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import importlib.metadata
 import re
+import sys
+from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
 import slicer
@@ -135,3 +137,23 @@ def _installed_version(name: str) -> str | None:
         return importlib.metadata.version(name)
     except importlib.metadata.PackageNotFoundError:
         return None
+
+
+def engine_dir(moduleDir: str | Path) -> Path | None:
+    """The folder holding the ``TumorSynthLib`` package: the module folder itself in a built
+    extension (packaged next to the modules), its parent in a source checkout."""
+    here = Path(moduleDir).resolve()
+    for folder in (here, here.parent):
+        if (folder / "TumorSynthLib" / "__init__.py").is_file():
+            return folder
+    return None
+
+
+def ensure_engine_on_path(moduleDir: str | Path) -> Path | None:
+    """Put the engine's folder (and the module folder, for ``TumorSynthSlicer``) on
+    ``sys.path`` if needed; returns the engine's folder (None if not found)."""
+    folders = [Path(moduleDir).resolve(), engine_dir(moduleDir)]
+    for folder in folders:
+        if folder is not None and str(folder) not in sys.path:
+            sys.path.append(str(folder))
+    return folders[1]

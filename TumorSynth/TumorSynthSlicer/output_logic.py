@@ -104,7 +104,7 @@ class TumorSession:
         """Remove this session's output nodes from the scene (used when they are half gone)."""
         for node in (self.outputVolume, self.labelsVolume, self.segmentation, self.table):
             if _alive(node):
-                node.GetScene().RemoveNode(node)
+                remove_node(node)
         self.outputVolume = self.labelsVolume = self.segmentation = self.table = None
 
     # -- what the engine sees ---------------------------------------------------------------
@@ -207,6 +207,20 @@ class TumorSession:
         segment_logic.remove_segments(self.segmentation,
                                       segment_logic.segment_ids(self.segmentation))
         table_logic.clear_rows(self.table)
+
+
+def remove_node(node: Any) -> None:
+    """Remove a node with its display and storage nodes (a bare scene keeps them otherwise)."""
+    scene = node.GetScene()
+    helpers = []
+    for getter, count in (("GetNthDisplayNode", "GetNumberOfDisplayNodes"),
+                          ("GetNthStorageNode", "GetNumberOfStorageNodes")):
+        if hasattr(node, count):
+            helpers += [getattr(node, getter)(i) for i in range(getattr(node, count)())]
+    scene.RemoveNode(node)
+    for helper in helpers:
+        if helper is not None and helper.GetScene() is not None:
+            scene.RemoveNode(helper)
 
 
 def _alive(node: Any) -> bool:

@@ -60,13 +60,19 @@ def engine() -> Any:
     return api, base, volume
 
 
-def make_spec(request: TumorRequest, ras: Sequence[float]) -> Any:
-    """The engine's ``TumorSpec`` for a click at world RAS ``ras`` (mm)."""
+def make_specs(request: TumorRequest, ras: Sequence[float]) -> list[Any]:
+    """The engine's ``TumorSpec`` list for a click at world RAS ``ras`` (mm).
+
+    ``options["count"] = k`` gives the clicked tumor plus k - 1 tumors at locations the engine
+    samples in the organ (k tumors at one click would overlap)."""
     _api, base, _volume = engine()
-    return base.TumorSpec(organ=request.organ, center_ras=tuple(float(v) for v in ras),
-                          diameter_mm=request.diameterMm, stage=request.stage,
-                          method=request.method, seed=int(request.seed),
-                          options=dict(request.options))
+    options = dict(request.options)
+    count = int(options.pop("count", 1) or 1)
+    common = {"organ": request.organ, "diameter_mm": request.diameterMm,
+              "stage": request.stage, "method": request.method, "seed": int(request.seed),
+              "options": options}
+    clicked = base.TumorSpec(center_ras=tuple(float(v) for v in ras), **common)
+    return [clicked] + [base.TumorSpec(center_ras=None, **common) for _ in range(count - 1)]
 
 
 def engine_inputs(session: TumorSession, organMask: np.ndarray | None) -> tuple[Any, Any, Any]:
@@ -93,7 +99,7 @@ def place_tumor(session: TumorSession, ras: Sequence[float], request: TumorReque
     try:
         image, organs, passed = engine_inputs(session, organMask)
         call = synthesize or engine()[0].synthesize
-        result = call(image, organs, make_spec(request, ras), labels="binary",
+        result = call(image, organs, make_specs(request, ras), labels="binary",
                       case_id=session.inputVolume.GetName())
     except Exception:
         if fresh:
@@ -129,7 +135,7 @@ class GrowthJob:
         try:
             image, organs, self._passed = engine_inputs(session, organMask)
             factory = growthFactory or _cellular_growth_class()
-            self.growth = factory(image, organs, make_spec(request, ras), labels="binary")
+            self.growth = factory(image, organs, make_specs(request, ras)[0], labels="binary")
         except Exception:
             if self._fresh:
                 session.removeOutputs()
@@ -198,3 +204,73 @@ def _cellular_growth_class() -> Callable[..., Any]:
             "extension (PyTorch Utils module) or choose the handcrafted method"
         ) from exc
     return CellularGrowth
+
+
+# -- what the panel offers ------------------------------------------------------------------------
+#: Methods the panel lists, in order (unavailable ones are shown greyed with the reason).
+PANEL_METHODS = ("handcrafted", "cellular", "diffusion", "adversarial")
+#: Diameter ranges (mm) used when the engine cannot be loaded (common.md "Stage and size").
+FALLBACK_STAGE_RANGES = {"tiny": (4.0, 8.0), "early": (8.0, 20.0), "intermediate": (20.0, 50.0),
+                         "advanced": (50.0, 100.0)}
+
+
+def method_availability(names: Sequence[str] = PANEL_METHODS) -> dict[str, tuple[bool, str]]:
+    """{method: (usable here, reason if not)} for the panel's method list."""
+    try:
+        _api, base, _volume = engine()
+    except MissingDependencyError as exc:
+        return {name: (False, str(exc)) for name in names}
+    out = {}
+    for name in names:
+        try:
+            base.get_method(name)
+            out[name] = (True, "")
+        except Exception as exc:   # DependencyError / InputError carry the reason to show
+            reason = str(exc)
+            if "unknown method" in reason:
+                reason = f"the '{name}' method is not part of this TumorSynth version"
+            out[name] = (False, reason)
+    return out
+
+
+def diameter_range(stage: str, organ: str) -> tuple[float, float]:
+    """Default diameter range (mm) of a stage for an organ (the slider's range)."""
+    try:
+        from TumorSynthLib.organs import stage_diameter_range
+        return stage_diameter_range(stage, organ)
+    except Exception:
+        return FALLBACK_STAGE_RANGES.get(stage, (4.0, 100.0))
+
+
+def guess_organ(*names: str) -> str | None:
+    """liver / pancreas / kidney named by any of ``names`` (segment name, terminology text),
+    or None."""
+    try:
+        from TumorSynthLib.organs import guess_organ_from_name
+    except ImportError:
+        guess_organ_from_name = None
+    for name in names:
+        if not name:
+            continue
+        for part in [name] + name.replace("^", "~").split("~"):
+            organ = guess_organ_from_name(part) if guess_organ_from_name else None
+            if organ is None:
+                organ = next((o for o in ("liver", "pancreas", "kidney") if o in part.lower()),
+                             None)
+            if organ in ("liver", "pancreas", "kidney"):
+                return organ
+    return None
+
+
+def organ_options(massEffect: str = "auto", necrosis: str = "auto", capsule: str = "auto",
+                  satellites: str = "auto", count: int = 1) -> dict[str, Any]:
+    """Engine options from the panel's tri-state switches ("auto" leaves the stage's random
+    choice, "on"/"off" force it)."""
+    options: dict[str, Any] = {}
+    for key, value in (("mass_effect", massEffect), ("necrosis", necrosis),
+                       ("capsule", capsule), ("satellites", satellites)):
+        if value in ("on", "off"):
+            options[key] = value == "on"
+    if int(count) > 1:
+        options["count"] = int(count)
+    return options

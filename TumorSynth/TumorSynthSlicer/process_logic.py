@@ -215,25 +215,31 @@ def engine_env(libDir: str | None, base: dict[str, str] | None = None) -> dict[s
 def train_args(data: str, organ: str, method: str, out: str, *, maxSteps: int | None = None,
                maxMinutes: float | None = None, model: str | None = None,
                device: str | None = None, resume: bool = False, seed: int | None = None,
-               stageMix: str | None = None) -> list[str]:
-    """Arguments of ``tumorsynth train`` (without the leading command name)."""
+               stageMix: str | None = None, labels: str | None = None,
+               extra: Sequence[str] = ()) -> list[str]:
+    """Arguments of ``tumorsynth train`` (without the leading command name); ``extra`` holds
+    further flags as given (e.g. ``["--patch", "32"]``)."""
     args = ["--data", data, "--organ", organ, "--method", method, "--out", out]
     args += _optional(("--max-steps", maxSteps), ("--max-minutes", maxMinutes),
                       ("--model", model), ("--device", device), ("--seed", seed),
-                      ("--stage-mix", stageMix))
-    return args + (["--resume"] if resume else [])
+                      ("--stage-mix", stageMix), ("--labels", labels))
+    return args + (["--resume"] if resume else []) + list(extra)
 
 
 def segment_args(model: str, image: str, out: str, *, organs: str | None = None,
                  device: str | None = None) -> list[str]:
-    """Arguments of ``tumorsynth segment``."""
+    """Arguments of ``tumorsynth segment``; ``out`` ending in .nii.gz gets ``NAME.json``
+    (the tumor summary) beside it."""
     args = ["--model", model, "--image", image, "--out", out]
     return args + _optional(("--organs", organs), ("--device", device))
 
 
-def evaluate_args(pred: str, gt: str, out: str) -> list[str]:
-    """Arguments of ``tumorsynth evaluate``."""
-    return ["--pred", pred, "--gt", gt, "--out", out]
+def evaluate_args(pred: str, gt: str, out: str, *, organ: str | None = None,
+                  images: str | None = None) -> list[str]:
+    """Arguments of ``tumorsynth evaluate`` (writes summary.json, cases.csv, tumors.csv and
+    PNG plots into ``out``)."""
+    return ["--pred", pred, "--gt", gt, "--out", out] + _optional(("--organ", organ),
+                                                                  ("--images", images))
 
 
 def _optional(*pairs: tuple[str, Any]) -> list[str]:

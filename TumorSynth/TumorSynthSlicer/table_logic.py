@@ -37,7 +37,6 @@ def new_table(scene: slicer.vtkMRMLScene, name: str,
               columns: Sequence[tuple[str, str, str]]) -> slicer.vtkMRMLTableNode:
     """A new table node with typed, unit-labelled, empty columns."""
     table = scene.AddNewNodeByClass("vtkMRMLTableNode", name)
-    table.SetUseColumnNameAsColumnHeader(True)
     for column_name, kind, unit in columns:
         array = _ARRAYS[kind]()
         array.SetName(column_name)

@@ -142,6 +142,16 @@ def labelmap_on_grid(node: slicer.vtkMRMLVolumeNode, values: np.ndarray, name: s
     return labelmap
 
 
+def labelmap_from_array(scene: slicer.vtkMRMLScene, values: np.ndarray, affine: np.ndarray,
+                        name: str) -> slicer.vtkMRMLLabelMapVolumeNode:
+    """A new, untransformed labelmap node holding ``values`` (``[i, j, k]``, copied) with the
+    voxel-to-RAS ``affine``."""
+    labelmap = scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", name)
+    labelmap.SetIJKToRASMatrix(array_to_matrix(np.asarray(affine, dtype=float)))
+    set_array_ijk(labelmap, values)
+    return labelmap
+
+
 def set_array_ijk(node: slicer.vtkMRMLVolumeNode, values: np.ndarray) -> None:
     """Replace the node's voxels with ``values`` (``[i, j, k]``, deep copy, any size)."""
     values = np.asarray(values)

@@ -49,26 +49,27 @@ def command_parser(
 
 
 def run_command(args: argparse.Namespace) -> int:
-    """Call ``args.run(args)`` turning failures into one line on stderr and an exit code."""
+    """Call ``args.run(args)`` turning failures into one line on stderr (plus an ``error``
+    event on stdout with ``--events jsonl``) and an exit code."""
     debug = bool(getattr(args, "debug", False))
     try:
         return int(args.run(args) or 0)
     except TumorSynthError as exc:
-        if debug:
-            traceback.print_exc(file=sys.stderr)
-        print(f"error: {one_line(str(exc))}", file=sys.stderr)
-        return EXIT_USER_ERROR
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        error: BaseException = exc
+        message, code = one_line(str(exc)), EXIT_USER_ERROR
+    except KeyboardInterrupt as exc:
+        error, message, code = exc, "interrupted", EXIT_INTERRUPTED
     except Exception as exc:  # anything unexpected: one line unless --debug
-        if debug:
-            traceback.print_exc(file=sys.stderr)
-            print(f"error: {type(exc).__name__}: {one_line(str(exc))}", file=sys.stderr)
-        else:
-            print(f"error: {type(exc).__name__}: {one_line(str(exc))} "
-                  "(run with --debug for the traceback)", file=sys.stderr)
-        return EXIT_FAILURE
+        error, message, code = exc, f"{type(exc).__name__}: {one_line(str(exc))}", EXIT_FAILURE
+    if debug:
+        traceback.print_exception(error, file=sys.stderr)
+    hint = " (run with --debug for the traceback)" if code == EXIT_FAILURE and not debug else ""
+    print(f"error: {message}{hint}", file=sys.stderr)
+    if getattr(args, "events", "none") == "jsonl":
+        from ..events import format_event, make_event
+
+        print(format_event(make_event("error", message=message, exit_code=code)), flush=True)
+    return code
 
 
 def one_line(text: str) -> str:

@@ -9,14 +9,17 @@ Layout of ``--out`` (decided here and documented in the README):
     index.json                                 what is where, with each tumor's size and centre
 
 One case per stage keeps the tumors of a case in different organs, so they never overlap, and
-lets a reader compare the stages side by side. Everything is seeded: the same ``--seed`` gives
-the same bytes.
+lets a reader compare the stages side by side. The phantom CT is rounded to whole HU and stored
+as int16, as scanners store CT (and the files are three times smaller than float32). Everything
+is seeded: the same ``--seed`` gives the same bytes.
 """
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from .common import command_parser, write_json
 
@@ -28,13 +31,15 @@ EPILOG = """examples:
 then open demo-output/<stage>/preview.png, or load image.nii.gz and label.nii.gz in a viewer."""
 
 DEMO_ORGANS = ("liver", "pancreas", "kidney")
-#: Diameter (mm) per stage and organ, inside each stage's range and small enough for the
-#: phantom's organs (the pancreas is 15-25 mm thick, so its larger tumors are organ-limited).
+#: Diameter (mm) per stage and organ, inside each stage's range except the advanced pancreas
+#: tumor: the phantom's pancreas holds ~36 ml and a request above 0.8 x the organ volume is
+#: refused, so it gets 35 mm (the report carries a warning). The pancreas is 15-25 mm thick,
+#: so its larger tumors are limited by the organ.
 DEMO_DIAMETERS_MM = {
     "tiny": {"liver": 6.0, "pancreas": 6.0, "kidney": 6.0},
     "early": {"liver": 15.0, "pancreas": 12.0, "kidney": 15.0},
     "intermediate": {"liver": 35.0, "pancreas": 22.0, "kidney": 30.0},
-    "advanced": {"liver": 70.0, "pancreas": 40.0, "kidney": 50.0},
+    "advanced": {"liver": 70.0, "pancreas": 35.0, "kidney": 50.0},
 }
 #: The coarse phantom of ``--small`` (about 8x fewer voxels than the default).
 SMALL_PHANTOM = {"shape": (128, 128, 48), "spacing": (2.8, 2.8, 5.0)}
@@ -75,6 +80,7 @@ def run(args: argparse.Namespace) -> int:
     with event_session(args.events, total=1 + len(STAGES), desc="demo") as events:
         events.start(0, command="demo")
         ct, organs, label_names = make_abdomen(seed=args.seed, **(SMALL_PHANTOM if args.small else {}))
+        ct = ct.with_array(np.rint(ct.array).astype(np.int16))  # whole HU, as scanners store CT
         phantom_dir = out / "phantom"
         save_volume(ct, phantom_dir / "ct.nii.gz", synthetic=True, description="phantom CT")
         save_volume(organs, phantom_dir / "organs.nii.gz", synthetic=True, description="phantom organs")

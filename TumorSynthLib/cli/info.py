@@ -120,5 +120,7 @@ def render(facts: dict[str, Any]) -> str:
     else:
         lines.append(f"models: {len(models)}")
         for m in models:
-            lines.append(f"  {m.get('id', m.get('name', '?'))}: {m.get('description', m.get('error', ''))}")
+            kind = ", ".join(str(m[k]) for k in ("source", "task", "organ") if m.get(k))
+            lines.append(f"  {m.get('id', '?')}{f' ({kind})' if kind else ''}: "
+                         f"{m.get('description') or m.get('error', '')}")
     return "\n".join(lines)

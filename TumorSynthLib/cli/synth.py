@@ -20,6 +20,7 @@ EPILOG = """tumor keys (comma-separated key=value; give --tumor once per tumor):
   method=handcrafted|cellular   seed=N (default: --seed)
   count=K  clip=0|1  enhancement=hypo|hyper  necrosis=0|1  capsule=0|1  satellites=0|1
   mass_effect=0|1  steps=N (cellular)  tnm=CATEGORY (e.g. T1a, instead of a diameter)
+  opt.NAME=VALUE                any other option of the method, passed as is
 
 examples:
   tumorsynth synth --image ct.nii.gz --organs organs.nii.gz \\
@@ -63,6 +64,23 @@ OPTION_KEYS: dict[str, tuple[str, Callable[[str], Any]]] = {
 }
 
 
+def _literal(value: str) -> Any:
+    """A number when ``value`` reads as one, else the text."""
+    for parse in (int, float):
+        try:
+            return parse(value)
+        except ValueError:
+            pass
+    return value
+
+
+def _method_option(key: str) -> tuple[str | None, Callable[[str], Any]]:
+    """``opt.NAME`` passes NAME straight to the method's options (e.g. ``opt.lobulation=0.4``)."""
+    if key.startswith("opt.") and len(key) > 4:
+        return key[4:], _literal
+    return None, str
+
+
 def parse_tumor(text: str, default_seed: int = 0, extra_options: dict[str, Any] | None = None):
     """A ``TumorSpec`` from ``"organ=liver,stage=early,diameter=15,point=X:Y:Z,..."``."""
     from ..synthesis.base import TumorSpec
@@ -75,9 +93,9 @@ def parse_tumor(text: str, default_seed: int = 0, extra_options: dict[str, Any] 
         if not sep or not value.strip():
             raise InputError(f"--tumor '{text}': '{item}' is not key=value")
         target = fields if key in SPEC_KEYS else options
-        name, parse = SPEC_KEYS.get(key) or OPTION_KEYS.get(key) or (None, str)
+        name, parse = SPEC_KEYS.get(key) or OPTION_KEYS.get(key) or _method_option(key)
         if name is None:
-            known = ", ".join([*SPEC_KEYS, *OPTION_KEYS])
+            known = ", ".join([*SPEC_KEYS, *OPTION_KEYS, "opt.NAME"])
             raise InputError(f"--tumor '{text}': unknown key '{key}'; known keys: {known}")
         try:
             target[name] = parse(value.strip())
@@ -129,18 +147,19 @@ def run(args: argparse.Namespace) -> int:
     from ..events import event_session
 
     specs = [parse_tumor(t, args.seed, tumor_options(args)) for t in args.tumor]
+    # A few seconds at most: events for programs, no progress bar for people (so an error is
+    # the only line on stderr).
     with event_session(args.events, total=3, desc="synth") as events:
-        events.start(0, command="synth")
+        events.emit("start", 0, command="synth")
         image, organs = load_inputs(args.image, args.organs, args.out)
-        events.progress(1, message="inputs loaded")
+        events.emit("progress", 1, message="inputs loaded")
         from ..synthesis.api import synthesize
 
         result = synthesize(image, organs, specs, args.labels, case_id=args.case_id)
-        events.progress(2, message=f"{len(result.reports)} tumor(s) synthesized")
+        events.emit("progress", 2, message=f"{len(result.reports)} tumor(s) synthesized")
         outputs = write_case(args.out, result, command=["tumorsynth", *getattr(args, "argv", [])],
                              inputs={"image": args.image, "organs": args.organs})
-        events.progress(3, message="outputs written")
-        events.done(3, outputs={k: str(v) for k, v in outputs.items()})
+        events.emit("done", 3, outputs={k: str(v) for k, v in outputs.items()})
         events.log(summary(args.out, result.reports))
     return 0
 

@@ -36,8 +36,9 @@ def versions() -> dict[str, str]:
 
     from .. import __version__
 
-    return {"tumorsynth": __version__, "torch": torch.__version__, "monai": monai.__version__,
-            "numpy": numpy.__version__, "python": platform.python_version()}
+    return {"tumorsynth": str(__version__), "torch": str(torch.__version__),
+            "monai": str(monai.__version__), "numpy": str(numpy.__version__),
+            "python": platform.python_version()}
 
 
 def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
@@ -70,7 +71,7 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
             ValueError, AttributeError) as exc:
         raise ModelError(
             f"cannot read checkpoint '{path}': it is corrupt, truncated or not a weights-only torch "
-            f"file ({type(exc).__name__}: {str(exc).splitlines()[0][:160]}); use another checkpoint "
+            f"file ({type(exc).__name__}: {_reason(exc)}); use another checkpoint "
             "(e.g. best.pt or last.pt of the run) or retrain"
         ) from exc
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
@@ -83,6 +84,15 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         if key not in payload:
             raise ModelError(f"checkpoint '{path}' lacks '{key}'; it is incomplete, retrain")
     return payload
+
+
+def _reason(exc: BaseException) -> str:
+    """The informative line of a torch.load failure (weights-only errors bury it)."""
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    for line in lines:
+        if "WeightsUnpickler error" in line:
+            return line[:200]
+    return (lines[0] if lines else repr(exc))[:200]
 
 
 def label_names_of(payload: dict[str, Any]) -> dict[int, str]:

@@ -34,6 +34,7 @@ class TrainConfig:
     warmup_steps: int | None = None       # None: 5 % of max_steps (at most 200)
     max_steps: int = 2000
     max_minutes: float | None = None
+    stop_at: int | None = None            # save and stop at this step (schedule unchanged)
     val_every: int = 250                  # 0: no validation (and no best.pt)
     ckpt_every: int = 50
     max_val_cases: int = 8

@@ -80,7 +80,9 @@ def predict_logits(model: torch.nn.Module, image: torch.Tensor, patch: tuple[int
         if is_out_of_memory(exc):
             raise out_of_memory_error(device, patch[0], "inference") from exc
         raise
-    return torch.as_tensor(out).float()
+    if hasattr(out, "as_tensor"):  # a MetaTensor: drop the input's metadata
+        out = out.as_tensor()
+    return out.float()
 
 
 def to_model_grid(image: Volume, spacing_mm: tuple[float, float, float],

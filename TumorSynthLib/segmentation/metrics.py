@@ -16,6 +16,7 @@ Per case:
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any, Sequence
 
 import numpy as np
@@ -69,9 +70,10 @@ def surface_dice(pred: np.ndarray, ref: np.ndarray, spacing: Sequence[float],
         t = torch.from_numpy(m)
         return torch.stack([~t, t]).unsqueeze(0).float()
 
-    nsd = compute_surface_dice(onehot(p), onehot(r), class_thresholds=[float(tolerance_mm)],
-                               include_background=False,
-                               spacing=[float(s) for s in spacing])
+    with warnings.catch_warnings():  # MONAI 1.6 warns about its own internal deprecated argument
+        warnings.simplefilter("ignore", FutureWarning)
+        nsd = compute_surface_dice(onehot(p), onehot(r), class_thresholds=[float(tolerance_mm)],
+                                   include_background=False, spacing=[float(s) for s in spacing])
     return float(nsd.reshape(-1)[0])
 
 

@@ -39,7 +39,7 @@ STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 @dataclass
 class TrainResult:
-    """How a run ended. ``stopped``: "max_steps" | "max_minutes" | "signal"."""
+    """How a run ended. ``stopped``: "max_steps" | "max_minutes" | "stop_at" | "signal"."""
 
     step: int
     start_step: int
@@ -97,6 +97,7 @@ class Trainer:
         self.scaler = torch.amp.GradScaler("cuda") if self.amp else None
         self.loss_fn = make_loss()
         self.step = self.start_step = 0
+        self.saved_step: int | None = None
         self.best_metric, self.best_step = -math.inf, None
         if resume_from is not None:
             self._restore(resume_from)
@@ -150,8 +151,10 @@ class Trainer:
                        scaler=None if self.scaler is None else self.scaler.state_dict())
         return out
 
-    def save(self, name: str) -> Path | None:
+    def save(self, name: str) -> Path:
         path = self.out / name
+        if name == LAST:
+            self.saved_step = self.step
         if self.ctx.is_main:
             save_checkpoint(path, self.payload(with_state=name == LAST))
             self.events.checkpoint(self.step, path, kind=name.split(".")[0])
@@ -195,6 +198,8 @@ class Trainer:
     def stop_reason(self, flags: dict[str, Any], t0: float) -> str | None:
         if flags.get("signal") is not None:
             return "signal"
+        if self.cfg.stop_at is not None and self.step >= self.cfg.stop_at:
+            return "stop_at"
         if self.cfg.max_minutes is not None and time.monotonic() - t0 >= 60.0 * self.cfg.max_minutes:
             return "max_minutes"
         return None
@@ -228,7 +233,7 @@ class Trainer:
                     self.save(LAST)
             if stopped == "max_steps" and last_val != self.step:
                 self.maybe_validate()
-            last = self.save(LAST)
+            last = self.save(LAST) if self.saved_step != self.step else self.out / LAST
         best = self.out / BEST if (self.out / BEST).exists() else None
         seconds = time.monotonic() - t0
         done_steps = self.step - self.start_step

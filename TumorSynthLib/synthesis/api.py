@@ -23,7 +23,9 @@ Per-tumor report (``Synthesis.reports[i]``, JSON-able):
   ``mean_tumor_hu``, ``measured_drop_hu`` (mean drop on voxels whose soft weight is >= 0.9);
 * ``draws`` (every random number that shaped the tumor: placement's and the method's),
   ``details`` (method extras: effects applied, ...), ``roi`` ([[lo], [hi]] voxels),
-  ``warnings``, and ``timing`` (seconds; the only part that differs between identical runs).
+  ``warnings``, ``quality`` (only with a quality filter: score, threshold, attempts,
+  kept_attempt, passed), and ``timing`` (seconds; the only part that differs between
+  identical runs).
 
 Case report (``Synthesis.case_report``): ``inputs`` (shape, spacing, affine, dtype,
 convention, case_id, variant, organs_given), ``specs``, ``versions`` (tumorsynth, numpy, scipy),
@@ -32,13 +34,35 @@ convention, case_id, variant, organs_given), ``specs``, ``versions`` (tumorsynth
 from __future__ import annotations
 
 import time
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from ..errors import InputError
+from ..errors import GeometryError, InputError
 from ..volume import Box, Volume, check_finite_image, check_integer_labels, check_same_grid
-from .base import Site, Synthesis, TumorMethod, TumorRender, TumorSpec, get_method, tumor_rng
+from .base import (
+    Site,
+    Synthesis,
+    TumorMethod,
+    TumorRender,
+    TumorSpec,
+    get_method,
+    tumor_rng,
+    tumor_seed_sequence,
+)
+
+#: A quality check: (rendered image ROI in HU, tumor mask of the ROI, site) -> P in [0, 1], the
+#: fraction of the synthetic tumor a segmentation model finds (methods.md "Quality filter").
+QualityCheck = Callable[[np.ndarray, np.ndarray, Site], float]
+
+
+def attempt_rng(seed: int, case_id: str, variant: int, index: int, attempt: int = 0) -> np.random.Generator:
+    """``tumor_rng`` for attempt 0; for a retry ``attempt`` >= 1, child ``attempt - 1`` of the
+    same seed sequence (deterministic, and distinct from every other tumor's stream)."""
+    if attempt == 0:
+        return tumor_rng(seed, case_id, variant, index)
+    children = tumor_seed_sequence(seed, case_id, variant, index).spawn(int(attempt))
+    return np.random.default_rng(children[-1])
 
 
 def expand_specs(specs: TumorSpec | Sequence[TumorSpec]) -> list[TumorSpec]:
@@ -52,14 +76,25 @@ def expand_specs(specs: TumorSpec | Sequence[TumorSpec]) -> list[TumorSpec]:
         if not isinstance(spec, TumorSpec):
             raise InputError(f"expected TumorSpec objects, got {type(spec).__name__}")
         options = dict(spec.options or {})
-        count = options.pop("count", 1)
-        if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or not 1 <= count <= 100:
-            raise InputError(f"options['count'] must be an integer from 1 to 100, got {count!r}")
+        count = _count(options.pop("count", 1))
         if int(count) == 1 and "count" not in (spec.options or {}):
             out.append(spec)
             continue
         out.extend(_replace_options(spec, options) for _ in range(int(count)))
     return out
+
+
+def _count(value: Any) -> int:
+    """``options["count"]`` as an int from 1 to 100 (integral floats and digit strings accepted,
+    as they come from JSON and the command line)."""
+    try:
+        count = int(str(value)) if isinstance(value, str) else int(value)
+        ok = not isinstance(value, bool) and count == float(value) and 1 <= count <= 100
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise InputError(f"options['count'] must be an integer from 1 to 100, got {value!r}")
+    return count
 
 
 def _replace_options(spec: TumorSpec, options: dict[str, Any]) -> TumorSpec:
@@ -106,10 +141,12 @@ class CaseBuilder:
 
         self.convention = str(convention).strip().lower()
         if self.convention not in CONVENTIONS:
-            raise InputError(f"unknown label convention '{convention}'; choose one of: {', '.join(CONVENTIONS)}")
+            raise InputError(f"unknown label convention '{convention}'; "
+                             f"choose one of: {', '.join(CONVENTIONS)}")
         if not isinstance(image, Volume):
             raise InputError(f"image must be a Volume, got {type(image).__name__}")
-        if not (np.issubdtype(image.array.dtype, np.number) and not np.issubdtype(image.array.dtype, np.complexfloating)):
+        dtype = image.array.dtype
+        if not np.issubdtype(dtype, np.number) or np.issubdtype(dtype, np.complexfloating):
             raise InputError(f"the image must hold real numbers (HU), got dtype {image.array.dtype}")
         check_finite_image(image)
         self.image_in = image
@@ -129,6 +166,7 @@ class CaseBuilder:
         self.reports: list[dict[str, Any]] = []
         self.extra_names: dict[int, str] = {}
         self.roi: Box | None = None
+        self._handed_over = False   # result() shares the working arrays: copy before writing
         self._t0 = time.perf_counter()
 
     # -- views of the current state -------------------------------------------------------------
@@ -141,27 +179,39 @@ class CaseBuilder:
         return Volume(self._labels, self.image_in.affine, dict(self.organs_in.metadata))
 
     # -- steps ----------------------------------------------------------------------------------
-    def prepare(self, spec: TumorSpec, index: int) -> tuple[TumorMethod, Site, np.random.Generator]:
-        """The method, its prepared site and the tumor's generator (``tumor_rng``)."""
+    def prepare(self, spec: TumorSpec, index: int,
+                attempt: int = 0) -> tuple[TumorMethod, Site, np.random.Generator]:
+        """The method, its prepared site and the tumor's generator (``tumor_rng``; retry
+        ``attempt`` > 0 of the quality filter draws from child ``attempt - 1`` of its seed)."""
         from ..placement import prepare_site
 
         if not isinstance(spec, TumorSpec):
             raise InputError(f"expected a TumorSpec, got {type(spec).__name__}")
-        rng = tumor_rng(spec.seed, self.case_id, self.variant, index)
+        rng = attempt_rng(spec.seed, self.case_id, self.variant, index, attempt)
         method = get_method(spec.method)
+        _label_option(spec, "tumor_label")
+        _label_option(spec, "necrosis_label")
         occupied = self._instances if self.reports else None
         site = prepare_site(self.current_image(), self.current_labels(), spec, self.convention, rng,
                             roi_radius_mm=method.roi_radius_mm, occupied=occupied)
         return method, site, rng
 
-    def add(self, site: Site, render: TumorRender, *, timing: dict | None = None) -> dict:
-        """Paste the ROI result into the working copies and return the tumor's report."""
+    def add(self, site: Site, render: TumorRender, *, timing: dict | None = None,
+            quality: dict | None = None) -> dict:
+        """Paste the ROI result into the working copies and return the tumor's report
+        (``quality``: the quality filter's verdict, stored as ``report["quality"]``)."""
         index = len(self.reports)
         box = site.roi
-        self._paste_image(box, site.image_roi, render.image_roi)
+        _check_render(site, render)
         tumor_id, necrosis_id = self._tumor_ids(site)
+        if self._handed_over:
+            self._image, self._labels, self._instances = (
+                self._image.copy(), self._labels.copy(), self._instances.copy())
+            self._handed_over = False
+        self._paste_image(box, site.image_roi, render.image_roi)
         labels = np.array(render.labels_roi, copy=True)
-        self._labels = self._labels.astype(_label_dtype(self._labels.dtype, tumor_id, necrosis_id or 0), copy=False)
+        dtype = _label_dtype(self._labels.dtype, tumor_id, necrosis_id or 0)
+        self._labels = self._labels.astype(dtype, copy=False)
         labels = labels.astype(self._labels.dtype, copy=False)
         labels[render.tumor_mask] = tumor_id
         if necrosis_id is not None and render.necrosis_mask is not None:
@@ -172,11 +222,18 @@ class CaseBuilder:
         self.specs.append(site.spec)
         report = build_report(site, render, index, self.case_id, self.variant, tumor_id,
                               necrosis_id, timing or {})
+        if quality is not None:
+            report["quality"] = dict(quality)
+            if not quality.get("passed", True):
+                report["warnings"].append(
+                    f"quality filter: best score {quality['score']:.2f} < threshold "
+                    f"{quality['threshold']:g} after {quality['attempts']} tries; kept the best")
         self.reports.append(report)
         return report
 
     def result(self) -> Synthesis:
-        """The ``Synthesis`` of every tumor added so far."""
+        """The ``Synthesis`` of every tumor added so far. Its arrays are the builder's working
+        arrays (no copy); a later ``add`` copies them first, so results never change."""
         from ..organs import label_names
 
         affine = self.image_in.affine
@@ -185,10 +242,11 @@ class CaseBuilder:
         meta = {**self.image_in.metadata, "synthetic": True}
         labels_meta = {**(self.organs_in.metadata if self.organs_in is not None else {}), "synthetic": True}
         case = self._case_report(names)
+        self._handed_over = True
         return Synthesis(
-            image=Volume(self._image.copy(), affine.copy(), meta),
-            labels=Volume(self._labels.copy(), affine.copy(), labels_meta),
-            tumor_instances=Volume(self._instances.copy(), affine.copy(), {"synthetic": True}),
+            image=Volume(self._image, affine.copy(), meta),
+            labels=Volume(self._labels, affine.copy(), labels_meta),
+            tumor_instances=Volume(self._instances, affine.copy(), {"synthetic": True}),
             roi=self.roi, reports=[dict(r) for r in self.reports], case_report=case,
             label_names=names,
         )
@@ -201,12 +259,9 @@ class CaseBuilder:
 
     def _tumor_ids(self, site: Site) -> tuple[int, int | None]:
         opts = site.spec.options or {}
-        tumor_id = int(opts.get("tumor_label", site.tumor_id))
-        necrosis = opts.get("necrosis_label")
-        necrosis_id = None if necrosis is None else int(necrosis)
-        for value, what in ((tumor_id, "tumor_label"), (necrosis_id, "necrosis_label")):
-            if value is not None and not 1 <= value <= 32767:
-                raise InputError(f"options['{what}'] must be a label id from 1 to 32767, got {value}")
+        override = _label_option(site.spec, "tumor_label")
+        tumor_id = site.tumor_id if override is None else override
+        necrosis_id = _label_option(site.spec, "necrosis_label")
         if "tumor_label" in opts:
             self.extra_names.setdefault(tumor_id, f"{site.organ}_tumor")
         if necrosis_id is not None:
@@ -241,6 +296,32 @@ class CaseBuilder:
         }
 
 
+def _label_option(spec: TumorSpec, name: str) -> int | None:
+    """``options[name]`` as a label id in 1..32767 (None when absent); InputError otherwise."""
+    value = (spec.options or {}).get(name)
+    if value is None:
+        return None
+    try:
+        ok = not isinstance(value, bool) and float(value) == int(value) and 1 <= int(value) <= 32767
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise InputError(f"options['{name}'] must be a label id from 1 to 32767, got {value!r}")
+    return int(value)
+
+
+def _check_render(site: Site, render: TumorRender) -> None:
+    """A method's output must cover exactly its ROI (a method bug otherwise)."""
+    shape = tuple(site.roi.shape)
+    for name in ("image_roi", "labels_roi", "tumor_mask"):
+        got = tuple(np.shape(getattr(render, name)))
+        if got != shape:
+            raise GeometryError(f"method '{site.spec.method}' returned {name} of shape {got}, "
+                                f"not the ROI shape {shape}; this is a bug in the method")
+    if render.necrosis_mask is not None and tuple(np.shape(render.necrosis_mask)) != shape:
+        raise GeometryError(f"method '{site.spec.method}' returned a necrosis mask of the wrong shape")
+
+
 def build_report(site: Site, render: TumorRender, index: int, case_id: str, variant: int,
                  tumor_id: int, necrosis_id: int | None, timing: dict) -> dict[str, Any]:
     """The JSON-able report of one tumor (keys: the module docstring)."""
@@ -261,7 +342,7 @@ def build_report(site: Site, render: TumorRender, index: int, case_id: str, vari
         "necrosis_label_id": necrosis_id, "convention": site.convention,
         "organ_source": site.organ_source, "synthetic": True, "version": __version__,
         "seed": int(site.spec.seed), "case_id": case_id, "variant": int(variant), "index": int(index),
-        "diameter_requested_mm": site.spec.diameter_mm if site.spec.diameter_mm is None else float(site.spec.diameter_mm),
+        "diameter_requested_mm": _num(site.spec.diameter_mm),
         "diameter_target_mm": float(site.diameter_mm), "diameter_source": site.diameter_source,
         "diameter_measured_mm": m["equivalent_diameter_mm"],
         "recist_long_mm": m["recist_long_mm"], "recist_short_mm": m["recist_short_mm"],
@@ -271,9 +352,11 @@ def build_report(site: Site, render: TumorRender, index: int, case_id: str, vari
         "center_requested_ras": site.center_requested_ras, "center_placed_ras": site.center_placed_ras,
         "center_voxel": [float(v) for v in np.asarray(site.center_vox) + lo],
         "centroid_ras": m["centroid_ras"],
-        "centroid_voxel": None if m["centroid_voxel"] is None else [float(v) for v in np.asarray(m["centroid_voxel"]) + lo],
+        "centroid_voxel": (None if m["centroid_voxel"] is None
+                           else [float(v) for v in np.asarray(m["centroid_voxel"]) + lo]),
         "organ_median_hu": float(site.organ_median_hu), "organ_mad_hu": float(site.organ_mad_hu),
-        "delta_hu": _num(details.pop("delta_hu", None)), "mean_tumor_hu": _num(details.pop("mean_tumor_hu", None)),
+        "delta_hu": _num(details.pop("delta_hu", None)),
+        "mean_tumor_hu": _num(details.pop("mean_tumor_hu", None)),
         "measured_drop_hu": _num(details.pop("measured_drop_hu", None)),
         "draws": {"placement": _jsonable(site.details.get("draws", {})), "method": _jsonable(render.draws)},
         "details": _jsonable({**{k: v for k, v in site.details.items() if k != "draws"}, **details}),
@@ -301,22 +384,42 @@ def _jsonable(value: Any) -> Any:
 
 
 def synthesize(image: Volume, organs: Volume | None, specs: TumorSpec | Sequence[TumorSpec],
-               labels: str = "totalseg", *, case_id: str | None = None, variant: int = 0) -> Synthesis:
+               labels: str = "totalseg", *, case_id: str | None = None, variant: int = 0,
+               quality: QualityCheck | None = None, quality_threshold: float = 0.7,
+               quality_tries: int = 3) -> Synthesis:
     """Put the tumors of ``specs`` (applied in order, each on the previous output) into
     ``image`` (CT in HU) with organ ``organs`` labels in convention ``labels`` (or None: the
     organ is grown from each click). Returns new volumes and reports; inputs are untouched.
+
+    ``quality`` (optional): each tumor is kept when ``quality(...) >= quality_threshold``,
+    else drawn again (up to ``quality_tries`` tries; the best is kept and the report says so).
     Raises InputError / GeometryError (bad inputs), PlacementError (no valid place),
     DependencyError (method unavailable)."""
+    if quality is not None and not (0.0 <= float(quality_threshold) <= 1.0 and int(quality_tries) >= 1):
+        raise InputError("quality_threshold must be in [0, 1] and quality_tries >= 1")
     builder = CaseBuilder(image, organs, labels, case_id=case_id, variant=variant)
     for index, spec in enumerate(expand_specs(specs)):
         t0 = time.perf_counter()
-        method, site, rng = builder.prepare(spec, index)
-        t1 = time.perf_counter()
-        render = method.render(site, rng)
-        t2 = time.perf_counter()
-        builder.add(site, render, timing={"prepare_s": t1 - t0, "render_s": t2 - t1})
+        best, timing = None, {"prepare_s": 0.0, "render_s": 0.0}
+        for attempt in range(int(quality_tries) if quality is not None else 1):
+            ta = time.perf_counter()
+            method, site, rng = builder.prepare(spec, index, attempt)
+            tb = time.perf_counter()
+            render = method.render(site, rng)
+            timing["prepare_s"] += tb - ta
+            timing["render_s"] += time.perf_counter() - tb
+            score = None if quality is None else float(quality(render.image_roi, render.tumor_mask, site))
+            if best is None or (score is not None and score > best[2]):
+                best = (site, render, score, attempt + 1)
+            if score is None or score >= quality_threshold:
+                break
+        site, render, score, _ = best
+        verdict = None if quality is None else {
+            "score": score, "threshold": float(quality_threshold), "attempts": attempt + 1,
+            "kept_attempt": best[3], "passed": score >= quality_threshold}
+        builder.add(site, render, timing=timing, quality=verdict)
         builder.reports[-1]["timing"]["total_s"] = time.perf_counter() - t0
     return builder.result()
 
 
-__all__ = ["CaseBuilder", "build_report", "expand_specs", "synthesize"]
+__all__ = ["CaseBuilder", "QualityCheck", "attempt_rng", "build_report", "expand_specs", "synthesize"]

@@ -44,6 +44,12 @@ INVADE_FROM = 5
 SEED_POPULATION = 5
 #: Invasion acceptance per tissue density level (level 1 easiest).
 ACCEPTANCE = (1.0, 0.3, 0.1)
+#: Acceptance of a wall cell once it has given way (soft tissue).
+YIELDED_ACCEPTANCE = 1.0
+#: Enclosed cells are retired from invading every this many growth steps, once there are at
+#: least this many invaders (below, the erosion costs more than the draws it saves).
+ACTIVE_REFRESH_STEPS = 4
+ACTIVE_REFRESH_MIN = 4096
 
 
 def neighbour_offsets() -> np.ndarray:
@@ -110,12 +116,17 @@ class CellularAutomaton:
         self.shape = tuple(int(v) for v in state.shape)
         self.padded_shape = tuple(v + 2 for v in self.shape)
         self._s = self._padded(state.astype(np.int8), RIGID, torch.int8)
-        self._accept = self._padded(np.asarray(acceptance, dtype=np.float32), 0.0, torch.float32)
+        open_tissue = np.where(state >= HEALTHY, np.asarray(acceptance, dtype=np.float32), 0.0)
+        self._accept = self._padded(open_tissue.astype(np.float32), 0.0, torch.float32)
         strides = np.array([self.padded_shape[1] * self.padded_shape[2], self.padded_shape[2], 1])
         self._offsets = torch.as_tensor(neighbour_offsets() @ strides, device=self.device)
         self._generator = torch.Generator(device=self.device)
         self._generator.manual_seed(int(seed))
-        self._const = {v: torch.full_like(self._s, v) for v in (1, INVADE_FROM, MAX_POPULATION, DEAD)}
+        self._const = {v: torch.full_like(self._s, v)
+                       for v in (1, INVADE_FROM, MAX_POPULATION, DEAD, WALL)}
+        self._active = torch.ones_like(self._s, dtype=torch.bool)
+        self.steps_grown = 0
+        self._invaders = 0
         self._inc = torch.zeros_like(self._s)
         self._one = torch.ones(1, dtype=torch.int8, device=self.device)
         self._pushable = yield_at is not None and bool(np.any(np.asarray(yield_at) > 0))
@@ -147,7 +158,9 @@ class CellularAutomaton:
     def kill(self, cells: np.ndarray) -> int:
         """Make the saturated cells among ``cells`` dead; returns the dead count after."""
         idx = self.flat_index(cells)
-        self._s.index_fill_(0, idx[self._s[idx] == MAX_POPULATION], DEAD)
+        idx = idx[self._s[idx] == MAX_POPULATION]
+        self._s.index_fill_(0, idx, DEAD)
+        self._accept.index_fill_(0, idx, 0.0)
         self.n_dead = count_true(torch.eq(self._s, self._const[DEAD]))
         return self.n_dead
 
@@ -155,34 +168,52 @@ class CellularAutomaton:
     def grow(self) -> int:
         """One growth step (proliferation, invasion, wall pressure); returns the tumor cells."""
         s, g = self._s, self._generator
-        invaders = flat_nonzero(torch.ge(s, self._const[INVADE_FROM]))
-        k = int(invaders.numel())
+        if self.steps_grown % ACTIVE_REFRESH_STEPS == 0 and self._invaders >= ACTIVE_REFRESH_MIN:
+            self._refresh_active()
+        self.steps_grown += 1
+        invaders = flat_nonzero(torch.ge(s, self._const[INVADE_FROM]).logical_and_(self._active))
+        k = self._invaders = int(invaders.numel())
         if k:
             pick = torch.randint(0, 26, (k,), generator=g, device=self.device)
             luck = torch.rand(k, generator=g, device=self.device)
             target = invaders + self._offsets[pick]
-            t = s[target]
-            take = (t >= HEALTHY) & (t < MAX_POPULATION) & (luck < self._accept[target])
-            hits = target[take]
+            # Walls, dead cells and padding have acceptance 0; saturation is the clamp below.
+            take = torch.lt(luck, self._accept[target])
             self._inc.zero_()
-            self._inc.index_add_(0, hits, self._one.expand(hits.numel()))
-            own = s[invaders] if self._pushable else None
-        s.add_(torch.ge(s, self._const[1]))
+            self._inc.index_add_(0, target, take.view(torch.int8))
+            if self._pushable:
+                pressed = (s[invaders] == MAX_POPULATION) & (s[target] <= WALL)
+        s.add_(torch.ge(s, self._const[1]).view(torch.int8))
         if k:
             s.add_(self._inc)
         torch.minimum(s, self._const[MAX_POPULATION], out=s)
         if k and self._pushable:
-            self._press(invaders, target, t, own)
+            self._press(invaders[pressed], target[pressed])
         return self.count_tumor()
 
-    def _press(self, invaders: torch.Tensor, target: torch.Tensor, t: torch.Tensor,
-               own: torch.Tensor) -> None:
-        """Saturated invaders that picked a wall press on it; walls past their threshold give
-        way (WALL -> tissue, VESSEL -> moves one cell away from the pusher)."""
-        hit = (own == MAX_POPULATION) & (t <= WALL)
-        q = target[hit]
-        keep = self._yield_at[q] > 0
-        q, p = q[keep], invaders[hit][keep]
+    def _refresh_active(self) -> None:
+        """Retire enclosed cells: a cell whose whole 3x3x3 block is saturated tumor or
+        unyielding wall cannot change anything by invading (every pick would be refused), so it
+        stops drawing. Enclosed cells stay enclosed while growing (populations never fall), so
+        a mask refreshed every few steps is a safe subset. Separable erosion: three passes."""
+        s = self._s
+        full = torch.eq(s, self._const[MAX_POPULATION])
+        walls = torch.le(s, self._const[WALL])
+        if self._pushable:
+            walls &= torch.eq(self._yield_at, torch.zeros_like(self._yield_at))
+        full = (full | walls).view(self.padded_shape)
+        e = full[:-2] & full[1:-1] & full[2:]
+        e = e[:, :-2] & e[:, 1:-1] & e[:, 2:]
+        e = e[:, :, :-2] & e[:, :, 1:-1] & e[:, :, 2:]
+        active = self._active.view(self.padded_shape)
+        active[1:-1, 1:-1, 1:-1] = ~e
+
+    def _press(self, pushers: torch.Tensor, walls: torch.Tensor) -> None:
+        """Saturated ``pushers`` that picked the wall cells ``walls`` press on them; walls past
+        their threshold give way (WALL -> tissue, VESSEL -> moves one cell away from the
+        pusher when that cell is healthy tissue; else it stays and the tumor wraps around)."""
+        keep = self._yield_at[walls] > 0
+        q, p = walls[keep], pushers[keep]
         if not q.numel():
             return
         self._pressure.index_add_(0, q, torch.ones_like(q, dtype=torch.int16))
@@ -192,16 +223,18 @@ class CellularAutomaton:
             return
         s = self._s
         kind = s[q]
-        walls = q[kind == WALL]
-        s.index_fill_(0, walls, HEALTHY)
-        self._pressure.index_fill_(0, walls, 0)
+        opened = q[kind == WALL]
         vq, vp = q[kind == VESSEL], p[kind == VESSEL]
+        s.index_fill_(0, opened, HEALTHY)
         dest = 2 * vq - vp
         free = s[dest] == HEALTHY
         moved, dest = vq[free], dest[free]
         s.index_fill_(0, moved, HEALTHY)
         s.index_fill_(0, dest, VESSEL)
-        self._pressure.index_fill_(0, moved, 0)
+        opened = torch.cat([opened, moved])
+        self._accept.index_fill_(0, opened, YIELDED_ACCEPTANCE)
+        self._accept.index_fill_(0, dest, 0.0)
+        self._pressure.index_fill_(0, opened, 0)
         self._pressure.index_fill_(0, dest, 0)
         self._yield_at.index_fill_(0, dest, self._vessel_yield)
 
@@ -213,7 +246,9 @@ class CellularAutomaton:
         if dead.numel():
             pick = torch.randint(0, 26, (int(dead.numel()),), generator=self._generator, device=self.device)
             target = dead + self._offsets[pick]
-            s.index_fill_(0, target[s[target] == MAX_POPULATION], DEAD)
+            killed = target[s[target] == MAX_POPULATION]
+            s.index_fill_(0, killed, DEAD)
+            self._accept.index_fill_(0, killed, 0.0)
         self.n_dead = count_true(torch.eq(s, self._const[DEAD]))
         return self.n_dead
 

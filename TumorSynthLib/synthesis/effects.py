@@ -17,7 +17,7 @@ import numpy as np
 from scipy import ndimage
 
 from ..organs import intensity_profile
-from ..volume import Box, bounding_box
+from ..volume import Box
 from .base import Site
 from .texture import TRUNCATE, gaussian_mm, sigma_voxels
 
@@ -28,9 +28,22 @@ DELTA_OFFSET_HU = 10.0
 DELTA_MIN_BASE_HU = 25.0
 
 
+def mask_box(mask: np.ndarray, margin_vox: Sequence[int] | int = 0) -> Box | None:
+    """Bounding box of the true voxels (plus a margin, clipped), None when empty. Uses axis
+    projections: much cheaper than ``np.nonzero`` on a large ROI."""
+    lo, hi = [], []
+    margin = np.broadcast_to(np.asarray(margin_vox, dtype=int), (3,))
+    for axis in range(3):
+        hit = np.flatnonzero(np.any(mask, axis=tuple(a for a in range(3) if a != axis)))
+        if hit.size == 0:
+            return None
+        lo.append(max(int(hit[0]) - int(margin[axis]), 0))
+        hi.append(min(int(hit[-1]) + 1 + int(margin[axis]), mask.shape[axis]))
+    return Box(tuple(lo), tuple(hi))  # type: ignore[arg-type]
+
+
 def _margin_box(mask: np.ndarray, margin_mm: float, spacing: Sequence[float]) -> Box | None:
-    margin = np.ceil(margin_mm / np.asarray(spacing, dtype=float)).astype(int)
-    return bounding_box(mask, margin)
+    return mask_box(mask, np.ceil(margin_mm / np.asarray(spacing, dtype=float)).astype(int))
 
 
 def soft_weight(mask: np.ndarray, spacing: Sequence[float], sigma_mm: float) -> np.ndarray:
@@ -99,16 +112,19 @@ class MassEffectWarp:
         lo = np.maximum(np.floor(c - half).astype(int), 0)
         hi = np.minimum(np.ceil(c + half).astype(int) + 1, np.asarray(shape))
         self.box = Box(tuple(int(v) for v in lo), tuple(int(v) for v in hi))
-        grids = np.meshgrid(*[np.arange(a, b, dtype=np.float32) - np.float32(ci)
-                              for a, b, ci in zip(lo, hi, c)], indexing="ij")
-        dist = np.sqrt(sum((g * np.float32(s)) ** 2 for g, s in zip(grids, spacing)))
-        rho = dist / np.float32(radius_mm)
-        push = np.where(rho <= 1.0, strength * rho, strength * np.maximum(2.0 - rho, 0.0))
-        factor = 1.0 - push / np.maximum(rho, 1e-6)    # source = centre + factor * offset
-        self.where = (push > 0) & (rho > 0)
+        offsets = [np.arange(a, b, dtype=np.float32) - np.float32(ci) for a, b, ci in zip(lo, hi, c)]
+        d2 = ((offsets[0] * np.float32(spacing[0])) ** 2)[:, None, None] \
+            + ((offsets[1] * np.float32(spacing[1])) ** 2)[None, :, None] \
+            + ((offsets[2] * np.float32(spacing[2])) ** 2)[None, None, :]
+        rho = np.sqrt(d2) / np.float32(radius_mm)
+        self.where = (rho > 0) & (rho < 2.0)
+        idx = np.nonzero(self.where)
+        r = rho[idx]
+        push = np.where(r <= 1.0, strength * r, strength * (2.0 - r))
+        factor = (1.0 - push / r).astype(np.float32)    # source = centre + factor * offset
+        self.coords = np.stack([np.float32(ci - a) + off[i] * factor
+                                for off, i, ci, a in zip(offsets, idx, c, lo)])
         self._nearest: np.ndarray | None = None
-        self.coords = np.stack([np.float32(ci) - np.float32(a) + g[self.where] * factor[self.where]
-                                for g, ci, a in zip(grids, c, lo)])
 
     def apply(self, array: np.ndarray, order: int) -> np.ndarray:
         out = np.array(array, copy=True)
@@ -146,7 +162,7 @@ def ellipsoid_structure(radius_mm: float, spacing: Sequence[float]) -> np.ndarra
 
 def tumor_rim(tumor_mask: np.ndarray, spacing: Sequence[float], thickness_mm: float) -> np.ndarray:
     """The outer ``thickness_mm`` of the tumor (boolean)."""
-    box = bounding_box(tumor_mask, 1)
+    box = mask_box(tumor_mask, 1)
     rim = np.zeros_like(tumor_mask, dtype=bool)
     if box is None:
         return rim
@@ -175,7 +191,7 @@ def necrosis_mask(
     voxels: the voxels with the lowest "distance from the centre + smooth noise" score."""
     fraction = float(rng.uniform(*fraction_range))
     out = np.zeros_like(tumor_mask, dtype=bool)
-    box = bounding_box(tumor_mask)
+    box = mask_box(tumor_mask)
     if draws is not None:
         draws["necrosis_fraction"] = fraction
     if box is None:
@@ -247,6 +263,7 @@ __all__ = [
     "damp_vessels",
     "darkening_delta",
     "ellipsoid_structure",
+    "mask_box",
     "measured_drop_hu",
     "necrosis_mask",
     "satellite_centres",

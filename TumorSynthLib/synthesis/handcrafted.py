@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
-from ..volume import bounding_box
+from ..errors import PlacementError
 from . import effects
 from .base import Site, TumorRender, register_method
 from .shape import EllipsoidShape, draw_radii, draw_shape, rasterise
@@ -80,15 +80,15 @@ class HandcraftedMethod:
         tumor = fit["mask"]
         if switches["satellites"]:
             tumor |= self._satellites(site, allowed, rng, draws)
+        if not tumor.any():
+            raise PlacementError(
+                f"no {site.organ} voxel around the centre can hold a tumor (vessels or earlier "
+                "tumors fill the spot); click elsewhere"
+            )
         base = self._fill_exophytic(image, tumor & ~organ, site, rng)
-        out, weight, delta, necrosis = self._intensity(site, base, tumor, organ, vessels, switches, rng, draws)
-        drop = effects.measured_drop_hu(base, out, weight, exclude=necrosis)
-        drop_in_mask = effects.measured_drop_hu(base, out, tumor.astype(np.float32), exclude=necrosis)
+        out, necrosis, stats = self._paint(site, base, tumor, organ, vessels, switches, rng, draws)
         details = {
-            "delta_hu": delta,
-            "mean_tumor_hu": float(out[tumor].mean()) if tumor.any() else None,
-            "measured_drop_hu": drop,
-            "measured_drop_in_mask_hu": drop_in_mask,
+            **stats,
             "size_limited_by_organ": fit["limited"],
             "size_scale": fit["scale"],
             "clip_kept_fraction": fit["kept_fraction"],
@@ -97,6 +97,32 @@ class HandcraftedMethod:
         }
         return TumorRender(image_roi=out, labels_roi=labels, tumor_mask=tumor,
                            necrosis_mask=necrosis, draws=draws, details=details)
+
+    def _paint(self, site: Site, base: np.ndarray, tumor: np.ndarray, organ: np.ndarray,
+               vessels: np.ndarray, switches: dict[str, bool], rng: np.random.Generator,
+               draws: dict[str, Any]) -> tuple[np.ndarray, np.ndarray | None, dict[str, Any]]:
+        """Intensity work on the tumor's box (tumor + blur reach); returns the ROI image, the
+        necrosis mask (or None) and the intensity figures of the report."""
+        blur_reach = np.ceil(TRUNCATE * EDGE_SIGMA_RANGE_MM[1] / site.spacing).astype(int) + 1
+        box = effects.mask_box(tumor, blur_reach)
+        sl = box.slices
+        before, t = np.asarray(base[sl], dtype=np.float32), tumor[sl]
+        sub, weight, delta, nec = self._intensity(
+            site, before, t, organ[sl], vessels[sl], site.center_vox - np.asarray(box.lo),
+            switches, rng, draws)
+        out = np.array(base, dtype=np.float32)
+        out[sl] = sub
+        necrosis = None
+        if nec is not None:
+            necrosis = np.zeros(tumor.shape, dtype=bool)
+            necrosis[sl] = nec
+        stats = {
+            "delta_hu": delta,
+            "mean_tumor_hu": float(sub[t].mean()),
+            "measured_drop_hu": effects.measured_drop_hu(before, sub, weight, exclude=nec),
+            "measured_drop_in_mask_hu": effects.measured_drop_hu(before, sub, t.astype(np.float32), exclude=nec),
+        }
+        return out, necrosis, stats
 
     # -- steps ----------------------------------------------------------------------------------
     @staticmethod
@@ -213,26 +239,22 @@ class HandcraftedMethod:
 
     @staticmethod
     def _intensity(site: Site, base: np.ndarray, tumor: np.ndarray, organ: np.ndarray,
-                   vessels: np.ndarray, switches: dict[str, bool], rng: np.random.Generator,
-                   draws: dict[str, Any]):
-        """Darkening with texture and soft edge, then capsule, necrosis and vessel damping.
-        Returns (image, weight, delta HU, necrosis mask or None)."""
+                   vessels: np.ndarray, center: np.ndarray, switches: dict[str, bool],
+                   rng: np.random.Generator, draws: dict[str, Any]):
+        """Darkening with texture and soft edge, then vessel damping, capsule and necrosis, on
+        the tumor's box (arrays cropped to it; ``center`` in its voxels).
+        Returns (image, soft weight, delta HU, necrosis mask or None)."""
         sigma = float(rng.uniform(*EDGE_SIGMA_RANGE_MM))
         delta, f = effects.darkening_delta(site, rng)
         draws.update(edge_sigma_mm=sigma, delta_f=f)
         weight = effects.soft_weight(tumor, site.spacing, sigma)
-        box = bounding_box(weight > 0)
-        if box is None:
-            return np.array(base, dtype=np.float32), weight, delta, None
-        tex = np.ones(tumor.shape, dtype=np.float32)
-        tex[box.slices] = make_texture(box.shape, site.spacing, rng,
-                                       sigma_a_mm=float(rng.uniform(3.0, 6.0)),
-                                       sigma_b_mm=float(rng.uniform(3.0, 5.0)),
-                                       heterogeneity=STAGE_HETEROGENEITY[site.stage], draws=draws)
+        tex = make_texture(tumor.shape, site.spacing, rng, sigma_a_mm=float(rng.uniform(3.0, 6.0)),
+                           sigma_b_mm=float(rng.uniform(3.0, 5.0)),
+                           heterogeneity=STAGE_HETEROGENEITY[site.stage], draws=draws)
         delta_map = np.float32(delta / max(float(tex[tumor].mean()), 1e-6)) * tex
         out = effects.blend_darkening(base, weight, delta_map, (organ | tumor) & ~vessels)
         tumor_hu = float(out[tumor].mean())
-        inside_vessels = vessels & ndimage.binary_dilation(tumor) & (weight > 0.5)
+        inside_vessels = vessels & (weight > 0.5)
         if inside_vessels.any():
             out = effects.damp_vessels(out, inside_vessels, tumor_hu)
         if switches["capsule"]:
@@ -241,7 +263,7 @@ class HandcraftedMethod:
             out = effects.add_capsule(out, tumor, site.spacing, thickness, lift)
         necrosis = None
         if switches["necrosis"]:
-            necrosis = effects.necrosis_mask(tumor, site.center_vox, site.spacing, rng, draws=draws)
+            necrosis = effects.necrosis_mask(tumor, center, site.spacing, rng, draws=draws)
             level = min(float(rng.uniform(0.0, 20.0)), tumor_hu - 5.0)
             draws["necrosis_level_hu"] = level
             noise = np.float32(3.0) * rng.standard_normal(tumor.shape, dtype=np.float32)
@@ -257,7 +279,7 @@ def _room_mm(site: Site, roi_radius_mm: float) -> float:
 
 def _connected_to_centre(mask: np.ndarray, center_vox: np.ndarray) -> np.ndarray:
     """The connected part of ``mask`` holding the centre voxel (else its largest part)."""
-    box = bounding_box(mask)
+    box = effects.mask_box(mask)
     if box is None:
         return mask
     sub = mask[box.slices]

@@ -3,7 +3,7 @@ rasterised in millimetres on the scan's own (possibly anisotropic) grid.
 
 The ellipsoid lives in "unit" coordinates ``u = R^T p / radii`` (``p`` in mm from the centre,
 ``R`` a random rotation), where it is the unit ball. A displacement ``D(u)`` (random vectors on a
-coarse 5^3 control grid, cubic-spline interpolated, norm clipped at ``deform_fraction``) moves
+coarse 5^3 control grid, cubic B-spline upsampled, largest norm ``deform_fraction``) moves
 the surface: a voxel is inside when ``|u + D(u)| <= 1``. Because ``|D| <= deform_fraction``,
 only the shell ``1 - f < |u| < 1 + f`` needs the field, and ``|u + D(u)|^2`` is tabulated once
 per shape on a lattice (trilinear look-up per voxel), which keeps large tumors cheap.
@@ -11,6 +11,7 @@ per shape on a lattice (trilinear look-up per voxel), which keeps large tumors c
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, Sequence
 
 import numpy as np
@@ -74,27 +75,39 @@ def _lattice_points(max_radius_vox: float) -> int:
     return int(np.clip(np.ceil(2.0 * CONTROL_EXTENT * max_radius_vox), 9, 41))
 
 
+@lru_cache(maxsize=64)
+def _spline_basis(n: int) -> np.ndarray:
+    """(n, CONTROL_POINTS) cubic B-spline weights of the control points at n lattice positions
+    spanning the control grid (so a 3D field is ``einsum`` of three of these: separable)."""
+    x = np.linspace(0.0, CONTROL_POINTS - 1.0, n)
+    eye = np.eye(CONTROL_POINTS)
+    basis = np.stack([ndimage.map_coordinates(e, x[None], order=3, prefilter=False, mode="nearest")
+                      for e in eye], axis=1)
+    basis.flags.writeable = False
+    return basis
+
+
 def draw_shape(radii_mm: Sequence[float], rng: np.random.Generator, deform_fraction: float,
                max_radius_vox: float = 20.0) -> EllipsoidShape:
     """Draw the rotation and the displacement field of an ellipsoid with ``radii_mm``
-    (``max_radius_vox``: the longest radius in voxels of the finest axis, sets the lattice)."""
+    (``max_radius_vox``: the longest radius in voxels of the finest axis, sets the lattice).
+    The field is a cubic B-spline of random control vectors, scaled so that its largest
+    displacement is exactly ``deform_fraction`` of the radius."""
     rotation = random_rotation(rng)
     ctrl = rng.standard_normal((3,) + (CONTROL_POINTS,) * 3)
-    peak = float(np.linalg.norm(ctrl, axis=0).max())
-    ctrl *= float(deform_fraction) / max(peak, 1e-12)
     n = _lattice_points(max_radius_vox)
+    b = _spline_basis(n)
+    d = np.einsum("ai,bj,ck,vijk->vabc", b, b, b, ctrl, optimize=True)
+    peak = float(np.sqrt((d**2).sum(axis=0)).max())
+    d *= float(deform_fraction) / max(peak, 1e-12)
     axis = np.linspace(-CONTROL_EXTENT, CONTROL_EXTENT, n)
-    u = np.stack(np.meshgrid(axis, axis, axis, indexing="ij")).reshape(3, -1)
-    coords = (u + CONTROL_EXTENT) * ((CONTROL_POINTS - 1) / (2.0 * CONTROL_EXTENT))
-    d = np.stack([ndimage.map_coordinates(c, coords, order=3, mode="nearest") for c in ctrl])
-    norm = np.linalg.norm(d, axis=0)
-    d *= np.minimum(1.0, float(deform_fraction) / np.maximum(norm, 1e-12))
-    moved = u + d
-    field = np.einsum("ij,ij->j", moved, moved).reshape(n, n, n).astype(np.float32)
+    moved = [d[0] + axis[:, None, None], d[1] + axis[None, :, None], d[2] + axis[None, None, :]]
+    field = (moved[0] ** 2 + moved[1] ** 2 + moved[2] ** 2).astype(np.float32)
     return EllipsoidShape(np.asarray(radii_mm, dtype=float), rotation, float(deform_fraction), field)
 
 
-def _unit_coordinates(shape: EllipsoidShape, box: Box, center_vox: np.ndarray, spacing: np.ndarray, scale: float) -> list[np.ndarray]:
+def _unit_coordinates(shape: EllipsoidShape, box: Box, center_vox: np.ndarray, spacing: np.ndarray,
+                      scale: float) -> list[np.ndarray]:
     """The three unit coordinates over ``box`` as broadcastable float32 arrays."""
     axes = [
         ((np.arange(lo, hi, dtype=np.float32) - np.float32(c)) * np.float32(s))

@@ -1,0 +1,93 @@
+"""Results of Apply / Evaluate into the scene: prediction segmentation + tumor table, task
+labels from nodes, TP/FP/FN segments, metrics table and the sensitivity-by-size chart."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+pytest.importorskip("slicer", reason="slicer-core is not installed: Slicer logic tests skipped")
+
+
+def _task_labels(shape):
+    labels = np.zeros(shape, dtype=np.uint8)
+    labels[10:40, 8:36, 4:18] = 1
+    labels[14:20, 12:18, 8:12] = 2
+    return labels
+
+
+def test_prediction_file_becomes_segmentation_and_table(scene, ct_node, tmp_path, engine):
+    from TumorSynthLib.volume import Volume, save_volume
+    from TumorSynthSlicer import results_logic, segment_logic, table_logic
+    from TumorSynthSlicer.volume_logic import world_affine
+
+    labels = _task_labels(ct_node.GetImageData().GetDimensions())
+    path = save_volume(Volume(labels, world_affine(ct_node)), tmp_path / "pred.nii.gz")
+    summary = {"tumor_count": 1, "tumors": [{"id": 1, "volume_ml": 0.4,
+                                             "equivalent_diameter_mm": 9.1,
+                                             "centroid_ras": [1.0, 2.0, 3.0]}]}
+    seg, table = results_logic.load_prediction(scene, path, "pred", summary)
+    ids = segment_logic.segment_ids(seg)
+    assert [segment_logic.segment_name(seg, s) for s in ids] == ["Organ", "Tumor"]
+    assert np.array_equal(segment_logic.segment_mask(seg, ids[1], ct_node), labels == 2)
+    assert seg.GetSegmentation().ContainsRepresentation("Closed surface")
+    assert table_logic.column_values(table, "Diameter") == ["9.1"]
+    assert json.loads(json.dumps(results_logic.tumor_rows(summary)))[0]["R"] == 1.0
+
+
+def test_outcomes_are_three_coloured_segments(scene, ct_node):
+    from TumorSynthSlicer import results_logic, segment_logic
+
+    ref = _task_labels(ct_node.GetImageData().GetDimensions())
+    pred = ref.copy()
+    pred[14:17, 12:18, 8:12] = 1          # part of the tumor missed
+    pred[30:33, 20:23, 10:12] = 2          # a false tumor
+    masks = results_logic.outcome_masks(pred, ref)
+    assert masks["True positive"].sum() + masks["False negative"].sum() == (ref == 2).sum()
+    seg = segment_logic.ensure_segmentation_for(ct_node, "outcomes")
+    ids = results_logic.add_outcome_segments(seg, masks, ct_node)
+    assert list(ids) == ["True positive", "False positive", "False negative"]
+    colors = {seg.GetSegmentation().GetSegment(s).GetColor() for s in ids.values()}
+    assert len(colors) == 3
+    for name, sid in ids.items():
+        assert np.array_equal(segment_logic.segment_mask(seg, sid, ct_node), masks[name])
+
+
+def test_task_labels_from_segmentation_and_labelmap(scene, ct_node):
+    from TumorSynthSlicer import results_logic, segment_logic
+    from TumorSynthSlicer.errors import NodeGeometryError
+    from TumorSynthSlicer.volume_logic import labelmap_on_grid
+
+    ref = _task_labels(ct_node.GetImageData().GetDimensions())
+    seg = segment_logic.ensure_segmentation_for(ct_node, "manual")
+    segment_logic.add_mask_segment(seg, "liver", ref >= 1, (0, 0, 0), ct_node)
+    segment_logic.add_mask_segment(seg, "Liver tumor", ref == 2, (0, 0, 0), ct_node)
+    assert np.array_equal(results_logic.task_labels(seg, ct_node), ref)
+    totalseg = np.where(ref == 2, 205, np.where(ref == 1, 5, 0)).astype(np.int16)
+    labelmap = labelmap_on_grid(ct_node, totalseg, "ts")
+    assert np.array_equal(results_logic.task_labels(labelmap, ct_node), ref)
+    small = labelmap_on_grid(ct_node, totalseg[:-1], "cropped")
+    with pytest.raises(NodeGeometryError, match="resample"):
+        results_logic.task_labels(small, ct_node)
+
+
+def test_metrics_table_and_sensitivity_chart(scene):
+    from TumorSynthSlicer import results_logic, table_logic
+
+    summary = {"n_cases": 2, "tumor_dsc": {"mean": 0.61}, "tumor_nsd": {"mean": 0.55},
+               "organ_dsc": {"mean": 0.93}, "sensitivity": 0.75, "n_ref_tumors": 4,
+               "false_positives": 1, "false_positives_per_case": 0.5,
+               "by_size": {"<10": {"n_tumors": 2, "detected": 1, "sensitivity": 0.5,
+                                   "false_positives": 1},
+                           "10-20": {"n_tumors": 2, "detected": 2, "sensitivity": 1.0,
+                                     "false_positives": 0},
+                           "20-50": {"n_tumors": 0, "detected": 0, "sensitivity": None,
+                                     "false_positives": 0}}}
+    rows = results_logic.metrics_rows(summary)
+    assert rows[0] == {"Metric": "Tumor DSC (mean)", "Value": 0.61}
+    table, chart = results_logic.sensitivity_chart(scene, summary, "eval")
+    assert table_logic.column_values(table, "Size") == ["<10", "10-20", "20-50"]
+    assert table_logic.column_values(table, "Sensitivity")[:2] == ["0.5", "1"]
+    series = chart.GetNthPlotSeriesNode(0)
+    assert series.GetPlotType() == series.PlotTypeBar and series.GetYColumnName() == "Sensitivity"

@@ -1,0 +1,38 @@
+"""Masks <-> segments on the transformed oblique CT; terminology; labelmap import."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("slicer", reason="slicer-core is not installed: Slicer logic tests skipped")
+
+
+def test_roi_mask_round_trips_through_a_segment(ct_node):
+    from TumorSynthSlicer import segment_logic
+
+    seg = segment_logic.ensure_segmentation_for(ct_node, "Tumors")
+    roi = np.zeros((6, 5, 4), dtype=bool)
+    roi[1:5, 2:4, 1:3] = True
+    roi[0, 0, 0] = True
+    segment_id = segment_logic.add_mask_segment(seg, "Tumor 1", roi, (10, 7, 3), ct_node,
+                                                terminology=segment_logic.tumor_terminology("liver"))
+    expected = np.zeros(ct_node.GetImageData().GetDimensions(), dtype=bool)
+    expected[10:16, 7:12, 3:7] = roi
+    assert np.array_equal(segment_logic.segment_mask(seg, segment_id, ct_node), expected)
+    assert seg.GetTransformNodeID() == ct_node.GetTransformNodeID()
+    term = segment_logic.segment_terminology(seg, segment_id)
+    assert "SCT^108369006^Neoplasm" in term and "SCT^10200004^Liver" in term
+
+
+def test_import_labelmap_names_segments_by_value(scene, ct_node):
+    from TumorSynthSlicer import segment_logic
+    from TumorSynthSlicer.volume_logic import labelmap_on_grid
+
+    labels = np.zeros(ct_node.GetImageData().GetDimensions(), dtype=np.uint8)
+    labels[5:20, 5:20, 5:10] = 1
+    labels[8:11, 8:11, 6:8] = 2
+    labelmap = labelmap_on_grid(ct_node, labels, "pred")
+    seg = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "pred seg")
+    mapping = segment_logic.import_labelmap(seg, labelmap, {1: "Organ", 2: "Tumor"})
+    assert [segment_logic.segment_name(seg, mapping[v]) for v in (1, 2)] == ["Organ", "Tumor"]
+    assert np.array_equal(segment_logic.segment_mask(seg, mapping[2], labelmap), labels == 2)

@@ -1,0 +1,486 @@
+"""TumorSynth: click on a CT to place a realistic synthetic tumor (liver, pancreas, kidney).
+
+Module, widget, logic and test classes as in Slicer's scripted-module template. The widget only
+wires the panel; every node-level operation lives in ``TumorSynthSlicer`` (tested headless with
+``slicer-core``) and the synthesis in ``TumorSynthLib``; both are imported inside functions, so
+importing this file runs no code and needs nothing beyond Slicer.
+"""
+import logging
+import os
+import sys
+from typing import Annotated
+
+import qt
+import slicer
+import vtk
+from slicer import vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode
+from slicer.i18n import tr as _
+from slicer.i18n import translate
+from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
+from slicer.ScriptedLoadableModule import (
+    ScriptedLoadableModule,
+    ScriptedLoadableModuleLogic,
+    ScriptedLoadableModuleTest,
+    ScriptedLoadableModuleWidget,
+)
+from slicer.util import VTKObservationMixin
+
+ORGANS = ("liver", "pancreas", "kidney")
+STAGES = ("tiny", "early", "intermediate", "advanced")
+METHODS = ("handcrafted", "cellular", "diffusion", "adversarial")
+SWITCH = ("auto", "on", "off")
+PLACE_SHORTCUT = "Ctrl+Shift+T"
+GROWTH_TICK_MS = 50
+
+
+def moduleDir() -> str:
+    return os.path.dirname(os.path.abspath(__file__))
+
+
+def resourcePath(name: str) -> str:
+    """``Resources/<name>`` next to the module (built extension) or one level up (source tree)."""
+    for base in (moduleDir(), os.path.dirname(moduleDir())):
+        path = os.path.join(base, "Resources", name)
+        if os.path.exists(path):
+            return path
+    return os.path.join(moduleDir(), "Resources", name)
+
+
+def logicModules():
+    """The TumorSynthSlicer package (its folder and the engine's are put on sys.path first)."""
+    if moduleDir() not in sys.path:
+        sys.path.append(moduleDir())
+    import TumorSynthSlicer.install_logic as install_logic
+
+    install_logic.ensure_engine_on_path(moduleDir())
+    import TumorSynthSlicer.export_logic as export_logic
+    import TumorSynthSlicer.output_logic as output_logic
+    import TumorSynthSlicer.placement_logic as placement_logic
+    import TumorSynthSlicer.segment_logic as segment_logic
+
+    return install_logic, output_logic, placement_logic, segment_logic, export_logic
+
+
+class TumorSynth(ScriptedLoadableModule):
+    def __init__(self, parent):
+        ScriptedLoadableModule.__init__(self, parent)
+        self.parent.title = _("TumorSynth")
+        self.parent.categories = [translate("qSlicerAbstractCoreModule", "Segmentation")]
+        self.parent.dependencies = []
+        self.parent.contributors = ["TumorSynth contributors"]
+        self.parent.helpText = _(
+            "Click inside the liver, pancreas or kidney of a CT to add a realistic synthetic "
+            "tumor. The input is never changed: tumors go into a new volume '&lt;CT&gt; + tumors' "
+            "with one segment per tumor. Every image made here is synthetic and marked as such.")
+        self.parent.acknowledgementText = _(
+            "Tumor synthesis after the SyntheticTumors (CVPR 2023), Pixel2Cancer and DiffTumor "
+            "papers, implemented from their descriptions.")
+        iconPath = resourcePath("Icons/TumorSynth.png")
+        if os.path.exists(iconPath):
+            self.parent.icon = qt.QIcon(iconPath)
+
+
+@parameterNodeWrapper
+class TumorSynthParameterNode:
+    inputVolume: vtkMRMLScalarVolumeNode
+    organSegmentation: vtkMRMLSegmentationNode
+    organSegmentId: str = ""
+    organ: Annotated[str, Choice(ORGANS)] = "liver"
+    stage: Annotated[str, Choice(STAGES)] = "early"
+    diameterMm: Annotated[float, WithinRange(2.0, 120.0)] = 15.0
+    method: Annotated[str, Choice(METHODS)] = "handcrafted"
+    seed: Annotated[int, WithinRange(0, 999999)] = 0
+    count: Annotated[int, WithinRange(1, 10)] = 1
+    massEffect: Annotated[str, Choice(SWITCH)] = "auto"
+    necrosis: Annotated[str, Choice(SWITCH)] = "auto"
+    capsule: Annotated[str, Choice(SWITCH)] = "auto"
+    satellites: Annotated[str, Choice(SWITCH)] = "auto"
+    liveGrowth: bool = True
+    exportFormat: Annotated[str, Choice(("nii.gz", "nrrd"))] = "nii.gz"
+
+
+class TumorSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
+    """The panel: Inputs, Tumor, Place, Result (see docs/SLICER.md). No computation here."""
+
+    def __init__(self, parent=None) -> None:
+        ScriptedLoadableModuleWidget.__init__(self, parent)
+        VTKObservationMixin.__init__(self)
+        self.logic = None
+        self._parameterNode = None
+        self._parameterNodeGuiTag = None
+        self._clickNode = None
+        self._growth = None
+        self._growthTimer = None
+        self._shortcut = None
+
+    # -- set-up --------------------------------------------------------------------------------
+    def setup(self) -> None:
+        ScriptedLoadableModuleWidget.setup(self)
+        uiWidget = slicer.util.loadUI(resourcePath("UI/TumorSynth.ui"))
+        self.layout.addWidget(uiWidget)
+        self.ui = slicer.util.childWidgetVariables(uiWidget)
+        uiWidget.setMRMLScene(slicer.mrmlScene)
+        self.logic = TumorSynthLogic()
+
+        self.placeWidget = slicer.qSlicerMarkupsPlaceWidget()
+        self.placeWidget.setMRMLScene(slicer.mrmlScene)
+        self.placeWidget.buttonsVisible = False
+        self.placeWidget.placeButton().show()
+        self.placeWidget.placeMultipleMarkups = slicer.qSlicerMarkupsPlaceWidget.ForcePlaceMultipleMarkups
+        self.ui.placeWidgetFrame.layout().addWidget(self.placeWidget)
+        self.tableView = slicer.qMRMLTableView()
+        self.tableView.setMRMLScene(slicer.mrmlScene)
+        self.ui.tableFrame.layout().addWidget(self.tableView)
+        self._growthTimer = qt.QTimer()
+        self._growthTimer.setInterval(GROWTH_TICK_MS)
+        self._growthTimer.timeout.connect(self.onGrowthTick)
+        self._shortcut = qt.QShortcut(qt.QKeySequence(PLACE_SHORTCUT), slicer.util.mainWindow())
+        self._shortcut.activated.connect(self.onTogglePlaceMode)
+
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
+        self.ui.organSegmentationSelector.connect("currentNodeChanged(vtkMRMLNode*)", self.onOrganSourceChanged)
+        self.ui.organSegmentComboBox.currentIndexChanged.connect(self.onOrganSegmentChanged)
+        self.ui.stageComboBox.currentIndexChanged.connect(self.updateDiameterRange)
+        self.ui.randomSeedButton.clicked.connect(self.onRandomSeed)
+        self.ui.stopGrowthButton.clicked.connect(self.onStopGrowth)
+        self.ui.undoButton.clicked.connect(self.onUndo)
+        self.ui.clearButton.clicked.connect(self.onClear)
+        self.ui.exportButton.clicked.connect(self.onExport)
+        self.ui.installDependenciesButton.clicked.connect(self.onInstallDependencies)
+        self.ui.stopGrowthButton.visible = False
+        self.initializeParameterNode()
+        self.updateMethodAvailability()
+
+    def cleanup(self) -> None:
+        self.onStopGrowth()
+        if self._shortcut is not None:
+            self._shortcut.setParent(None)
+            self._shortcut = None
+        self.removeObservers()
+
+    def enter(self) -> None:
+        self.initializeParameterNode()
+
+    def exit(self) -> None:
+        if self._parameterNode:
+            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
+            self._parameterNodeGuiTag = None
+            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._updateButtons)
+        self.placeWidget.setPlaceModeEnabled(False)
+
+    def onSceneStartClose(self, caller, event) -> None:
+        self.onStopGrowth()
+        self.setParameterNode(None)
+        self._clickNode = None
+        self.logic.forgetSessions()
+
+    def onSceneEndClose(self, caller, event) -> None:
+        if self.parent.isEntered:
+            self.initializeParameterNode()
+
+    def initializeParameterNode(self) -> None:
+        self.setParameterNode(self.logic.getParameterNode())
+        if not self._parameterNode.inputVolume:
+            self._parameterNode.inputVolume = slicer.mrmlScene.GetFirstNodeByClass("vtkMRMLScalarVolumeNode")
+
+    def setParameterNode(self, inputParameterNode) -> None:
+        if self._parameterNode:
+            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
+            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._updateButtons)
+        self._parameterNode = inputParameterNode
+        if self._parameterNode:
+            self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
+            self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._updateButtons)
+            self._ensureClickNode()
+            self.onOrganSourceChanged()
+            self.updateMethodAvailability()
+            self.updateDiameterRange()
+            self._updateButtons()
+
+    # -- panel state ---------------------------------------------------------------------------
+    def _ensureClickNode(self) -> None:
+        if self._clickNode is None or self._clickNode.GetScene() is None:
+            self._clickNode = self.logic.clickNode()
+            self.addObserver(self._clickNode, self._clickNode.PointPositionDefinedEvent, self.onPointPlaced)
+        self.placeWidget.setCurrentNode(self._clickNode)
+
+    def _updateButtons(self, caller=None, event=None) -> None:
+        p = self._parameterNode
+        session = self.logic.existingSession(p.inputVolume) if p and p.inputVolume else None
+        self.placeWidget.enabled = bool(p and p.inputVolume) and self._growth is None
+        self.ui.undoButton.enabled = bool(session and session.canUndo)
+        self.ui.clearButton.enabled = bool(session and session.tumorCount)
+        self.ui.exportButton.enabled = bool(session and session.tumorCount)
+        self.ui.outputVolumeLabel.text = session.outputVolume.GetName() if session and session.hasOutputs else _("(created on the first tumor)")
+        self.tableView.setMRMLTableNode(session.table if session and session.hasOutputs else None)
+
+    def updateMethodAvailability(self) -> None:
+        availability = self.logic.methodAvailability()
+        model = self.ui.methodComboBox.model()
+        for row, name in enumerate(METHODS):
+            usable, reason = availability.get(name, (False, _("unknown method")))
+            item = model.item(row) if model is not None and row < self.ui.methodComboBox.count else None
+            if item is not None:
+                item.setEnabled(usable)
+                item.setToolTip(reason)
+        missing = [r for ok, r in availability.values() if not ok and "dependencies" in r]
+        self.ui.dependencyStatusLabel.text = missing[0] if missing else _("All dependencies are installed.")
+
+    def updateDiameterRange(self, *args) -> None:
+        if not self._parameterNode:
+            return
+        lo, hi = self.logic.diameterRange(self._parameterNode.stage, self._parameterNode.organ)
+        self.ui.diameterSliderWidget.minimum, self.ui.diameterSliderWidget.maximum = lo, hi
+        if not lo <= self._parameterNode.diameterMm <= hi:
+            self._parameterNode.diameterMm = round((lo * hi) ** 0.5, 1)
+
+    def onOrganSourceChanged(self, *args) -> None:
+        combo = self.ui.organSegmentComboBox
+        combo.blockSignals(True)
+        combo.clear()
+        p = self._parameterNode
+        for segmentId, name in self.logic.organSegments(p.organSegmentation if p else None):
+            combo.addItem(name, segmentId)
+        combo.enabled = combo.count > 0
+        index = combo.findData(p.organSegmentId) if p else -1
+        combo.setCurrentIndex(max(index, 0) if combo.count else -1)
+        combo.blockSignals(False)
+        self.onOrganSegmentChanged()
+
+    def onOrganSegmentChanged(self, *args) -> None:
+        p = self._parameterNode
+        if not p:
+            return
+        segmentId = self.ui.organSegmentComboBox.currentData or ""
+        p.organSegmentId = segmentId
+        organ = self.logic.guessOrgan(p.organSegmentation, segmentId)
+        if organ:
+            p.organ = organ
+
+    def showMessage(self, text: str, error: bool = False) -> None:
+        self.ui.statusLabel.text = text
+        self.ui.statusLabel.setStyleSheet("color: #c0392b;" if error else "")
+
+    # -- placing ---------------------------------------------------------------------------------
+    def onTogglePlaceMode(self) -> None:
+        self.placeWidget.setPlaceModeEnabled(not self.placeWidget.placeModeEnabled)
+
+    def onPointPlaced(self, caller, event) -> None:
+        count = caller.GetNumberOfControlPoints()
+        if count == 0:
+            return
+        ras = [0.0, 0.0, 0.0]
+        caller.GetNthControlPointPositionWorld(count - 1, ras)
+        qt.QTimer.singleShot(0, lambda: self._placeAt(ras))   # leave the markups event first
+
+    def _placeAt(self, ras) -> None:
+        self._clickNode.RemoveAllControlPoints()
+        p = self._parameterNode
+        try:
+            if p.method == "cellular" and p.liveGrowth:
+                self._growth = self.logic.startGrowth(p, ras)
+                self.ui.stopGrowthButton.visible = True
+                self.showMessage(_("Growing... press 'Stop growth' to keep the tumor as it is."))
+                self._growthTimer.start()
+            else:
+                with slicer.util.WaitCursor():
+                    placement = self.logic.placeTumor(p, ras)
+                self._showPlacement(placement)
+        except Exception as exc:  # shown in the panel, never as a traceback dialog
+            logging.debug("TumorSynth placement failed", exc_info=True)
+            self.showMessage(str(exc), error=True)
+        self._updateButtons()
+
+    def _showPlacement(self, placement) -> None:
+        diameters = [r.get("diameter_measured_mm") for r in placement.reports]
+        text = ", ".join(f"{d:.1f} mm" for d in diameters if d is not None)
+        self.showMessage(_("Placed {count} tumor(s): {sizes}").format(count=len(placement.reports), sizes=text))
+        session = self.logic.existingSession(self._parameterNode.inputVolume)
+        slicer.util.setSliceViewerLayers(background=session.outputVolume)
+
+    def onGrowthTick(self) -> None:
+        try:
+            self._growth.tick()
+            if self._growth.done:
+                self.onStopGrowth(keep=True)
+        except Exception as exc:
+            self._growthTimer.stop()
+            self._growth.stop()
+            self._growth = None
+            self.ui.stopGrowthButton.visible = False
+            self.showMessage(str(exc), error=True)
+
+    def onStopGrowth(self, keep: bool = True) -> None:
+        if self._growthTimer is not None:
+            self._growthTimer.stop()
+        if self._growth is None:
+            return
+        job, self._growth = self._growth, None
+        self.ui.stopGrowthButton.visible = False
+        try:
+            if keep:
+                self._showPlacement(job.finish())
+            else:
+                job.stop()
+        except Exception as exc:
+            self.showMessage(str(exc), error=True)
+        self._updateButtons()
+
+    # -- result buttons ----------------------------------------------------------------------------
+    def onRandomSeed(self) -> None:
+        self._parameterNode.seed = int(qt.QRandomGenerator.global_().bounded(1000000)) if hasattr(qt, "QRandomGenerator") else int.from_bytes(os.urandom(3), "little") % 1000000
+
+    def onUndo(self) -> None:
+        with slicer.util.tryWithErrorDisplay(_("Undo failed."), waitCursor=True):
+            self.logic.undo(self._parameterNode.inputVolume)
+            self.showMessage(_("Last tumor removed."))
+        self._updateButtons()
+
+    def onClear(self) -> None:
+        with slicer.util.tryWithErrorDisplay(_("Clear failed."), waitCursor=True):
+            self.logic.clear(self._parameterNode.inputVolume)
+            self.showMessage(_("All tumors removed."))
+        self._updateButtons()
+
+    def onExport(self) -> None:
+        folder = self.ui.exportDirectoryButton.directory
+        with slicer.util.tryWithErrorDisplay(_("Export failed."), waitCursor=True):
+            paths = self.logic.export(self._parameterNode.inputVolume, folder, self._parameterNode.exportFormat)
+            self.showMessage(_("Exported to {folder}: {files}").format(folder=folder, files=", ".join(p.name for p in paths.values())))
+
+    def onInstallDependencies(self) -> None:
+        with slicer.util.tryWithErrorDisplay(_("Installing dependencies failed."), waitCursor=True):
+            installed = self.logic.installDependencies(confirm=slicer.util.confirmOkCancelDisplay)
+            self.showMessage(_("Installed: {names}. Restart Slicer if a method stays unavailable.").format(names=", ".join(installed)) if installed else _("All dependencies are installed."))
+        self.updateMethodAvailability()
+
+
+class TumorSynthLogic(ScriptedLoadableModuleLogic):
+    """Node-level operations of the panel, usable without it (thin wrapper over
+    ``TumorSynthSlicer``). One ``TumorSession`` (outputs + undo) per input volume.
+
+    Example (Python console)::
+
+        logic = slicer.util.getModuleLogic("TumorSynth")
+        p = logic.getParameterNode(); p.inputVolume = ct; p.organ = "liver"
+        logic.placeTumor(p, [x, y, z])
+    """
+
+    def __init__(self) -> None:
+        ScriptedLoadableModuleLogic.__init__(self)
+        self._sessions = {}
+
+    def getParameterNode(self):
+        return TumorSynthParameterNode(super().getParameterNode())
+
+    def lib(self):
+        return logicModules()
+
+    def clickNode(self):
+        """The (single) markups node that receives placement clicks."""
+        node = slicer.mrmlScene.GetFirstNodeByName("TumorSynth click")
+        if node is None:
+            node = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", "TumorSynth click")
+            node.CreateDefaultDisplayNodes()
+            node.SetMaximumNumberOfControlPoints(1)
+            node.SetHideFromEditors(True)
+        return node
+
+    def session(self, inputVolume):
+        if inputVolume is None:
+            raise ValueError(_("Select a CT volume first."))
+        session = self._sessions.get(inputVolume.GetID())
+        if session is None or session.inputVolume is not inputVolume:
+            session = self.lib()[1].TumorSession(inputVolume)
+            self._sessions[inputVolume.GetID()] = session
+        return session
+
+    def existingSession(self, inputVolume):
+        return self._sessions.get(inputVolume.GetID()) if inputVolume is not None else None
+
+    def forgetSessions(self) -> None:
+        self._sessions = {}
+
+    def request(self, p):
+        placement = self.lib()[2]
+        options = placement.organ_options(p.massEffect, p.necrosis, p.capsule, p.satellites, p.count)
+        return placement.TumorRequest(organ=p.organ, stage=p.stage, diameterMm=float(p.diameterMm),
+                                      method=p.method, seed=int(p.seed), options=options)
+
+    def organMask(self, p):
+        """Boolean [i, j, k] mask of the chosen organ segment on the CT grid, or None."""
+        if p.organSegmentation is None or not p.organSegmentId:
+            return None
+        return self.lib()[3].segment_mask(p.organSegmentation, p.organSegmentId, p.inputVolume)
+
+    def placeTumor(self, p, ras):
+        return self.lib()[2].place_tumor(self.session(p.inputVolume), ras, self.request(p), self.organMask(p))
+
+    def startGrowth(self, p, ras):
+        return self.lib()[2].GrowthJob(self.session(p.inputVolume), ras, self.request(p), self.organMask(p))
+
+    def undo(self, inputVolume) -> None:
+        self.session(inputVolume).undo()
+
+    def clear(self, inputVolume) -> None:
+        self.session(inputVolume).clear()
+
+    def export(self, inputVolume, folder, fmt="nii.gz"):
+        return self.lib()[4].export_session(self.session(inputVolume), folder, fmt)
+
+    def organSegments(self, segmentation):
+        if segmentation is None:
+            return []
+        seg = self.lib()[3]
+        return [(sid, seg.segment_name(segmentation, sid)) for sid in seg.segment_ids(segmentation)]
+
+    def guessOrgan(self, segmentation, segmentId):
+        if segmentation is None or not segmentId:
+            return None
+        seg = self.lib()[3]
+        return self.lib()[2].guess_organ(seg.segment_name(segmentation, segmentId),
+                                         seg.segment_terminology(segmentation, segmentId))
+
+    def methodAvailability(self):
+        return self.lib()[2].method_availability(METHODS)
+
+    def diameterRange(self, stage, organ):
+        return self.lib()[2].diameter_range(stage, organ)
+
+    def installDependencies(self, confirm):
+        install = self.lib()[0]
+        return install.ensure_python_packages(confirm)
+
+
+class TumorSynthTest(ScriptedLoadableModuleTest):
+    """Slicer's own test runner: phantom CT, one click, undo (no downloads)."""
+
+    def setUp(self) -> None:
+        slicer.mrmlScene.Clear()
+
+    def runTest(self) -> None:
+        self.setUp()
+        self.test_PlaceUndoExport()
+
+    def test_PlaceUndoExport(self) -> None:
+        import numpy as np
+
+        from TumorSynthLib.phantom import make_abdomen
+
+        self.delayDisplay(_("Building a phantom CT"))
+        ct, organs, _names = make_abdomen(0, shape=(96, 96, 48), spacing=(3.0, 3.0, 5.0))
+        ctNode = slicer.util.addVolumeFromArray(ct.array.transpose(2, 1, 0).astype(np.int16), ct.affine, name="Phantom")
+        logic = TumorSynthLogic()
+        p = logic.getParameterNode()
+        p.inputVolume = ctNode
+        p.diameterMm = 15.0
+        liverVoxel = np.argwhere(organs.array == 5).mean(axis=0)
+        ras = ct.affine[:3, :3] @ liverVoxel + ct.affine[:3, 3]
+        placement = logic.placeTumor(p, ras)
+        self.assertEqual(len(placement.segmentIds), 1)
+        session = logic.session(ctNode)
+        self.assertEqual(session.outputVolume.GetName(), "Phantom + tumors")
+        logic.undo(ctNode)
+        self.assertEqual(session.tumorCount, 0)
+        self.delayDisplay(_("Test passed"))

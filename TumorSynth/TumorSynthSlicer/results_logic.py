@@ -1,0 +1,180 @@
+"""Results of background runs back into the scene (the Trainer module's Apply and Evaluate).
+
+- ``load_prediction``: a ``tumorsynth segment`` labelmap -> segmentation node ("Organ",
+  "Tumor" segments, closed surface for 3D) + a table of tumors from the run's summary JSON.
+- ``task_labels``: any labelmap or segmentation node -> task labels {0, 1 organ, 2 tumor} on a
+  reference volume's grid (what ``tumorsynth evaluate`` and ``train`` read).
+- ``add_outcome_segments``: true positive / false positive / false negative tumor voxels as
+  three coloured segments, so the user sees at a glance where the model is wrong.
+- ``metrics_rows`` / ``sensitivity_chart``: the evaluation summary as a table and as a bar
+  chart of sensitivity by tumor size.
+
+Files are read and written through ``TumorSynthLib.volume`` (imported lazily), in world RAS.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import slicer
+
+from . import segment_logic, table_logic
+from .errors import NodeGeometryError
+from .volume_logic import array_ijk, labelmap_from_array, world_affine
+
+TASK_NAMES = {1: "Organ", 2: "Tumor"}
+TASK_COLORS = {1: (0.85, 0.65, 0.55), 2: (0.95, 0.35, 0.20)}
+OUTCOME_COLORS = {
+    "True positive": (0.20, 0.80, 0.30),
+    "False positive": (0.95, 0.20, 0.20),
+    "False negative": (0.20, 0.50, 1.00),
+}
+RESULT_COLUMNS: tuple[tuple[str, str, str], ...] = (
+    ("Tumor", "string", ""), ("Volume", "double", "ml"), ("Diameter", "double", "mm"),
+    ("R", "double", "mm"), ("A", "double", "mm"), ("S", "double", "mm"),
+)
+METRIC_COLUMNS: tuple[tuple[str, str, str], ...] = (("Metric", "string", ""),
+                                                    ("Value", "double", ""))
+SIZE_COLUMNS: tuple[tuple[str, str, str], ...] = (
+    ("Size", "string", "mm"), ("Sensitivity", "double", ""), ("Tumors", "int", ""),
+    ("Detected", "int", ""), ("False positives", "int", ""),
+)
+
+
+def load_labelmap(scene: slicer.vtkMRMLScene, path: str | Path, name: str,
+                  ) -> slicer.vtkMRMLLabelMapVolumeNode:
+    """Read a labelmap file (NIfTI / NRRD) through the engine's reader, in world RAS."""
+    from TumorSynthLib.volume import load_volume
+
+    volume = load_volume(path)
+    return labelmap_from_array(scene, np.rint(volume.array).astype(np.int16), volume.affine, name)
+
+
+def load_prediction(scene: slicer.vtkMRMLScene, labelPath: str | Path, name: str,
+                    summary: Mapping[str, Any] | None = None,
+                    ) -> tuple[slicer.vtkMRMLSegmentationNode, slicer.vtkMRMLTableNode]:
+    """Segmentation (closed surface) + tumor table of one ``tumorsynth segment`` result."""
+    labelmap = load_labelmap(scene, labelPath, f"{name} labels")
+    try:
+        segmentation = segmentation_from_labelmap(labelmap, name)
+    finally:
+        scene.RemoveNode(labelmap)
+    table = table_logic.new_table(scene, f"{name} tumors", RESULT_COLUMNS)
+    table_logic.append_rows(table, RESULT_COLUMNS, tumor_rows(summary or {}))
+    return segmentation, table
+
+
+def segmentation_from_labelmap(labelmap: slicer.vtkMRMLLabelMapVolumeNode, name: str,
+                               ) -> slicer.vtkMRMLSegmentationNode:
+    """Task labels (1 organ, 2 tumor) as a segmentation with named, coloured segments."""
+    segmentation = labelmap.GetScene().AddNewNodeByClass("vtkMRMLSegmentationNode", name)
+    segmentation.CreateDefaultDisplayNodes()
+    segmentation.SetReferenceImageGeometryParameterFromVolumeNode(labelmap)
+    mapping = segment_logic.import_labelmap(segmentation, labelmap, TASK_NAMES)
+    for value, segment_id in mapping.items():
+        segment = segmentation.GetSegmentation().GetSegment(segment_id)
+        segment.SetColor(*TASK_COLORS.get(value, (0.6, 0.6, 0.6)))
+        if value == 2:
+            segment.SetTag(segment.GetTerminologyEntryTagName(),
+                           segment_logic.tumor_terminology(None))
+    segment_logic.show_in_3d(segmentation)
+    return segmentation
+
+
+def tumor_rows(summary: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Rows of the result table from a ``segment`` summary (``tumors`` list)."""
+    rows = []
+    for i, tumor in enumerate(summary.get("tumors") or [], start=1):
+        centre = tumor.get("centroid_ras") or [None] * 3
+        rows.append({"Tumor": f"Tumor {tumor.get('id', i)}", "Volume": tumor.get("volume_ml"),
+                     "Diameter": table_logic.first_value(tumor, "equivalent_diameter_mm",
+                                                         "diameter_mm"),
+                     "R": centre[0], "A": centre[1], "S": centre[2]})
+    return rows
+
+
+def task_labels(node: slicer.vtkMRMLNode, reference: slicer.vtkMRMLVolumeNode) -> np.ndarray:
+    """Task labels {0, 1 organ, 2 tumor} (uint8 ``[i, j, k]``) of a labelmap or segmentation
+    node on ``reference``'s grid. Segments whose name says "tumor" (or "lesion") are tumor,
+    the others organ; labelmap values 2 and >= 200 are tumor, other non-zero values organ."""
+    out = np.zeros(array_ijk(reference).shape, dtype=np.uint8)
+    if node.IsA("vtkMRMLSegmentationNode"):
+        for segment_id in segment_logic.segment_ids(node):
+            mask = segment_logic.segment_mask(node, segment_id, reference)
+            name = segment_logic.segment_name(node, segment_id).lower()
+            is_tumor = any(word in name for word in ("tumor", "tumour", "lesion", "neoplasm"))
+            out[mask & (out < 2)] = 2 if is_tumor else 1
+        return out
+    values = array_ijk(node)
+    if values.shape != out.shape or not np.allclose(world_affine(node), world_affine(reference),
+                                                     atol=1e-3):
+        raise NodeGeometryError(
+            f"'{node.GetName()}' is not on the grid of '{reference.GetName()}'; resample it "
+            "first (Resample Image (BRAINS) or Crop Volume) or use a segmentation node")
+    out[values > 0] = 1
+    out[(values == 2) | (values >= 200)] = 2
+    return out
+
+
+def outcome_masks(pred: np.ndarray, ref: np.ndarray) -> dict[str, np.ndarray]:
+    """Voxel-wise tumor outcomes of task labels: true / false positive, false negative."""
+    p, r = np.asarray(pred) == 2, np.asarray(ref) == 2
+    return {"True positive": p & r, "False positive": p & ~r, "False negative": ~p & r}
+
+
+def add_outcome_segments(segmentation: slicer.vtkMRMLSegmentationNode,
+                         masks: Mapping[str, np.ndarray], reference: slicer.vtkMRMLVolumeNode,
+                         ) -> dict[str, str]:
+    """One coloured segment per outcome (empty outcomes are skipped); returns name -> ID."""
+    ids = {}
+    for name, mask in masks.items():
+        if not mask.any():
+            continue
+        ids[name] = segment_logic.add_mask_segment(segmentation, name, mask, (0, 0, 0), reference,
+                                                   color=OUTCOME_COLORS[name])
+    segment_logic.show_in_3d(segmentation)
+    return ids
+
+
+def metrics_rows(summary: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """"Metric / Value" rows of an evaluation summary (means of DSC / NSD, sensitivity, FP)."""
+    rows = []
+    for key, label in (("tumor_dsc", "Tumor DSC (mean)"), ("tumor_nsd", "Tumor NSD 2 mm (mean)"),
+                       ("organ_dsc", "Organ DSC (mean)")):
+        value = summary.get(key)
+        rows.append({"Metric": label,
+                     "Value": value.get("mean") if isinstance(value, Mapping) else value})
+    for key, label in (("sensitivity", "Tumor sensitivity"), ("n_ref_tumors", "Reference tumors"),
+                       ("false_positives", "False positives"),
+                       ("false_positives_per_case", "False positives per case"),
+                       ("n_cases", "Cases")):
+        rows.append({"Metric": label, "Value": summary.get(key)})
+    return rows
+
+
+def size_rows(summary: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Rows of the sensitivity-by-size table (buckets in the summary's order)."""
+    return [{"Size": name, "Sensitivity": bucket.get("sensitivity"),
+             "Tumors": bucket.get("n_tumors", 0), "Detected": bucket.get("detected", 0),
+             "False positives": bucket.get("false_positives", 0)}
+            for name, bucket in (summary.get("by_size") or {}).items()]
+
+
+def sensitivity_chart(scene: slicer.vtkMRMLScene, summary: Mapping[str, Any], name: str,
+                      ) -> tuple[slicer.vtkMRMLTableNode, slicer.vtkMRMLPlotChartNode]:
+    """A table of sensitivity by tumor size and a bar chart of it."""
+    table = table_logic.new_table(scene, f"{name} sensitivity by size", SIZE_COLUMNS)
+    table_logic.append_rows(table, SIZE_COLUMNS, size_rows(summary))
+    series = scene.AddNewNodeByClass("vtkMRMLPlotSeriesNode", f"{name} sensitivity")
+    series.SetAndObserveTableNodeID(table.GetID())
+    series.SetXColumnName("Size")
+    series.SetYColumnName("Sensitivity")
+    series.SetLabelColumnName("Size")
+    series.SetPlotType(slicer.vtkMRMLPlotSeriesNode.PlotTypeBar)
+    chart = scene.AddNewNodeByClass("vtkMRMLPlotChartNode", f"{name} sensitivity chart")
+    chart.AddAndObservePlotSeriesNodeID(series.GetID())
+    chart.SetTitle("Tumor sensitivity by size")
+    chart.SetXAxisTitle("reference tumor diameter (mm)")
+    chart.SetYAxisTitle("sensitivity")
+    return table, chart
