@@ -7,6 +7,7 @@ importing this file runs no code and needs nothing beyond Slicer.
 """
 import logging
 import os
+import random
 import sys
 from typing import Annotated
 
@@ -112,6 +113,7 @@ class TumorSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._growth = None
         self._growthTimer = None
         self._shortcut = None
+        self._seen = {}
 
     # -- set-up --------------------------------------------------------------------------------
     def setup(self) -> None:
@@ -139,15 +141,13 @@ class TumorSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
-        self.ui.organSegmentationSelector.connect("currentNodeChanged(vtkMRMLNode*)", self.onOrganSourceChanged)
-        self.ui.organSegmentComboBox.currentIndexChanged.connect(self.onOrganSegmentChanged)
-        self.ui.stageComboBox.currentIndexChanged.connect(self.updateDiameterRange)
-        self.ui.randomSeedButton.clicked.connect(self.onRandomSeed)
-        self.ui.stopGrowthButton.clicked.connect(self.onStopGrowth)
-        self.ui.undoButton.clicked.connect(self.onUndo)
-        self.ui.clearButton.clicked.connect(self.onClear)
-        self.ui.exportButton.clicked.connect(self.onExport)
-        self.ui.installDependenciesButton.clicked.connect(self.onInstallDependencies)
+        self.ui.organSegmentComboBox.currentIndexChanged.connect(lambda index: self.onOrganSegmentChanged())
+        self.ui.randomSeedButton.clicked.connect(lambda: self.onRandomSeed())
+        self.ui.stopGrowthButton.clicked.connect(lambda: self.onStopGrowth(keep=True))
+        self.ui.undoButton.clicked.connect(lambda: self.onUndo())
+        self.ui.clearButton.clicked.connect(lambda: self.onClear())
+        self.ui.exportButton.clicked.connect(lambda: self.onExport())
+        self.ui.installDependenciesButton.clicked.connect(lambda: self.onInstallDependencies())
         self.ui.stopGrowthButton.visible = False
         self.initializeParameterNode()
         self.updateMethodAvailability()
@@ -163,11 +163,15 @@ class TumorSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.initializeParameterNode()
 
     def exit(self) -> None:
-        if self._parameterNode:
-            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
-            self._parameterNodeGuiTag = None
-            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._updateButtons)
+        self._disconnectParameterNode()
         self.placeWidget.setPlaceModeEnabled(False)
+
+    def _disconnectParameterNode(self) -> None:
+        if self._parameterNode:
+            if self._parameterNodeGuiTag is not None:
+                self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
+            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.onParameterNodeModified)
+        self._parameterNodeGuiTag = None
 
     def onSceneStartClose(self, caller, event) -> None:
         self.onStopGrowth()
@@ -185,18 +189,31 @@ class TumorSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self._parameterNode.inputVolume = slicer.mrmlScene.GetFirstNodeByClass("vtkMRMLScalarVolumeNode")
 
     def setParameterNode(self, inputParameterNode) -> None:
-        if self._parameterNode:
-            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
-            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._updateButtons)
+        self._disconnectParameterNode()
         self._parameterNode = inputParameterNode
+        self._seen = {}
         if self._parameterNode:
             self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
-            self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._updateButtons)
+            self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.onParameterNodeModified)
             self._ensureClickNode()
-            self.onOrganSourceChanged()
             self.updateMethodAvailability()
+            self.onParameterNodeModified()
+
+    def onParameterNodeModified(self, caller=None, event=None) -> None:
+        """React to what changed (the GUI connectors write the parameter node first, so it is
+        read here rather than in the widgets' own signals)."""
+        p = self._parameterNode
+        if not p:
+            return
+        now = {"source": p.organSegmentation.GetID() if p.organSegmentation else None,
+               "size": (p.stage, p.organ)}
+        changed = {key for key, value in now.items() if self._seen.get(key, ()) != value}
+        self._seen = now
+        if "source" in changed:
+            self.onOrganSourceChanged()
+        if "size" in changed:
             self.updateDiameterRange()
-            self._updateButtons()
+        self._updateButtons()
 
     # -- panel state ---------------------------------------------------------------------------
     def _ensureClickNode(self) -> None:
@@ -220,14 +237,14 @@ class TumorSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         model = self.ui.methodComboBox.model()
         for row, name in enumerate(METHODS):
             usable, reason = availability.get(name, (False, _("unknown method")))
-            item = model.item(row) if model is not None and row < self.ui.methodComboBox.count else None
+            item = model.item(row) if hasattr(model, "item") and row < self.ui.methodComboBox.count else None
             if item is not None:
                 item.setEnabled(usable)
                 item.setToolTip(reason)
         missing = [r for ok, r in availability.values() if not ok and "dependencies" in r]
         self.ui.dependencyStatusLabel.text = missing[0] if missing else _("All dependencies are installed.")
 
-    def updateDiameterRange(self, *args) -> None:
+    def updateDiameterRange(self) -> None:
         if not self._parameterNode:
             return
         lo, hi = self.logic.diameterRange(self._parameterNode.stage, self._parameterNode.organ)
@@ -235,7 +252,7 @@ class TumorSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if not lo <= self._parameterNode.diameterMm <= hi:
             self._parameterNode.diameterMm = round((lo * hi) ** 0.5, 1)
 
-    def onOrganSourceChanged(self, *args) -> None:
+    def onOrganSourceChanged(self) -> None:
         combo = self.ui.organSegmentComboBox
         combo.blockSignals(True)
         combo.clear()
@@ -248,11 +265,13 @@ class TumorSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         combo.blockSignals(False)
         self.onOrganSegmentChanged()
 
-    def onOrganSegmentChanged(self, *args) -> None:
+    def onOrganSegmentChanged(self) -> None:
         p = self._parameterNode
         if not p:
             return
-        segmentId = self.ui.organSegmentComboBox.currentData or ""
+        combo = self.ui.organSegmentComboBox
+        segmentId = combo.itemData(combo.currentIndex) if combo.currentIndex >= 0 else ""
+        segmentId = segmentId or ""
         p.organSegmentId = segmentId
         organ = self.logic.guessOrgan(p.organSegmentation, segmentId)
         if organ:
@@ -329,7 +348,7 @@ class TumorSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     # -- result buttons ----------------------------------------------------------------------------
     def onRandomSeed(self) -> None:
-        self._parameterNode.seed = int(qt.QRandomGenerator.global_().bounded(1000000)) if hasattr(qt, "QRandomGenerator") else int.from_bytes(os.urandom(3), "little") % 1000000
+        self._parameterNode.seed = random.SystemRandom().randrange(1000000)
 
     def onUndo(self) -> None:
         with slicer.util.tryWithErrorDisplay(_("Undo failed."), waitCursor=True):
@@ -466,21 +485,29 @@ class TumorSynthTest(ScriptedLoadableModuleTest):
     def test_PlaceUndoExport(self) -> None:
         import numpy as np
 
+        logic = TumorSynthLogic()
+        segmentLogic = logic.lib()[3]
+        from scipy.ndimage import distance_transform_edt
+
         from TumorSynthLib.phantom import make_abdomen
 
         self.delayDisplay(_("Building a phantom CT"))
         ct, organs, _names = make_abdomen(0, shape=(96, 96, 48), spacing=(3.0, 3.0, 5.0))
         ctNode = slicer.util.addVolumeFromArray(ct.array.transpose(2, 1, 0).astype(np.int16), ct.affine, name="Phantom")
-        logic = TumorSynthLogic()
+        liver = organs.array == 5
+        organSegmentation = segmentLogic.ensure_segmentation_for(ctNode, "Phantom organs")
         p = logic.getParameterNode()
         p.inputVolume = ctNode
+        p.organSegmentation = organSegmentation
+        p.organSegmentId = segmentLogic.add_mask_segment(organSegmentation, "liver", liver, (0, 0, 0), ctNode)
         p.diameterMm = 15.0
-        liverVoxel = np.argwhere(organs.array == 5).mean(axis=0)
-        ras = ct.affine[:3, :3] @ liverVoxel + ct.affine[:3, 3]
+        deepest = np.unravel_index(np.argmax(distance_transform_edt(liver, sampling=ct.spacing)), liver.shape)
+        ras = ct.affine[:3, :3] @ np.asarray(deepest, dtype=float) + ct.affine[:3, 3]
         placement = logic.placeTumor(p, ras)
         self.assertEqual(len(placement.segmentIds), 1)
         session = logic.session(ctNode)
         self.assertEqual(session.outputVolume.GetName(), "Phantom + tumors")
+        self.assertTrue(np.array_equal(slicer.util.arrayFromVolume(ctNode), ct.array.transpose(2, 1, 0).astype(np.int16)))
         logic.undo(ctNode)
         self.assertEqual(session.tumorCount, 0)
         self.delayDisplay(_("Test passed"))

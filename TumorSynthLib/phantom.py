@@ -23,7 +23,7 @@ from .errors import InputError
 from .phantom_body import Body, Spine, paint_back_muscles, paint_body, paint_ribs, paint_spine, \
     paint_thorax_base
 from .phantom_shapes import Grid, blur3
-from .phantom_tissue import LABEL_IDS, PHASES, Canvas, hu_table
+from .phantom_tissue import LABEL_IDS, PHASES, Canvas, hu_table, noise_gain_table
 from .volume import Volume
 
 #: Standard deviation (HU) of the image noise and its in-plane correlation (3-tap weights).
@@ -78,19 +78,21 @@ def build_anatomy(grid: Grid, rng: np.random.Generator) -> Canvas:
     paint_back_muscles(canvas, body, spine)
     paint_spine(canvas, spine)
     paint_ribs(canvas, body, spine, rng)
-    paint_thorax_base(canvas, body, rng)
+    paint_thorax_base(canvas, body, spine, rng)
     paint_organs(canvas, body, spine, rng)
     return canvas
 
 
 def render_ct(tissue: np.ndarray, lut: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """HU image from the tissue map: lookup, white noise, then one small separable blur that
-    gives both the partial-volume softening of edges and the noise its in-plane correlation."""
+    """HU image from the tissue map: lookup, white noise (stronger in textured tissues such as
+    trabecular bone), then one small separable blur that gives both the partial-volume softening
+    of edges and the noise its in-plane correlation."""
     w = _BLUR_WEIGHTS
     gain = np.sqrt(np.prod([(1 - 2 * a) ** 2 + 2 * a * a for a in w]))
     white = rng.random(tissue.shape, dtype=np.float32)
     white -= np.float32(0.5)
     white *= np.float32(NOISE_SIGMA_HU * np.sqrt(12.0) / gain)
+    white *= noise_gain_table()[tissue]
     image = lut[tissue]
     image += white
     image = blur3(image, w)

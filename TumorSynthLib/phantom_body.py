@@ -27,8 +27,9 @@ DISC_MM = 9.0
 
 @dataclass(frozen=True)
 class Body:
-    """Outline and wall layers of the trunk. Angles ``theta`` are atan2(y - yc, x) in radians
-    (0 = patient right, pi/2 = anterior)."""
+    """Outline and wall layers of the trunk. The half axes describe the abdominal cavity (inside
+    the muscle wall), so a thicker fat layer makes a bigger patient, not smaller organs. Angles
+    ``theta`` are atan2(y - yc, x) in radians (0 = patient right, pi/2 = anterior)."""
 
     half_width: float
     half_ant: float
@@ -45,15 +46,19 @@ class Body:
         harm = np.stack([np.array([2, 3, 4, 5]), rng.uniform(0.004, 0.018, 4),
                          rng.uniform(0, 2 * np.pi, 4)], axis=1)
         return Body(
-            half_width=rng.uniform(150, 166), half_ant=rng.uniform(112, 124),
-            half_post=rng.uniform(100, 110), yc=rng.uniform(-4, 4), power=rng.uniform(2.2, 2.6),
-            harmonics=harm, fat=(rng.uniform(14, 34), rng.uniform(12, 28), rng.uniform(10, 22)),
+            half_width=rng.uniform(121, 132), half_ant=rng.uniform(77, 86),
+            half_post=rng.uniform(78, 87), yc=rng.uniform(-4, 4), power=rng.uniform(2.2, 2.6),
+            harmonics=harm, fat=(rng.uniform(14, 36), rng.uniform(14, 34), rng.uniform(10, 24)),
             wall=(rng.uniform(9, 12), rng.uniform(11, 15), rng.uniform(6, 9)),
             taper=rng.uniform(0.0, 0.02),
         )
 
     def radius(self, theta):
         """Distance (mm) from the body axis to the skin along ``theta`` at z = 0."""
+        return self.cavity_radius(theta) + SKIN_MM + self.fat_mm(theta) + self.wall_mm(theta)
+
+    def cavity_radius(self, theta):
+        """Distance (mm) from the body axis to the inner surface of the muscle wall."""
         c, s = np.abs(np.cos(theta)), np.sin(theta)
         b = np.where(s >= 0, self.half_ant, self.half_post)
         p = np.where(s >= 0, self.power, self.power + 0.9)
@@ -93,8 +98,8 @@ class Spine:
 
     @staticmethod
     def random(rng: np.random.Generator, body: Body) -> "Spine":
-        return Spine(y0=body.yc - body.half_post + rng.uniform(78, 88),
-                     z_l1=rng.uniform(14, 34), step=rng.uniform(32, 36),
+        return Spine(y0=body.yc - body.half_post + rng.uniform(56, 63),
+                     z_l1=rng.uniform(2, 14), step=rng.uniform(32, 36),
                      lordosis=rng.uniform(3, 9))
 
     def y(self, z):
@@ -138,11 +143,11 @@ def paint_body(cv: Canvas, body: Body) -> None:
 
 
 def _paint_table(cv: Canvas, body: Body) -> None:
-    y_back = body.yc - body.half_post - 2.0
+    y_back = body.yc - float(body.radius(-np.pi / 2)) - 1.5
     reg = cv.grid.region((-200, y_back - 60, -1e9), (200, y_back + 40, 1e9))
     if reg is None:
         return
-    top = y_back + 0.0009 * reg.x ** 2
+    top = y_back + 0.00035 * reg.x ** 2
     shell = (np.abs(reg.y - top) < 1.6) | (np.abs(reg.y - (top - 30.0)) < 1.6)
     cv.paint(reg, shell & (np.abs(reg.x) < 190), T.TABLE, into=(T.AIR,))
 
@@ -224,11 +229,11 @@ def paint_back_muscles(cv: Canvas, body: Body, spine: Spine) -> None:
     cy = ys - 25.5
     soft = (T.MUSCLE, T.FAT)
     for side, key in ((1, "autochthon_right"), (-1, "autochthon_left")):
-        erector = ((reg.x - side * 24.0) / 19.0) ** 2 + ((reg.y - (cy - 24.0)) / 23.0) ** 2 <= 1
+        erector = ((reg.x - side * 27.0) / 23.0) ** 2 + ((reg.y - (cy - 19.0)) / 25.0) ** 2 <= 1
         cv.paint(reg, erector, T.MUSCLE, L[key], into=soft)
     z_top = spine.z_of("T12") - 5.0
-    grow = np.clip((z_top - z) * 0.15, 0, None)
-    pr = np.minimum(5.0 + grow, 24.0)
+    grow = np.clip((z_top - z) * 0.13, 0, None)
+    pr = np.minimum(4.0 + grow, 22.0)
     for side, key in ((1, "iliopsoas_right"), (-1, "iliopsoas_left")):
         cx = side * (VERTEBRA_SIZE["L2"][0] + 2.0 + pr * 0.9)
         psoas = (((reg.x - cx) / pr) ** 2 + ((reg.y - (ys - 2.0 + 0.25 * pr)) / (0.85 * pr)) ** 2 <= 1) \
@@ -273,7 +278,7 @@ def paint_ribs(cv: Canvas, body: Body, spine: Spine, rng: np.random.Generator) -
             for pts, is_bone in ((curve[: cut + 1], True), (curve[cut:], False)):
                 if len(pts) < 2:
                     continue
-                field = tube_field(cv.grid, pts, radius)
+                field = tube_field(cv.grid, pts, radius, with_arc=False)
                 if field is None:
                     continue
                 reg, lev = field.region, field.level
@@ -286,20 +291,24 @@ def paint_ribs(cv: Canvas, body: Body, spine: Spine, rng: np.random.Generator) -
                     cv.paint(reg, inside, T.CARTILAGE, L["costal_cartilages"], into=None)
 
 
-def paint_thorax_base(cv: Canvas, body: Body, rng: np.random.Generator) -> float:
+def paint_thorax_base(cv: Canvas, body: Body, spine: Spine, rng: np.random.Generator) -> float:
     """Diaphragm domes with lung bases above them (posterior recesses reach lowest) and the
     inferior heart; returns the height (mm) of the right dome's top."""
-    top_r = rng.uniform(112, 126)
+    top_r = spine.z_l1 + rng.uniform(98, 110)
     top_l = top_r - rng.uniform(6, 14)
     xr, xl = rng.uniform(50, 70), -rng.uniform(55, 75)
-    curv = rng.uniform(0.0050, 0.0062)
-    reg = cv.grid.region((-1e9, -1e9, 20.0), (1e9, 1e9, 1e9))
+    curv = rng.uniform(0.0013, 0.0018)
+    reg = cv.grid.region((-1e9, -1e9, spine.z_l1 - 10.0), (1e9, 1e9, 1e9))
     if reg is None:
         return top_r
     x, y = reg.x[:, :, 0], reg.y[:, :, 0]
     post = np.clip(body.yc - y, 0, None)
-    zd = np.maximum(top_r - curv * ((x - xr) ** 2 + (y - 8.0) ** 2),
-                    top_l - curv * ((x - xl) ** 2 + y ** 2)) - 0.0022 * post ** 2
+
+    def dome(top, dist2):
+        return top - curv * dist2 - 3.0e-7 * dist2 ** 2
+
+    zd = np.maximum(dome(top_r, (x - xr) ** 2 + (y - 8.0) ** 2),
+                    dome(top_l, (x - xl) ** 2 + y ** 2)) - 0.003 * post ** 2
     zd = zd.astype(np.float32)[:, :, None]
     above = reg.z > zd
     lung_label = np.where(reg.x > 0, L["lung_lower_lobe_right"], L["lung_lower_lobe_left"])

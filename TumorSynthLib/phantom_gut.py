@@ -21,12 +21,42 @@ def _radii_along(arc: np.ndarray, control_radii, control_pts) -> np.ndarray:
 
 def _paint_hollow(cv: Canvas, field: TubeField | None, label: int, wall_mm: float,
                   gas: np.ndarray, content=T.GIFLUID) -> None:
-    """Wall + contents of a hollow organ; ``gas`` marks (box-shaped) voxels of gas."""
+    """Wall + contents of a hollow organ; ``gas`` marks (box-shaped) voxels of gas. Where two
+    distant parts of the tube touch, a wall is drawn along the seam so loops stay distinct."""
     if field is None:
         return
     reg, level = field.region, field.level
-    tissue = np.where(level > -wall_mm, T.GIWALL, np.where(gas, T.AIR, content)).astype(np.uint8)
+    wall = (level > -wall_mm) | _seams(field.arc, seam_mm=4.0 * wall_mm + 30.0)
+    tissue = np.where(wall, T.GIWALL, np.where(gas, T.AIR, content)).astype(np.uint8)
     cv.paint(reg, level <= 0, tissue, label)
+
+
+def _seams(arc: np.ndarray, seam_mm: float) -> np.ndarray:
+    """Voxels next to a neighbour whose nearest centre-line point is ``seam_mm`` further along."""
+    seam = np.zeros(arc.shape, bool)
+    for axis in range(3):
+        lo = [slice(None)] * 3
+        hi = [slice(None)] * 3
+        lo[axis], hi[axis] = slice(0, -1), slice(1, None)
+        jump = np.abs(arc[tuple(hi)] - arc[tuple(lo)]) > seam_mm
+        seam[tuple(lo)] |= jump
+        seam[tuple(hi)] |= jump
+    return seam
+
+
+def paint_esophagus(cv: Canvas, lm: Landmarks, rng: np.random.Generator) -> None:
+    """Distal oesophagus: in front of the aorta through the hiatus to the cardia (collapsed
+    muscular tube with a little air)."""
+    ys, z1 = lm.ys, lm.z_l1
+    control = np.array([(lm.xa + 12, lm.ya + 12, z1 + 150), (lm.xa + 8, lm.ya + 16, z1 + 100),
+                        (lm.xa - 6, lm.ya + 26, z1 + 80), (-34, ys + 52, z1 + 70)])
+    control = control + rng.uniform(-3, 3, control.shape)
+    pts, _ = smooth_curve(control, 5.0)
+    field = tube_field(cv.grid, pts, 8.0)
+    if field is not None:
+        gas = field.level < -6.5
+        tissue = np.where(gas, T.AIR, T.GIWALL).astype(np.uint8)
+        cv.paint(field.region, field.level <= 0, tissue, L["esophagus"])
 
 
 def paint_stomach(cv: Canvas, lm: Landmarks, rng: np.random.Generator) -> None:
@@ -37,7 +67,7 @@ def paint_stomach(cv: Canvas, lm: Landmarks, rng: np.random.Generator) -> None:
                         (-22, ys + 108, z1 + 2), (14, ys + 92, z1 + 2)]) \
         + np.stack([j(5), j(6), j(6), j(5), j(3)])
     radii = np.array([36, 34, 29, 19, 10]) * rng.uniform(0.85, 1.12)
-    pts, arc = smooth_curve(control, 6.0)
+    pts, arc = smooth_curve(control, 8.0)
     field = tube_field(cv.grid, pts, _radii_along(arc, radii, control))
     if field is None:
         return
@@ -79,7 +109,7 @@ def paint_colon(cv: Canvas, lm: Landmarks, rng: np.random.Generator) -> np.ndarr
         (-100, ys + 36, z1 - 80), (-94, ys + 42, z4 - 40),
     ]) + rng.uniform(-5, 5, (11, 3))
     radii = np.array([30, 26, 25, 24, 24, 22, 22, 21, 19, 18, 18]) * rng.uniform(0.85, 1.1)
-    pts, arc = smooth_curve(control, 8.0)
+    pts, arc = smooth_curve(control, 10.0)
     r = _radii_along(arc, radii, control) * (1 + 0.12 * np.cos(2 * np.pi * arc / 42.0))
     field = tube_field(cv.grid, pts, r)
     if field is not None:
@@ -99,10 +129,10 @@ def paint_small_bowel(cv: Canvas, lm: Landmarks, start: np.ndarray, end: np.ndar
                       rng: np.random.Generator) -> None:
     """Jejunum and ileum: a packed self-avoiding walk from the duodenojejunal flexure to the
     cecum, fluid-filled with a few gas pockets."""
-    centre = np.array([-10.0, lm.ys + 72.0, lm.z_l1 - 62.0])
-    half = np.array([95.0, 58.0, 90.0])
+    centre = np.array([-10.0 * lm.sx, lm.ys + 70.0 * lm.sy, lm.z_l1 - 48.0])
+    half = np.array([92.0 * lm.sx, 48.0 * lm.sy, 72.0])
     path = _packed_walk(start, end, centre, half, rng)
-    pts, arc = smooth_curve(path, 7.0)
+    pts, arc = smooth_curve(path, 9.0)
     radius = 13.0 * rng.uniform(0.9, 1.1) * (1 + 0.08 * np.sin(arc / 37.0))
     field = tube_field(cv.grid, pts, radius)
     if field is None:
@@ -115,26 +145,31 @@ def paint_small_bowel(cv: Canvas, lm: Landmarks, start: np.ndarray, end: np.ndar
     _paint_hollow(cv, field, L["small_bowel"], 2.2, gas)
 
 
-def _packed_walk(start, end, centre, half, rng: np.random.Generator, steps: int = 520,
+def _packed_walk(start, end, centre, half, rng: np.random.Generator, cell_mm: float = 27.0,
                  step_mm: float = 6.0) -> np.ndarray:
-    """Random walk that keeps away from its own past and inside an ellipsoid, then heads home."""
-    pts = [np.asarray(start, float)]
-    heading = np.array([0.0, 0.3, -1.0])
-    heading /= np.linalg.norm(heading)
-    for k in range(steps):
-        pull = (np.asarray(end) - pts[-1]) * (k / steps) ** 4 * 0.05
-        cand = heading + 0.8 * rng.normal(size=(10, 3)) + pull
-        cand /= np.linalg.norm(cand, axis=1, keepdims=True)
-        nxt = pts[-1] + step_mm * cand
-        past = np.array(pts[:-6]) if len(pts) > 6 else np.empty((0, 3))
-        clear = np.full(len(cand), 40.0)
-        if len(past):
-            dist = np.linalg.norm(nxt[:, None, :] - past[None, :, :], axis=2).min(axis=1)
-            clear = np.minimum(dist, 40.0)
-        outside = np.clip(np.linalg.norm((nxt - centre) / half, axis=1) - 1.0, 0, None)
-        score = clear - 120.0 * outside + 3.0 * rng.random(len(cand))
-        best = int(np.argmax(score))
-        heading = cand[best]
-        pts.append(nxt[best])
+    """A meandering path that visits every cell of a lattice filling the ellipsoid (centre,
+    half axes) once, nearest-first with some randomness, so the loops pack the space."""
+    axes = [np.arange(-h, h + 1e-6, cell_mm) for h in half]
+    cells = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, 3)
+    cells = cells[np.linalg.norm(cells / half, axis=1) < 0.92] + centre
+    cells += rng.uniform(-0.25, 0.25, cells.shape) * cell_mm
+    targets, left, here = [], list(range(len(cells))), np.asarray(start, float)
+    while left:
+        dist = np.linalg.norm(cells[left] - here, axis=1)
+        pick = left[int(np.argsort(dist)[min(int(rng.integers(0, 3)), len(left) - 1)])]
+        targets.append(cells[pick])
+        here = cells[pick]
+        left.remove(pick)
+    targets.append(np.asarray(end, float))
+    pts, heading = [np.asarray(start, float)], np.array([0.0, 0.3, -1.0])
+    for target in targets:
+        for _ in range(40):
+            to_target = target - pts[-1]
+            dist = np.linalg.norm(to_target)
+            if dist < 0.6 * cell_mm:
+                break
+            heading = 0.55 * heading + 0.45 * to_target / dist + 0.35 * rng.normal(size=3)
+            heading /= np.linalg.norm(heading)
+            pts.append(pts[-1] + step_mm * heading)
     pts.append(np.asarray(end, float))
     return np.array(pts)

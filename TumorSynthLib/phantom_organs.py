@@ -2,9 +2,9 @@
 
 Organs are unions of deformed ellipsoids or tubes placed relative to the spine and the body wall
 (``Landmarks``), painted only into still-free fat, so each one nestles against what was painted
-before it: kidneys and great vessels first, then spleen, the portal system, pancreas and
-duodenum, the liver (which wraps round them), gallbladder, the rest of the gut (``phantom_gut``)
-and finally the veins inside the liver.
+before it: kidneys and great vessels first, then spleen, the portal system, gallbladder, pancreas
+and duodenum, the liver (which wraps round them), the rest of the gut (``phantom_gut``) and
+finally the veins inside the liver.
 """
 from __future__ import annotations
 
@@ -32,32 +32,39 @@ class Landmarks:
     xi: float          # inferior vena cava: x, radius, y
     ri: float
     yi: float
+    sx: float          # cavity width / depth in front of the spine relative to an average adult
+    sy: float
 
     @staticmethod
-    def random(rng: np.random.Generator, spine: Spine) -> "Landmarks":
+    def random(rng: np.random.Generator, body: Body, spine: Spine) -> "Landmarks":
         ys = float(spine.y(spine.z_l1))
         ra, ri = rng.uniform(9.5, 12.0), rng.uniform(9.0, 11.5)
         return Landmarks(ys=ys, z_l1=spine.z_l1, z_l2=spine.z_of("L2"), z_l4=spine.z_of("L4"),
                          xa=-rng.uniform(9, 15), ra=ra, ya=ys + 16.0 + ra,
-                         xi=rng.uniform(17, 24), ri=ri, yi=ys + 19.0 + ri)
+                         xi=rng.uniform(17, 24), ri=ri, yi=ys + 19.0 + ri,
+                         sx=body.half_width / 126.5, sy=(body.yc + body.half_ant - ys) / 105.0)
 
 
 def paint_organs(cv: Canvas, body: Body, spine: Spine, rng: np.random.Generator) -> None:
     """Every abdominal organ and vessel, in painting order (see the module docstring)."""
-    from .phantom_gut import paint_colon, paint_duodenum, paint_small_bowel, paint_stomach
+    from .phantom_gut import paint_colon, paint_duodenum, paint_esophagus, paint_small_bowel, \
+        paint_stomach
 
-    lm = Landmarks.random(rng, spine)
+    lm = Landmarks.random(rng, body, spine)
     hila = paint_kidneys(cv, lm, rng)
     paint_great_vessels(cv, lm, spine)
+    paint_esophagus(cv, lm, rng)
+    paint_adrenals(cv, lm, hila, rng)
     spleen_hilum = paint_spleen(cv, lm, rng)
     porta = paint_branch_vessels(cv, lm, hila, spleen_hilum, rng)
+    paint_gallbladder(cv, lm, rng)
     paint_pancreas(cv, lm, spleen_hilum, rng)
     jejunum_start = paint_duodenum(cv, lm, rng)
     liver = paint_liver(cv, lm, rng)
-    paint_gallbladder(cv, lm, rng)
     paint_stomach(cv, lm, rng)
     cecum = paint_colon(cv, lm, rng)
     paint_small_bowel(cv, lm, jejunum_start, cecum, rng)
+    paint_mesenteric_vessels(cv, lm, rng)
     paint_liver_veins(cv, lm, liver, porta, rng)
 
 
@@ -71,7 +78,7 @@ def paint_kidneys(cv: Canvas, lm: Landmarks, rng: np.random.Generator) -> dict[i
         centre = (side * rng.uniform(70, 78), lm.ys + rng.uniform(6, 14), lm.z_l2 + dz)
         axes = frame((-side * rng.uniform(0.15, 0.3), -rng.uniform(0.1, 0.25), 1.0),
                      (-side * 0.85, 0.55, 0.0))
-        radii = (rng.uniform(20, 23), rng.uniform(27, 31), rng.uniform(51, 57))
+        radii = (rng.uniform(20, 23), rng.uniform(27, 31), rng.uniform(54, 60))
         kid = Ellipsoid(centre, radii, axes, Wobble.random(rng, 0.03))
         hila[side] = np.asarray(centre) + axes[:, 1] * radii[1] * 1.1
         _paint_kidney(cv, kid, L[key], rng)
@@ -85,7 +92,7 @@ def _paint_kidney(cv: Canvas, kid: Ellipsoid, label: int, rng: np.random.Generat
     u, v, w = kid.normalised(reg)
     outer = kid.level(reg) <= 0
     notch = (u / 0.38) ** 2 + ((v - 1.0) / 0.55) ** 2 + (w / 0.4) ** 2 <= 1
-    sinus = (u / 0.45) ** 2 + ((v - 0.3) / 0.5) ** 2 + (w / 0.62) ** 2 <= 1
+    sinus = (u / 0.36) ** 2 + ((v - 0.4) / 0.45) ** 2 + (w / 0.55) ** 2 <= 1
     pelvis = (u / 0.28) ** 2 + ((v - 0.62) / 0.45) ** 2 + ((w + 0.05) / 0.26) ** 2 <= 1
     medulla = np.zeros(reg.shape, bool)
     phis = np.radians(np.array([-160, -125, -90, -55, -20, 15, 150, 185]) + rng.uniform(-8, 8, 8))
@@ -99,6 +106,18 @@ def _paint_kidney(cv: Canvas, kid: Ellipsoid, label: int, rng: np.random.Generat
     tissue[pelvis] = T.URINE
     cv.paint(reg, outer & ~notch, tissue, label)
     cv.paint(reg, pelvis & notch, T.URINE)
+
+
+def paint_adrenals(cv: Canvas, lm: Landmarks, hila: dict[int, np.ndarray],
+                   rng: np.random.Generator) -> None:
+    """Adrenal glands: thin inverted-Y limbs above and medial to each kidney's upper pole."""
+    for side, key in ((1, "adrenal_gland_right"), (-1, "adrenal_gland_left")):
+        top = np.array([side * rng.uniform(30, 38), lm.ys + rng.uniform(22, 30),
+                        hila[side][2] + rng.uniform(55, 65)])
+        for limb in ((side * 10, -14, -22), (side * 2, -22, -18), (0, 8, -12)):
+            end = top + np.asarray(limb, float)
+            pts = np.linspace(top, end, 4)
+            _tube(cv, pts, 2.4, T.ADRENAL, L[key])
 
 
 # -- great vessels ---------------------------------------------------------------------------
@@ -134,7 +153,7 @@ def paint_great_vessels(cv: Canvas, lm: Landmarks, spine: Spine) -> None:
 
 
 def _tube(cv: Canvas, pts, radius, tissue, label, into="free", over_labels=False):
-    field = tube_field(cv.grid, pts, radius)
+    field = tube_field(cv.grid, pts, radius, with_arc=False)
     if field is not None:
         cv.paint(field.region, field.level <= 0, tissue, label, into=into, over_labels=over_labels)
     return field
@@ -152,17 +171,22 @@ class LiverShape:
 def paint_liver(cv: Canvas, lm: Landmarks, rng: np.random.Generator) -> LiverShape:
     """Liver: right lobe, inferior right lobe, left lobe and caudate as deformed ellipsoids,
     clipped by the wall, diaphragm and kidney; the falciform fissure as a fat cleft."""
-    ys, z1 = lm.ys, lm.z_l1
+    ys, z1, sx, sy = lm.ys, lm.z_l1, lm.sx, lm.sy
     j = lambda a: rng.uniform(-a, a)  # noqa: E731
-    s = rng.uniform(0.98, 1.08)
+    s = rng.uniform(1.04, 1.12) / (sx * sy) ** (1 / 3)  # liver volume varies less than build
+
+    def lobe(centre, radii, axes, wobble):  # scaled to this patient's cavity
+        c = (centre[0] * sx, ys + (centre[1] - ys) * sy, centre[2])
+        r = (radii[0] * sx * s, radii[1] * sy * s, radii[2] * s)
+        return Ellipsoid(c, r, axes, Wobble.random(rng, wobble))
+
     lobes = (
-        Ellipsoid((64 + j(4), ys + 52 + j(4), z1 + 44 + j(5)), (68 * s, 74 * s, 74 * s),
-                  frame((-0.35 + j(0.1), 0.0, 1.0), (0.0, 1.0, 0.0)), Wobble.random(rng, 0.06)),
-        Ellipsoid((84 + j(4), ys + 42 + j(4), z1 - 8 + j(5)), (44 * s, 50 * s, 48 * s),
-                  rot_z(j(10)), Wobble.random(rng, 0.07)),
-        Ellipsoid((-18 + j(6), ys + 98 + j(4), z1 + 52 + j(5)), (66 * s, 30 * s, 36 * s),
-                  rot_z(-12 + j(8)), Wobble.random(rng, 0.08)),
-        Ellipsoid((24, ys + 58, z1 + 38), (30, 30, 38), None, Wobble.random(rng, 0.05)),
+        lobe((64 + j(4), ys + 52 + j(4), z1 + 44 + j(5)), (68, 74, 74),
+             frame((-0.35 + j(0.1), 0.0, 1.0), (0.0, 1.0, 0.0)), 0.06),
+        lobe((84 + j(4), ys + 42 + j(4), z1 - 8 + j(5)), (44, 50, 48), rot_z(j(10)), 0.07),
+        lobe((-18 + j(6), ys + 98 + j(4), z1 + 52 + j(5)), (66, 30, 36), rot_z(-12 + j(8)), 0.08),
+        lobe((24, ys + 58, z1 + 38), (29, 29, 36), None, 0.05),
+        lobe((72 + j(4), ys + 4 + j(4), z1 + 58 + j(5)), (46, 40, 44), None, 0.06),
     )
     for lobe in lobes:
         reg = lobe.region(cv.grid)
@@ -187,7 +211,7 @@ def paint_gallbladder(cv: Canvas, lm: Landmarks, rng: np.random.Generator) -> No
         return
     level = gb.level(reg)
     tissue = np.where(level > -2.5 / radii[0], T.GBWALL, T.BILE).astype(np.uint8)
-    cv.paint(reg, level <= 0, tissue, L["gallbladder"], into=(T.FAT, T.LIVER), over_labels=True)
+    cv.paint(reg, level <= 0, tissue, L["gallbladder"])
 
 
 # -- spleen ----------------------------------------------------------------------------------
@@ -196,7 +220,7 @@ def paint_spleen(cv: Canvas, lm: Landmarks, rng: np.random.Generator) -> np.ndar
     kidney); returns its hilum (mm)."""
     centre = np.array([-rng.uniform(88, 98), lm.ys + rng.uniform(8, 18), lm.z_l1 + rng.uniform(20, 32)])
     axes = frame((-0.3, 0.55, -0.78), (0.8, 0.5, 0.0))
-    radii = (rng.uniform(40, 46), rng.uniform(27, 31), rng.uniform(50, 58))
+    radii = (rng.uniform(36, 42), rng.uniform(24, 28), rng.uniform(56, 64))
     outer = Ellipsoid(tuple(centre), radii, axes, Wobble.random(rng, 0.05))
     inner = Ellipsoid(tuple(centre + axes[:, 1] * 44.0), (40, 28, 60), axes)
     reg = outer.region(cv.grid)
@@ -247,6 +271,21 @@ def paint_branch_vessels(cv: Canvas, lm: Landmarks, hila: dict[int, np.ndarray],
     return porta
 
 
+def paint_mesenteric_vessels(cv: Canvas, lm: Landmarks, rng: np.random.Generator) -> None:
+    """Jejunal and ileal branches of the SMA and SMV fanning into the mesenteric fat."""
+    for k in range(14):
+        z = lm.z_l1 - rng.uniform(20, 120)
+        start = np.array([lm.xa + 6.0 + (z - lm.z_l1) * -0.15, lm.ya + lm.ra + 20.0, z])
+        angle = rng.uniform(-0.2, np.pi + 0.2)
+        d = np.array([np.cos(angle), 0.6 * np.sin(angle) + 0.3, rng.uniform(-0.4, 0.2)])
+        d /= np.linalg.norm(d)
+        pts = [start + d * t + rng.normal(scale=2.0, size=3) * (t > 0) for t in (0, 25, 50, 75)]
+        tissue = T.ARTERY if k % 2 else T.PORTAL
+        field = tube_field(cv.grid, np.array(pts), np.array([2.6, 2.0, 1.6, 1.2]), with_arc=False)
+        if field is not None:
+            cv.paint(field.region, field.level <= 0, tissue)
+
+
 # -- pancreas --------------------------------------------------------------------------------
 def paint_pancreas(cv: Canvas, lm: Landmarks, spleen_hilum: np.ndarray,
                    rng: np.random.Generator) -> None:
@@ -257,7 +296,7 @@ def paint_pancreas(cv: Canvas, lm: Landmarks, spleen_hilum: np.ndarray,
     control = np.array([
         (xa + 38, ya + 20, z1 - 34), (xa + 46, ya + 30, z1 - 14), (xa + 26, ya + 42, z1 - 2),
         (xa - 6, ya + 44, z1 + 2), (xa - 40, ya + 32, z1 + 8),
-        (spleen_hilum[0] + 20, spleen_hilum[1] + 14, spleen_hilum[2] - 8),
+        (spleen_hilum[0] + 12, spleen_hilum[1] + 12, spleen_hilum[2] - 8),
     ]) + np.concatenate([j(4)[None], j(4)[None], j(3)[None], j(4)[None], j(5)[None], j(5)[None]])
     radii_ctrl = np.array([12.0, 17.5, 12.0, 11.5, 11.0, 10.0]) * rng.uniform(0.92, 1.08)
     pts, arc = smooth_curve(control, 5.0)
@@ -299,7 +338,7 @@ def paint_liver_veins(cv: Canvas, lm: Landmarks, liver: LiverShape, porta: np.nd
         if not segs:
             continue
         p0, p1, r0, r1 = (np.array([s[k] for s in segs]) for k in range(4))
-        field = capsule_field(cv.grid, p0, p1, r0, r1)
+        field = capsule_field(cv.grid, p0, p1, r0, r1, with_arc=False)
         if field is not None:
             cv.paint(field.region, field.level <= 0, tissue, L["portal_vein_and_splenic_vein"],
                      into=(T.LIVER,), over_labels=True)

@@ -208,22 +208,25 @@ class TubeField:
     centre_y: np.ndarray
 
 
-def tube_field(grid: Grid, points, radii, margin_mm: float = 3.0) -> TubeField | None:
+def tube_field(grid: Grid, points, radii, margin_mm: float = 3.0,
+               with_arc: bool = True) -> TubeField | None:
     """Tube along the polyline ``points`` (N, 3, mm) with radii (N,) in mm (see
     :func:`capsule_field`); ``arc`` is the distance along the polyline."""
     pts = np.asarray(points, float)
     rad = np.broadcast_to(np.asarray(radii, float), (len(pts),))
     seg_len = np.linalg.norm(np.diff(pts, axis=0), axis=1)
     arc0 = np.concatenate([[0.0], np.cumsum(seg_len)[:-1]])
-    return capsule_field(grid, pts[:-1], pts[1:], rad[:-1], rad[1:], arc0, margin_mm)
+    return capsule_field(grid, pts[:-1], pts[1:], rad[:-1], rad[1:], arc0, margin_mm, with_arc)
 
 
-def capsule_field(grid: Grid, p0, p1, r0, r1, arc0=None, margin_mm: float = 3.0) -> TubeField | None:
+def capsule_field(grid: Grid, p0, p1, r0, r1, arc0=None, margin_mm: float = 3.0,
+                  with_arc: bool = True) -> TubeField | None:
     """Union of cone-capped capsules (segment i from p0[i] (radius r0[i]) to p1[i] (r1[i]), mm).
 
     Each capsule is evaluated only inside its own small box, which keeps a 1 m bowel loop or a
     vessel tree cheap. ``arc`` and ``centre_y`` are filled where the level is below
-    ``margin_mm``. Returns None when nothing reaches the grid."""
+    ``margin_mm`` (zero everywhere unless ``with_arc``). Returns None when nothing reaches the
+    grid."""
     p0, p1 = np.asarray(p0, float), np.asarray(p1, float)
     r0, r1 = np.asarray(r0, float), np.asarray(r1, float)
     arc0 = np.zeros(len(p0)) if arc0 is None else np.asarray(arc0, float)
@@ -245,6 +248,8 @@ def capsule_field(grid: Grid, p0, p1, r0, r1, arc0=None, margin_mm: float = 3.0)
         np.copyto(best[sub], i, where=better)
     arc = np.zeros(whole.shape, np.float32)
     cy = np.zeros(whole.shape, np.float32)
+    if not with_arc:
+        return TubeField(whole, level, arc, cy)
     near = np.nonzero(level <= margin_mm)
     seg = best[near]
     coords = [whole.x.reshape(-1)[near[0]], whole.y.reshape(-1)[near[1]], whole.z.reshape(-1)[near[2]]]

@@ -50,18 +50,21 @@ class T(IntEnum):
     RENALV = 29
     CARTILAGE = 30
     SINUSFAT = 31
+    ADRENAL = 32
 
 
-#: (non-contrast HU, portal-venous HU) per tissue; adult averages from the literature.
+#: (non-contrast HU, portal-venous HU) per tissue; adult averages from the literature (the
+#: pancreas is set a little higher because its fat clefts pull the organ's median down).
 HU = {
     T.AIR: (-1000, -1000), T.SKIN: (30, 45), T.SUBFAT: (-105, -100), T.MUSCLE: (48, 56),
-    T.FAT: (-95, -92), T.TABLE: (180, 180), T.CORTEX: (820, 820), T.MARROW: (240, 250),
+    T.FAT: (-95, -92), T.TABLE: (180, 180), T.CORTEX: (820, 820), T.MARROW: (225, 230),
     T.DISC: (85, 90), T.CSF: (8, 10), T.CORD: (35, 38), T.LUNG: (-860, -860),
     T.HEART: (40, 150), T.LIVER: (55, 110), T.SPLEEN: (45, 120), T.KCORTEX: (32, 170),
-    T.KMEDULLA: (28, 140), T.URINE: (8, 10), T.PANCREAS: (40, 100), T.BILE: (8, 10),
+    T.KMEDULLA: (28, 140), T.URINE: (8, 10), T.PANCREAS: (44, 104), T.BILE: (8, 10),
     T.GBWALL: (35, 80), T.GIWALL: (40, 105), T.GIFLUID: (14, 16), T.STOOL: (-30, -30),
     T.AORTA: (42, 175), T.ARTERY: (42, 170), T.PORTAL: (42, 185), T.HEPVEIN: (42, 170),
     T.IVC: (42, 150), T.RENALV: (42, 180), T.CARTILAGE: (110, 115), T.SINUSFAT: (-85, -80),
+    T.ADRENAL: (30, 75),
 }
 
 #: Tissues whose HU varies between seeds (patients): relative spread (uniform +-).
@@ -71,10 +74,14 @@ PATIENT_SPREAD = {
     T.RENALV: 0.06, T.ARTERY: 0.08, T.MARROW: 0.15, T.HEART: 0.08,
 }
 
+#: Noise multiplier per tissue: trabecular bone, stool and lung look mottled, not smooth.
+TEXTURE = {T.MARROW: 4.0, T.STOOL: 3.0, T.LUNG: 2.0, T.CORTEX: 2.0}
+
 #: TotalSegmentator v2 ("total" task) ids and names used by the phantom.
 LABEL_IDS = {
     "spleen": 1, "kidney_right": 2, "kidney_left": 3, "gallbladder": 4, "liver": 5,
-    "stomach": 6, "pancreas": 7, "lung_lower_lobe_left": 11, "lung_lower_lobe_right": 14,
+    "stomach": 6, "pancreas": 7, "adrenal_gland_right": 8, "adrenal_gland_left": 9,
+    "lung_lower_lobe_left": 11, "lung_lower_lobe_right": 14, "esophagus": 15,
     "small_bowel": 18, "duodenum": 19, "colon": 20,
     "vertebrae_L5": 27, "vertebrae_L4": 28, "vertebrae_L3": 29, "vertebrae_L2": 30,
     "vertebrae_L1": 31, "vertebrae_T12": 32, "vertebrae_T11": 33, "vertebrae_T10": 34,
@@ -97,6 +104,14 @@ def hu_table(phase: str, rng: np.random.Generator) -> np.ndarray:
         value = pair[col]
         lut[t] = value * (1.0 + spread.get(t, 0.0))
     return lut
+
+
+def noise_gain_table() -> np.ndarray:
+    """Lookup table tissue class -> multiplier of the image noise (texture)."""
+    gain = np.ones(len(T), np.float32)
+    for t, g in TEXTURE.items():
+        gain[t] = g
+    return gain
 
 
 class Canvas:
@@ -124,7 +139,9 @@ class Canvas:
         if into == "free":
             m = m & (tis == T.FAT) & (lab == 0)
         elif into is not None:
-            m = m & np.isin(tis, np.asarray(into, np.uint8))
+            allowed = np.zeros(256, bool)
+            allowed[list(into)] = True
+            m = m & allowed[tis]
             if not over_labels:
                 m = m & (lab == 0)
         if isinstance(tissue, np.ndarray):

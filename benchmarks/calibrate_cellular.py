@@ -51,6 +51,17 @@ def level_table(acceptance: float, args: argparse.Namespace) -> dict[str, list[f
             "diameter_std_cells": [round(float(v), 3) for v in std[:last]]}
 
 
+def _format(table: dict) -> str:
+    """JSON with one line per key and per curve (readable, small diffs)."""
+    levels = table["levels"]
+    head = {k: v for k, v in table.items() if k != "levels"}
+    lines = ["{"] + [f" {json.dumps(k)}: {json.dumps(v)}," for k, v in head.items()] + [' "levels": {']
+    for i, (name, curves) in enumerate(levels.items()):
+        inner = ",\n".join(f"   {json.dumps(k)}: {json.dumps(v)}" for k, v in curves.items())
+        lines.append(f"  {json.dumps(name)}: {{\n{inner}\n  }}" + ("," if i < len(levels) - 1 else ""))
+    return "\n".join(lines + [" }", "}"]) + "\n"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--grid", type=int, default=81, help="cells per axis of the test grid")
@@ -75,7 +86,7 @@ def main() -> None:
         "version": 1, "acceptance": list(ACCEPTANCE), "grid_cells": args.grid,
         "repeats": args.repeats, "seed": args.seed, "levels": levels,
     }
-    args.out.write_text(json.dumps(out, indent=1) + "\n")
+    args.out.write_text(_format(out))
     print(f"wrote {args.out} in {time.perf_counter() - t0:.1f} s")
 
 

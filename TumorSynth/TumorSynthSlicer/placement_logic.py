@@ -135,7 +135,8 @@ class GrowthJob:
         try:
             image, organs, self._passed = engine_inputs(session, organMask)
             factory = growthFactory or _cellular_growth_class()
-            self.growth = factory(image, organs, make_specs(request, ras)[0], labels="binary")
+            self.growth = factory(image, organs, make_specs(request, ras)[0], labels="binary",
+                                  case_id=session.inputVolume.GetName())
         except Exception:
             if self._fresh:
                 session.removeOutputs()
@@ -145,7 +146,7 @@ class GrowthJob:
 
     @property
     def done(self) -> bool:
-        return bool(getattr(self.state, "done", False))
+        return self.state is not None and bool(self.state.done)
 
     def tick(self) -> Any:
         """Advance the automaton and refresh the preview segment; returns the growth state."""
@@ -185,14 +186,12 @@ class GrowthJob:
 
 
 def preview_mask(state: Any) -> tuple[np.ndarray | None, tuple[int, int, int]]:
-    """(boolean tumor mask of the ROI, ROI offset) from a growth state, if it has one."""
-    mask = getattr(state, "tumor_mask", None)
-    if mask is None:
-        mask = getattr(state, "mask", None)
-    roi = getattr(state, "roi", None)
-    if mask is None or roi is None:
+    """(boolean tumor mask on the ROI grid, ROI offset) of a ``GrowthState``; (None, ...)
+    before the tumor has any voxel."""
+    mask = np.asarray(state.mask, dtype=bool)
+    if not mask.any():
         return None, (0, 0, 0)
-    return np.asarray(mask, dtype=bool), tuple(int(v) for v in roi.lo)  # type: ignore[return-value]
+    return mask, tuple(int(v) for v in state.roi.lo)  # type: ignore[return-value]
 
 
 def _cellular_growth_class() -> Callable[..., Any]:

@@ -28,6 +28,7 @@ import itertools
 import json
 import os
 import queue
+import shutil
 import signal
 import subprocess
 import sys
@@ -199,6 +200,12 @@ def tumorsynth_command(python: str, command: str, args: Sequence[str]) -> list[s
     """``python -c <run the TumorSynthLib CLI> command args... --events jsonl``."""
     launcher = "import sys; from TumorSynthLib.cli import main; sys.exit(main(sys.argv[1:]))"
     return [python, "-c", launcher, command, *args, "--events", "jsonl"]
+
+
+def python_executable() -> str:
+    """The interpreter for background runs: Slicer's ``PythonSlicer`` launcher when present
+    (it sets up Slicer's Python environment), else the current interpreter."""
+    return shutil.which("PythonSlicer") or sys.executable
 
 
 def engine_env(libDir: str | None, base: dict[str, str] | None = None) -> dict[str, str]:

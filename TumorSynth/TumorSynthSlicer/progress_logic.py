@@ -138,7 +138,7 @@ class CurveTables:
             self.chart.AddAndObservePlotSeriesNodeID(series.GetID())
 
     def sync(self, progress: RunProgress) -> None:
-        """Append the points of ``progress`` not yet in the tables."""
+        """Append the points of ``progress`` not yet in the tables (by step)."""
         _append_xy(self.loss, progress.losses)
         dice = [(step, dice_of(metrics)) for step, metrics in progress.validations]
         _append_xy(self.dice, [(step, value) for step, value in dice if value is not None])
@@ -154,8 +154,12 @@ def _xy_table(scene: slicer.vtkMRMLScene, name: str, x: str, y: str) -> slicer.v
 
 
 def _append_xy(table: slicer.vtkMRMLTableNode, points: list[tuple[int, float]]) -> None:
+    """Append the points whose step is beyond the table's last one (a resumed run starts a
+    new progress object, so list positions cannot be used)."""
     data = table.GetTable()
-    for step, value in points[data.GetNumberOfRows():]:
+    rows = data.GetNumberOfRows()
+    last = data.GetValue(rows - 1, 0).ToDouble() if rows else float("-inf")
+    for step, value in (p for p in points if p[0] > last):
         row = data.InsertNextBlankRow()
         data.SetValue(row, 0, vtk.vtkVariant(float(step)))
         data.SetValue(row, 1, vtk.vtkVariant(float(value)))

@@ -36,6 +36,10 @@ RESULT_COLUMNS: tuple[tuple[str, str, str], ...] = (
 )
 METRIC_COLUMNS: tuple[tuple[str, str, str], ...] = (("Metric", "string", ""),
                                                     ("Value", "double", ""))
+DETECTION_COLUMNS: tuple[tuple[str, str, str], ...] = (
+    ("Case", "string", ""), ("Reference tumor", "int", ""), ("Diameter", "double", "mm"),
+    ("Size", "string", "mm"), ("Detected", "string", ""),
+)
 SIZE_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("Size", "string", "mm"), ("Sensitivity", "double", ""), ("Tumors", "int", ""),
     ("Detected", "int", ""), ("False positives", "int", ""),
@@ -151,6 +155,14 @@ def metrics_rows(summary: Mapping[str, Any]) -> list[dict[str, Any]]:
                        ("n_cases", "Cases")):
         rows.append({"Metric": label, "Value": summary.get(key)})
     return rows
+
+
+def detection_rows(cases: list[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """One row per reference tumor of every case: size and whether the model found it."""
+    return [{"Case": case.get("case_id", ""), "Reference tumor": tumor.get("id"),
+             "Diameter": tumor.get("diameter_mm"), "Size": tumor.get("bucket"),
+             "Detected": "yes" if tumor.get("detected") else "no"}
+            for case in cases for tumor in case.get("tumors") or []]
 
 
 def size_rows(summary: Mapping[str, Any]) -> list[dict[str, Any]]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import sys
 from typing import Any
 
 from ..errors import TumorSynthError

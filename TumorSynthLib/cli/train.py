@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InputError
-from .common import EXIT_INTERRUPTED, EXIT_OK, command_parser, write_json
+from .common import EXIT_INTERRUPTED, EXIT_OK, command_parser
 
 EPILOG = """data (--data): a folder of image/label pairs (imagesTr/+labelsTr/, images/+labels/, one
 folder per case with image.nii.gz + label.nii.gz, or NAME.nii.gz + NAME_label.nii.gz) or a
@@ -113,9 +113,6 @@ def run(args: argparse.Namespace) -> int:
             args.organ = canonical_organ(args.organ)
             get_method(args.method)
             cfg = config_from_args(args)
-            if is_main:
-                out.mkdir(parents=True, exist_ok=True)
-                write_json(out / "config.json", cfg.to_dict())
             from ..segmentation.train import train
 
             result = train(cfg, events)

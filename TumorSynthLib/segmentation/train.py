@@ -8,6 +8,7 @@ validation tumor DSC (no optimiser state). Rank 0 alone writes files and events.
 """
 from __future__ import annotations
 
+import json
 import math
 import signal
 import time
@@ -50,6 +51,7 @@ class TrainResult:
     losses: list[float] = field(default_factory=list)
     model: torch.nn.Module | None = None
     seconds: float = 0.0
+    synthesis: dict[str, Any] = field(default_factory=dict)   # RandTumorSynthd.stats (this process)
 
 
 def _ignore_sigint(_worker_id: int) -> None:
@@ -213,6 +215,9 @@ class Trainer:
                           model=cfg.model, device=str(self.ctx.device), world_size=self.ctx.world_size,
                           n_training=len(self.split.training), n_validation=len(self.vset),
                           skipped=self.split.skipped, resumed=self.start_step > 0, out=str(self.out))
+        if self.ctx.is_main:
+            self.out.mkdir(parents=True, exist_ok=True)
+            (self.out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
         losses: list[float] = []
         stopped, last_val = "max_steps", None
         it = iter(self.loader)
@@ -243,7 +248,8 @@ class Trainer:
                          synthesis=dict(self.synth.stats))
         return TrainResult(step=self.step, start_step=self.start_step, stopped=stopped, last=last,
                            best=best, best_metric=None if math.isinf(self.best_metric) else self.best_metric,
-                           losses=losses, model=unwrap(self.model), seconds=seconds)
+                           losses=losses, model=unwrap(self.model), seconds=seconds,
+                           synthesis=dict(self.synth.stats))
 
 
 def train(cfg: TrainConfig, events: EventStream | None = None, quality: Any = None) -> TrainResult:

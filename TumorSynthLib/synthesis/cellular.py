@@ -20,7 +20,8 @@ intermediate and advanced; lobulated growth (a smooth random field scales the ac
 to 30 % / 50 %) for intermediate / advanced; necrosis (p 0.5) for advanced tumors or tumors of at
 least ``NECROSIS_MIN_DIAMETER_MM``; satellites (p 0.3, advanced); capsule (liver, p 0.5,
 intermediate / advanced). Each may be forced with ``options`` (``mass_effect``, ``necrosis``,
-``satellites``, ``capsule``). Reference defects fixed: acceptance really applied, neighbours
+``satellites``, ``capsule``, ``lobulation`` = strength in [0, 0.95]); ``steps`` = N runs exactly
+N growth steps; ``device`` = auto | cpu | cuda. Reference defects fixed: acceptance really applied, neighbours
 uniform over 26, necrosis labelled tumor, 3D (not per-slice) blur.
 """
 from __future__ import annotations
@@ -28,9 +29,8 @@ from __future__ import annotations
 import importlib.util
 import math
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -38,8 +38,8 @@ from ..errors import InputError, PlacementError
 from ..volume import Box, Volume
 from . import effects
 from .base import Site, Synthesis, TumorRender, TumorSpec, register_method
-from .cellular_grid import CAGrid, ca_half_cells, ca_spacing_mm, cell_fields, expected_steps, \
-    nearest_tissue_cell, resample, steps_for_diameter
+from .cellular_grid import VESSEL_PUSHES, CAGrid, ca_half_cells, ca_spacing_mm, cell_fields, \
+    expected_steps, nearest_tissue_cell, resample, steps_for_diameter
 
 #: Room (mm) beyond the automaton grid for the soft edge (3 sigma of at most 2 mm) and a voxel.
 ROI_MARGIN_MM = 8.0
@@ -57,8 +57,6 @@ NECROSIS_STEP_DIVISOR = 7           # necrosis spreads for ~growth steps / 7 ste
 #: The organ contour may give way this far (fraction of r) for pancreas and kidney tumors.
 BULGE_FRACTION = {"pancreas": 0.3, "kidney": 0.3}
 EXOPHYTIC_BULGE_FRACTION = 0.6
-#: Threads for the automaton on CPU: its tensors are small, more threads only add overhead.
-CPU_THREADS = 1
 
 
 def _switch(options: dict[str, Any], name: str, default: bool) -> bool:
@@ -73,27 +71,12 @@ def steps_option(options: dict[str, Any]) -> int | None:
         return None
     try:
         ok = not isinstance(value, bool) and float(value) == int(float(value))
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         ok = False
     if not ok or not 0 <= int(float(value)) <= MAX_STEPS_OPTION:
         raise InputError(f"options['steps'] must be a whole number of automaton steps from 0 to "
                          f"{MAX_STEPS_OPTION}, got {value!r}; or leave it out to grow to the diameter")
     return int(float(value))
-
-
-@contextmanager
-def _cpu_threads(device: Any) -> Iterator[None]:
-    import torch
-
-    if device.type != "cpu":
-        yield
-        return
-    before = torch.get_num_threads()
-    torch.set_num_threads(CPU_THREADS)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 @dataclass
@@ -137,12 +120,9 @@ class CellularRun:
         self.bulge_mm = self._bulge_mm(site, opts)
         self.fields = cell_fields(site, self.grid, bulge_mm=self.bulge_mm,
                                   vessel_push=self.switches["mass_effect"], acceptance_scale=scale)
-        from .cellular_grid import VESSEL_PUSHES
-
-        with _cpu_threads(self.device):
-            self.ca = CellularAutomaton(self.fields.state, self.fields.acceptance, seed=seed,
-                                        yield_at=self.fields.yield_at, vessel_yield=VESSEL_PUSHES,
-                                        device=self.device)
+        self.ca = CellularAutomaton(self.fields.state, self.fields.acceptance, seed=seed,
+                                    yield_at=self.fields.yield_at, vessel_yield=VESSEL_PUSHES,
+                                    device=self.device)
         centre = nearest_tissue_cell(self.fields.state, (self.grid.half,) * 3)
         if centre is None:
             raise PlacementError("no organ tissue around the centre on the automaton grid; click "
@@ -243,14 +223,13 @@ class CellularRun:
         """Run up to ``n`` more steps (fewer when the run ends)."""
         if int(n) < 0:
             raise InputError(f"advance(n) needs n >= 0, got {n}")
-        with _cpu_threads(self.device):
-            for _ in range(int(n)):
-                if self.phase == "growth":
-                    self._grow_once()
-                elif self.phase == "necrosis":
-                    self._necrose_once()
-                else:
-                    break
+        for _ in range(int(n)):
+            if self.phase == "growth":
+                self._grow_once()
+            elif self.phase == "necrosis":
+                self._necrose_once()
+            else:
+                break
 
     def run_to_end(self) -> None:
         while not self.done:
@@ -319,7 +298,8 @@ class CellularRun:
                            equivalent_diameter_mm=self.diameter_cells() * self.grid.h_mm,
                            done=self.done, phase=self.phase,
                            target_diameter_mm=float(self.site.diameter_mm),
-                           expected_steps=int(round(self.expected)))
+                           expected_steps=int(self.fixed_steps if self.fixed_steps is not None
+                                              else round(self.expected)))
 
     def details(self) -> dict[str, Any]:
         stopped_early = self.stop_reason is None

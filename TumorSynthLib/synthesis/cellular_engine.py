@@ -31,7 +31,8 @@ On CPU two primitives go through NumPy (zero-copy views) because torch's CPU ``n
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from contextlib import contextmanager
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -46,6 +47,9 @@ SEED_POPULATION = 5
 ACCEPTANCE = (1.0, 0.3, 0.1)
 #: Acceptance of a wall cell once it has given way (soft tissue).
 YIELDED_ACCEPTANCE = 1.0
+#: Threads for the automaton on CPU: its tensors are small (<= 65^3 cells), more threads only
+#: add overhead (measured 10x slower with 2 threads on a busy 2-core machine).
+CPU_THREADS = 1
 #: Enclosed cells are retired from invading every this many growth steps, once there are at
 #: least this many invaders (below, the erosion costs more than the draws it saves).
 ACTIVE_REFRESH_STEPS = 4
@@ -75,6 +79,20 @@ def resolve_device(device: Any = "auto") -> torch.device:
     return dev
 
 
+@contextmanager
+def cpu_threads(device: torch.device, threads: int | None = None) -> Iterator[None]:
+    """Run torch CPU ops with ``threads`` threads (default ``CPU_THREADS``), then restore."""
+    if device.type != "cpu":
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(int(threads or CPU_THREADS))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def flat_nonzero(mask: torch.Tensor) -> torch.Tensor:
     """Indices (int64) of the true entries of a flat bool tensor."""
     if mask.device.type == "cpu":
@@ -98,7 +116,8 @@ class CellularAutomaton:
     """A stochastic 3D cellular automaton on one grid (see the module docstring).
 
     ``state``: int8 codes (shape (n0, n1, n2)); ``acceptance``: float probability per cell that
-    an invasion of it succeeds (used for tissue, and for walls once they have given way);
+    an invasion of it succeeds (read for tissue cells only: walls, dead cells and the padding
+    refuse every invasion; a wall that gives way accepts with ``YIELDED_ACCEPTANCE``);
     ``yield_at``: pushes a wall cell takes before it gives way (0 = never), or None;
     ``vessel_yield``: the threshold a vessel cell carries to the cell it moves into.
     All randomness comes from one ``torch.Generator`` seeded with ``seed``.
@@ -113,6 +132,11 @@ class CellularAutomaton:
         if np.shape(acceptance) != state.shape:
             raise InputError("acceptance must have the grid's shape")
         self.device = resolve_device(device)
+        with cpu_threads(self.device):
+            self._build(state, acceptance, seed, yield_at, vessel_yield)
+
+    def _build(self, state: np.ndarray, acceptance: np.ndarray, seed: int,
+               yield_at: np.ndarray | None, vessel_yield: int) -> None:
         self.shape = tuple(int(v) for v in state.shape)
         self.padded_shape = tuple(v + 2 for v in self.shape)
         self._s = self._padded(state.astype(np.int8), RIGID, torch.int8)
@@ -167,6 +191,10 @@ class CellularAutomaton:
     # -- steps --------------------------------------------------------------------------------
     def grow(self) -> int:
         """One growth step (proliferation, invasion, wall pressure); returns the tumor cells."""
+        with cpu_threads(self.device):
+            return self._grow()
+
+    def _grow(self) -> int:
         s, g = self._s, self._generator
         if self.steps_grown % ACTIVE_REFRESH_STEPS == 0 and self._invaders >= ACTIVE_REFRESH_MIN:
             self._refresh_active()
@@ -241,6 +269,10 @@ class CellularAutomaton:
     def necrose(self) -> int:
         """One necrosis step: each dead cell kills one uniformly chosen saturated neighbour.
         Returns the dead count."""
+        with cpu_threads(self.device):
+            return self._necrose()
+
+    def _necrose(self) -> int:
         s = self._s
         dead = flat_nonzero(torch.eq(s, self._const[DEAD]))
         if dead.numel():
@@ -296,6 +328,7 @@ __all__ = [
     "VESSEL",
     "WALL",
     "count_true",
+    "cpu_threads",
     "equivalent_diameter_cells",
     "flat_nonzero",
     "grow_cells",

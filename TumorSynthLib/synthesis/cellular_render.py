@@ -8,8 +8,9 @@
    soft rim where the population is still rising (averaged over each voxel's footprint).
 3. Intensity (``common.md``): ``delta`` relative to the measured parenchyma
    (``effects.darkening_delta``), ``delta_map = delta * tex / mean(tex in tumor)``,
-   ``out = x - w * delta_map`` in organ and tumor (tumor voxels past the organ contour start
-   from parenchyma-like HU); vessels inside the tumor damped; capsule; necrosis towards water.
+   ``out = x - w * delta_map`` in organ and tumor (tumor voxels past the organ contour or far
+   below the parenchyma (fat, gas) start from parenchyma-like HU, as the reference's fat
+   filling); vessels inside the tumor damped; capsule; necrosis towards water.
 """
 from __future__ import annotations
 
@@ -29,6 +30,9 @@ if TYPE_CHECKING:
 
 EDGE_SIGMA_RANGE_MM = (1.0, 2.0)
 NECROSIS_LEVEL_RANGE_HU = (0.0, 20.0)
+#: Tumor voxels darker than median - 3 MAD (at least 25 HU below; fat, partial volume with fat,
+#: gas) are replaced by parenchyma-like tissue before darkening.
+FILL_BELOW_MAD = 3.0
 
 
 def edge_weight(state: np.ndarray, sigma_cells: float) -> np.ndarray:
@@ -54,7 +58,8 @@ def render_cells(run: "CellularRun", rng: np.random.Generator) -> TumorRender:
     sigma = float(rng.uniform(*EDGE_SIGMA_RANGE_MM))
     draws["edge_sigma_mm"] = sigma
     weight = grid.to_roi_average(edge_weight(state, sigma / grid.h_mm))
-    base = _fill_outside_organ(base, tumor & ~organ, site, rng)
+    low = min(site.organ_median_hu - FILL_BELOW_MAD * site.organ_mad_hu, site.organ_median_hu - 25.0)
+    base = _fill_with_parenchyma(base, tumor & (~organ | (base < low)), site, rng)
     out, delta = _darken(site, base, weight, tumor, organ, vessels, rng, draws)
     if tumor.any():
         tumor_hu = float(out[tumor].mean())
@@ -70,6 +75,10 @@ def render_cells(run: "CellularRun", rng: np.random.Generator) -> TumorRender:
             draws["necrosis_level_hu"] = level
             noise = np.float32(3.0) * rng.standard_normal(tumor.shape, dtype=np.float32)
             out = effects.apply_necrosis(out, necrosis, tumor, site.spacing, level, noise)
+    if _touches_grid_edge(state):
+        site.warnings.append(
+            f"the tumor reached the edge of the automaton grid ({grid.half * grid.h_mm:.0f} mm from "
+            "the centre) and is cut there; ask for fewer steps, or a larger diameter")
     exclude = necrosis if necrosis.any() else None
     details = {
         **run.details(),
@@ -111,6 +120,14 @@ def roi_masks(run: "CellularRun", state: np.ndarray, allowed: np.ndarray) -> tup
     return tumor, necrosis
 
 
+def _touches_grid_edge(state: np.ndarray) -> bool:
+    """True when a tumor cell lies on an outer face of the grid (growth was cut there)."""
+    from .cellular_engine import DEAD
+
+    faces = [state[0], state[-1], state[:, 0], state[:, -1], state[:, :, 0], state[:, :, -1]]
+    return any(bool(np.any((f > 0) | (f == DEAD))) for f in faces)
+
+
 def _darken(site, base, weight, tumor, organ, vessels, rng, draws) -> tuple[np.ndarray, float]:
     """``base - w * delta_map`` in organ and tumor (not on vessels); returns (image, delta)."""
     delta, f = effects.darkening_delta(site, rng)
@@ -127,8 +144,9 @@ def _darken(site, base, weight, tumor, organ, vessels, rng, draws) -> tuple[np.n
     return effects.blend_darkening(base, weight, delta_map, (organ | tumor) & ~vessels), delta
 
 
-def _fill_outside_organ(image: np.ndarray, outside: np.ndarray, site, rng: np.random.Generator) -> np.ndarray:
-    """Tumor voxels past the organ contour start from parenchyma-like HU (median + noise)."""
+def _fill_with_parenchyma(image: np.ndarray, outside: np.ndarray, site, rng: np.random.Generator) -> np.ndarray:
+    """Tumor voxels past the organ contour, or on fat inside it (pancreatic lobulation, renal
+    sinus), start from parenchyma-like HU (median + noise): the tumor replaces that tissue."""
     if not outside.any():
         return image
     out = np.array(image, dtype=np.float32)

@@ -1,0 +1,422 @@
+"""TumorSynthTrainer: train, apply and evaluate tumor segmentation models in the background.
+
+Each job runs ``tumorsynth train|segment|evaluate --events jsonl`` as a separate process (the
+GUI stays responsive; Cancel ends the whole process tree, training keeps ``last.pt``; Resume
+continues it). Results come back as segmentation nodes (closed surface), tables and a chart.
+The widget only wires the panel; the jobs live in ``TumorSynthSlicer.trainer_logic``.
+"""
+import os
+import sys
+from typing import Annotated, Union
+
+import qt
+import slicer
+import vtk
+from slicer import vtkMRMLLabelMapVolumeNode, vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode
+from slicer.i18n import tr as _
+from slicer.i18n import translate
+from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
+from slicer.ScriptedLoadableModule import (
+    ScriptedLoadableModule,
+    ScriptedLoadableModuleLogic,
+    ScriptedLoadableModuleTest,
+    ScriptedLoadableModuleWidget,
+)
+from slicer.util import VTKObservationMixin
+
+ORGANS = ("liver", "pancreas", "kidney")
+MODELS = ("unet", "swinunetr", "dynunet")
+TRAIN_METHODS = ("handcrafted", "cellular")
+DEVICES = ("auto", "cpu", "cuda")
+LOG_LIMIT_LINES = 2000
+
+
+def moduleDir() -> str:
+    return os.path.dirname(os.path.abspath(__file__))
+
+
+def resourcePath(name: str) -> str:
+    """``Resources/<name>`` next to the module (built extension) or one level up (source tree)."""
+    for base in (moduleDir(), os.path.dirname(moduleDir())):
+        path = os.path.join(base, "Resources", name)
+        if os.path.exists(path):
+            return path
+    return os.path.join(moduleDir(), "Resources", name)
+
+
+def trainerModules():
+    """(install_logic, process_logic, trainer_logic), with their folders on sys.path."""
+    if moduleDir() not in sys.path:
+        sys.path.append(moduleDir())
+    import TumorSynthSlicer.install_logic as install_logic
+    import TumorSynthSlicer.process_logic as process_logic
+    import TumorSynthSlicer.trainer_logic as trainer_logic
+
+    install_logic.ensure_engine_on_path(moduleDir())
+    return install_logic, process_logic, trainer_logic
+
+
+class TumorSynthTrainer(ScriptedLoadableModule):
+    def __init__(self, parent):
+        ScriptedLoadableModule.__init__(self, parent)
+        self.parent.title = _("TumorSynth Trainer")
+        self.parent.categories = [translate("qSlicerAbstractCoreModule", "Segmentation")]
+        self.parent.dependencies = []
+        self.parent.contributors = ["TumorSynth contributors"]
+        self.parent.helpText = _(
+            "Train a tumor segmentation model on CT scans with synthetic tumors added on the fly, "
+            "apply it to a volume, and evaluate predictions against references. Jobs run in the "
+            "background; trained models can be removed from this panel.")
+        self.parent.acknowledgementText = _("Built on MONAI and PyTorch (through the PyTorch extension).")
+        iconPath = resourcePath("Icons/TumorSynthTrainer.png")
+        if os.path.exists(iconPath):
+            self.parent.icon = qt.QIcon(iconPath)
+
+
+@parameterNodeWrapper
+class TumorSynthTrainerParameterNode:
+    trainImage: vtkMRMLScalarVolumeNode
+    trainLabel: vtkMRMLLabelMapVolumeNode
+    organ: Annotated[str, Choice(ORGANS)] = "liver"
+    model: Annotated[str, Choice(MODELS)] = "unet"
+    method: Annotated[str, Choice(TRAIN_METHODS)] = "handcrafted"
+    stageMix: str = "early=0.8,intermediate=0.1,advanced=0.1"
+    maxSteps: Annotated[int, WithinRange(1, 10000000)] = 2000
+    maxMinutes: Annotated[float, WithinRange(0.0, 100000.0)] = 0.0
+    device: Annotated[str, Choice(DEVICES)] = "auto"
+    runName: str = "liver-run"
+    applyVolume: vtkMRMLScalarVolumeNode
+    applyOrgans: Union[vtkMRMLSegmentationNode, vtkMRMLLabelMapVolumeNode, None]
+    prediction: Union[vtkMRMLSegmentationNode, vtkMRMLLabelMapVolumeNode, None]
+    reference: Union[vtkMRMLSegmentationNode, vtkMRMLLabelMapVolumeNode, None]
+    gridVolume: vtkMRMLScalarVolumeNode
+
+
+class TumorSynthTrainerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
+    """Train / Apply / Evaluate panels sharing one progress area. No computation here."""
+
+    def __init__(self, parent=None) -> None:
+        ScriptedLoadableModuleWidget.__init__(self, parent)
+        VTKObservationMixin.__init__(self)
+        self.logic = None
+        self._parameterNode = None
+        self._parameterNodeGuiTag = None
+        self._pairs = []
+
+    def setup(self) -> None:
+        ScriptedLoadableModuleWidget.setup(self)
+        uiWidget = slicer.util.loadUI(resourcePath("UI/TumorSynthTrainer.ui"))
+        self.layout.addWidget(uiWidget)
+        self.ui = slicer.util.childWidgetVariables(uiWidget)
+        uiWidget.setMRMLScene(slicer.mrmlScene)
+        self.logic = TumorSynthTrainerLogic()
+        self.resultsView = slicer.qMRMLTableView()
+        self.resultsView.setMRMLScene(slicer.mrmlScene)
+        self.ui.resultsFrame.layout().addWidget(self.resultsView)
+        self.ui.runDirectoryButton.directory = self.logic.defaultRunsFolder()
+
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
+        self.ui.addPairButton.clicked.connect(self.onAddPair)
+        self.ui.clearPairsButton.clicked.connect(self.onClearPairs)
+        self.ui.trainButton.clicked.connect(lambda: self.onTrain(resume=False))
+        self.ui.resumeButton.clicked.connect(lambda: self.onTrain(resume=True))
+        self.ui.cancelButton.clicked.connect(self.onCancel)
+        self.ui.showChartButton.clicked.connect(self.onShowChart)
+        self.ui.refreshModelsButton.clicked.connect(self.refreshModels)
+        self.ui.registerModelButton.clicked.connect(self.onRegisterModel)
+        self.ui.removeModelButton.clicked.connect(self.onRemoveModel)
+        self.ui.applyButton.clicked.connect(self.onApply)
+        self.ui.evaluateButton.clicked.connect(self.onEvaluate)
+        self.initializeParameterNode()
+        self.refreshModels()
+        self._setRunning(False)
+
+    def cleanup(self) -> None:
+        self.removeObservers()
+
+    def enter(self) -> None:
+        self.initializeParameterNode()
+
+    def exit(self) -> None:
+        if self._parameterNode and self._parameterNodeGuiTag is not None:
+            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
+        self._parameterNodeGuiTag = None
+
+    def onSceneStartClose(self, caller, event) -> None:
+        self.setParameterNode(None)
+        self.onClearPairs()
+
+    def onSceneEndClose(self, caller, event) -> None:
+        if self.parent.isEntered:
+            self.initializeParameterNode()
+
+    def initializeParameterNode(self) -> None:
+        self.setParameterNode(self.logic.getParameterNode())
+
+    def setParameterNode(self, inputParameterNode) -> None:
+        if self._parameterNode and self._parameterNodeGuiTag is not None:
+            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
+        self._parameterNodeGuiTag = None
+        self._parameterNode = inputParameterNode
+        if self._parameterNode:
+            self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
+
+    # -- training ------------------------------------------------------------------------------
+    def onAddPair(self) -> None:
+        p = self._parameterNode
+        if not (p.trainImage and p.trainLabel):
+            self.ui.statusLabel.text = _("Pick a volume and its labelmap first.")
+            return
+        self._pairs.append((p.trainImage, p.trainLabel))
+        self.ui.trainPairsList.addItem(f"{p.trainImage.GetName()}  +  {p.trainLabel.GetName()}")
+
+    def onClearPairs(self) -> None:
+        self._pairs = []
+        self.ui.trainPairsList.clear()
+
+    def onTrain(self, resume: bool) -> None:
+        data = self.ui.trainDataPathLineEdit.currentPath or self._pairs
+        runDir = os.path.join(self.ui.runDirectoryButton.directory, self._parameterNode.runName)
+        with slicer.util.tryWithErrorDisplay(_("Could not start training."), waitCursor=True):
+            self.logic.ensureDependencies(confirm=slicer.util.confirmOkCancelDisplay)
+            self.ui.logTextEdit.clear()
+            self.logic.train(self._parameterNode, data, runDir, resume, **self._callbacks())
+            self._setRunning(True)
+
+    def onShowChart(self) -> None:
+        if self.logic.curves is not None:
+            slicer.modules.plots.logic().ShowChartInLayout(self.logic.curves.chart)
+
+    # -- apply / evaluate ----------------------------------------------------------------------
+    def refreshModels(self) -> None:
+        combo = self.ui.modelComboBox
+        combo.clear()
+        for entry in self.logic.models():
+            combo.addItem(f"{entry['id']}  ({entry.get('source', '')}, {entry.get('organ', '')})", entry["id"])
+        for path in self.logic.trainedCheckpoints():
+            combo.addItem(_("this session: {path}").format(path=path), path)
+        self.ui.modelsFolderLabel.text = self.logic.modelsFolderText()
+
+    def _currentModel(self):
+        combo = self.ui.modelComboBox
+        return combo.itemData(combo.currentIndex) if combo.currentIndex >= 0 else None
+
+    def onRegisterModel(self) -> None:
+        with slicer.util.tryWithErrorDisplay(_("Could not register the model."), waitCursor=True):
+            entry = self.logic.registerLastCheckpoint()
+            self.ui.statusLabel.text = _("Registered model '{id}'.").format(id=entry["id"])
+        self.refreshModels()
+
+    def onRemoveModel(self) -> None:
+        modelId = self._currentModel()
+        if not modelId or not slicer.util.confirmYesNoDisplay(_("Delete model '{id}' and its file?").format(id=modelId)):
+            return
+        with slicer.util.tryWithErrorDisplay(_("Could not remove the model."), waitCursor=True):
+            self.logic.removeModel(modelId)
+        self.refreshModels()
+
+    def onApply(self) -> None:
+        p = self._parameterNode
+        with slicer.util.tryWithErrorDisplay(_("Could not start the segmentation."), waitCursor=True):
+            if not self._currentModel() or not p.applyVolume:
+                raise ValueError(_("Pick a model and a volume first."))
+            self.logic.ensureDependencies(confirm=slicer.util.confirmOkCancelDisplay)
+            self.logic.segment(self._currentModel(), p.applyVolume, p.applyOrgans, p.device, **self._callbacks())
+            self._setRunning(True)
+
+    def onEvaluate(self) -> None:
+        p = self._parameterNode
+        with slicer.util.tryWithErrorDisplay(_("Could not start the evaluation."), waitCursor=True):
+            if not (p.prediction and p.reference and p.gridVolume):
+                raise ValueError(_("Pick a prediction, a reference and the CT they belong to."))
+            self.logic.ensureDependencies(confirm=slicer.util.confirmOkCancelDisplay)
+            self.logic.evaluate(p.prediction, p.reference, p.gridVolume, p.organ, **self._callbacks())
+            self._setRunning(True)
+
+    # -- progress ------------------------------------------------------------------------------
+    def _callbacks(self):
+        return {"onUpdate": self.onProgress, "onLog": self.onLog, "onDone": self.onDone}
+
+    def onProgress(self, progress) -> None:
+        fraction = progress.fraction
+        self.ui.progressBar.maximum = 100 if fraction is not None else 0   # 0: busy indicator
+        self.ui.progressBar.value = progress.percent
+        dice = progress.lastDice()
+        self.ui.etaLabel.text = progress.etaText() + ("" if dice is None else _("  |  validation DSC {d:.3f}").format(d=dice))
+        if progress.losses:
+            self.ui.lossLabel.text = _("step {s}: loss {l:.4f}").format(s=progress.losses[-1][0], l=progress.losses[-1][1])
+        self.logic.syncCurves(progress)
+
+    def onLog(self, line: str) -> None:
+        self.ui.logTextEdit.appendPlainText(line)
+        if self.ui.logTextEdit.document().blockCount > LOG_LIMIT_LINES:
+            cursor = self.ui.logTextEdit.textCursor()
+            cursor.movePosition(qt.QTextCursor.Start)
+            cursor.select(qt.QTextCursor.BlockUnderCursor)
+            cursor.removeSelectedText()
+
+    def onDone(self, result) -> None:
+        self._setRunning(False)
+        progress = result.progress
+        if progress.status == "done":
+            message = self.logic.describeResult(result)
+            self._showResult(result)
+        elif progress.status == "cancelled":
+            message = _("Cancelled. Training keeps last.pt: press Resume to continue.")
+        else:
+            message = progress.error or _("The job failed; see the log below.")
+        self.ui.statusLabel.text = message
+        self.refreshModels()
+
+    def _showResult(self, result) -> None:
+        outputs = result.outputs
+        table = outputs.get("table") or outputs.get("metricsTable")
+        if table is not None:
+            self.resultsView.setMRMLTableNode(table)
+        if outputs.get("chart") is not None:
+            slicer.modules.plots.logic().ShowChartInLayout(outputs["chart"])
+
+    def onCancel(self) -> None:
+        self.logic.cancel()
+        self.ui.statusLabel.text = _("Cancelling: the run saves its checkpoint first...")
+
+    def _setRunning(self, running: bool) -> None:
+        for button in (self.ui.trainButton, self.ui.resumeButton, self.ui.applyButton, self.ui.evaluateButton):
+            button.enabled = not running
+        self.ui.cancelButton.enabled = running
+
+
+class TumorSynthTrainerLogic(ScriptedLoadableModuleLogic):
+    """Background jobs with results in the scene (thin wrapper over ``trainer_logic``).
+
+    Example::
+
+        logic = slicer.util.getModuleLogic("TumorSynthTrainer")
+        logic.train(logic.getParameterNode(), "/data/healthy_livers", "/tmp/runs/liver1", False)
+    """
+
+    def __init__(self) -> None:
+        ScriptedLoadableModuleLogic.__init__(self)
+        self._jobs = None
+        self.curves = None
+        self._checkpoints = []
+
+    def getParameterNode(self):
+        return TumorSynthTrainerParameterNode(super().getParameterNode())
+
+    def jobs(self):
+        install, process, trainer = trainerModules()
+        if self._jobs is None or self._jobs.scene is not slicer.mrmlScene:
+            engineDir = install.engine_dir(moduleDir())
+            self._jobs = trainer.BackgroundJobs(slicer.mrmlScene, lambda ms, fn: qt.QTimer.singleShot(ms, fn),
+                                                python=process.python_executable(),
+                                                libDir=str(engineDir) if engineDir else None)
+        return self._jobs
+
+    def defaultRunsFolder(self) -> str:
+        return os.path.join(os.path.expanduser("~"), "TumorSynthRuns")
+
+    def ensureDependencies(self, confirm) -> None:
+        install = trainerModules()[0]
+        install.ensure_torch(askConfirmation=True)
+        install.ensure_python_packages(confirm)
+
+    def train(self, p, data, runDir, resume, onUpdate=None, onLog=None, onDone=None):
+        trainer = trainerModules()[2]
+        request = trainer.TrainRequest(
+            data=data, outDir=runDir, organ=p.organ, method=p.method, model=p.model,
+            maxSteps=int(p.maxSteps), maxMinutes=float(p.maxMinutes) or None, device=p.device,
+            stageMix=p.stageMix or None, resume=resume)
+        if not resume or self.curves is None:
+            self.curves = self._newCurves()
+
+        def done(result):
+            self._checkpoints += [str(result.outputs[k]) for k in ("best.pt", "last.pt") if k in result.outputs]
+            if onDone:
+                onDone(result)
+
+        return self.jobs().train(request, onUpdate=onUpdate, onLog=onLog, onDone=done)
+
+    def _newCurves(self):
+        from TumorSynthSlicer.progress_logic import CurveTables
+
+        return CurveTables(slicer.mrmlScene, "TumorSynth training")
+
+    def syncCurves(self, progress) -> None:
+        if self.curves is not None:
+            self.curves.sync(progress)
+
+    def segment(self, model, volume, organs=None, device="auto", onUpdate=None, onLog=None, onDone=None):
+        return self.jobs().segment(model, volume, organs, device, onUpdate=onUpdate, onLog=onLog, onDone=onDone)
+
+    def evaluate(self, prediction, reference, grid, organ="liver", onUpdate=None, onLog=None, onDone=None):
+        return self.jobs().evaluate(prediction, reference, grid, organ, onUpdate=onUpdate, onLog=onLog, onDone=onDone)
+
+    def cancel(self) -> None:
+        if self._jobs is not None:
+            self._jobs.cancel()
+
+    def models(self):
+        try:
+            return trainerModules()[2].list_models()
+        except Exception:   # engine not installed yet: the list is simply empty
+            return []
+
+    def trainedCheckpoints(self):
+        return [c for c in self._checkpoints if os.path.exists(c)]
+
+    def registerLastCheckpoint(self):
+        checkpoints = self.trainedCheckpoints()
+        if not checkpoints:
+            raise ValueError(_("No checkpoint from this session: train a model first."))
+        return trainerModules()[2].register_model(checkpoints[0], description=_("trained in 3D Slicer"))
+
+    def removeModel(self, modelId) -> None:
+        if os.path.exists(modelId):
+            raise ValueError(_("This checkpoint is not registered; delete its run folder to remove it."))
+        trainerModules()[2].remove_model(modelId)
+
+    def modelsFolderText(self) -> str:
+        try:
+            return _("User models are stored in {folder}").format(folder=trainerModules()[2].models_folder())
+        except Exception:
+            return ""
+
+    def describeResult(self, result) -> str:
+        outputs = result.outputs
+        if result.kind == "train":
+            return _("Training done: {files}").format(files=", ".join(str(outputs[k]) for k in ("best.pt", "last.pt") if k in outputs))
+        if result.kind == "segment":
+            return _("Segmented: {n} tumor(s).").format(n=outputs.get("summary", {}).get("tumor_count", 0))
+        summary = outputs.get("summary", {})
+        dsc = (summary.get("tumor_dsc") or {}).get("mean")
+        return _("Evaluated: tumor DSC {dsc}, sensitivity {sens}.").format(
+            dsc="n/a" if dsc is None else f"{dsc:.3f}", sens=summary.get("sensitivity", "n/a"))
+
+
+class TumorSynthTrainerTest(ScriptedLoadableModuleTest):
+    """Slicer's own test runner: the registry and the job plumbing on a phantom (no downloads,
+    no training: that is covered by Testing/Slicer with slicer-core)."""
+
+    def setUp(self) -> None:
+        slicer.mrmlScene.Clear()
+
+    def runTest(self) -> None:
+        self.setUp()
+        self.test_EvaluateOutcomes()
+
+    def test_EvaluateOutcomes(self) -> None:
+        import numpy as np
+
+        logic = TumorSynthTrainerLogic()
+        results = trainerModules()[2].results_logic
+        labels = np.zeros((40, 40, 20), dtype=np.uint8)
+        labels[5:30, 5:30, 3:15] = 1
+        labels[10:14, 10:14, 6:9] = 2
+        grid = slicer.util.addVolumeFromArray(np.zeros(labels.shape[::-1], np.int16), name="grid")
+        reference = slicer.util.addVolumeFromArray(labels.transpose(2, 1, 0), name="reference", nodeClassName="vtkMRMLLabelMapVolumeNode")
+        masks = results.outcome_masks(results.task_labels(reference, grid), results.task_labels(reference, grid))
+        self.assertEqual(int(masks["True positive"].sum()), 4 * 4 * 3)
+        self.assertIsInstance(logic.models(), list)
+        self.delayDisplay(_("Test passed"))
