@@ -9,6 +9,7 @@ import logging
 import os
 import random
 import sys
+import types
 from typing import Annotated
 
 import qt
@@ -48,7 +49,8 @@ def resourcePath(name: str) -> str:
 
 
 def logicModules():
-    """The TumorSynthSlicer package (its folder and the engine's are put on sys.path first)."""
+    """The TumorSynthSlicer modules by short name (their folder and the engine's are put on
+    sys.path first)."""
     if moduleDir() not in sys.path:
         sys.path.append(moduleDir())
     import TumorSynthSlicer.install_logic as install_logic
@@ -59,7 +61,8 @@ def logicModules():
     import TumorSynthSlicer.placement_logic as placement_logic
     import TumorSynthSlicer.segment_logic as segment_logic
 
-    return install_logic, output_logic, placement_logic, segment_logic, export_logic
+    return types.SimpleNamespace(install=install_logic, output=output_logic, placement=placement_logic,
+                                 segment=segment_logic, export=export_logic)
 
 
 class TumorSynth(ScriptedLoadableModule):
@@ -136,8 +139,9 @@ class TumorSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._growthTimer = qt.QTimer()
         self._growthTimer.setInterval(GROWTH_TICK_MS)
         self._growthTimer.timeout.connect(self.onGrowthTick)
-        self._shortcut = qt.QShortcut(qt.QKeySequence(PLACE_SHORTCUT), slicer.util.mainWindow())
-        self._shortcut.activated.connect(self.onTogglePlaceMode)
+        if slicer.util.mainWindow() is not None:   # none in --no-main-window test runs
+            self._shortcut = qt.QShortcut(qt.QKeySequence(PLACE_SHORTCUT), slicer.util.mainWindow())
+            self._shortcut.activated.connect(self.onTogglePlaceMode)
 
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
@@ -150,10 +154,9 @@ class TumorSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.installDependenciesButton.clicked.connect(lambda: self.onInstallDependencies())
         self.ui.stopGrowthButton.visible = False
         self.initializeParameterNode()
-        self.updateMethodAvailability()
 
     def cleanup(self) -> None:
-        self.onStopGrowth()
+        self.onStopGrowth(keep=False)
         if self._shortcut is not None:
             self._shortcut.setParent(None)
             self._shortcut = None
@@ -174,7 +177,7 @@ class TumorSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._parameterNodeGuiTag = None
 
     def onSceneStartClose(self, caller, event) -> None:
-        self.onStopGrowth()
+        self.onStopGrowth(keep=False)
         self.setParameterNode(None)
         self._clickNode = None
         self.logic.forgetSessions()
@@ -411,7 +414,7 @@ class TumorSynthLogic(ScriptedLoadableModuleLogic):
             raise ValueError(_("Select a CT volume first."))
         session = self._sessions.get(inputVolume.GetID())
         if session is None or session.inputVolume is not inputVolume:
-            session = self.lib()[1].TumorSession(inputVolume)
+            session = self.lib().output.TumorSession(inputVolume)
             self._sessions[inputVolume.GetID()] = session
         return session
 
@@ -422,7 +425,7 @@ class TumorSynthLogic(ScriptedLoadableModuleLogic):
         self._sessions = {}
 
     def request(self, p):
-        placement = self.lib()[2]
+        placement = self.lib().placement
         options = placement.organ_options(p.massEffect, p.necrosis, p.capsule, p.satellites, p.count)
         return placement.TumorRequest(organ=p.organ, stage=p.stage, diameterMm=float(p.diameterMm),
                                       method=p.method, seed=int(p.seed), options=options)
@@ -431,13 +434,13 @@ class TumorSynthLogic(ScriptedLoadableModuleLogic):
         """Boolean [i, j, k] mask of the chosen organ segment on the CT grid, or None."""
         if p.organSegmentation is None or not p.organSegmentId:
             return None
-        return self.lib()[3].segment_mask(p.organSegmentation, p.organSegmentId, p.inputVolume)
+        return self.lib().segment.segment_mask(p.organSegmentation, p.organSegmentId, p.inputVolume)
 
     def placeTumor(self, p, ras):
-        return self.lib()[2].place_tumor(self.session(p.inputVolume), ras, self.request(p), self.organMask(p))
+        return self.lib().placement.place_tumor(self.session(p.inputVolume), ras, self.request(p), self.organMask(p))
 
     def startGrowth(self, p, ras):
-        return self.lib()[2].GrowthJob(self.session(p.inputVolume), ras, self.request(p), self.organMask(p))
+        return self.lib().placement.GrowthJob(self.session(p.inputVolume), ras, self.request(p), self.organMask(p))
 
     def undo(self, inputVolume) -> None:
         self.session(inputVolume).undo()
@@ -446,30 +449,29 @@ class TumorSynthLogic(ScriptedLoadableModuleLogic):
         self.session(inputVolume).clear()
 
     def export(self, inputVolume, folder, fmt="nii.gz"):
-        return self.lib()[4].export_session(self.session(inputVolume), folder, fmt)
+        return self.lib().export.export_session(self.session(inputVolume), folder, fmt)
 
     def organSegments(self, segmentation):
         if segmentation is None:
             return []
-        seg = self.lib()[3]
+        seg = self.lib().segment
         return [(sid, seg.segment_name(segmentation, sid)) for sid in seg.segment_ids(segmentation)]
 
     def guessOrgan(self, segmentation, segmentId):
         if segmentation is None or not segmentId:
             return None
-        seg = self.lib()[3]
-        return self.lib()[2].guess_organ(seg.segment_name(segmentation, segmentId),
-                                         seg.segment_terminology(segmentation, segmentId))
+        seg = self.lib().segment
+        names = (seg.segment_name(segmentation, segmentId), seg.segment_terminology(segmentation, segmentId))
+        return self.lib().placement.guess_organ(*names)
 
     def methodAvailability(self):
-        return self.lib()[2].method_availability(METHODS)
+        return self.lib().placement.method_availability(METHODS)
 
     def diameterRange(self, stage, organ):
-        return self.lib()[2].diameter_range(stage, organ)
+        return self.lib().placement.diameter_range(stage, organ)
 
     def installDependencies(self, confirm):
-        install = self.lib()[0]
-        return install.ensure_python_packages(confirm)
+        return self.lib().install.ensure_python_packages(confirm)
 
 
 class TumorSynthTest(ScriptedLoadableModuleTest):
@@ -486,7 +488,7 @@ class TumorSynthTest(ScriptedLoadableModuleTest):
         import numpy as np
 
         logic = TumorSynthLogic()
-        segmentLogic = logic.lib()[3]
+        segmentLogic = logic.lib().segment
         from scipy.ndimage import distance_transform_edt
 
         from TumorSynthLib.phantom import make_abdomen
@@ -495,7 +497,7 @@ class TumorSynthTest(ScriptedLoadableModuleTest):
         ct, organs, _names = make_abdomen(0, shape=(96, 96, 48), spacing=(3.0, 3.0, 5.0))
         ctNode = slicer.util.addVolumeFromArray(ct.array.transpose(2, 1, 0).astype(np.int16), ct.affine, name="Phantom")
         liver = organs.array == 5
-        organSegmentation = segmentLogic.ensure_segmentation_for(ctNode, "Phantom organs")
+        organSegmentation = segmentLogic.new_segmentation_for(ctNode, "Phantom organs")
         p = logic.getParameterNode()
         p.inputVolume = ctNode
         p.organSegmentation = organSegmentation

@@ -7,11 +7,11 @@ The widget only wires the panel; the jobs live in ``TumorSynthSlicer.trainer_log
 """
 import os
 import sys
+import types
 from typing import Annotated, Union
 
 import qt
 import slicer
-import vtk
 from slicer import vtkMRMLLabelMapVolumeNode, vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode
 from slicer.i18n import tr as _
 from slicer.i18n import translate
@@ -45,7 +45,7 @@ def resourcePath(name: str) -> str:
 
 
 def trainerModules():
-    """(install_logic, process_logic, trainer_logic), with their folders on sys.path."""
+    """The TumorSynthSlicer modules by short name, with their folders on sys.path."""
     if moduleDir() not in sys.path:
         sys.path.append(moduleDir())
     import TumorSynthSlicer.install_logic as install_logic
@@ -53,7 +53,7 @@ def trainerModules():
     import TumorSynthSlicer.trainer_logic as trainer_logic
 
     install_logic.ensure_engine_on_path(moduleDir())
-    return install_logic, process_logic, trainer_logic
+    return types.SimpleNamespace(install=install_logic, process=process_logic, trainer=trainer_logic)
 
 
 class TumorSynthTrainer(ScriptedLoadableModule):
@@ -306,7 +306,8 @@ class TumorSynthTrainerLogic(ScriptedLoadableModuleLogic):
         return TumorSynthTrainerParameterNode(super().getParameterNode())
 
     def jobs(self):
-        install, process, trainer = trainerModules()
+        lib = trainerModules()
+        install, process, trainer = lib.install, lib.process, lib.trainer
         if self._jobs is None or self._jobs.scene is not slicer.mrmlScene:
             engineDir = install.engine_dir(moduleDir())
             self._jobs = trainer.BackgroundJobs(slicer.mrmlScene, lambda ms, fn: qt.QTimer.singleShot(ms, fn),
@@ -318,12 +319,12 @@ class TumorSynthTrainerLogic(ScriptedLoadableModuleLogic):
         return os.path.join(os.path.expanduser("~"), "TumorSynthRuns")
 
     def ensureDependencies(self, confirm) -> None:
-        install = trainerModules()[0]
+        install = trainerModules().install
         install.ensure_torch(askConfirmation=True)
         install.ensure_python_packages(confirm)
 
     def train(self, p, data, runDir, resume, onUpdate=None, onLog=None, onDone=None):
-        trainer = trainerModules()[2]
+        trainer = trainerModules().trainer
         request = trainer.TrainRequest(
             data=data, outDir=runDir, organ=p.organ, method=p.method, model=p.model,
             maxSteps=int(p.maxSteps), maxMinutes=float(p.maxMinutes) or None, device=p.device,
@@ -359,7 +360,7 @@ class TumorSynthTrainerLogic(ScriptedLoadableModuleLogic):
 
     def models(self):
         try:
-            return trainerModules()[2].list_models()
+            return trainerModules().trainer.list_models()
         except Exception:   # engine not installed yet: the list is simply empty
             return []
 
@@ -370,16 +371,16 @@ class TumorSynthTrainerLogic(ScriptedLoadableModuleLogic):
         checkpoints = self.trainedCheckpoints()
         if not checkpoints:
             raise ValueError(_("No checkpoint from this session: train a model first."))
-        return trainerModules()[2].register_model(checkpoints[0], description=_("trained in 3D Slicer"))
+        return trainerModules().trainer.register_model(checkpoints[0], description=_("trained in 3D Slicer"))
 
     def removeModel(self, modelId) -> None:
         if os.path.exists(modelId):
             raise ValueError(_("This checkpoint is not registered; delete its run folder to remove it."))
-        trainerModules()[2].remove_model(modelId)
+        trainerModules().trainer.remove_model(modelId)
 
     def modelsFolderText(self) -> str:
         try:
-            return _("User models are stored in {folder}").format(folder=trainerModules()[2].models_folder())
+            return _("User models are stored in {folder}").format(folder=trainerModules().trainer.models_folder())
         except Exception:
             return ""
 
@@ -410,7 +411,7 @@ class TumorSynthTrainerTest(ScriptedLoadableModuleTest):
         import numpy as np
 
         logic = TumorSynthTrainerLogic()
-        results = trainerModules()[2].results_logic
+        results = trainerModules().trainer.results_logic
         labels = np.zeros((40, 40, 20), dtype=np.uint8)
         labels[5:30, 5:30, 3:15] = 1
         labels[10:14, 10:14, 6:9] = 2

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .phantom_shapes import Grid, ellipsoid_level, smooth_curve, tube_field
+from .phantom_shapes import Grid, ellipsoid_level, smooth_curve, tube_voxels
 from .phantom_tissue import Canvas, L, T
 
 SKIN_MM = 2.5
@@ -119,26 +119,32 @@ class Spine:
 
 
 def paint_body(cv: Canvas, body: Body) -> None:
-    """Skin, subcutaneous fat, muscle wall (with two fat planes laterally), cavity fat, table."""
-    reg = cv.grid.full()
-    x2, y2 = reg.x[:, :, 0], reg.y[:, :, 0]
+    """Skin, subcutaneous fat, muscle wall (with two fat planes laterally), cavity fat, table.
+
+    The outline changes with z only by a slow scale, so each axial layer map is computed once
+    per 0.2 % step of that scale and copied to every slice that shares it."""
+    grid = cv.grid
+    x2, y2 = grid.axis(0)[:, None], grid.axis(1)[None, :]
     theta = np.arctan2(y2 - body.yc, x2)
     r2 = np.hypot(x2, y2 - body.yc)
-    depth = (body.radius(theta) * 1.0).astype(np.float32)[:, :, None] \
-        * body.zscale(reg.z[0, 0, :]).astype(np.float32)[None, None, :] - r2[:, :, None]
-    t_fat = (SKIN_MM + body.fat_mm(theta)).astype(np.float32)
-    wall = body.wall_mm(theta).astype(np.float32)
-    near_midline = (np.abs(x2) < 4.0) & (y2 > body.yc)
-    wall = np.where(near_midline, 2.0, wall).astype(np.float32)  # linea alba
-    layer = ((depth >= 0).view(np.uint8) + (depth >= SKIN_MM).view(np.uint8)
-             + (depth >= t_fat[:, :, None]).view(np.uint8)
-             + (depth >= (t_fat + wall)[:, :, None]).view(np.uint8))
-    cv.tissue[...] = np.array([T.AIR, T.SKIN, T.SUBFAT, T.MUSCLE, T.FAT], np.uint8)[layer]
-    lateral = ((np.abs(np.cos(theta)) > 0.55) & (np.sin(theta) > -0.35))[:, :, None]
-    rel = depth - t_fat[:, :, None]
-    planes = lateral & ((np.abs(rel - 0.36 * wall[:, :, None]) < 0.8)
-                        | (np.abs(rel - 0.68 * wall[:, :, None]) < 0.8))
-    cv.tissue[planes & (layer == 3)] = T.SUBFAT
+    radius = body.radius(theta)
+    t_fat = SKIN_MM + body.fat_mm(theta)
+    wall = np.where((np.abs(x2) < 4.0) & (y2 > body.yc), 2.0, body.wall_mm(theta))  # linea alba
+    lateral = (np.abs(np.cos(theta)) > 0.55) & (np.sin(theta) > -0.35)
+    lut = np.array([T.AIR, T.SKIN, T.SUBFAT, T.MUSCLE, T.FAT], np.uint8)
+    keys = np.round(body.zscale(grid.axis(2)) / 0.002).astype(int)
+    start = 0
+    for k in range(1, len(keys) + 1):
+        if k < len(keys) and keys[k] == keys[start]:
+            continue
+        depth = radius * (keys[start] * 0.002) - r2
+        layer = (depth >= 0).astype(np.uint8) + (depth >= SKIN_MM) + (depth >= t_fat) \
+            + (depth >= t_fat + wall)
+        rel = depth - t_fat
+        planes = lateral & (layer == 3) & ((np.abs(rel - 0.36 * wall) < 0.8)
+                                           | (np.abs(rel - 0.68 * wall) < 0.8))
+        cv.tissue[:, :, start:k] = np.where(planes, T.SUBFAT, lut[layer])[:, :, None]
+        start = k
     _paint_table(cv, body)
 
 
@@ -264,7 +270,7 @@ def rib_path(body: Body, spine: Spine, n: int, side: int, rng: np.random.Generat
         depth = SKIN_MM + body.fat_mm(theta) + 0.55 * body.wall_mm(theta)
         x, y = body.point(theta, z, depth)
         pts.append((float(x), float(y), float(z)))
-    curve, arc = smooth_curve(np.array(pts), 5.0)
+    curve, arc = smooth_curve(np.array(pts), 10.0)
     bony_len = np.linalg.norm(np.diff(np.array(pts[: 2 + len(alphas)]), axis=0), axis=1).sum()
     return curve, int(np.searchsorted(arc, bony_len))
 
@@ -275,20 +281,16 @@ def paint_ribs(cv: Canvas, body: Body, spine: Spine, rng: np.random.Generator) -
         for side, key in ((1, f"rib_right_{n}"), (-1, f"rib_left_{n}")):
             curve, cut = rib_path(body, spine, n, side, rng)
             radius = 4.3 if n < 11 else 3.8
+            not_spine = tuple(t for t in T if t not in (T.CORTEX, T.MARROW, T.DISC))
             for pts, is_bone in ((curve[: cut + 1], True), (curve[cut:], False)):
                 if len(pts) < 2:
                     continue
-                field = tube_field(cv.grid, pts, radius, with_arc=False)
-                if field is None:
-                    continue
-                reg, lev = field.region, field.level
-                spine_bone = np.isin(cv.tissue[reg.slices], (T.CORTEX, T.MARROW, T.DISC))
-                inside = (lev <= 0) & ~spine_bone
+                flat, lev = tube_voxels(cv.grid, pts, radius)
                 if is_bone:
                     tissue = np.where(lev > -1.5, T.CORTEX, T.MARROW).astype(np.uint8)
-                    cv.paint(reg, inside, tissue, L[key], into=None)
+                    cv.paint_voxels(flat, tissue, L[key], into=not_spine)
                 else:
-                    cv.paint(reg, inside, T.CARTILAGE, L["costal_cartilages"], into=None)
+                    cv.paint_voxels(flat, T.CARTILAGE, L["costal_cartilages"], into=not_spine)
 
 
 def paint_thorax_base(cv: Canvas, body: Body, spine: Spine, rng: np.random.Generator) -> float:

@@ -67,7 +67,7 @@ def paint_stomach(cv: Canvas, lm: Landmarks, rng: np.random.Generator) -> None:
                         (-22, ys + 108, z1 + 2), (14, ys + 92, z1 + 2)]) \
         + np.stack([j(5), j(6), j(6), j(5), j(3)])
     radii = np.array([36, 34, 29, 19, 10]) * rng.uniform(0.85, 1.12)
-    pts, arc = smooth_curve(control, 8.0)
+    pts, arc = smooth_curve(control, 12.0)
     field = tube_field(cv.grid, pts, _radii_along(arc, radii, control))
     if field is None:
         return
@@ -90,7 +90,7 @@ def paint_duodenum(cv: Canvas, lm: Landmarks, rng: np.random.Generator) -> np.nd
                         (58, ys + 52, z1 - 42), (42, ys + 44, z1 - 62), (xa + 10, ya + 18, z1 - 66),
                         (xa - 22, ya + 26, z1 - 52), (xa - 32, ya + 40, z1 - 32)])
     control = control + rng.uniform(-3, 3, control.shape)
-    pts, arc = smooth_curve(control, 6.0)
+    pts, arc = smooth_curve(control, 8.0)
     field = tube_field(cv.grid, pts, 11.0 * rng.uniform(0.9, 1.1))
     if field is not None:
         gas = (field.centre_y < field.region.y - 4.0) & (field.arc < 60.0)
@@ -109,10 +109,12 @@ def paint_colon(cv: Canvas, lm: Landmarks, rng: np.random.Generator) -> np.ndarr
         (-100, ys + 36, z1 - 80), (-94, ys + 42, z4 - 40),
     ]) + rng.uniform(-5, 5, (11, 3))
     radii = np.array([30, 26, 25, 24, 24, 22, 22, 21, 19, 18, 18]) * rng.uniform(0.85, 1.1)
-    pts, arc = smooth_curve(control, 10.0)
-    r = _radii_along(arc, radii, control) * (1 + 0.12 * np.cos(2 * np.pi * arc / 42.0))
-    field = tube_field(cv.grid, pts, r)
+    pts, arc = smooth_curve(control, 18.0)
+    r = _radii_along(arc, radii, control)
+    field = tube_field(cv.grid, pts, r, margin_mm=4.0)
     if field is not None:
+        r_here = np.interp(field.arc, arc, r).astype(np.float32)
+        field.level -= 0.12 * r_here * np.cos(np.float32(2 * np.pi / 42.0) * field.arc)  # haustra
         reg = field.region
         inside = field.level <= 0
         stool_part = field.arc < arc[-1] * rng.uniform(0.3, 0.45)
@@ -129,10 +131,10 @@ def paint_small_bowel(cv: Canvas, lm: Landmarks, start: np.ndarray, end: np.ndar
                       rng: np.random.Generator) -> None:
     """Jejunum and ileum: a packed self-avoiding walk from the duodenojejunal flexure to the
     cecum, fluid-filled with a few gas pockets."""
-    centre = np.array([-10.0 * lm.sx, lm.ys + 70.0 * lm.sy, lm.z_l1 - 48.0])
-    half = np.array([92.0 * lm.sx, 48.0 * lm.sy, 72.0])
+    centre = np.array([-10.0 * lm.sx, lm.ys + 70.0 * lm.sy, lm.z_l1 - 60.0])
+    half = np.array([92.0 * lm.sx, 50.0 * lm.sy, 84.0])
     path = _packed_walk(start, end, centre, half, rng)
-    pts, arc = smooth_curve(path, 9.0)
+    pts, arc = smooth_curve(path, 12.0)
     radius = 13.0 * rng.uniform(0.9, 1.1) * (1 + 0.08 * np.sin(arc / 37.0))
     field = tube_field(cv.grid, pts, radius)
     if field is None:

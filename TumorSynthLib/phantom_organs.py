@@ -132,7 +132,7 @@ def paint_great_vessels(cv: Canvas, lm: Landmarks, spine: Spine) -> None:
     bif = aorta[-1]
     for side, key in ((1, "iliac_artery_right"), (-1, "iliac_artery_left")):
         path = [bif, bif + (side * 14, 4, -25), bif + (side * 34, 10, -70), bif + (side * 52, 14, -130)]
-        pts, _ = smooth_curve(path, 5.0)
+        pts, _ = smooth_curve(path, 8.0)
         _tube(cv, pts, 0.62 * lm.ra, T.AORTA, L[key], into=(T.FAT, T.MUSCLE))
     zs_i = np.arange(200.0, z_bif - 12.0, -10.0)
     up = np.clip((zs_i - (lm.z_l1 + 5.0)) / 35.0, 0, 1)
@@ -142,7 +142,7 @@ def paint_great_vessels(cv: Canvas, lm: Landmarks, spine: Spine) -> None:
     for side, key in ((1, "iliac_vena_right"), (-1, "iliac_vena_left")):
         path = [conf, conf + (side * 12 - 8, -4, -20), conf + (side * 30 - 10, 0, -60),
                 conf + (side * 48 - 10, 6, -125)]
-        pts, _ = smooth_curve(path, 5.0)
+        pts, _ = smooth_curve(path, 8.0)
         _tube(cv, pts, 0.75 * lm.ri, T.IVC, L[key], into=(T.FAT, T.MUSCLE))
     for side in (1, -1):
         top = lm.z_l1 + 60.0
@@ -240,16 +240,16 @@ def paint_branch_vessels(cv: Canvas, lm: Landmarks, hila: dict[int, np.ndarray],
     for side, hilum in hila.items():
         vein_end = (lm.xi, lm.yi, hilum[2]) if side > 0 else (lm.xi - 4, lm.yi, hilum[2] + 4)
         mid = ((hilum[0] + vein_end[0]) / 2, lm.ya + (lm.ra + 9 if side < 0 else 4), hilum[2] + 2)
-        pts, _ = smooth_curve([hilum, mid, vein_end], 5.0)
+        pts, _ = smooth_curve([hilum, mid, vein_end], 8.0)
         _tube(cv, pts, 4.5, T.RENALV, None, into=vein_into, over_labels=True)
         art = [(lm.xa, lm.ya, hilum[2] + 6), (hilum[0] * 0.55, lm.ya - 10, hilum[2] + 3),
                (hilum[0] - side * 3, hilum[1] - 4, hilum[2])]
-        pts, _ = smooth_curve(art, 5.0)
+        pts, _ = smooth_curve(art, 8.0)
         _tube(cv, pts, 2.8, T.ARTERY, None, into=vein_into, over_labels=True)
     sma = [(lm.xa, lm.ya + lm.ra - 2, z1 + 2), (sma_x, lm.ya + lm.ra + 14, z1 - 10),
            (sma_x + 3, lm.ya + lm.ra + 19, z1 - 45), (sma_x + 12, lm.ya + 34, z1 - 110),
            (sma_x + 24, lm.ya + 38, z1 - 160)]
-    pts, _ = smooth_curve(sma, 5.0)
+    pts, _ = smooth_curve(sma, 8.0)
     _tube(cv, pts, 3.6, T.ARTERY, None, into=(T.FAT,))
     celiac_root = np.array([lm.xa, lm.ya + lm.ra + 10, z1 + 16])
     porta = np.array([rng.uniform(34, 42), lm.ys + rng.uniform(58, 66), z1 + rng.uniform(26, 34)])
@@ -257,7 +257,7 @@ def paint_branch_vessels(cv: Canvas, lm: Landmarks, hila: dict[int, np.ndarray],
         wiggle = rng.uniform(-6, 6, 3)
         path = [(lm.xa, lm.ya + lm.ra - 2, z1 + 16), celiac_root,
                 (celiac_root + target) / 2 + wiggle + (0, 8, 4), target]
-        pts, _ = smooth_curve(path, 5.0)
+        pts, _ = smooth_curve(path, 8.0)
         _tube(cv, pts, 2.8, T.ARTERY, None, into=(T.FAT,))
     conf = np.array([sma_x + 13.0, lm.ya + lm.ra + 16, z1 - 6.0])
     smv = [(sma_x + 26, lm.ya + 40, z1 - 150), (sma_x + 18, lm.ya + 34, z1 - 90),
@@ -266,7 +266,7 @@ def paint_branch_vessels(cv: Canvas, lm: Landmarks, hila: dict[int, np.ndarray],
                spleen_hilum]
     portal = [conf, (conf + porta) / 2 + (4, -4, 0), porta]
     for path, radius in ((smv, 5.5), (splenic, 4.5), (portal, 7.0)):
-        pts, _ = smooth_curve(path, 5.0)
+        pts, _ = smooth_curve(path, 8.0)
         _tube(cv, pts, radius, T.PORTAL, L["portal_vein_and_splenic_vein"], into=(T.FAT,))
     return porta
 
@@ -299,7 +299,7 @@ def paint_pancreas(cv: Canvas, lm: Landmarks, spleen_hilum: np.ndarray,
         (spleen_hilum[0] + 12, spleen_hilum[1] + 12, spleen_hilum[2] - 8),
     ]) + np.concatenate([j(4)[None], j(4)[None], j(3)[None], j(4)[None], j(5)[None], j(5)[None]])
     radii_ctrl = np.array([12.0, 17.5, 12.0, 11.5, 11.0, 10.0]) * rng.uniform(0.92, 1.08)
-    pts, arc = smooth_curve(control, 5.0)
+    pts, arc = smooth_curve(control, 8.0)
     chord = np.concatenate([[0], np.cumsum(np.linalg.norm(np.diff(control, axis=0), axis=1))])
     radii = np.interp(arc, chord * arc[-1] / chord[-1], radii_ctrl)
     field = tube_field(cv.grid, pts, radii * 1.2)
@@ -352,12 +352,11 @@ def _grow(segments: list, start, direction, length, radius, depth, liver: LiverS
     if depth == 0 or radius < 2.2:
         return
     for _ in range(2):
-        for _attempt in range(5):
-            axis = np.cross(direction, rng.normal(size=3))
-            axis /= np.linalg.norm(axis)
-            angle = np.radians(rng.uniform(20, 45))
-            d = direction * np.cos(angle) + np.cross(axis, direction) * np.sin(angle)
-            if liver.level_at(end + d * length * 0.8)[0] < -0.08:
-                _grow(segments, end, d, length * rng.uniform(0.65, 0.85), radius * 0.7, depth - 1,
-                      liver, rng)
-                break
+        axes = np.cross(direction, rng.normal(size=(5, 3)))
+        axes /= np.linalg.norm(axes, axis=1, keepdims=True)
+        angles = np.radians(rng.uniform(20, 45, size=(5, 1)))
+        dirs = direction * np.cos(angles) + np.cross(axes, direction) * np.sin(angles)
+        ok = np.flatnonzero(liver.level_at(end + dirs * length * 0.8) < -0.08)
+        if ok.size:
+            _grow(segments, end, dirs[ok[0]], length * rng.uniform(0.65, 0.85), radius * 0.7,
+                  depth - 1, liver, rng)

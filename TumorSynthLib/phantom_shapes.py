@@ -208,7 +208,7 @@ class TubeField:
     centre_y: np.ndarray
 
 
-def tube_field(grid: Grid, points, radii, margin_mm: float = 3.0,
+def tube_field(grid: Grid, points, radii, margin_mm: float = 1.5,
                with_arc: bool = True) -> TubeField | None:
     """Tube along the polyline ``points`` (N, 3, mm) with radii (N,) in mm (see
     :func:`capsule_field`); ``arc`` is the distance along the polyline."""
@@ -219,7 +219,7 @@ def tube_field(grid: Grid, points, radii, margin_mm: float = 3.0,
     return capsule_field(grid, pts[:-1], pts[1:], rad[:-1], rad[1:], arc0, margin_mm, with_arc)
 
 
-def capsule_field(grid: Grid, p0, p1, r0, r1, arc0=None, margin_mm: float = 3.0,
+def capsule_field(grid: Grid, p0, p1, r0, r1, arc0=None, margin_mm: float = 1.5,
                   with_arc: bool = True) -> TubeField | None:
     """Union of cone-capped capsules (segment i from p0[i] (radius r0[i]) to p1[i] (r1[i]), mm).
 
@@ -258,6 +258,33 @@ def capsule_field(grid: Grid, p0, p1, r0, r1, arc0=None, margin_mm: float = 3.0,
     arc[near] = arc0[seg] + t * length[seg]
     cy[near] = p0[seg, 1] + t * (p1[seg, 1] - p0[seg, 1])
     return TubeField(whole, level, arc, cy)
+
+
+def tube_voxels(grid: Grid, points, radii) -> tuple[np.ndarray, np.ndarray]:
+    """Voxels inside a thin tube along ``points`` (N, 3, mm), radii (N,) mm: (flat indices into
+    the grid, level in mm). Sparse, so a rib curving round half the trunk costs only its own
+    voxels; see :func:`capsule_field` for the dense version."""
+    pts = np.asarray(points, float)
+    rad = np.broadcast_to(np.asarray(radii, float), (len(pts),))
+    flat, levels = [], []
+    for a, b, ra, rb in zip(pts[:-1], pts[1:], rad[:-1], rad[1:]):
+        r = max(ra, rb)
+        reg = grid.region(np.minimum(a, b) - r, np.maximum(a, b) + r)
+        if reg is None:
+            continue
+        lev = _capsule_level(reg.x, reg.y, reg.z, a, b, ra, rb)[0]
+        idx = np.nonzero(lev <= 0)
+        flat.append(np.ravel_multi_index(tuple(i + s.start for i, s in zip(idx, reg.slices)),
+                                         grid.shape))
+        levels.append(lev[idx])
+    flat_all = np.concatenate(flat) if flat else np.zeros(0, np.int64)
+    lev_all = np.concatenate(levels) if levels else np.zeros(0, np.float32)
+    if flat_all.size == 0:
+        return flat_all, lev_all
+    order = np.lexsort((lev_all, flat_all))  # per voxel, the lowest level first
+    flat_all, lev_all = flat_all[order], lev_all[order]
+    first = np.concatenate([[True], flat_all[1:] != flat_all[:-1]])
+    return flat_all[first], lev_all[first]
 
 
 def _capsule_level(x, y, z, a, b, ra, rb):
@@ -305,23 +332,22 @@ class ValueNoise:
 
 
 def blur3(a: np.ndarray, weights) -> np.ndarray:
-    """Separable 3-tap blur ``[w, 1 - 2w, w]`` per axis (w = sigma^2 / 2 in voxels), with edge
-    replication. Far faster than a Gaussian filter for the sub-voxel blurs the phantom needs."""
-    out = np.asarray(a, np.float32)
+    """Separable 3-tap blur ``[w, 1 - 2w, w]`` per axis (w = sigma^2 / 2 in voxels) with edge
+    replication, done in place on ``a`` (float32) and returned. Far faster than a Gaussian
+    filter for the sub-voxel blurs the phantom needs."""
+    out = a
+    nb = np.empty_like(out)
     for axis, w in enumerate(weights):
-        if w <= 0 or out.shape[axis] < 2:
+        n = out.shape[axis]
+        if w <= 0 or n < 2:
             continue
-        w = np.float32(w)
-        src = out
-        out = src * (np.float32(1.0) - 2 * w)
-        lo = [slice(None)] * 3
-        hi = [slice(None)] * 3
-        lo[axis], hi[axis] = slice(0, -1), slice(1, None)
-        out[tuple(hi)] += w * src[tuple(lo)]
-        out[tuple(lo)] += w * src[tuple(hi)]
-        first = [slice(None)] * 3
-        last = [slice(None)] * 3
-        first[axis], last[axis] = slice(0, 1), slice(-1, None)
-        out[tuple(first)] += w * src[tuple(first)]
-        out[tuple(last)] += w * src[tuple(last)]
+        src = np.moveaxis(out, axis, 0)
+        tmp = np.moveaxis(nb, axis, 0)
+        tmp[1:] = src[:-1]        # left neighbour
+        tmp[:1] = src[:1]
+        tmp[:-1] += src[1:]       # plus right neighbour
+        tmp[-1:] += src[-1:]
+        tmp *= np.float32(w)
+        src *= np.float32(1.0 - 2.0 * w)
+        src += tmp
     return out

@@ -60,7 +60,7 @@ HU = {
     T.FAT: (-95, -92), T.TABLE: (180, 180), T.CORTEX: (820, 820), T.MARROW: (225, 230),
     T.DISC: (85, 90), T.CSF: (8, 10), T.CORD: (35, 38), T.LUNG: (-860, -860),
     T.HEART: (40, 150), T.LIVER: (55, 110), T.SPLEEN: (45, 120), T.KCORTEX: (32, 170),
-    T.KMEDULLA: (28, 140), T.URINE: (8, 10), T.PANCREAS: (44, 104), T.BILE: (8, 10),
+    T.KMEDULLA: (28, 140), T.URINE: (8, 10), T.PANCREAS: (42, 102), T.BILE: (8, 10),
     T.GBWALL: (35, 80), T.GIWALL: (40, 105), T.GIFLUID: (14, 16), T.STOOL: (-30, -30),
     T.AORTA: (42, 175), T.ARTERY: (42, 170), T.PORTAL: (42, 185), T.HEPVEIN: (42, 170),
     T.IVC: (42, 150), T.RENALV: (42, 180), T.CARTILAGE: (110, 115), T.SINUSFAT: (-85, -80),
@@ -126,6 +126,22 @@ class Canvas:
     def free(self, reg: Region) -> np.ndarray:
         """Unclaimed intra-abdominal fat in the region (where a new organ may go)."""
         return (self.tissue[reg.slices] == T.FAT) & (self.labels[reg.slices] == 0)
+
+    def paint_voxels(self, flat: np.ndarray, tissue, label: int | None = None,
+                     into: tuple[T, ...] | None = None) -> None:
+        """Like :meth:`paint` for voxels given by flat indices; ``into`` lists the tissue
+        classes that may be overwritten (labels too), None = anything."""
+        tis, lab = self.tissue.reshape(-1), self.labels.reshape(-1)
+        if into is not None:
+            allowed = np.zeros(256, bool)
+            allowed[list(into)] = True
+            keep = allowed[tis[flat]]
+            flat = flat[keep]
+            if isinstance(tissue, np.ndarray):
+                tissue = tissue[keep]
+        tis[flat] = tissue
+        if label is not None:
+            lab[flat] = label
 
     def paint(self, reg: Region, mask: np.ndarray, tissue, label: int | None = None,
               into: tuple[T, ...] | str | None = "free", over_labels: bool = False) -> np.ndarray:

@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 
 from TumorSynthLib import TumorSpec, synthesize
 from TumorSynthLib.errors import TumorSynthError
@@ -80,6 +80,7 @@ def quiet() -> EventStream:
 
 def speed(datalist: Path, out: Path, method: str, steps: int) -> dict[str, float]:
     """Steps/s and synthesis share of ``steps`` steps of the default CPU setting."""
+    shutil.rmtree(out / f"speed-{method}", ignore_errors=True)
     cfg = TrainConfig(data=str(datalist), out=str(out / f"speed-{method}"), method=method, max_steps=steps,
                       val_every=0, ckpt_every=10**6, workers=0, device="cpu", warmup_steps=1)
     result = train(cfg, quiet())
@@ -98,6 +99,7 @@ def long_run(datalist: Path, out: Path, minutes: float, steps_per_s: float, eval
 
     import torch
 
+    shutil.rmtree(out / "long", ignore_errors=True)
     max_steps = max(20, int(steps_per_s * minutes * 60 * 0.85))
     cfg = TrainConfig(data=str(datalist), out=str(out / "long"), method="handcrafted", max_steps=max_steps,
                       max_minutes=minutes, val_every=max(10, max_steps // 4), ckpt_every=100,

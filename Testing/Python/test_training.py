@@ -150,3 +150,17 @@ def test_folder_layouts_are_found(tmp_path):
         cases, _ = find_cases(tmp_path / layout)
         assert [c.case_id for c in cases] == ["a", "b"], layout
         assert all(Path(c.image) != Path(c.label) for c in cases)
+
+
+@pytest.mark.parametrize("name, channels", [("unet", (4, 8)), ("dynunet", (4, 8)), ("swinunetr", (12,))])
+def test_every_architecture_builds_and_keeps_the_patch_shape(name, channels):
+    from TumorSynthLib.segmentation.models import build_model, min_patch_multiple, model_config_for
+
+    config = model_config_for(name, "cpu", channels)
+    model = build_model(config).eval()
+    side = max(16, min_patch_multiple(config))
+    with torch.no_grad():
+        out = model(torch.zeros(1, 1, side, side, side))
+    assert out.shape == (1, 3, side, side, side)
+    with pytest.raises(InputError):
+        model_config_for("vnet", "cpu")

@@ -16,21 +16,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-SLICER_SKIP_REASON = (
-    "slicer-core is not installed (pip install -e '.[slicer-test]'; the wheel needs Python "
-    "3.10-3.13 on manylinux/macOS/Windows and pins vtk==9.6.2): Slicer logic tests skipped"
-)
 MODULE_DIR = Path(__file__).resolve().parents[2] / "TumorSynth"
 if str(MODULE_DIR) not in sys.path:
     sys.path.insert(0, str(MODULE_DIR))
 
-from slicer_test_phantom import LOCAL_AFFINE, PARENT, phantom_arrays  # noqa: E402
+from slicer_test_phantom import (  # noqa: E402
+    LOCAL_AFFINE, PARENT, phantom_arrays, require_slicer_core,
+)
 
 
 @pytest.fixture
 def slicer_mod():
     """The ``slicer`` package with converter rules registered (skips without slicer-core)."""
-    slicer = pytest.importorskip("slicer", reason=SLICER_SKIP_REASON)
+    slicer = require_slicer_core()
     from TumorSynthSlicer.segment_logic import register_converter_rules
 
     register_converter_rules()
@@ -69,7 +67,7 @@ def organ_segmentation(scene, ct_node, organ_mask):
     """A segmentation node (under the CT's transform) with one "liver" segment."""
     from TumorSynthSlicer import segment_logic
 
-    seg = segment_logic.ensure_segmentation_for(ct_node, "Organs")
+    seg = segment_logic.new_segmentation_for(ct_node, "Organs")
     segment_id = segment_logic.add_mask_segment(seg, "liver", organ_mask, (0, 0, 0), ct_node)
     return seg, segment_id
 

@@ -1,8 +1,25 @@
-"""The test CT of the Slicer logic tests: an ellipsoid "liver" on an oblique, anisotropic grid
-under a linear parent transform (plain numpy, no slicer import)."""
+"""Helpers of the Slicer logic tests: the test CT (an ellipsoid "liver" on an oblique,
+anisotropic grid under a linear parent transform; plain numpy) and the slicer-core check."""
 from __future__ import annotations
 
 import numpy as np
+
+SLICER_SKIP_REASON = (
+    "slicer-core is not installed (pip install -e '.[slicer-test]'; the wheel needs Python "
+    "3.10-3.13 and pins vtk==9.6.2): Slicer logic tests skipped"
+)
+
+
+def require_slicer_core():
+    """The ``slicer`` package of the slicer-core wheel, or skip the calling test module (also
+    when an unrelated PyPI package named ``slicer`` is installed instead)."""
+    import pytest
+
+    slicer = pytest.importorskip("slicer", reason=SLICER_SKIP_REASON)
+    if not hasattr(slicer, "vtkMRMLScene"):
+        pytest.skip(f"'slicer' is not Slicer's MRML ({slicer.__file__}); {SLICER_SKIP_REASON}",
+                    allow_module_level=True)
+    return slicer
 
 
 def _rotation(axis: str, degrees: float) -> np.ndarray:

@@ -7,9 +7,9 @@ import importlib.util
 import numpy as np
 import pytest
 
-from slicer_test_phantom import voxel_to_world
+from slicer_test_phantom import require_slicer_core, voxel_to_world
 
-pytest.importorskip("slicer", reason="slicer-core is not installed: Slicer logic tests skipped")
+require_slicer_core()
 if importlib.util.find_spec("torch") is None:
     pytest.skip("the cellular method needs torch", allow_module_level=True)
 

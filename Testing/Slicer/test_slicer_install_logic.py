@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import pytest
 
-pytest.importorskip("slicer", reason="slicer-core is not installed: Slicer logic tests skipped")
+from slicer_test_phantom import require_slicer_core
+
+require_slicer_core()
 
 INSTALLED = {"nibabel": "5.3.2", "monai": "1.5.0", "numpy": "1.0", "einops": "0.8.1"}
 

@@ -80,8 +80,8 @@ def test_logic_files_import_only_stdlib_slicer_vtk_numpy(path):
     imports = [(name, line) for name, line in _file_scope_imports(tree)
                if name not in STDLIB and name not in ALLOWED_IN_LOGIC and name != "."]
     assert imports == [], f"{path.name}: file-scope imports beyond {ALLOWED_IN_LOGIC}: {imports}"
-    statements = [n.lineno for n in tree.body[1:] if isinstance(n, (ast.Expr, ast.If, ast.For,
-                                                                      ast.While, ast.With, ast.Try))]
+    runs = (ast.Expr, ast.If, ast.For, ast.While, ast.With, ast.Try)
+    statements = [n.lineno for n in tree.body[1:] if isinstance(n, runs)]
     assert statements == [], f"{path.name}: statements run at import on lines {statements}"
 
 

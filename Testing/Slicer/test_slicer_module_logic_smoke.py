@@ -17,9 +17,9 @@ from unittest import mock
 import numpy as np
 import pytest
 
-from slicer_test_phantom import voxel_to_world
+from slicer_test_phantom import require_slicer_core, voxel_to_world
 
-pytest.importorskip("slicer", reason="slicer-core is not installed: Slicer logic tests skipped")
+require_slicer_core()
 
 
 def _parameter_node_wrapper(cls):

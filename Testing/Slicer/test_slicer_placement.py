@@ -10,9 +10,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from slicer_test_phantom import SPACING, phantom_arrays, voxel_to_world
+from slicer_test_phantom import SPACING, phantom_arrays, require_slicer_core, voxel_to_world
 
-pytest.importorskip("slicer", reason="slicer-core is not installed: Slicer logic tests skipped")
+require_slicer_core()
 
 CLICK_VOXEL = np.array([24.3, 20.6, 10.2])     # inside the organ, between voxel centres
 SECOND_VOXEL = np.array([33.0, 27.0, 12.0])

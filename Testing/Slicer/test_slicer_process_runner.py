@@ -9,7 +9,9 @@ import time
 
 import pytest
 
-pytest.importorskip("slicer", reason="slicer-core is not installed: Slicer logic tests skipped")
+from slicer_test_phantom import require_slicer_core
+
+require_slicer_core()
 
 EMITTER = textwrap.dedent("""
     import json, sys, time

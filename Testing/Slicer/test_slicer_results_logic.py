@@ -7,7 +7,9 @@ import json
 import numpy as np
 import pytest
 
-pytest.importorskip("slicer", reason="slicer-core is not installed: Slicer logic tests skipped")
+from slicer_test_phantom import require_slicer_core
+
+require_slicer_core()
 
 
 def _task_labels(shape):
@@ -45,7 +47,7 @@ def test_outcomes_are_three_coloured_segments(scene, ct_node):
     pred[30:33, 20:23, 10:12] = 2          # a false tumor
     masks = results_logic.outcome_masks(pred, ref)
     assert masks["True positive"].sum() + masks["False negative"].sum() == (ref == 2).sum()
-    seg = segment_logic.ensure_segmentation_for(ct_node, "outcomes")
+    seg = segment_logic.new_segmentation_for(ct_node, "outcomes")
     ids = results_logic.add_outcome_segments(seg, masks, ct_node)
     assert list(ids) == ["True positive", "False positive", "False negative"]
     colors = {seg.GetSegmentation().GetSegment(s).GetColor() for s in ids.values()}
@@ -60,7 +62,7 @@ def test_task_labels_from_segmentation_and_labelmap(scene, ct_node):
     from TumorSynthSlicer.volume_logic import labelmap_on_grid
 
     ref = _task_labels(ct_node.GetImageData().GetDimensions())
-    seg = segment_logic.ensure_segmentation_for(ct_node, "manual")
+    seg = segment_logic.new_segmentation_for(ct_node, "manual")
     segment_logic.add_mask_segment(seg, "liver", ref >= 1, (0, 0, 0), ct_node)
     segment_logic.add_mask_segment(seg, "Liver tumor", ref == 2, (0, 0, 0), ct_node)
     assert np.array_equal(results_logic.task_labels(seg, ct_node), ref)

@@ -16,14 +16,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-pytest.importorskip("slicer", reason="slicer-core is not installed: Slicer logic tests skipped")
+from slicer_test_phantom import require_slicer_core
+
+require_slicer_core()
 if importlib.util.find_spec("TumorSynthLib.cli.train") is None:
     pytest.skip("the `tumorsynth train` command is not available yet", allow_module_level=True)
 if importlib.util.find_spec("torch") is None:
     pytest.skip("training needs torch", allow_module_level=True)
 
 REPO = Path(__file__).resolve().parents[2]
-TINY = ["--spacing", "6", "--patch", "16", "--channels", "4,8,16", "--val-every", "0",
+TINY = ["--spacing", "6", "--patch", "32", "--channels", "4,8,16", "--val-every", "0",
         "--ckpt-every", "1", "--workers", "0", "--samples-per-case", "1"]
 
 
@@ -54,8 +56,7 @@ def _wait(scheduler, done, timeout=45.0):
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """Train (cancelled at step 2), then resume; returns what each run reported."""
-    slicer = pytest.importorskip("slicer")
-    sys.path.insert(0, str(REPO / "TumorSynth"))
+    slicer = require_slicer_core()
     from TumorSynthSlicer.segment_logic import register_converter_rules
     from TumorSynthSlicer.trainer_logic import TrainRequest
 

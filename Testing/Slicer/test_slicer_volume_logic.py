@@ -4,9 +4,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from slicer_test_phantom import LOCAL_AFFINE, PARENT, SHAPE, phantom_arrays, voxel_to_world
+from slicer_test_phantom import (LOCAL_AFFINE, PARENT, SHAPE, phantom_arrays, require_slicer_core,
+                                 voxel_to_world)
 
-pytest.importorskip("slicer", reason="slicer-core is not installed: Slicer logic tests skipped")
+require_slicer_core()
 
 
 def test_array_is_ijk_view_and_affine_is_world(ct_node):

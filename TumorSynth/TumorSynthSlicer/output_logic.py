@@ -93,7 +93,7 @@ class TumorSession:
         self.outputVolume.SetAttribute("TumorSynth.InputVolumeID", self.inputVolume.GetID())
         zeros = np.zeros(array_ijk(self.inputVolume).shape, dtype=np.uint8)
         self.labelsVolume = labelmap_on_grid(self.outputVolume, zeros, f"{name} + tumors labels")
-        self.segmentation = segment_logic.ensure_segmentation_for(self.outputVolume,
+        self.segmentation = segment_logic.new_segmentation_for(self.outputVolume,
                                                                   f"{name} tumors")
         self.table = table_logic.new_table(self.inputVolume.GetScene(), f"{name} tumors table",
                                            table_logic.TUMOR_COLUMNS)

@@ -11,7 +11,7 @@ steps per timer tick (``GrowthJob``) so the user watches it grow and can stop it
 Example::
 
     session = TumorSession(ctNode)
-    request = TumorRequest(organ="liver", stage="early", diameterMm=15, method="handcrafted", seed=3)
+    request = TumorRequest(organ="liver", stage="early", diameterMm=15, seed=3)
     placement = place_tumor(session, clickRas, request, organMask=liverMask)
 """
 from __future__ import annotations
@@ -225,11 +225,18 @@ def method_availability(names: Sequence[str] = PANEL_METHODS) -> dict[str, tuple
             base.get_method(name)
             out[name] = (True, "")
         except Exception as exc:   # DependencyError / InputError carry the reason to show
-            reason = str(exc)
-            if "unknown method" in reason:
-                reason = f"the '{name}' method is not part of this TumorSynth version"
-            out[name] = (False, reason)
+            out[name] = (False, _panel_reason(name, str(exc)))
     return out
+
+
+def _panel_reason(method: str, reason: str) -> str:
+    """The engine's reason, with advice that fits Slicer (no bare ``pip install``)."""
+    if "unknown method" in reason:
+        return f"the '{method}' method is not part of this TumorSynth version"
+    if "torch" in reason.lower():
+        return (f"the '{method}' method needs PyTorch: install it with the PyTorch extension "
+                "(module PyTorch Utils), then restart Slicer")
+    return reason
 
 
 def diameter_range(stage: str, organ: str) -> tuple[float, float]:

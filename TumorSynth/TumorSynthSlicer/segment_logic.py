@@ -54,7 +54,7 @@ def tumor_color(index: int) -> tuple[float, float, float]:
     return TUMOR_COLORS[(index - 1) % len(TUMOR_COLORS)]
 
 
-def ensure_segmentation_for(volume: slicer.vtkMRMLVolumeNode, name: str,
+def new_segmentation_for(volume: slicer.vtkMRMLVolumeNode, name: str,
                             ) -> slicer.vtkMRMLSegmentationNode:
     """A new segmentation node whose reference geometry is ``volume`` and whose parent
     transform is the volume's, with display nodes created."""

@@ -139,7 +139,7 @@ class BackgroundJobs:
         """Show TP / FP / FN at once, then score in the background. Returns the outcome nodes."""
         pred = results_logic.task_labels(prediction, grid)
         ref = results_logic.task_labels(reference, grid)
-        outcomes = segment_logic.ensure_segmentation_for(grid, f"{prediction.GetName()} vs "
+        outcomes = segment_logic.new_segmentation_for(grid, f"{prediction.GetName()} vs "
                                                                f"{reference.GetName()}")
         ids = results_logic.add_outcome_segments(outcomes, results_logic.outcome_masks(pred, ref),
                                                  grid)
@@ -226,7 +226,7 @@ def _read_json(path: Path) -> dict[str, Any]:
     return json.loads(path.read_text())
 
 
-# -- the model registry (shipped models + $TUMORSYNTH_HOME/models) ----------------------------------
+# -- the model registry (shipped models + $TUMORSYNTH_HOME/models) -------------------------------
 def list_models() -> list[dict[str, Any]]:
     """Every registered model as a dict (id, source, task, organ, path, description, ...)."""
     from TumorSynthLib import weights

@@ -125,8 +125,11 @@ def postprocess_labels(labels: np.ndarray, spacing: np.ndarray, organ_region: np
     organ = organ_region if organ_region is not None else labels == 1
     tumor, outside = keep_touching(labels == 2, organ)
     kept, small = remove_small_components(tumor, spacing, min_radius_mm)
+    fill = tumor & ~kept                      # removed small tumors become organ again ...
+    if organ_region is not None:
+        fill &= organ_region                  # ... where the given organ is
     out = np.zeros(labels.shape, dtype=np.uint8)
-    out[organ | (tumor & ~kept)] = 1
+    out[organ | fill] = 1
     out[kept] = 2
     return out, {"outside_organ": outside, "small": small}
 

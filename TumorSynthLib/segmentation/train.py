@@ -30,7 +30,7 @@ from .config import FROZEN_ON_RESUME, TrainConfig
 from .datasets import CaseSplit, split_cases, task_label_names
 from .device import is_out_of_memory, out_of_memory_error
 from .distributed import DistContext, any_rank, barrier, init_distributed, mean_over_ranks, shutdown, unwrap, wrap_model
-from .models import ModelConfig, build_model, min_patch_multiple, model_config_for
+from .models import build_model, min_patch_multiple, model_config_for
 from .optim import make_loss, make_optimizer, make_scheduler
 from .pipeline import EpochSampler, SeededDataset, training_transform
 from .validation import ValidationSet, validate
@@ -214,6 +214,7 @@ class Trainer:
         self.events.start(self.step, total=cfg.max_steps, organ=cfg.organ, method=cfg.method,
                           model=cfg.model, device=str(self.ctx.device), world_size=self.ctx.world_size,
                           n_training=len(self.split.training), n_validation=len(self.vset),
+                          n_with_real_tumor=sum(bool(c.has_tumor) for c in self.split.training),
                           skipped=self.split.skipped, resumed=self.start_step > 0, out=str(self.out))
         if self.ctx.is_main:
             self.out.mkdir(parents=True, exist_ok=True)

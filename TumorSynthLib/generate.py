@@ -1,0 +1,272 @@
+"""Batch generation: synthetic tumors for every healthy case of a dataset, several variants each.
+
+Work list: every (case, variant) of the input (a folder of image/label pairs or a decathlon
+datalist, ``segmentation.datasets.find_cases``), sorted by (case id, variant); ``shard=(I, N)``
+takes items I, I+N, I+2N, ..., so N processes (or machines) split the work without talking to
+each other and together write exactly what one unsharded run writes. Each output depends only
+on (seed, case id, variant, tumor index): the stage of tumor ``index`` comes from its own seed
+stream, the tumor from ``tumor_rng(seed, case_id, variant, index)``.
+
+Cases whose label already holds the convention's tumor id (a real tumor) or lacks the organ are
+skipped with the reason. With a quality model (``quality.QualityFilter``) each tumor is redrawn
+until the model finds at least ``threshold`` of it (up to ``quality_tries`` draws; the best is
+kept and its report says so).
+
+Outputs (``layout="folders"``): ``OUT/<case>_v<variant>/image.nii.gz, label.nii.gz,
+report.json``; (``layout="flat"``): ``OUT/imagesTr/<name>.nii.gz``, ``OUT/labelsTr/<name>.nii.gz``,
+``OUT/reports/<name>.json``. Both: ``OUT/dataset.json`` (a decathlon datalist of every finished
+output, accepted by ``tumorsynth train``), ``OUT/manifest.csv`` (one row per finished output),
+``OUT/summary[-shard-I-of-N].json`` (this run: generated, resumed, skipped, failed, quality).
+``report.json`` is written last and atomically: an output is finished when its report exists,
+and a rerun skips it (resumable). Labels keep the input's convention, tumors added.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import time
+import zlib
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+from .errors import InputError, TumorSynthError
+
+DEFAULT_STAGE_MIX = {"early": 0.8, "intermediate": 0.1, "advanced": 0.1}
+LAYOUTS = ("folders", "flat")
+_STAGE_STREAM = 0x57A6E  # extra seed word: the stage draw never shares bits with the tumor's
+
+
+# -- option parsing -------------------------------------------------------------------------------
+def parse_stage_mix(mix: str | Mapping[str, float] | None) -> dict[str, float]:
+    """``"early=0.8,intermediate=0.1,advanced=0.1"`` (or a dict) -> {stage: weight}. The weights
+    must be >= 0 and sum to 1 (within 1e-6); stages are those of ``synthesis.base.STAGES``."""
+    from .organs import check_stage
+
+    if mix is None:
+        return dict(DEFAULT_STAGE_MIX)
+    if isinstance(mix, str):
+        items = []
+        for part in filter(None, (p.strip() for p in mix.split(","))):
+            name, sep, value = part.partition("=")
+            if not sep or not value.strip():
+                raise InputError(f"--stage-mix entry '{part}' must look like early=0.8")
+            try:
+                items.append((name, float(value)))
+            except ValueError:
+                raise InputError(f"--stage-mix weight '{value.strip()}' of '{name.strip()}' is not a number") from None
+    else:
+        items = list(mix.items())
+    out: dict[str, float] = {}
+    for name, weight in items:
+        stage = check_stage(name)
+        if stage in out:
+            raise InputError(f"--stage-mix names '{stage}' twice; give each stage once")
+        if not np.isfinite(weight) or weight < 0:
+            raise InputError(f"--stage-mix weight of '{stage}' must be a number >= 0, got {weight}")
+        out[stage] = float(weight)
+    total = sum(out.values())
+    if not out or abs(total - 1.0) > 1e-6:
+        raise InputError(f"--stage-mix weights must sum to 1, got {total:g} ({mix}); "
+                         "e.g. early=0.8,intermediate=0.1,advanced=0.1")
+    return out
+
+
+def parse_shard(text: str | None) -> tuple[int, int]:
+    """``"I/N"`` -> (I, N) with 0 <= I < N; None -> (0, 1)."""
+    if text is None:
+        return 0, 1
+    index, sep, count = str(text).partition("/")
+    try:
+        i, n = int(index), int(count)
+    except ValueError:
+        i, n = -1, 0
+    if not sep or n < 1 or not 0 <= i < n:
+        raise InputError(f"--shard must be I/N with 0 <= I < N (e.g. 0/4 ... 3/4), got '{text}'")
+    return i, n
+
+
+# -- configuration and work list -------------------------------------------------------------------
+@dataclass
+class GenerateConfig:
+    """One batch run. ``quality``: checkpoint path or model id (None: no filter)."""
+
+    input: str
+    out: str
+    organ: str = "liver"
+    method: str = "handcrafted"
+    stage_mix: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_STAGE_MIX))
+    per_case: int = 1
+    tumors_per_image: int = 1
+    workers: int = 1
+    shard: tuple[int, int] = (0, 1)
+    quality: str | None = None
+    threshold: float = 0.7
+    quality_tries: int = 3
+    labels: str = "auto"
+    layout: str = "folders"
+    seed: int = 0
+    device: str = "auto"
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def check(self) -> "GenerateConfig":
+        from .organs import CONVENTIONS, canonical_organ
+        from .synthesis.base import method_names
+
+        self.organ = canonical_organ(self.organ)
+        self.stage_mix = parse_stage_mix(self.stage_mix)
+        if self.method not in method_names():
+            raise InputError(f"unknown --method '{self.method}'; choose one of: {', '.join(method_names())}")
+        for name, value, lo, hi in (("--per-case", self.per_case, 1, 10_000),
+                                    ("--tumors-per-image", self.tumors_per_image, 1, 100),
+                                    ("--workers", self.workers, 1, 256),
+                                    ("--quality-tries", self.quality_tries, 1, 100)):
+            if isinstance(value, bool) or int(value) != value or not lo <= value <= hi:
+                raise InputError(f"{name} must be an integer from {lo} to {hi}, got {value}")
+        if not 0.0 <= float(self.threshold) <= 1.0:
+            raise InputError(f"--threshold must be in [0, 1], got {self.threshold}")
+        if self.labels != "auto" and self.labels not in CONVENTIONS:
+            raise InputError(f"unknown --labels '{self.labels}'; choose auto or one of {', '.join(CONVENTIONS)}")
+        if self.layout not in LAYOUTS:
+            raise InputError(f"unknown --layout '{self.layout}'; choose one of {', '.join(LAYOUTS)}")
+        if int(self.seed) < 0:
+            raise InputError(f"--seed must be >= 0, got {self.seed}")
+        self.shard = parse_shard(f"{self.shard[0]}/{self.shard[1]}")
+        return self
+
+    def settings(self) -> dict[str, Any]:
+        """What shapes each output (a resumed run must match it); not workers / shards."""
+        return {"organ": self.organ, "method": self.method, "stage_mix": dict(self.stage_mix),
+                "tumors_per_image": int(self.tumors_per_image), "labels": self.labels,
+                "seed": int(self.seed), "options": dict(self.options),
+                "quality": None if self.quality is None else {
+                    "model": str(self.quality), "threshold": float(self.threshold),
+                    "tries": int(self.quality_tries)}}
+
+
+@dataclass(frozen=True)
+class WorkItem:
+    case_id: str
+    image: str
+    label: str
+    variant: int
+
+    @property
+    def name(self) -> str:
+        return f"{self.case_id}_v{self.variant}"
+
+
+def work_list(input_path: str | Path, per_case: int) -> list[WorkItem]:
+    """Every (case, variant) of the input, sorted by (case id, variant); InputError when two
+    cases share an id (their outputs would collide)."""
+    from .segmentation.datasets import find_cases
+
+    training, validation = find_cases(input_path)
+    cases = sorted(training + validation, key=lambda c: c.case_id)
+    ids = [c.case_id for c in cases]
+    twice = sorted({i for i in ids if ids.count(i) > 1})
+    if twice:
+        raise InputError(f"several input cases share the id(s) {', '.join(twice[:5])}; give each "
+                         "case a unique file or folder name (or a 'case_id' in the datalist)")
+    return [WorkItem(c.case_id, c.image, c.label, v) for c in cases for v in range(int(per_case))]
+
+
+def shard_items(items: list[WorkItem], shard: tuple[int, int]) -> list[WorkItem]:
+    """Items I, I+N, I+2N, ... of the sorted work list (round robin balances the shards)."""
+    i, n = shard
+    return items[i::n]
+
+
+def stage_for(seed: int, case_id: str, variant: int, index: int, mix: Mapping[str, float]) -> str:
+    """The stage of tumor ``index``, from a stream of its own (seed, case id, variant, index)."""
+    entropy = [int(seed), zlib.crc32(str(case_id).encode()), int(variant), int(index), _STAGE_STREAM]
+    rng = np.random.default_rng(np.random.SeedSequence(entropy))
+    stages = list(mix)
+    weights = np.asarray([mix[s] for s in stages], dtype=float)
+    return stages[int(rng.choice(len(stages), p=weights / weights.sum()))]
+
+
+# -- one item (runs in the main process or a spawned worker) -----------------------------------------
+_STATE: dict[str, Any] = {"quality": None, "case": None}
+
+
+def init_worker(config: GenerateConfig, torch_threads: int | None = None) -> None:
+    """Per-process setup: torch threads and the quality filter (loaded once per process)."""
+    if torch_threads is not None:
+        import torch
+
+        torch.set_num_threads(max(1, int(torch_threads)))
+    _STATE["case"] = None
+    _STATE["quality"] = None
+    if config.quality is not None:
+        from .quality import QualityFilter
+
+        _STATE["quality"] = QualityFilter(config.quality, threshold=config.threshold,
+                                          device=config.device, organ=config.organ)
+
+
+def _load_case(item: WorkItem, config: GenerateConfig) -> tuple[Any, Any, str, str | None]:
+    """(image, labels, convention, reason to skip or None), cached for the variants of a case."""
+    from .organs import organ_label_ids
+    from .segmentation.datasets import guess_convention, tumor_ids
+    from .volume import load_volume
+
+    key = (item.image, item.label)
+    cached = _STATE.get("case")
+    if cached is not None and cached[0] == key:
+        return cached[1]
+    image, labels = load_volume(item.image), load_volume(item.label)
+    arr = np.rint(np.asarray(labels.array)).astype(np.int32)
+    conv = guess_convention(arr, config.organ) if config.labels == "auto" else config.labels
+    reason = None
+    if np.isin(arr, tumor_ids(config.organ, conv)).any():
+        reason = f"has a real {config.organ} tumor ('{conv}' tumor id present): only healthy cases get synthetic tumors"
+    elif not np.isin(arr, organ_label_ids(config.organ, conv)).any():
+        reason = f"no {config.organ} in the label ('{conv}' convention); check --organ and --labels"
+    value = (image, labels, conv, reason)
+    _STATE["case"] = (key, value)
+    return value
+
+
+def run_item(item: WorkItem, config: GenerateConfig) -> dict[str, Any]:
+    """Make and write one output; never raises for a bad case: returns {name, case_id,
+    variant, status: generated | skipped | failed, reason, seconds, tumors, quality}."""
+    t0 = time.perf_counter()
+    base = {"name": item.name, "case_id": item.case_id, "variant": item.variant}
+    try:
+        image, labels, conv, reason = _load_case(item, config)
+        if reason is not None:
+            return {**base, "status": "skipped", "reason": reason, "seconds": time.perf_counter() - t0}
+        result, quality_s = _synthesize(item, config, image, labels, conv)
+        _write_output(item, config, result, conv)
+    except TumorSynthError as exc:
+        return {**base, "status": "failed", "reason": str(exc), "seconds": time.perf_counter() - t0}
+    except Exception as exc:  # a bug or a broken file: keep the batch going, report it
+        return {**base, "status": "failed", "reason": f"{type(exc).__name__}: {exc}",
+                "seconds": time.perf_counter() - t0}
+    verdicts = [r.get("quality") for r in result.reports if r.get("quality")]
+    return {**base, "status": "generated", "reason": "", "seconds": time.perf_counter() - t0,
+            "tumors": len(result.reports), "quality": verdicts, "quality_s": quality_s}
+
+
+def _synthesize(item: WorkItem, config: GenerateConfig, image: Any, labels: Any, conv: str) -> tuple[Any, float]:
+    from .synthesis.api import synthesize
+    from .synthesis.base import TumorSpec
+
+    options = dict(config.options)
+    if config.device != "auto":
+        options.setdefault("device", config.device)
+    specs = [TumorSpec(organ=config.organ, method=config.method, seed=int(config.seed), options=options,
+                       stage=stage_for(config.seed, item.case_id, item.variant, i, config.stage_mix))
+             for i in range(int(config.tumors_per_image))]
+    qf = _STATE.get("quality")
+    before = qf.seconds if qf is not None else 0.0
+    result = synthesize(image, labels, specs, conv, case_id=item.case_id, variant=item.variant,
+                        quality=qf, quality_threshold=config.threshold, quality_tries=config.quality_tries)
+    return result, (qf.seconds - before) if qf is not None else 0.0
+
+
