@@ -104,7 +104,7 @@ class TumorSynthParameterNode:
 
 
 class TumorSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
-    """The panel: Inputs, Tumor, Place, Result (see docs/SLICER.md). No computation here."""
+    """The panel: Inputs, Tumor, Place, Result (see README.md, "3D Slicer extension"). No computation here."""
 
     def __init__(self, parent=None) -> None:
         ScriptedLoadableModuleWidget.__init__(self, parent)
