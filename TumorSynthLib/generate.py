@@ -22,19 +22,19 @@ and a rerun skips it (resumable). Labels keep the input's convention, tumors add
 """
 from __future__ import annotations
 
-import csv
-import io
-import json
 import os
 import time
 import zlib
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 import numpy as np
 
 from .errors import InputError, TumorSynthError
+from .generate_outputs import (
+    check_same_settings, output_paths, read_report, write_dataset_files, write_json_atomic, write_output,
+)
 
 DEFAULT_STAGE_MIX = {"early": 0.8, "intermediate": 0.1, "advanced": 0.1}
 LAYOUTS = ("folders", "flat")
@@ -136,6 +136,8 @@ class GenerateConfig:
         if int(self.seed) < 0:
             raise InputError(f"--seed must be >= 0, got {self.seed}")
         self.shard = parse_shard(f"{self.shard[0]}/{self.shard[1]}")
+        if self.quality is not None and Path(self.quality).expanduser().is_file():
+            self.quality = str(Path(self.quality).expanduser().resolve())  # same text in every shard
         return self
 
     def settings(self) -> dict[str, Any]:
@@ -242,7 +244,10 @@ def run_item(item: WorkItem, config: GenerateConfig) -> dict[str, Any]:
         if reason is not None:
             return {**base, "status": "skipped", "reason": reason, "seconds": time.perf_counter() - t0}
         result, quality_s = _synthesize(item, config, image, labels, conv)
-        _write_output(item, config, result, conv)
+        header = {"name": item.name, "case_id": item.case_id, "variant": item.variant, "convention": conv,
+                  "settings": config.settings(), "source": {"image": item.image, "label": item.label}}
+        write_output(output_paths(config.out, item.name, config.layout), result, header,
+                     (item.image, item.label))
     except TumorSynthError as exc:
         return {**base, "status": "failed", "reason": str(exc), "seconds": time.perf_counter() - t0}
     except Exception as exc:  # a bug or a broken file: keep the batch going, report it
@@ -270,3 +275,146 @@ def _synthesize(item: WorkItem, config: GenerateConfig, image: Any, labels: Any,
     return result, (qf.seconds - before) if qf is not None else 0.0
 
 
+
+
+# -- the run ----------------------------------------------------------------------------------------
+def _execute(todo: list[WorkItem], config: GenerateConfig) -> Iterator[dict[str, Any]]:
+    """Results of ``run_item`` for each item: in this process (one worker), else in spawned
+    processes (safe with torch and on every OS); order of completion."""
+    workers = min(int(config.workers), len(todo))
+    if workers <= 1:
+        init_worker(config)
+        try:
+            for item in todo:
+                yield run_item(item, config)
+        finally:
+            _STATE.update(quality=None, case=None)
+        return
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=init_worker, initargs=(config, threads))
+    try:
+        futures = [pool.submit(run_item, item, config) for item in todo]
+        for future in as_completed(futures):
+            yield future.result()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _split_done(items: list[WorkItem], config: GenerateConfig) -> tuple[list[WorkItem], list[WorkItem]]:
+    """(finished, to do): an item is finished when its report, image and label exist; a
+    finished item made with other settings is an InputError."""
+    settings = config.settings()
+    done, todo = [], []
+    for item in items:
+        paths = output_paths(config.out, item.name, config.layout)
+        report = read_report(paths["report"]) if paths["report"].is_file() else None
+        if report is not None and paths["image"].is_file() and paths["label"].is_file():
+            check_same_settings(report, settings, paths["report"])
+            done.append(item)
+        else:
+            todo.append(item)
+    return done, todo
+
+
+def _check_out(config: GenerateConfig) -> Path:
+    out = Path(config.out).expanduser()
+    source = Path(config.input).expanduser()
+    source_dir = source if source.is_dir() else source.parent
+    if out.exists() and source_dir.exists() and out.resolve() == source_dir.resolve():
+        raise InputError(f"--out '{out}' is the input folder; write the generated cases to another folder")
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def generate(config: GenerateConfig, events: Any = None) -> dict[str, Any]:
+    """Run (this shard of) a batch; returns the summary (also written to
+    ``OUT/summary[-shard-I-of-N].json``). ``events``: an ``events.EventStream`` (start /
+    progress per output / done) or None."""
+    from .events import EventStream
+
+    config.check()
+    out = _check_out(config)
+    items = shard_items(work_list(config.input, config.per_case), config.shard)
+    done, todo = _split_done(items, config)
+    if config.quality is not None and min(config.workers, len(todo)) > 1:
+        init_worker(config)  # fail early (missing / wrong model) before spawning workers
+        _STATE.update(quality=None, case=None)
+    events = events if events is not None else EventStream("none", enabled=False)
+    t0 = time.perf_counter()
+    events.start(len(done), total=len(items), command="generate", shard=list(config.shard),
+                 resumed=len(done), to_do=len(todo))
+    if done:
+        events.log(f"{len(done)} output(s) already finished in {out}: skipped (resume)")
+    results = []
+    for step, res in enumerate(_execute(todo, config), start=len(done) + 1):
+        results.append(res)
+        if res["status"] != "generated":
+            events.log(f"{res['status']}: {res['name']}: {res['reason']}")
+        events.progress(step, case=res["name"], status=res["status"], seconds=res["seconds"])
+    datalist, manifest, n_outputs = write_dataset_files(out, config.layout)
+    summary = summarize(config, results, len(items), len(done), time.perf_counter() - t0)
+    summary.update(datalist=str(datalist), manifest=str(manifest), outputs_in_folder=n_outputs)
+    i, n = config.shard
+    name = "summary.json" if n == 1 else f"summary-shard-{i}-of-{n}.json"
+    summary["summary"] = str(write_json_atomic(out / name, summary))
+    events.done(len(items), summary={k: v for k, v in summary.items() if k not in ("skipped", "failed")})
+    return summary
+
+
+def summarize(config: GenerateConfig, results: list[dict[str, Any]], n_items: int, n_resumed: int,
+              seconds: float) -> dict[str, Any]:
+    """Counts, reasons and the quality pass rate of one run (JSON-able)."""
+    made = [r for r in results if r["status"] == "generated"]
+    verdicts = [q for r in made for q in r.get("quality") or []]
+    attempts = sum(int(q.get("attempts", 1)) for q in verdicts)
+    quality = None
+    if config.quality is not None:
+        passed = sum(1 for q in verdicts if q.get("passed"))
+        quality = {"model": config.quality, "threshold": float(config.threshold),
+                   "tries": int(config.quality_tries), "tumors": len(verdicts), "passed": passed,
+                   "pass_rate": passed / len(verdicts) if verdicts else None,
+                   "checks": attempts,
+                   "seconds_per_check": (sum(r.get("quality_s", 0.0) for r in made) / attempts
+                                         if attempts else None)}
+    return {
+        "command": "generate", "input": str(config.input), "out": str(config.out),
+        "shard": list(config.shard), "settings": config.settings(), "items": n_items,
+        "generated": len(made), "resumed": n_resumed,
+        "skipped": [{k: r[k] for k in ("name", "case_id", "reason")} for r in results if r["status"] == "skipped"],
+        "failed": [{k: r[k] for k in ("name", "case_id", "reason")} for r in results if r["status"] == "failed"],
+        "tumors": sum(int(r.get("tumors", 0)) for r in made), "quality": quality,
+        "seconds": seconds,
+        "seconds_per_generated_case": (sum(r["seconds"] for r in made) / len(made)) if made else None,
+    }
+
+
+def summary_text(summary: dict[str, Any]) -> str:
+    """The summary for people (stderr)."""
+    i, n = summary["shard"]
+    lines = [f"generated {summary['generated']} case(s) with {summary['tumors']} tumor(s), "
+             f"{summary['resumed']} already finished, {len(summary['skipped'])} skipped, "
+             f"{len(summary['failed'])} failed" + (f" (shard {i}/{n})" if n > 1 else "")]
+    per_case = summary.get("seconds_per_generated_case")
+    if per_case is not None:
+        lines.append(f"  {per_case:.2f} s per generated case")
+    q = summary.get("quality")
+    if q and q["tumors"]:
+        lines.append(f"  quality filter: {q['passed']}/{q['tumors']} tumors passed P >= {q['threshold']:g} "
+                     f"({q['checks']} checks, {q['seconds_per_check']:.3f} s each)")
+    reasons: dict[str, list[str]] = {}
+    for kind in ("skipped", "failed"):
+        for entry in summary[kind]:
+            reasons.setdefault(f"{kind}: {entry['reason']}", []).append(entry["name"])
+    for reason, names in reasons.items():
+        shown = ", ".join(names[:4]) + (f" (+{len(names) - 4})" if len(names) > 4 else "")
+        lines.append(f"  {reason} [{shown}]")
+    lines.append(f"  datalist: {summary.get('datalist')}  manifest: {summary.get('manifest')}")
+    return "\n".join(lines)
+
+
+__all__ = ["GenerateConfig", "WorkItem", "generate", "parse_shard", "parse_stage_mix", "run_item",
+           "shard_items", "stage_for", "summarize", "summary_text", "work_list", "DEFAULT_STAGE_MIX"]

@@ -12,6 +12,10 @@ the large vessels are labelled as vessels, not as the organ around them: inside 
 portal and hepatic veins carry 64 (portal_vein_and_splenic_vein) and the intrahepatic IVC 63, so
 ``labels == 5`` is liver parenchyma only. The kidney labels cover cortex, medulla and the renal
 sinus (fat, pelvis, vessels) inside the kidney outline.
+
+Layout: ``phantom_shapes`` (grid, implicit shapes, tubes, blur), ``phantom_tissue`` (tissue
+classes, HU per phase, label ids, the canvas), ``phantom_body`` (wall, spine, ribs, back muscles,
+lung bases), ``phantom_organs`` (solid organs and vessels), ``phantom_gut`` (stomach and bowel).
 """
 from __future__ import annotations
 
@@ -44,6 +48,8 @@ def make_abdomen(seed: int = 0, shape: Sequence[int] = (256, 256, 96),
     grid = _check_grid(shape, spacing)
     if phase not in PHASES:
         raise InputError(f"phase must be one of {PHASES}, got {phase!r}")
+    if int(seed) < 0:
+        raise InputError(f"seed must be a non-negative integer, got {seed}")
     anatomy_seed, hu_seed, noise_seed = np.random.SeedSequence(int(seed)).spawn(3)
     canvas = build_anatomy(grid, np.random.default_rng(anatomy_seed))
     lut = hu_table(phase, np.random.default_rng(hu_seed))

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .phantom_shapes import Grid, ellipsoid_level, smooth_curve, tube_voxels
+from .phantom_shapes import ellipsoid_level, smooth_curve, tube_voxels
 from .phantom_tissue import Canvas, L, T
 
 SKIN_MM = 2.5
@@ -73,7 +73,8 @@ class Body:
     def _mix(self, theta, values):
         s = np.sin(theta)
         ant, lat, post = values
-        return lat + (ant - lat) * np.clip(s, 0, None) ** 2 + (post - lat) * np.clip(-s, 0, None) ** 2
+        return (lat + (ant - lat) * np.clip(s, 0, None) ** 2
+                + (post - lat) * np.clip(-s, 0, None) ** 2)
 
     def fat_mm(self, theta):
         return self._mix(theta, self.fat) * (1.0 + 0.12 * np.sin(3 * theta + self.harmonics[0, 2]))
@@ -197,31 +198,37 @@ def _paint_vertebra(cv: Canvas, spine: Spine, name: str) -> None:
         return
     x, y, zr = reg.x[:, :, 0], reg.y[:, :, 0], reg.z[0, 0, :] - zc
     body = np.maximum(_ellipse_sdf(x, y - ys, w, d), -(np.hypot(x, y - (ys - d - 4.0)) - 8.0))
-    disc = _ellipse_sdf(x, y - ys, w + 1.0, d + 1.0)
-    lumbar = name.startswith("L")
-    ca, cb = 10.0, 7.5  # canal half width / depth
-    ring = np.abs(_ellipse_sdf(x, y - cy, ca + 4.5, cb + 4.5)) - 4.5
-    tp_tip = (w + 24.0, cy + 3.0) if lumbar else (w + 12.0, cy - 9.0)
-    parts = {  # name: (2D sdf, z band relative to the body centre)
-        "pedicles": (np.where(y > cy - cb - 8.0, ring, 1e3), (-6, 9)),
-        "laminae": (np.where(y < cy - 2.0, ring, 1e3), (-17, 9)),
-        "transverse": (np.minimum(*[_capsule_sdf(x, y, (s * (ca + 6), cy + 1), (s * tp_tip[0], tp_tip[1]), 3.6)
-                                    for s in (1, -1)]), (-4, 5)),
-        "spinous": (_capsule_sdf(x, y, (0.0, cy - cb - 5), (0.0, cy - 40), 3.4), (-21, 3)),
-        "facets": (np.minimum(*[_capsule_sdf(x, y, (s * 14.0, cy - 5), (s * 16.0, cy - 10), 4.5)
-                                for s in (1, -1)]), (-22, -13)),
-    }
     big = np.float32(1e3)
     in_body = np.abs(zr) <= BODY_HALF_HEIGHT
     bone = np.where(in_body[None, None, :], body[:, :, None], big)
-    for sdf, (lo, hi) in parts.values():
+    for sdf, (lo, hi) in _posterior_elements(x, y, cy, w, lumbar=name.startswith("L")):
         band = (zr >= lo) & (zr <= hi)
         bone = np.minimum(bone, np.where(band[None, None, :], sdf[:, :, None], big))
     in_disc = (zr < -BODY_HALF_HEIGHT) & (zr > -BODY_HALF_HEIGHT - DISC_MM)
+    disc = _ellipse_sdf(x, y - ys, w + 1.0, d + 1.0)
     cv.paint(reg, (disc[:, :, None] <= 0) & in_disc[None, None, :], T.DISC, into=None)
     endplate = (np.abs(zr) > BODY_HALF_HEIGHT - 1.5)[None, None, :] & (body[:, :, None] <= 0)
     tissue = np.where((bone > -1.6) | endplate, T.CORTEX, T.MARROW).astype(np.uint8)
     cv.paint(reg, bone <= 0, tissue, L[f"vertebrae_{name}"], into=None)
+
+
+def _posterior_elements(x, y, cy, w, lumbar: bool):
+    """(2D signed distance in mm, z band relative to the body centre) of the pedicles, laminae,
+    transverse and spinous processes and facets around a canal centred at y = cy."""
+    ca, cb = 10.0, 7.5  # canal half width / depth
+    ring = np.abs(_ellipse_sdf(x, y - cy, ca + 4.5, cb + 4.5)) - 4.5
+    tip = (w + 24.0, cy + 3.0) if lumbar else (w + 12.0, cy - 9.0)
+    def pair(p0, p1, r):  # the right element and its mirror image on the left
+        return np.minimum(*[_capsule_sdf(x, y, (s * p0[0], p0[1]), (s * p1[0], p1[1]), r)
+                            for s in (1, -1)])
+
+    return [
+        (np.where(y > cy - cb - 8.0, ring, 1e3), (-6, 9)),           # pedicles
+        (np.where(y < cy - 2.0, ring, 1e3), (-17, 12.5)),            # laminae
+        (pair((ca + 6, cy + 1), tip, 3.6), (-4, 5)),                 # transverse processes
+        (_capsule_sdf(x, y, (0.0, cy - cb - 5), (0.0, cy - 40), 3.4), (-21, 5)),  # spinous
+        (pair((14.0, cy - 5), (16.0, cy - 10), 4.5), (-24, -12)),    # facet joints
+    ]
 
 
 def paint_back_muscles(cv: Canvas, body: Body, spine: Spine) -> None:
@@ -232,7 +239,7 @@ def paint_back_muscles(cv: Canvas, body: Body, spine: Spine) -> None:
         return
     z = reg.z
     ys = spine.y(z)
-    cy = ys - 25.5
+    cy = spine.canal_y(z)
     soft = (T.MUSCLE, T.FAT)
     for side, key in ((1, "autochthon_right"), (-1, "autochthon_left")):
         erector = ((reg.x - side * 27.0) / 23.0) ** 2 + ((reg.y - (cy - 19.0)) / 25.0) ** 2 <= 1
@@ -242,8 +249,8 @@ def paint_back_muscles(cv: Canvas, body: Body, spine: Spine) -> None:
     pr = np.minimum(4.0 + grow, 22.0)
     for side, key in ((1, "iliopsoas_right"), (-1, "iliopsoas_left")):
         cx = side * (VERTEBRA_SIZE["L2"][0] + 2.0 + pr * 0.9)
-        psoas = (((reg.x - cx) / pr) ** 2 + ((reg.y - (ys - 2.0 + 0.25 * pr)) / (0.85 * pr)) ** 2 <= 1) \
-            & (z < z_top)
+        py = ys - 2.0 + 0.25 * pr
+        psoas = (((reg.x - cx) / pr) ** 2 + ((reg.y - py) / (0.85 * pr)) ** 2 <= 1) & (z < z_top)
         cv.paint(reg, psoas, T.MUSCLE, L[key], into=soft)
         ql_r = np.minimum(4.0 + 0.6 * grow, 15.0)
         ql = (((reg.x - side * (62.0 - 0.2 * ql_r)) / ql_r) ** 2

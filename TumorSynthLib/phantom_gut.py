@@ -2,8 +2,9 @@
 
 Each is a tube along a smooth centre line with an enhancing wall and contents: fluid below and
 gas above a horizontal air-fluid level (the patient is supine, so gas rises anteriorly, +y),
-mottled stool in the colon. The small bowel is a self-avoiding random walk packed into the lower
-abdomen, so its loops look different for every seed.
+mottled stool in the colon. The small bowel is a random meandering path that visits every cell of
+a lattice filling the lower abdomen, so its loops pack the space and differ for every seed; where
+loops touch, a wall is drawn along the seam.
 """
 from __future__ import annotations
 
@@ -62,7 +63,10 @@ def paint_esophagus(cv: Canvas, lm: Landmarks, rng: np.random.Generator) -> None
 def paint_stomach(cv: Canvas, lm: Landmarks, rng: np.random.Generator) -> None:
     """J-shaped stomach from the fundus under the left dome to the pylorus, with rugal folds."""
     ys, z1 = lm.ys, lm.z_l1
-    j = lambda a: rng.uniform(-a, a, 3)  # noqa: E731
+
+    def j(a):  # random jitter (mm) of a control point
+        return rng.uniform(-a, a, 3)
+
     control = np.array([(-52, ys + 45, z1 + 78), (-72, ys + 72, z1 + 45), (-58, ys + 98, z1 + 16),
                         (-22, ys + 108, z1 + 2), (14, ys + 92, z1 + 2)]) \
         + np.stack([j(5), j(6), j(6), j(5), j(3)])
@@ -121,7 +125,8 @@ def paint_colon(cv: Canvas, lm: Landmarks, rng: np.random.Generator) -> np.ndarr
         bubbles = np.zeros(reg.shape, bool)
         noise = ValueNoise(rng, pts.min(axis=0) - 40, pts.max(axis=0) + 40, 5.0)
         bubbles[inside] = noise(reg, inside) > 0.35
-        gas = (reg.y > field.centre_y + 4.0 - 8.0 * rng.random()) & ~stool_part | (stool_part & bubbles)
+        fluid_top = field.centre_y + np.float32(4.0 - 8.0 * rng.random())  # air-fluid level
+        gas = np.where(stool_part, bubbles, reg.y > fluid_top)
         content = np.where(stool_part, T.STOOL, T.GIFLUID).astype(np.uint8)
         _paint_hollow(cv, field, L["colon"], 2.0, gas, content)
     return control[0]
@@ -129,7 +134,7 @@ def paint_colon(cv: Canvas, lm: Landmarks, rng: np.random.Generator) -> np.ndarr
 
 def paint_small_bowel(cv: Canvas, lm: Landmarks, start: np.ndarray, end: np.ndarray,
                       rng: np.random.Generator) -> None:
-    """Jejunum and ileum: a packed self-avoiding walk from the duodenojejunal flexure to the
+    """Jejunum and ileum: a packed meandering loop from the duodenojejunal flexure to the
     cecum, fluid-filled with a few gas pockets."""
     centre = np.array([-10.0 * lm.sx, lm.ys + 70.0 * lm.sy, lm.z_l1 - 60.0])
     half = np.array([92.0 * lm.sx, 50.0 * lm.sy, 84.0])

@@ -131,7 +131,8 @@ def paint_great_vessels(cv: Canvas, lm: Landmarks, spine: Spine) -> None:
     _tube(cv, aorta, lm.ra, T.AORTA, L["aorta"], into=None)
     bif = aorta[-1]
     for side, key in ((1, "iliac_artery_right"), (-1, "iliac_artery_left")):
-        path = [bif, bif + (side * 14, 4, -25), bif + (side * 34, 10, -70), bif + (side * 52, 14, -130)]
+        path = [bif, bif + (side * 14, 4, -25), bif + (side * 34, 10, -70),
+                bif + (side * 52, 14, -130)]
         pts, _ = smooth_curve(path, 8.0)
         _tube(cv, pts, 0.62 * lm.ra, T.AORTA, L[key], into=(T.FAT, T.MUSCLE))
     zs_i = np.arange(200.0, z_bif - 12.0, -10.0)
@@ -145,8 +146,8 @@ def paint_great_vessels(cv: Canvas, lm: Landmarks, spine: Spine) -> None:
         pts, _ = smooth_curve(path, 8.0)
         _tube(cv, pts, 0.75 * lm.ri, T.IVC, L[key], into=(T.FAT, T.MUSCLE))
     for side in (1, -1):
-        top = lm.z_l1 + 60.0
-        crus = [(lm.xa + side * (lm.ra + 5), lm.ya + 8, top), (lm.xa + side * (lm.ra + 4), lm.ya - 2, lm.z_l1),
+        crus = [(lm.xa + side * (lm.ra + 5), lm.ya + 8, lm.z_l1 + 60.0),
+                (lm.xa + side * (lm.ra + 4), lm.ya - 2, lm.z_l1),
                 (lm.xa + side * (lm.ra - 2), lm.ys + 8, lm.z_l2 - 10)]
         pts, _ = smooth_curve(crus, 4.0)
         _tube(cv, pts, 3.2, T.MUSCLE, None, into=(T.FAT,))
@@ -172,7 +173,9 @@ def paint_liver(cv: Canvas, lm: Landmarks, rng: np.random.Generator) -> LiverSha
     """Liver: right lobe, inferior right lobe, left lobe and caudate as deformed ellipsoids,
     clipped by the wall, diaphragm and kidney; the falciform fissure as a fat cleft."""
     ys, z1, sx, sy = lm.ys, lm.z_l1, lm.sx, lm.sy
-    j = lambda a: rng.uniform(-a, a)  # noqa: E731
+    def j(a):  # random jitter of one coordinate
+        return rng.uniform(-a, a)
+
     s = rng.uniform(1.04, 1.12) / (sx * sy) ** (1 / 3)  # liver volume varies less than build
 
     def lobe(centre, radii, axes, wobble):  # scaled to this patient's cavity
@@ -218,7 +221,8 @@ def paint_gallbladder(cv: Canvas, lm: Landmarks, rng: np.random.Generator) -> No
 def paint_spleen(cv: Canvas, lm: Landmarks, rng: np.random.Generator) -> np.ndarray:
     """Spleen: a crescent along the left posterolateral wall (concave towards the stomach and
     kidney); returns its hilum (mm)."""
-    centre = np.array([-rng.uniform(88, 98), lm.ys + rng.uniform(8, 18), lm.z_l1 + rng.uniform(20, 32)])
+    centre = np.array([-rng.uniform(88, 98), lm.ys + rng.uniform(8, 18),
+                       lm.z_l1 + rng.uniform(20, 32)])
     axes = frame((-0.3, 0.55, -0.78), (0.8, 0.5, 0.0))
     radii = (rng.uniform(36, 42), rng.uniform(24, 28), rng.uniform(56, 64))
     outer = Ellipsoid(tuple(centre), radii, axes, Wobble.random(rng, 0.05))
@@ -280,10 +284,8 @@ def paint_mesenteric_vessels(cv: Canvas, lm: Landmarks, rng: np.random.Generator
         d = np.array([np.cos(angle), 0.6 * np.sin(angle) + 0.3, rng.uniform(-0.4, 0.2)])
         d /= np.linalg.norm(d)
         pts = [start + d * t + rng.normal(scale=2.0, size=3) * (t > 0) for t in (0, 25, 50, 75)]
-        tissue = T.ARTERY if k % 2 else T.PORTAL
-        field = tube_field(cv.grid, np.array(pts), np.array([2.6, 2.0, 1.6, 1.2]), with_arc=False)
-        if field is not None:
-            cv.paint(field.region, field.level <= 0, tissue)
+        _tube(cv, np.array(pts), np.array([2.6, 2.0, 1.6, 1.2]),
+              T.ARTERY if k % 2 else T.PORTAL, None)
 
 
 # -- pancreas --------------------------------------------------------------------------------
@@ -292,7 +294,9 @@ def paint_pancreas(cv: Canvas, lm: Landmarks, spleen_hilum: np.ndarray,
     """Pancreas: a lobulated tube, head in the duodenal sweep, neck in front of the portal
     confluence, body over the aorta and SMA, tail to the splenic hilum; fat between lobules."""
     xa, ya, z1 = lm.xa, lm.ya, lm.z_l1
-    j = lambda a: rng.uniform(-a, a, 3)  # noqa: E731
+    def j(a):  # random jitter (mm) of a control point
+        return rng.uniform(-a, a, 3)
+
     control = np.array([
         (xa + 38, ya + 20, z1 - 34), (xa + 46, ya + 30, z1 - 14), (xa + 26, ya + 42, z1 - 2),
         (xa - 6, ya + 44, z1 + 2), (xa - 40, ya + 32, z1 + 8),

@@ -75,8 +75,8 @@ class Grid:
             if hi <= lo:
                 return None
             sl.append(slice(lo, hi))
-        return Region(tuple(sl), axes[0][sl[0], None, None], axes[1][None, sl[1], None],  # type: ignore[arg-type]
-                      axes[2][None, None, sl[2]])
+        return Region(tuple(sl), axes[0][sl[0], None, None],  # type: ignore[arg-type]
+                      axes[1][None, sl[1], None], axes[2][None, None, sl[2]])
 
     def full(self) -> Region:
         return self.region(np.full(3, -1e9), np.full(3, 1e9))  # type: ignore[return-value]
@@ -115,18 +115,20 @@ class Wobble:
         dirs = rng.normal(size=(terms, 3))
         dirs /= np.linalg.norm(dirs, axis=1, keepdims=True)
         freqs = dirs * freq * rng.uniform(0.7, 1.3, size=(terms, 1))
-        return Wobble(freqs, rng.uniform(0, 2 * np.pi, terms), amplitude * rng.uniform(0.5, 1.0, terms))
+        phases = rng.uniform(0, 2 * np.pi, terms)
+        return Wobble(freqs, phases, amplitude * rng.uniform(0.5, 1.0, terms))
 
     def __call__(self, u, v, w):
         out = 1.0
         for f, p, a in zip(self.freqs, self.phases, self.amps):
-            out = out + float(a) * np.sin(float(f[0]) * u + float(f[1]) * v + float(f[2]) * w + float(p))
+            arg = float(f[0]) * u + float(f[1]) * v + float(f[2]) * w + float(p)
+            out = out + float(a) * np.sin(arg)
         return out
 
 
 def local_coords(reg: Region, centre, axes=None):
     """Coordinates of the region relative to ``centre`` in the frame ``axes`` (columns), mm."""
-    dx, dy, dz = reg.x - np.float32(centre[0]), reg.y - np.float32(centre[1]), reg.z - np.float32(centre[2])
+    dx, dy, dz = (c - np.float32(centre[k]) for k, c in enumerate((reg.x, reg.y, reg.z)))
     if axes is None:
         return dx, dy, dz
     m = np.asarray(axes, float)
@@ -144,8 +146,8 @@ class Ellipsoid:
 
     def normalised(self, reg: Region):
         """Local coordinates of the region divided by the radii (u, v, w)."""
-        u, v, w = local_coords(reg, self.centre, self.axes)
-        return u / np.float32(self.radii[0]), v / np.float32(self.radii[1]), w / np.float32(self.radii[2])
+        local = local_coords(reg, self.centre, self.axes)
+        return tuple(c / np.float32(r) for c, r in zip(local, self.radii))
 
     def level(self, reg: Region) -> np.ndarray:
         """About -1 at the centre, 0 on the surface (normalised units), full box shape."""
@@ -177,7 +179,8 @@ class Ellipsoid:
         return grid.region(*self.box(scale))
 
 
-def ellipsoid_level(reg: Region, centre, radii, axes=None, wobble: Wobble | None = None) -> np.ndarray:
+def ellipsoid_level(reg: Region, centre, radii, axes=None,
+                    wobble: Wobble | None = None) -> np.ndarray:
     """Normalised level of a (deformed) ellipsoid on a region (see :class:`Ellipsoid`)."""
     return Ellipsoid(tuple(centre), tuple(radii), axes, wobble).level(reg)
 
@@ -231,7 +234,8 @@ def capsule_field(grid: Grid, p0, p1, r0, r1, arc0=None, margin_mm: float = 1.5,
     r0, r1 = np.asarray(r0, float), np.asarray(r1, float)
     arc0 = np.zeros(len(p0)) if arc0 is None else np.asarray(arc0, float)
     reach = float(max(r0.max(), r1.max())) + margin_mm
-    whole = grid.region(np.minimum(p0, p1).min(axis=0) - reach, np.maximum(p0, p1).max(axis=0) + reach)
+    whole = grid.region(np.minimum(p0, p1).min(axis=0) - reach,
+                        np.maximum(p0, p1).max(axis=0) + reach)
     if whole is None:
         return None
     level = np.full(whole.shape, np.inf, np.float32)
@@ -252,7 +256,7 @@ def capsule_field(grid: Grid, p0, p1, r0, r1, arc0=None, margin_mm: float = 1.5,
         return TubeField(whole, level, arc, cy)
     near = np.nonzero(level <= margin_mm)
     seg = best[near]
-    coords = [whole.x.reshape(-1)[near[0]], whole.y.reshape(-1)[near[1]], whole.z.reshape(-1)[near[2]]]
+    coords = [c.reshape(-1)[i] for c, i in zip((whole.x, whole.y, whole.z), near)]
     t = _capsule_level(*coords, p0[seg].T, p1[seg].T, r0[seg], r1[seg])[1]
     length = np.linalg.norm(p1 - p0, axis=1)
     arc[near] = arc0[seg] + t * length[seg]
@@ -318,14 +322,11 @@ class ValueNoise:
         n = np.ceil((np.asarray(hi_mm, float) - self.lo) / self.cell).astype(int) + 2
         self.values = rng.uniform(-1.0, 1.0, size=tuple(n)).astype(np.float32)
 
-    def __call__(self, reg: Region, mask: np.ndarray | None = None) -> np.ndarray:
-        """Noise at the region's voxels (full box), or at the voxels of ``mask`` only (1D)."""
+    def __call__(self, reg: Region, mask: np.ndarray) -> np.ndarray:
+        """Noise at the voxels of ``mask`` (a boolean array of the region's shape), 1D."""
         from scipy.ndimage import map_coordinates
 
         coords = [(c - self.lo[a]) / self.cell for a, c in enumerate((reg.x, reg.y, reg.z))]
-        if mask is None:
-            full = [np.broadcast_to(c, reg.shape).ravel() for c in coords]
-            return map_coordinates(self.values, full, order=1, mode="nearest").reshape(reg.shape)
         idx = np.nonzero(mask)
         pts = [coords[a].reshape(-1)[idx[a]] for a in range(3)]
         return map_coordinates(self.values, pts, order=1, mode="nearest")

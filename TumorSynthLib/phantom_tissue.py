@@ -114,6 +114,13 @@ def noise_gain_table() -> np.ndarray:
     return gain
 
 
+def _tissue_set(classes) -> np.ndarray:
+    """Boolean lookup table over tissue values: True for the given classes."""
+    table = np.zeros(256, bool)
+    table[list(classes)] = True
+    return table
+
+
 class Canvas:
     """Tissue map and organ labels being painted. Later strokes override earlier ones only
     where they are allowed to (``into``), which is how organs nestle against each other."""
@@ -133,9 +140,7 @@ class Canvas:
         classes that may be overwritten (labels too), None = anything."""
         tis, lab = self.tissue.reshape(-1), self.labels.reshape(-1)
         if into is not None:
-            allowed = np.zeros(256, bool)
-            allowed[list(into)] = True
-            keep = allowed[tis[flat]]
+            keep = _tissue_set(into)[tis[flat]]
             flat = flat[keep]
             if isinstance(tissue, np.ndarray):
                 tissue = tissue[keep]
@@ -155,9 +160,7 @@ class Canvas:
         if into == "free":
             m = m & (tis == T.FAT) & (lab == 0)
         elif into is not None:
-            allowed = np.zeros(256, bool)
-            allowed[list(into)] = True
-            m = m & allowed[tis]
+            m = m & _tissue_set(into)[tis]
             if not over_labels:
                 m = m & (lab == 0)
         if isinstance(tissue, np.ndarray):

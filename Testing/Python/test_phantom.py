@@ -155,3 +155,14 @@ def test_bad_arguments_say_what_to_do():
         make_abdomen(shape=(0, 10, 10))
     with pytest.raises(InputError, match="spacing"):
         make_abdomen(spacing=(1.0, -1.0, 1.0))
+    with pytest.raises(InputError, match="seed"):
+        make_abdomen(seed=-1, **SMALL)
+
+
+@pytest.mark.parametrize("shape, spacing", [((1, 1, 1), (1.0, 1.0, 1.0)),
+                                            ((32, 24, 6), (12.0, 15.0, 40.0))])
+def test_tiny_and_coarse_grids_work(shape, spacing):
+    ct, organs, names = make_abdomen(seed=5, shape=shape, spacing=spacing, phase="noncontrast")
+    assert ct.shape == organs.shape == shape
+    assert np.all(np.isfinite(ct.array))
+    assert set(names) == set(np.unique(organs.array).tolist()) - {0}

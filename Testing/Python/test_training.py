@@ -152,13 +152,13 @@ def test_folder_layouts_are_found(tmp_path):
         assert all(Path(c.image) != Path(c.label) for c in cases)
 
 
-@pytest.mark.parametrize("name, channels", [("unet", (4, 8)), ("dynunet", (4, 8)), ("swinunetr", (12,))])
+@pytest.mark.parametrize("name, channels", [("unet", (4, 8)), ("dynunet", (4, 8, 16)), ("swinunetr", (12,))])
 def test_every_architecture_builds_and_keeps_the_patch_shape(name, channels):
-    from TumorSynthLib.segmentation.models import build_model, min_patch_multiple, model_config_for
+    from TumorSynthLib.segmentation.models import build_model, min_patch_side, model_config_for
 
     config = model_config_for(name, "cpu", channels)
     model = build_model(config).eval()
-    side = max(16, min_patch_multiple(config))
+    side = min_patch_side(config)
     with torch.no_grad():
         out = model(torch.zeros(1, 1, side, side, side))
     assert out.shape == (1, 3, side, side, side)

@@ -61,8 +61,9 @@ def model_config_for(name: str, device_type: str, channels: tuple[int, ...] | No
     chans = tuple(channels) if channels else DEFAULT_CHANNELS[(name, kind)]
     if name == "swinunetr" and (len(chans) != 1 or chans[0] % 12):
         raise InputError("SwinUNETR takes one feature size that is a multiple of 12, e.g. --channels 24")
-    if name != "swinunetr" and len(chans) < 2:
-        raise InputError(f"--channels for {name} needs at least two widths, e.g. 16,32,64,128")
+    levels = 3 if name == "dynunet" else 2
+    if name != "swinunetr" and len(chans) < levels:
+        raise InputError(f"--channels for {name} needs at least {levels} widths, e.g. 16,32,64,128")
     return ModelConfig(name=name, channels=chans, out_channels=out_channels)
 
 
@@ -71,6 +72,11 @@ def min_patch_multiple(config: ModelConfig) -> int:
     if config.name == "swinunetr":
         return 32
     return 2 ** (len(config.channels) - 1)
+
+
+def min_patch_side(config: ModelConfig) -> int:
+    """Smallest patch side (voxels): SwinUNETR's deepest stage must keep > 1 voxel per axis."""
+    return 64 if config.name == "swinunetr" else max(16, min_patch_multiple(config))
 
 
 def build_model(config: ModelConfig | dict[str, Any]) -> torch.nn.Module:
@@ -94,4 +100,5 @@ def build_model(config: ModelConfig | dict[str, Any]) -> torch.nn.Module:
     raise ModelError(f"unknown architecture '{cfg.name}' in the checkpoint; one of {', '.join(MODEL_NAMES)}")
 
 
-__all__ = ["ModelConfig", "MODEL_NAMES", "model_config_for", "build_model", "min_patch_multiple"]
+__all__ = ["ModelConfig", "MODEL_NAMES", "model_config_for", "build_model", "min_patch_multiple",
+           "min_patch_side"]

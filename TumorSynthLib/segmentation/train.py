@@ -30,7 +30,7 @@ from .config import FROZEN_ON_RESUME, TrainConfig
 from .datasets import CaseSplit, split_cases, task_label_names
 from .device import is_out_of_memory, out_of_memory_error
 from .distributed import DistContext, any_rank, barrier, init_distributed, mean_over_ranks, shutdown, unwrap, wrap_model
-from .models import build_model, min_patch_multiple, model_config_for
+from .models import build_model, min_patch_multiple, min_patch_side, model_config_for
 from .optim import make_loss, make_optimizer, make_scheduler
 from .pipeline import EpochSampler, SeededDataset, training_transform
 from .validation import ValidationSet, validate
@@ -89,9 +89,10 @@ class Trainer:
         self.split: CaseSplit = split_cases(cfg.data, cfg.organ, cfg.labels, seed=cfg.seed,
                                             val_fraction=cfg.val_fraction, warn=events.log)
         self.model_cfg = model_config_for(cfg.model, ctx.device.type, cfg.channels)
-        if cfg.patch % min_patch_multiple(self.model_cfg):
-            raise InputError(f"--patch {cfg.patch} must be a multiple of {min_patch_multiple(self.model_cfg)} "
-                             f"for {cfg.model} with {len(self.model_cfg.channels)} levels")
+        multiple, smallest = min_patch_multiple(self.model_cfg), min_patch_side(self.model_cfg)
+        if cfg.patch % multiple or cfg.patch < smallest:
+            raise InputError(f"--patch {cfg.patch} must be a multiple of {multiple} and at least {smallest} "
+                             f"for {cfg.model} with these --channels")
         self.model = build_model(self.model_cfg).to(ctx.device)
         self.optimizer = make_optimizer(self.model, cfg.lr, cfg.weight_decay)
         self.scheduler = make_scheduler(self.optimizer, cfg.warmup, cfg.max_steps)
