@@ -31,7 +31,7 @@ from typing import Any, Iterator, Mapping
 
 import numpy as np
 
-from .errors import InputError, TumorSynthError
+from .errors import DependencyError, InputError, ModelError, TumorSynthError
 from .generate_outputs import (
     check_same_settings, output_paths, read_report, write_dataset_files, write_json_atomic, write_output,
 )
@@ -196,8 +196,13 @@ def stage_for(seed: int, case_id: str, variant: int, index: int, mix: Mapping[st
 _STATE: dict[str, Any] = {"quality": None, "case": None}
 
 
-def init_worker(config: GenerateConfig, torch_threads: int | None = None) -> None:
-    """Per-process setup: torch threads and the quality filter (loaded once per process)."""
+def init_worker(config: GenerateConfig, torch_threads: int | None = None, spawned: bool = False) -> None:
+    """Per-process setup: torch threads and the quality filter (loaded once per process). A
+    spawned worker prints nothing on stdout (it may carry the parent's JSON event lines)."""
+    if spawned:
+        import sys
+
+        sys.stdout = sys.stderr
     if torch_threads is not None:
         import torch
 
@@ -248,6 +253,8 @@ def run_item(item: WorkItem, config: GenerateConfig) -> dict[str, Any]:
                   "settings": config.settings(), "source": {"image": item.image, "label": item.label}}
         write_output(output_paths(config.out, item.name, config.layout), result, header,
                      (item.image, item.label))
+    except (ModelError, DependencyError):
+        raise  # the same for every case: stop the batch with the message
     except TumorSynthError as exc:
         return {**base, "status": "failed", "reason": str(exc), "seconds": time.perf_counter() - t0}
     except Exception as exc:  # a bug or a broken file: keep the batch going, report it
@@ -295,7 +302,7 @@ def _execute(todo: list[WorkItem], config: GenerateConfig) -> Iterator[dict[str,
 
     threads = max(1, (os.cpu_count() or 1) // workers)
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
-                               initializer=init_worker, initargs=(config, threads))
+                               initializer=init_worker, initargs=(config, threads, True))
     try:
         futures = [pool.submit(run_item, item, config) for item in todo]
         for future in as_completed(futures):
@@ -392,29 +399,5 @@ def summarize(config: GenerateConfig, results: list[dict[str, Any]], n_items: in
     }
 
 
-def summary_text(summary: dict[str, Any]) -> str:
-    """The summary for people (stderr)."""
-    i, n = summary["shard"]
-    lines = [f"generated {summary['generated']} case(s) with {summary['tumors']} tumor(s), "
-             f"{summary['resumed']} already finished, {len(summary['skipped'])} skipped, "
-             f"{len(summary['failed'])} failed" + (f" (shard {i}/{n})" if n > 1 else "")]
-    per_case = summary.get("seconds_per_generated_case")
-    if per_case is not None:
-        lines.append(f"  {per_case:.2f} s per generated case")
-    q = summary.get("quality")
-    if q and q["tumors"]:
-        lines.append(f"  quality filter: {q['passed']}/{q['tumors']} tumors passed P >= {q['threshold']:g} "
-                     f"({q['checks']} checks, {q['seconds_per_check']:.3f} s each)")
-    reasons: dict[str, list[str]] = {}
-    for kind in ("skipped", "failed"):
-        for entry in summary[kind]:
-            reasons.setdefault(f"{kind}: {entry['reason']}", []).append(entry["name"])
-    for reason, names in reasons.items():
-        shown = ", ".join(names[:4]) + (f" (+{len(names) - 4})" if len(names) > 4 else "")
-        lines.append(f"  {reason} [{shown}]")
-    lines.append(f"  datalist: {summary.get('datalist')}  manifest: {summary.get('manifest')}")
-    return "\n".join(lines)
-
-
 __all__ = ["GenerateConfig", "WorkItem", "generate", "parse_shard", "parse_stage_mix", "run_item",
-           "shard_items", "stage_for", "summarize", "summary_text", "work_list", "DEFAULT_STAGE_MIX"]
+           "shard_items", "stage_for", "summarize", "work_list", "DEFAULT_STAGE_MIX"]

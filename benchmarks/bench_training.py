@@ -102,7 +102,7 @@ def long_run(datalist: Path, out: Path, minutes: float, steps_per_s: float, eval
     shutil.rmtree(out / "long", ignore_errors=True)
     max_steps = max(20, int(steps_per_s * minutes * 60 * 0.85))
     cfg = TrainConfig(data=str(datalist), out=str(out / "long"), method="handcrafted", max_steps=max_steps,
-                      max_minutes=minutes, val_every=max(10, max_steps // 4), ckpt_every=100,
+                      max_minutes=minutes, val_every=max(10, max_steps // 2), ckpt_every=100,
                       workers=1, device="cpu", prob=0.7)
     t0 = time.monotonic()
     result = train(cfg, EventStream("none", log_path=out / "long" / "events.jsonl"))

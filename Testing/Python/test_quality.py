@@ -18,7 +18,7 @@ from TumorSynthLib import TumorSpec, synthesize
 from TumorSynthLib.errors import InputError, ModelError
 from TumorSynthLib.quality import QualityFilter
 from TumorSynthLib.segmentation.infer import LoadedModel, segment_volume
-from TumorSynthLib.volume import Volume
+from TumorSynthLib.volume import Volume, bounding_box
 from Testing.fixtures.models import write_untrained_checkpoint
 
 WINDOW = (-175.0, 250.0)
@@ -83,9 +83,11 @@ def test_score_is_the_overlap_fraction_of_segment_volume_on_the_crop(liver_blob)
     expected = np.count_nonzero(mask[box.slices] & (pred.array == 2)) / np.count_nonzero(mask)
     assert 0.2 < expected < 0.8
     assert qf.score_volume(with_blob, mask) == pytest.approx(expected, abs=1e-9)
-    # the model never sees the whole scan: the crop is about one patch wide
+    # the model never sees the whole scan: the crop is the tumor's box plus the margin
+    tumor_mm = np.asarray(bounding_box(mask).shape) * with_blob.spacing
     extent_mm = np.asarray(box.shape) * with_blob.spacing
-    assert np.all(extent_mm <= 32 * 2.5 + with_blob.spacing)
+    assert np.all(extent_mm <= np.maximum(tumor_mm + 2 * qf.margin_mm, 32 * 2.5) + 2 * with_blob.spacing)
+    assert np.prod(box.shape) < 0.1 * np.prod(with_blob.shape)
 
 
 def test_roi_hook_agrees_with_whole_volume_score_and_sees_only_the_roi(phantom_small):
@@ -148,3 +150,22 @@ def test_wrong_model_or_inputs_are_clear_errors(tmp_path, phantom_small):
         qf.score_volume(ct, np.ones((3, 3, 3), bool))
     with pytest.raises(InputError, match="threshold"):
         QualityFilter(band_model(0, 1), threshold=1.5)
+
+
+def test_filter_plugs_into_rand_tumor_synthd(phantom_small):
+    from monai.data import MetaTensor
+
+    from TumorSynthLib.transforms import RandTumorSynthd
+
+    ct, organs, _ = phantom_small
+    sample = {"image": MetaTensor(torch.from_numpy(ct.array.astype(np.float32)[None]), affine=ct.affine),
+              "label": MetaTensor(torch.from_numpy(organs.array.astype(np.float32)[None]), affine=ct.affine)}
+    results = {}
+    for name, (lo, hi) in {"never": (-1000.0, -999.0), "always": (-1000.0, 3000.0)}.items():
+        t = RandTumorSynthd(organ="liver", prob=1.0, labels="totalseg", stage_mix="early=1",
+                            quality=QualityFilter(band_model(lo, hi)), max_tries=2)
+        t.set_random_state(0)
+        out = t(sample)
+        results[name] = (t.stats, int((out["label"].numpy() == 205).sum()))
+    assert results["never"][0]["rejected_quality"] == 2 and results["never"][1] == 0
+    assert results["always"][0]["applied"] == 1 and results["always"][1] > 0

@@ -118,3 +118,23 @@ def test_parse_stage_mix_and_bad_arguments():
     t = _synth()
     with pytest.raises(InputError, match="MetaTensor"):
         t({"image": np.zeros((1, 8, 8, 8), np.float32), "label": np.ones((1, 8, 8, 8), np.float32)})
+
+
+def test_quality_filter_hook_rejects_and_accepts(healthy_sample):
+    class Judge:
+        def __init__(self, verdict):
+            self.verdict, self.seen = verdict, []
+
+        def accept(self, synthesis):
+            self.seen.append(int((synthesis.labels.array == 2).sum()))
+            return self.verdict
+
+    sample = {"image": healthy_sample["image"], "label": healthy_sample["label"]}
+    strict = Judge(False)
+    t = _synth(quality=strict, max_tries=2)
+    out = t(dict(sample))
+    assert torch.equal(out["label"], sample["label"])                    # every draw rejected
+    assert len(strict.seen) == 2 and all(n > 0 for n in strict.seen)
+    assert t.stats["rejected_quality"] == 2 and t.stats["failed"] == 1
+    lenient = _synth(quality=lambda synthesis: 0.9, threshold=0.7)       # a score callable
+    assert (lenient(dict(sample))["label"] == 2).any()

@@ -84,10 +84,34 @@ def config_from_args(args: argparse.Namespace) -> Any:
 
 def run(args: argparse.Namespace) -> int:
     from ..events import event_session
-    from ..generate import generate, summary_text
+    from ..generate import generate
 
     config = config_from_args(args)
     with event_session(args.events, desc="generate") as events:
         summary = generate(config, events)
         events.log(summary_text(summary))
     return EXIT_FAILURE if summary["failed"] else EXIT_OK
+
+
+def summary_text(summary: dict[str, Any]) -> str:
+    """The summary for people (stderr)."""
+    i, n = summary["shard"]
+    lines = [f"generated {summary['generated']} case(s) with {summary['tumors']} tumor(s), "
+             f"{summary['resumed']} already finished, {len(summary['skipped'])} skipped, "
+             f"{len(summary['failed'])} failed" + (f" (shard {i}/{n})" if n > 1 else "")]
+    per_case = summary.get("seconds_per_generated_case")
+    if per_case is not None:
+        lines.append(f"  {per_case:.2f} s per generated case")
+    q = summary.get("quality")
+    if q and q["tumors"]:
+        lines.append(f"  quality filter: {q['passed']}/{q['tumors']} tumors passed P >= {q['threshold']:g} "
+                     f"({q['checks']} checks, {q['seconds_per_check']:.3f} s each)")
+    reasons: dict[str, list[str]] = {}
+    for kind in ("skipped", "failed"):
+        for entry in summary[kind]:
+            reasons.setdefault(f"{kind}: {entry['reason']}", []).append(entry["name"])
+    for reason, names in reasons.items():
+        shown = ", ".join(names[:4]) + (f" (+{len(names) - 4})" if len(names) > 4 else "")
+        lines.append(f"  {reason} [{shown}]")
+    lines.append(f"  datalist: {summary.get('datalist')}  manifest: {summary.get('manifest')}")
+    return "\n".join(lines)

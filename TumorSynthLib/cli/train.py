@@ -75,6 +75,9 @@ def add_train_flags(parser: argparse.ArgumentParser) -> None:
       help="stage weights of the synthetic tumors (default early=0.8,intermediate=0.1,advanced=0.1)")
     p("--tumors-per-image", type=_ints, default=(1,), help="tumors per sample: N or LOW,HIGH (default 1)")
     p("--cache-rate", type=float, default=1.0, help="share of preprocessed cases kept in RAM (default 1)")
+    p("--quality", default=None, metavar="MODEL",
+      help="keep only synthetic tumors this segmentation model finds (FreeTumor quality filter)")
+    p("--threshold", type=float, default=0.7, help="quality filter: minimum share found (default 0.7)")
 
 
 def config_from_args(args: argparse.Namespace) -> Any:
@@ -97,6 +100,7 @@ def config_from_args(args: argparse.Namespace) -> Any:
         val_every=args.val_every, ckpt_every=args.ckpt_every, seed=args.seed, device=args.device,
         workers=args.workers, cache_rate=args.cache_rate, prob=args.prob,
         stage_mix=parse_stage_mix(args.stage_mix), num_tumors=(tumors[0], tumors[-1]), resume=args.resume,
+        quality_model=args.quality, quality_threshold=args.threshold,
     )
 
 

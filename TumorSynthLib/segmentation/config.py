@@ -47,6 +47,8 @@ class TrainConfig:
     stage_mix: dict[str, float] = field(
         default_factory=lambda: {"early": 0.8, "intermediate": 0.1, "advanced": 0.1})
     num_tumors: tuple[int, int] = (1, 1)
+    quality_model: str | None = None      # FreeTumor quality filter: checkpoint path or model id
+    quality_threshold: float = 0.7
     window_hu: tuple[float, float] = WINDOW_HU
     amp: bool = True                      # mixed precision (CUDA only)
     resume: bool = False

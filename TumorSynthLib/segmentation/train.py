@@ -121,10 +121,22 @@ class Trainer:
         self.best_metric = -math.inf if best is None else float(best)
         self.best_step = payload.get("best_step")
 
+    def _quality_filter(self) -> Any:
+        """The FreeTumor quality filter of ``cfg.quality_model`` (on the CPU when data workers
+        run it: forked workers cannot share a CUDA context)."""
+        if not self.cfg.quality_model:
+            return None
+        from ..quality import QualityFilter
+
+        device = "cpu" if self.cfg.workers > 0 else self.cfg.device
+        return QualityFilter(self.cfg.quality_model, threshold=self.cfg.quality_threshold,
+                             device=device, organ=self.cfg.organ)
+
     def _make_loader(self, quality: Any) -> torch.utils.data.DataLoader:
         from monai.data import DataLoader
 
         cfg = self.cfg
+        quality = quality if quality is not None else self._quality_filter()
         dataset = SeededDataset(self.split.training, training_transform(cfg, self.split.convention, quality),
                                 cfg.seed, cache_rate=cfg.cache_rate)
         self.synth = next(t for t in dataset.transform.transforms if isinstance(t, RandTumorSynthd))
