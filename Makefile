@@ -29,6 +29,7 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/bench_synthesis.py
 	$(PY) benchmarks/bench_cellular.py
+	$(PY) benchmarks/bench_training.py
 
 lint: $(STAMP)
 	$(PIP) install --quiet ruff

@@ -11,7 +11,8 @@ Prints
    real tumors: no real tumor CT is available here) and evaluate them: tumor DSC, NSD, organ DSC,
    sensitivity by size and false positives.
 
-    python benchmarks/bench_training.py [--minutes 15] [--speed-steps 12] [--skip-long] [--out DIR]
+    python benchmarks/bench_training.py [--minutes 15] [--long-steps N] [--speed-steps 12]
+                                        [--skip-long] [--out DIR]
 """
 from __future__ import annotations
 
@@ -86,13 +87,16 @@ def speed(datalist: Path, out: Path, method: str, steps: int) -> dict[str, float
     result = train(cfg, quiet())
     stats = result.synthesis
     return {"steps_per_s": result.step / result.seconds, "step_s": result.seconds / result.step,
+            "data_s": result.timing["data_s"] / result.step, "compute_s": result.timing["compute_s"] / result.step,
             "synthesis_share": stats["seconds"] / result.seconds,
             "synthesis_s_per_tumor": stats["seconds"] / max(1, stats["applied"] + stats["failed"]),
             "tumors": stats["applied"], "failed": stats["failed"]}
 
 
-def long_run(datalist: Path, out: Path, minutes: float, steps_per_s: float, eval_dir: tuple[Path, Path]) -> dict:
-    """Train ~``minutes`` with online handcrafted tumors, then segment and evaluate."""
+def long_run(datalist: Path, out: Path, minutes: float, steps_per_s: float, eval_dir: tuple[Path, Path],
+             steps: int | None = None, setting: dict | None = None) -> dict:
+    """Train ~``minutes`` (or ``steps``, capped by ``minutes``) with online handcrafted tumors,
+    then segment and evaluate. The cosine schedule spans the planned steps."""
     from TumorSynthLib.segmentation.evaluate import evaluate_predictions
     from TumorSynthLib.segmentation.infer import load_segmentation_model, segment_volume
     from TumorSynthLib.volume import load_volume
@@ -100,10 +104,10 @@ def long_run(datalist: Path, out: Path, minutes: float, steps_per_s: float, eval
     import torch
 
     shutil.rmtree(out / "long", ignore_errors=True)
-    max_steps = max(20, int(steps_per_s * minutes * 60 * 0.85))
+    max_steps = steps or max(20, int(steps_per_s * minutes * 60))   # the time budget caps it
     cfg = TrainConfig(data=str(datalist), out=str(out / "long"), method="handcrafted", max_steps=max_steps,
                       max_minutes=minutes, val_every=max(10, max_steps // 2), ckpt_every=100,
-                      workers=1, device="cpu", prob=0.7)
+                      workers=1, device="cpu", prob=0.7, **(setting or {}))
     t0 = time.monotonic()
     result = train(cfg, EventStream("none", log_path=out / "long" / "events.jsonl"))
     train_s = time.monotonic() - t0
@@ -122,7 +126,8 @@ def long_run(datalist: Path, out: Path, minutes: float, steps_per_s: float, eval
 def print_long(res: dict) -> None:
     s = res["summary"]
     fmt = lambda v: "n/a" if v is None else f"{v:.3f}"  # noqa: E731
-    print(f"\nlonger run: {res['steps']} steps in {res['train_minutes']:.1f} min ({res['stopped']}), "
+    print(f"\nlonger run ({res['setting']['spacing_mm']} mm, {res['setting']['patch']}^3 patches): "
+          f"{res['steps']} steps in {res['train_minutes']:.1f} min ({res['stopped']}), "
           f"best validation tumor DSC {fmt(res['best_val_tumor_dsc'])}")
     print(f"evaluation on {s['n_cases']} phantoms with cellular tumors ({s['n_ref_tumors']} tumors):")
     print(f"  tumor DSC {fmt(s['tumor_dsc']['mean'])} (median {fmt(s['tumor_dsc']['median'])}), "
@@ -137,6 +142,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=15.0, help="budget of the longer run")
     parser.add_argument("--speed-steps", type=int, default=12, help="steps per speed measurement")
+    parser.add_argument("--long-steps", type=int, default=None,
+                        help="planned steps of the longer run (default: measured speed x --minutes)")
+    parser.add_argument("--spacing", type=float, default=1.5, help="longer run: voxel size mm (default 1.5)")
+    parser.add_argument("--patch", type=int, default=64, help="longer run: patch side (default 64)")
     parser.add_argument("--train-cases", type=int, default=6)
     parser.add_argument("--val-cases", type=int, default=2)
     parser.add_argument("--eval-cases", type=int, default=4)
@@ -157,19 +166,24 @@ def main(argv: list[str] | None = None) -> int:
         except TumorSynthError as exc:
             print(f"  {name}: not available ({exc})")
     print("\ndefault CPU setting: UNet (16, 32, 64, 128), 64^3 patches at 1.5 mm, 2 patches/step, prob 0.5")
-    print(f"{'method':<12} {'steps/s':>8} {'s/step':>7} {'synthesis share':>16} {'s/tumor':>8}")
+    print(f"{'method':<12} {'steps/s':>8} {'s/step':>7} {'data s':>7} {'model s':>8} {'synthesis share':>16} "
+          f"{'s/tumor':>8}")
     figures = {}
     for name in methods:
         f = speed(datalist, out, name, args.speed_steps)
         figures[name] = f
         flag = " (target < 10 %)" if name == "handcrafted" else ""
-        print(f"{name:<12} {f['steps_per_s']:>8.3f} {f['step_s']:>7.2f} {100 * f['synthesis_share']:>15.1f}% "
+        print(f"{name:<12} {f['steps_per_s']:>8.3f} {f['step_s']:>7.2f} {f['data_s']:>7.2f} {f['compute_s']:>8.2f} "
+              f"{100 * f['synthesis_share']:>15.1f}% "
               f"{f['synthesis_s_per_tumor']:>8.3f}{flag}")
     results = {"speed": figures}
     if not args.skip_long:
         method = "cellular" if "cellular" in methods else "handcrafted"
         eval_dir = write_eval(out / f"eval-{method}", args.eval_cases, method)
-        res = long_run(datalist, out, args.minutes, figures["handcrafted"]["steps_per_s"], eval_dir)
+        setting = {"spacing_mm": args.spacing, "patch": args.patch}
+        res = long_run(datalist, out, args.minutes, figures["handcrafted"]["steps_per_s"], eval_dir,
+                       args.long_steps, setting)
+        res["setting"] = setting
         print_long(res)
         results["long"] = {k: v for k, v in res.items()}
     (out / "bench_training.json").write_text(json.dumps(results, indent=1, default=str))

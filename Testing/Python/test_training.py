@@ -58,9 +58,12 @@ def test_tiny_run_writes_checkpoints_and_the_loss_goes_down(tiny_segmentation_ru
 
 
 def test_sigterm_saves_and_resume_continues_identically(tiny_segmentation_run, tmp_path, capsys):
-    """Kill a CLI run (1 data worker) with SIGTERM, resume it in-process: the step counter goes
-    on from the saved step and the final weights equal the uninterrupted fixture run's."""
-    kwargs = tiny_train_kwargs(tiny_segmentation_run.dataset, tmp_path / "run", val_every=0)
+    """Kill a CLI run (1 data worker) with SIGTERM after its first checkpoint, resume it
+    in-process up to step STOP_AT (same schedule): the step counter goes on from the saved step
+    and every loss equals the uninterrupted fixture run's loss at that step (same weights, same
+    samples)."""
+    stop_at = 12
+    kwargs = tiny_train_kwargs(tiny_segmentation_run.dataset, tmp_path / "run", val_every=0, ckpt_every=3)
     flags = _cli_flags(kwargs)                  # validation never changes the weights: skip it
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     proc = subprocess.Popen([sys.executable, "-m", "TumorSynthLib.cli", "train", *flags, "--workers", "1",
@@ -69,7 +72,7 @@ def test_sigterm_saves_and_resume_continues_identically(tiny_segmentation_run, t
     first = []
     for line in proc.stdout:
         first.append(json.loads(line))
-        if first[-1]["event"] == "checkpoint" or first[-1]["event"] in ("done", "error"):
+        if first[-1]["event"] in ("checkpoint", "done", "error"):
             break
     proc.send_signal(signal.SIGTERM)
     rest, _ = proc.communicate(timeout=40)
@@ -78,17 +81,21 @@ def test_sigterm_saves_and_resume_continues_identically(tiny_segmentation_run, t
     done = first[-1]
     assert done["event"] == "done" and done["reason"] == "signal"
     saved = load_checkpoint(tmp_path / "run" / "last.pt")["step"]
-    assert saved == done["step"] and 10 <= saved < TINY_STEPS
+    assert saved == done["step"] and 3 <= saved < stop_at
 
-    assert main(["train", *flags, "--workers", "0", "--resume", "--events", "jsonl"]) == 0
+    assert main(["train", *flags, "--workers", "0", "--resume", "--stop-at", str(stop_at),
+                 "--events", "jsonl"]) == 0
     resumed = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert resumed[0]["event"] == "start" and resumed[0]["step"] == saved and resumed[0]["resumed"]
-    steps = [e["step"] for e in resumed if e["event"] == "progress"]
-    assert steps == list(range(saved + 1, TINY_STEPS + 1))
-    mine = load_checkpoint(tmp_path / "run" / "last.pt")["model"]
-    reference = load_checkpoint(tiny_segmentation_run.run_dir / "last.pt")["model"]
-    for key, value in reference.items():
-        torch.testing.assert_close(mine[key], value, rtol=1e-5, atol=1e-6)
+    assert resumed[-1]["event"] == "done" and resumed[-1]["reason"] == "stop_at"
+    losses = {e["step"]: e["loss"] for e in resumed if e["event"] == "progress"}
+    assert list(losses) == list(range(saved + 1, stop_at + 1))
+    assert load_checkpoint(tmp_path / "run" / "last.pt")["step"] == stop_at
+    reference = {e["step"]: e["loss"] for e in _events(tiny_segmentation_run.run_dir / "events.jsonl")
+                 if e["event"] == "progress"}
+    before = [e["loss"] for e in first if e["event"] == "progress"]
+    assert before == pytest.approx([reference[s] for s in range(1, len(before) + 1)], rel=1e-5)
+    assert list(losses.values()) == pytest.approx([reference[s] for s in losses], rel=1e-5)
 
 
 def test_refuses_to_overwrite_or_resume_another_task(tiny_segmentation_run, tmp_path):

@@ -52,6 +52,7 @@ class TrainResult:
     model: torch.nn.Module | None = None
     seconds: float = 0.0
     synthesis: dict[str, Any] = field(default_factory=dict)   # RandTumorSynthd.stats (this process)
+    timing: dict[str, float] = field(default_factory=dict)    # data_s / compute_s totals
 
 
 def _ignore_sigint(_worker_id: int) -> None:
@@ -101,7 +102,8 @@ class Trainer:
         self.loss_fn = make_loss()
         self.step = self.start_step = 0
         self.saved_step: int | None = None
-        self.best_metric, self.best_step = -math.inf, None
+        self.validated_step: int | None = None
+        self.best_metric, self.best_organ, self.best_step = -math.inf, -math.inf, None
         if resume_from is not None:
             self._restore(resume_from)
         self.model = wrap_model(self.model, ctx)
@@ -120,6 +122,8 @@ class Trainer:
         best = payload.get("best_metric")
         self.best_metric = -math.inf if best is None else float(best)
         self.best_step = payload.get("best_step")
+        organ = payload.get("best_organ_dsc")
+        self.best_organ = -math.inf if organ is None else float(organ)
 
     def _quality_filter(self) -> Any:
         """The FreeTumor quality filter of ``cfg.quality_model`` (on the CPU when data workers
@@ -152,7 +156,8 @@ class Trainer:
         out = {
             "model": unwrap(self.model).state_dict(),
             "step": self.step, "best_metric": None if math.isinf(self.best_metric) else self.best_metric,
-            "best_step": self.best_step, "model_config": self.model_cfg.to_dict(), "config": cfg.to_dict(),
+            "best_step": self.best_step,
+            "best_organ_dsc": None if math.isinf(self.best_organ) else self.best_organ, "model_config": self.model_cfg.to_dict(), "config": cfg.to_dict(),
             "label_names": task_label_names(cfg.organ),
             "preprocessing": {"orientation": "RAS", "spacing_mm": [cfg.spacing_mm] * 3,
                               "window_hu": list(cfg.window_hu), "patch": [cfg.patch] * 3,
@@ -202,15 +207,17 @@ class Trainer:
             return
         if self.ctx.is_main:
             metrics = validate(unwrap(self.model), self.vset, self.ctx.device, self.cfg.patch, self.amp)
-            score = metrics["tumor_dsc"]
-            improved = np.isfinite(score) and score > self.best_metric
-            self.events.validation(self.step, metrics, best=bool(improved))
-            if improved:
-                self.best_metric, self.best_step = float(score), self.step
+            score, organ = metrics["tumor_dsc"], metrics["organ_dsc"]
+            improved = bool(np.isfinite(score)) and (
+                score > self.best_metric or (score == self.best_metric and organ > self.best_organ))
+            self.events.validation(self.step, metrics, best=improved)
+            if improved:   # best tumor DSC; ties (e.g. 0 early on) go to the better organ DSC
+                self.best_metric, self.best_organ, self.best_step = float(score), float(organ), self.step
                 self.save(BEST)
         barrier(self.ctx)
 
     def stop_reason(self, flags: dict[str, Any], t0: float) -> str | None:
+        """Why the loop must stop before the next step (None: go on)."""
         if flags.get("signal") is not None:
             return "signal"
         if self.cfg.stop_at is not None and self.step >= self.cfg.stop_at:
@@ -219,8 +226,9 @@ class Trainer:
             return "max_minutes"
         return None
 
-    def run(self) -> TrainResult:
-        cfg, t0, flags = self.cfg, time.monotonic(), {}
+    def announce(self) -> None:
+        """The ``start`` event and ``config.json`` (rank 0)."""
+        cfg = self.cfg
         self.events.total = cfg.max_steps
         if cfg.max_minutes is not None:
             self.events.deadline_s = 60.0 * cfg.max_minutes
@@ -232,38 +240,51 @@ class Trainer:
         if self.ctx.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
             (self.out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
-        losses: list[float] = []
-        stopped, last_val = "max_steps", None
+
+    def loop(self, t0: float, losses: list[float], timing: dict[str, float]) -> str:
+        """Optimiser steps until a budget, ``stop_at`` or a signal ends the run; returns why."""
+        cfg, flags = self.cfg, {}
         it = iter(self.loader)
         with stop_on_signals(flags):
             while self.step < cfg.max_steps:
                 reason = self.stop_reason(flags, t0)
                 if any_rank(reason is not None, self.ctx):
-                    stopped = reason or "signal"
-                    break
-                loss = mean_over_ranks(self.train_step(next(it)), self.ctx)
+                    return reason or "signal"
+                t_data = time.perf_counter()
+                batch = next(it)
+                t_step = time.perf_counter()
+                loss = mean_over_ranks(self.train_step(batch), self.ctx)
+                timing["data_s"] += t_step - t_data
+                timing["compute_s"] += time.perf_counter() - t_step
                 self.step += 1
                 losses.append(loss)
                 self.events.progress(self.step, loss=loss, lr=float(self.scheduler.get_last_lr()[0]))
                 if cfg.val_every > 0 and self.step % cfg.val_every == 0:
                     self.maybe_validate()
-                    last_val = self.step
+                    self.validated_step = self.step
                 if cfg.ckpt_every > 0 and self.step % cfg.ckpt_every == 0:
                     self.save(LAST)
-            if stopped == "max_steps" and last_val != self.step:
-                self.maybe_validate()
-            last = self.save(LAST) if self.saved_step != self.step else self.out / LAST
+        return "max_steps"
+
+    def run(self) -> TrainResult:
+        t0 = time.monotonic()
+        self.announce()
+        losses: list[float] = []
+        timing = {"data_s": 0.0, "compute_s": 0.0}   # waiting for batches / optimiser steps
+        stopped = self.loop(t0, losses, timing)
+        if stopped in ("max_steps", "max_minutes") and self.validated_step != self.step:
+            self.maybe_validate()                    # a finished run ends with a validation
+        last = self.save(LAST) if self.saved_step != self.step else self.out / LAST
         best = self.out / BEST if (self.out / BEST).exists() else None
         seconds = time.monotonic() - t0
-        done_steps = self.step - self.start_step
+        best_metric = None if math.isinf(self.best_metric) else self.best_metric
         self.events.done(self.step, reason=stopped, last=str(last), best=None if best is None else str(best),
-                         best_tumor_dsc=None if math.isinf(self.best_metric) else self.best_metric,
-                         steps_per_s=done_steps / seconds if seconds > 0 else None,
+                         best_tumor_dsc=best_metric,
+                         steps_per_s=(self.step - self.start_step) / seconds if seconds > 0 else None,
                          synthesis=dict(self.synth.stats))
         return TrainResult(step=self.step, start_step=self.start_step, stopped=stopped, last=last,
-                           best=best, best_metric=None if math.isinf(self.best_metric) else self.best_metric,
-                           losses=losses, model=unwrap(self.model), seconds=seconds,
-                           synthesis=dict(self.synth.stats))
+                           best=best, best_metric=best_metric, losses=losses, model=unwrap(self.model),
+                           seconds=seconds, synthesis=dict(self.synth.stats), timing=timing)
 
 
 def train(cfg: TrainConfig, events: EventStream | None = None, quality: Any = None) -> TrainResult:
