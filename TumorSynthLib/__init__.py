@@ -19,6 +19,7 @@ from .errors import (  # noqa: E402
     InputError,
     ModelError,
     PlacementError,
+    ResourceError,
     TumorSynthError,
 )
 from .synthesis.base import Synthesis, TumorSpec  # noqa: E402
@@ -42,4 +43,5 @@ __all__ = [
     "PlacementError",
     "DependencyError",
     "ModelError",
+    "ResourceError",
 ]

@@ -32,6 +32,10 @@ class ModelError(TumorSynthError):
     """A model checkpoint is missing, corrupt, or made for another label set or architecture."""
 
 
+class ResourceError(TumorSynthError):
+    """The machine ran out of memory (GPU or CPU) for the requested patch or model size."""
+
+
 __all__ = [
     "TumorSynthError",
     "InputError",
@@ -39,4 +43,5 @@ __all__ = [
     "PlacementError",
     "DependencyError",
     "ModelError",
+    "ResourceError",
 ]

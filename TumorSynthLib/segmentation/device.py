@@ -3,11 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from ..errors import DependencyError, InputError, TumorSynthError
-
-
-class ResourceError(TumorSynthError):
-    """The machine ran out of memory (GPU or CPU) for the requested patch / model size."""
+from ..errors import DependencyError, InputError, ResourceError
 
 
 def resolve_device(preference: str = "auto", local_rank: int = 0) -> torch.device:
