@@ -20,16 +20,9 @@ ORGAN_SIZES = {("pancreas", "intermediate"): 25.0, ("pancreas", "advanced"): 40.
 
 
 @pytest.fixture(scope="module")
-def phantom(request):
-    """The shared small phantom when the fixture exists, else the same grid built here."""
-    try:
-        case = request.getfixturevalue("phantom_small")
-        return case[0], case[1]
-    except pytest.FixtureLookupError:
-        from TumorSynthLib.phantom import make_abdomen
-
-        ct, organs, _ = make_abdomen(0, shape=(96, 96, 40), spacing=(3.75, 3.75, 6.0))
-        return ct, organs
+def phantom(phantom_small):
+    """(CT, organs) of the shared small phantom (Testing/fixtures/data.py)."""
+    return phantom_small[0], phantom_small[1]
 
 
 def _size_ok(rep: dict) -> bool:

@@ -151,16 +151,9 @@ def test_multifocal_count(toy_case):
 
 
 @pytest.fixture(scope="module")
-def phantom(request):
-    """The shared small phantom when the fixture exists, else a coarse one built here."""
-    try:
-        case = request.getfixturevalue("phantom_small")
-        return case[0], case[1]
-    except pytest.FixtureLookupError:
-        from TumorSynthLib.phantom import make_abdomen
-
-        ct, organs, _ = make_abdomen(0, shape=(128, 128, 48), spacing=(2.8, 2.8, 5.0))
-        return ct, organs
+def phantom(phantom_small):
+    """(CT, organs) of the shared small phantom (Testing/fixtures/data.py)."""
+    return phantom_small[0], phantom_small[1]
 
 
 def _deepest(organs: Volume, ids) -> tuple[float, float, float]:

@@ -59,7 +59,7 @@ def render_cells(run: "CellularRun", rng: np.random.Generator) -> TumorRender:
     draws["edge_sigma_mm"] = sigma
     weight = grid.to_roi_average(edge_weight(state, sigma / grid.h_mm))
     low = min(site.organ_median_hu - FILL_BELOW_MAD * site.organ_mad_hu, site.organ_median_hu - 25.0)
-    base = _fill_with_parenchyma(base, tumor & (~organ | (base < low)), site, rng)
+    base = effects.fill_with_parenchyma(base, tumor & (~organ | (base < low)), site, rng)
     out, delta = _darken(site, base, weight, tumor, organ, vessels, rng, draws)
     if tumor.any():
         tumor_hu = float(out[tumor].mean())
@@ -142,17 +142,6 @@ def _darken(site, base, weight, tumor, organ, vessels, rng, draws) -> tuple[np.n
                                    heterogeneity=STAGE_HETEROGENEITY[site.stage], draws=draws)
     delta_map = np.float32(delta / max(float(tex[tumor].mean()), 1e-6)) * tex
     return effects.blend_darkening(base, weight, delta_map, (organ | tumor) & ~vessels), delta
-
-
-def _fill_with_parenchyma(image: np.ndarray, outside: np.ndarray, site, rng: np.random.Generator) -> np.ndarray:
-    """Tumor voxels past the organ contour, or on fat inside it (pancreatic lobulation, renal
-    sinus), start from parenchyma-like HU (median + noise): the tumor replaces that tissue."""
-    if not outside.any():
-        return image
-    out = np.array(image, dtype=np.float32)
-    noise = rng.standard_normal(int(outside.sum())).astype(np.float32)
-    out[outside] = np.float32(site.organ_median_hu) + np.float32(site.organ_mad_hu) * noise
-    return out
 
 
 def _moved_vessels(run: "CellularRun", vessel_cells: np.ndarray, rng: np.random.Generator):

@@ -28,6 +28,18 @@ DELTA_OFFSET_HU = 10.0
 DELTA_MIN_BASE_HU = 25.0
 
 
+def fill_with_parenchyma(image: np.ndarray, where: np.ndarray, site: Site,
+                         rng: np.random.Generator) -> np.ndarray:
+    """Voxels ``where`` (tumor past the organ contour, or on fat inside it) start from
+    parenchyma-like HU (organ median + MAD-scaled noise): the tumor replaces that tissue."""
+    if not where.any():
+        return image
+    out = np.array(image, dtype=np.float32)
+    noise = rng.standard_normal(int(where.sum())).astype(np.float32)
+    out[where] = np.float32(site.organ_median_hu) + np.float32(site.organ_mad_hu) * noise
+    return out
+
+
 def mask_box(mask: np.ndarray, margin_vox: Sequence[int] | int = 0) -> Box | None:
     """Bounding box of the true voxels (plus a margin, clipped), None when empty. Uses axis
     projections: much cheaper than ``np.nonzero`` on a large ROI."""

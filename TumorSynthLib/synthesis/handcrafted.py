@@ -85,7 +85,7 @@ class HandcraftedMethod:
                 f"no {site.organ} voxel around the centre can hold a tumor (vessels or earlier "
                 "tumors fill the spot); click elsewhere"
             )
-        base = self._fill_exophytic(image, tumor & ~organ, site, rng)
+        base = effects.fill_with_parenchyma(image, tumor & ~organ, site, rng)
         out, necrosis, stats = self._paint(site, base, tumor, organ, vessels, switches, rng, draws)
         details = {
             **stats,
@@ -224,18 +224,6 @@ class HandcraftedMethod:
             listed.append({"center_voxel_roi": [float(v) for v in centre], "diameter_mm": d})
         draws["satellites"] = listed
         return nodules
-
-    @staticmethod
-    def _fill_exophytic(image: np.ndarray, outside: np.ndarray, site: Site,
-                        rng: np.random.Generator) -> np.ndarray:
-        """Tumor voxels outside the organ start from parenchyma-like tissue (median + noise),
-        not from the fat they replace."""
-        if not outside.any():
-            return image
-        base = np.array(image, dtype=np.float32)
-        noise = rng.standard_normal(int(outside.sum())).astype(np.float32)
-        base[outside] = np.float32(site.organ_median_hu) + np.float32(site.organ_mad_hu) * noise
-        return base
 
     @staticmethod
     def _intensity(site: Site, base: np.ndarray, tumor: np.ndarray, organ: np.ndarray,
