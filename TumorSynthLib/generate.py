@@ -32,48 +32,20 @@ from typing import Any, Iterator, Mapping
 import numpy as np
 
 from .errors import DependencyError, InputError, ModelError, TumorSynthError
+from .organs import DEFAULT_STAGE_MIX
+from .organs import parse_stage_mix as organs_parse_stage_mix
 from .generate_outputs import (
     check_same_settings, output_paths, read_report, write_dataset_files, write_json_atomic, write_output,
 )
 
-DEFAULT_STAGE_MIX = {"early": 0.8, "intermediate": 0.1, "advanced": 0.1}
 LAYOUTS = ("folders", "flat")
 _STAGE_STREAM = 0x57A6E  # extra seed word: the stage draw never shares bits with the tumor's
 
 
 # -- option parsing -------------------------------------------------------------------------------
 def parse_stage_mix(mix: str | Mapping[str, float] | None) -> dict[str, float]:
-    """``"early=0.8,intermediate=0.1,advanced=0.1"`` (or a dict) -> {stage: weight}. The weights
-    must be >= 0 and sum to 1 (within 1e-6); stages are those of ``synthesis.base.STAGES``."""
-    from .organs import check_stage
-
-    if mix is None:
-        return dict(DEFAULT_STAGE_MIX)
-    if isinstance(mix, str):
-        items = []
-        for part in filter(None, (p.strip() for p in mix.split(","))):
-            name, sep, value = part.partition("=")
-            if not sep or not value.strip():
-                raise InputError(f"--stage-mix entry '{part}' must look like early=0.8")
-            try:
-                items.append((name, float(value)))
-            except ValueError:
-                raise InputError(f"--stage-mix weight '{value.strip()}' of '{name.strip()}' is not a number") from None
-    else:
-        items = list(mix.items())
-    out: dict[str, float] = {}
-    for name, weight in items:
-        stage = check_stage(name)
-        if stage in out:
-            raise InputError(f"--stage-mix names '{stage}' twice; give each stage once")
-        if not np.isfinite(weight) or weight < 0:
-            raise InputError(f"--stage-mix weight of '{stage}' must be a number >= 0, got {weight}")
-        out[stage] = float(weight)
-    total = sum(out.values())
-    if not out or abs(total - 1.0) > 1e-6:
-        raise InputError(f"--stage-mix weights must sum to 1, got {total:g} ({mix}); "
-                         "e.g. early=0.8,intermediate=0.1,advanced=0.1")
-    return out
+    """``--stage-mix`` of batch generation: weights must sum to 1 (``organs.parse_stage_mix``)."""
+    return organs_parse_stage_mix(mix, require_sum_one=True)
 
 
 def parse_shard(text: str | None) -> tuple[int, int]:

@@ -158,6 +158,47 @@ def check_stage(stage: str) -> str:
     return norm
 
 
+#: Default stage weights of synthetic tumors for training and batch generation.
+DEFAULT_STAGE_MIX = {"early": 0.8, "intermediate": 0.1, "advanced": 0.1}
+
+
+def parse_stage_mix(mix: str | dict[str, float] | None, *, require_sum_one: bool = False) -> dict[str, float]:
+    """``"early=0.8,intermediate=0.1"`` (or a dict) -> {stage: weight}. Weights must be >= 0,
+    each stage named once. With ``require_sum_one`` they must sum to 1 (within 1e-6; batch
+    generation, where a typo should not pass silently); otherwise they are normalised."""
+    if mix is None:
+        return dict(DEFAULT_STAGE_MIX)
+    items = _stage_mix_items(mix) if isinstance(mix, str) else list(mix.items())
+    out: dict[str, float] = {}
+    for name, weight in items:
+        stage = check_stage(name)
+        if stage in out:
+            raise InputError(f"the stage mix names '{stage}' twice; give each stage once")
+        if not np.isfinite(weight) or weight < 0:
+            raise InputError(f"stage mix weight of '{stage}' must be a number >= 0, got {weight}")
+        out[stage] = float(weight)
+    total = sum(out.values())
+    if require_sum_one and (not out or abs(total - 1.0) > 1e-6):
+        raise InputError(f"stage mix weights must sum to 1, got {total:g} ({mix}); "
+                         "e.g. early=0.8,intermediate=0.1,advanced=0.1")
+    if total <= 0:
+        raise InputError("the stage mix has no positive weight; e.g. early=0.8,intermediate=0.2")
+    return out if require_sum_one else {k: v / total for k, v in out.items()}
+
+
+def _stage_mix_items(text: str) -> list[tuple[str, float]]:
+    items = []
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        name, sep, value = part.partition("=")
+        if not sep or not value.strip():
+            raise InputError(f"stage mix entry '{part}' must look like early=0.8")
+        try:
+            items.append((name.strip(), float(value)))
+        except ValueError:
+            raise InputError(f"stage mix weight '{value.strip()}' of '{name.strip()}' is not a number") from None
+    return items
+
+
 def stage_diameter_range(stage: str, organ: str) -> tuple[float, float]:
     """Default equivalent-sphere diameter range (mm) of a stage for an organ: tiny 4-8,
     early 8-20, intermediate 20-50, advanced 50-100 (pancreas, kidney 40-80)."""

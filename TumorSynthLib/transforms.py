@@ -24,46 +24,22 @@ from monai.config import KeysCollection
 from monai.transforms import MapTransform, Randomizable
 
 from .errors import DependencyError, InputError, TumorSynthError
-from .organs import CONVENTIONS, canonical_organ, organ_label_ids, tumor_label_id
-from .synthesis.base import STAGES, TumorSpec
+from .organs import (
+    CONVENTIONS,
+    DEFAULT_STAGE_MIX,
+    canonical_organ,
+    organ_label_ids,
+    parse_stage_mix,
+    tumor_label_id,
+)
+from .synthesis.base import TumorSpec
 from .volume import Box, Volume
 
 log = logging.getLogger(__name__)
 
-DEFAULT_STAGE_MIX = {"early": 0.8, "intermediate": 0.1, "advanced": 0.1}
 #: Context (mm) kept around the organ when synthesising on its box instead of the whole scan.
 CROP_MARGIN_MM = 40.0
 _MAX_SEED = 2**31 - 1
-
-
-def parse_stage_mix(mix: Mapping[str, float] | str | None) -> dict[str, float]:
-    """``{"early": 0.8, ...}`` or ``"early=0.8,intermediate=0.1"`` -> normalised weights.
-    InputError for unknown stages, negative weights or an all-zero mix."""
-    if mix is None:
-        return dict(DEFAULT_STAGE_MIX)
-    if isinstance(mix, str):
-        pairs = {}
-        for part in filter(None, (p.strip() for p in mix.split(","))):
-            name, sep, value = part.partition("=")
-            if not sep:
-                raise InputError(f"stage mix entry '{part}' must look like early=0.8")
-            try:
-                pairs[name.strip()] = float(value)
-            except ValueError as exc:
-                raise InputError(f"stage mix weight '{value}' is not a number") from exc
-        mix = pairs
-    out = {}
-    for name, weight in mix.items():
-        stage = str(name).strip().lower()
-        if stage not in STAGES:
-            raise InputError(f"unknown stage '{name}' in the stage mix; choose from {', '.join(STAGES)}")
-        if not np.isfinite(weight) or weight < 0:
-            raise InputError(f"stage mix weight of '{name}' must be >= 0, got {weight}")
-        out[stage] = float(weight)
-    total = sum(out.values())
-    if total <= 0:
-        raise InputError("the stage mix has no positive weight; e.g. early=0.8,intermediate=0.2")
-    return {k: v / total for k, v in out.items()}
 
 
 def _as_volume(data: Any, key: Hashable) -> tuple[np.ndarray, np.ndarray, bool]:

@@ -23,7 +23,7 @@ HEALTHY = ("case0", "case1")
 def dataset(tmp_path_factory) -> Path:
     """Two healthy phantoms and one whose label already holds a liver tumor (id 205)."""
     from TumorSynthLib.phantom import make_abdomen
-    from TumorSynthLib.volume import Volume, save_volume
+    from TumorSynthLib.volume import save_volume
 
     root = tmp_path_factory.mktemp("gen_input")
     for seed, name in enumerate((*HEALTHY, "case2_real")):

@@ -46,7 +46,7 @@ def edge_weight(state: np.ndarray, sigma_cells: float) -> np.ndarray:
 
 def render_cells(run: "CellularRun", rng: np.random.Generator) -> TumorRender:
     """The ``TumorRender`` of ``run`` as it is now; draws from ``rng`` go into the report."""
-    from .cellular_engine import DEAD, VESSEL
+    from .cellular_engine import VESSEL
 
     site, grid = run.site, run.grid
     draws: dict[str, Any] = dict(run.draws)
