@@ -13,7 +13,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from .errors import (  # noqa: E402
+from .core.errors import (
     DependencyError,
     GeometryError,
     InputError,
@@ -22,7 +22,8 @@ from .errors import (  # noqa: E402
     ResourceError,
     TumorSynthError,
 )
-from .synthesis.base import Synthesis, TumorSpec  # noqa: E402
+from .synthesis.base import Synthesis
+from .anatomy.site import TumorSpec
 
 
 def synthesize(*args, **kwargs):  # type: ignore[no-untyped-def]

@@ -23,8 +23,8 @@ import numpy as np
 from monai.config import KeysCollection
 from monai.transforms import MapTransform, Randomizable
 
-from .errors import DependencyError, InputError, TumorSynthError
-from .organs import (
+from .core.errors import DependencyError, InputError, TumorSynthError
+from .anatomy.organs import (
     CONVENTIONS,
     DEFAULT_STAGE_MIX,
     canonical_organ,
@@ -32,8 +32,8 @@ from .organs import (
     parse_stage_mix,
     tumor_label_id,
 )
-from .synthesis.base import TumorSpec
-from .volume import Box, Volume
+from .anatomy.site import TumorSpec
+from .core.volume import Box, Volume
 
 log = logging.getLogger(__name__)
 

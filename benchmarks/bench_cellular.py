@@ -84,7 +84,7 @@ def tumor_benchmark(ct, organs, repeats: int) -> None:
 
 
 def montages(ct, organs, seed: int) -> None:
-    from TumorSynthLib.preview import write_preview
+    from TumorSynthLib.datasets.preview import write_preview
 
     OUT.mkdir(parents=True, exist_ok=True)
     for organ in ("liver", "pancreas", "kidney"):

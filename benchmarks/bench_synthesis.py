@@ -2,7 +2,7 @@
 
 Prints, per stage, the median latency of ``synthesize`` (one tumor, clicked in the liver) with
 its split (placement / render / paste+report), and the peak extra memory (tracemalloc, a separate
-run); on the phantom (``TumorSynthLib.phantom.make_abdomen``, 256 x 256 x 96) and on the real
+run); on the phantom (``TumorSynthLib.phantom.abdomen.make_abdomen``, 256 x 256 x 96) and on the real
 example CT (skipped with a message when ``../shared/data`` is absent); plus the start-up cost
 (``import TumorSynthLib`` in a fresh interpreter, and import + first tumor).
 
@@ -24,7 +24,8 @@ import numpy as np
 from scipy import ndimage
 
 from TumorSynthLib import TumorSpec, synthesize
-from TumorSynthLib.volume import Volume, load_volume
+from TumorSynthLib.core.volume import Volume
+from TumorSynthLib.core.volume_io import load_volume
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO.parent / "shared" / "data" / "totalsegmentator-example"
@@ -47,7 +48,7 @@ FIRST_TUMOR_CODE = """
 import time; t=time.perf_counter()
 import numpy as np
 from TumorSynthLib import TumorSpec, synthesize
-from TumorSynthLib.volume import Volume
+from TumorSynthLib.core.volume import Volume
 lab = np.zeros((64, 64, 32), np.uint8); lab[12:52, 12:52, 6:26] = 5
 img = np.where(lab == 5, 60.0, -100.0).astype(np.float32)
 synthesize(Volume(img, np.eye(4)), Volume(lab, np.eye(4)), TumorSpec(organ="liver", center_voxel=(32, 32, 16), diameter_mm=10))

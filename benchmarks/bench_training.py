@@ -26,13 +26,13 @@ from pathlib import Path
 
 
 from TumorSynthLib import TumorSpec, synthesize
-from TumorSynthLib.errors import TumorSynthError
-from TumorSynthLib.events import EventStream
+from TumorSynthLib.core.errors import TumorSynthError
+from TumorSynthLib.core.events import EventStream
 from TumorSynthLib.phantom import make_abdomen
 from TumorSynthLib.segmentation.config import TrainConfig
 from TumorSynthLib.segmentation.train import train
 from TumorSynthLib.synthesis.base import get_method, method_names
-from TumorSynthLib.volume import save_volume
+from TumorSynthLib.core.volume_io import save_volume
 
 EVAL_STAGES = ("tiny", "early", "early", "intermediate")
 
@@ -99,7 +99,7 @@ def long_run(datalist: Path, out: Path, minutes: float, steps_per_s: float, eval
     then segment and evaluate. The cosine schedule spans the planned steps."""
     from TumorSynthLib.segmentation.evaluate import evaluate_predictions
     from TumorSynthLib.segmentation.infer import load_segmentation_model, segment_volume
-    from TumorSynthLib.volume import load_volume
+    from TumorSynthLib.core.volume_io import load_volume
 
     import torch
 

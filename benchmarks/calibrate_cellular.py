@@ -20,7 +20,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from TumorSynthLib.synthesis.cellular_engine import ACCEPTANCE, CellularAutomaton, equivalent_diameter_cells
+from TumorSynthLib.synthesis.cellular_engine import (
+    ACCEPTANCE,
+    CellularAutomaton,
+    equivalent_diameter_cells,
+)
 
 OUT = Path(__file__).resolve().parents[1] / "TumorSynthLib" / "resources" / "cellular_calibration.json"
 

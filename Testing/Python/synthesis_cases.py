@@ -9,7 +9,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from TumorSynthLib.volume import Volume
+from TumorSynthLib.core.volume import Volume
 
 SPACING = (1.5, 1.5, 2.5)
 #: Organ centres in mm from voxel (0, 0, 0) (the affine is diagonal, no offset).

@@ -7,11 +7,11 @@ import pytest
 
 pytest.importorskip("torch")
 
-from TumorSynthLib import TumorSpec  # noqa: E402
-from TumorSynthLib.errors import InputError, PlacementError  # noqa: E402
-from TumorSynthLib.synthesis.api import synthesize  # noqa: E402
-from TumorSynthLib.synthesis.cellular import CellularGrowth, CellularMethod  # noqa: E402
-from TumorSynthLib.volume import Volume  # noqa: E402
+from TumorSynthLib import TumorSpec
+from TumorSynthLib.core.errors import InputError, PlacementError
+from TumorSynthLib.synthesis.api import synthesize
+from TumorSynthLib.synthesis.cellular import CellularGrowth, CellularMethod
+from TumorSynthLib.core.volume import Volume
 
 #: Diameters (mm) inside each stage's range that the small phantom's organs can hold.
 SIZES = {"tiny": 6.0, "early": 14.0, "intermediate": 30.0, "advanced": 60.0}
@@ -51,7 +51,7 @@ def test_phantom_sizes_every_organ_and_stage(phantom, organ, stage):
 
 @pytest.fixture(scope="module")
 def example_ct(example_ct_paths):
-    from TumorSynthLib.volume import load_volume
+    from TumorSynthLib.core.volume_io import load_volume
 
     ct_path, seg_path = example_ct_paths
     return load_volume(ct_path), load_volume(seg_path)

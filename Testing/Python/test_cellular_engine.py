@@ -10,12 +10,16 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from TumorSynthLib.errors import DependencyError, InputError  # noqa: E402
-from TumorSynthLib.synthesis import cellular_engine as ce  # noqa: E402
-from TumorSynthLib.synthesis.cellular_grid import (  # noqa: E402
-    CAGrid, expected_steps, load_calibration, steps_for_diameter, volume_preserving_mask,
+from TumorSynthLib.core.errors import DependencyError, InputError
+from TumorSynthLib.synthesis import cellular_engine as ce
+from TumorSynthLib.synthesis.cellular_grid import (
+    CAGrid,
+    expected_steps,
+    load_calibration,
+    steps_for_diameter,
+    volume_preserving_mask,
 )
-from TumorSynthLib.synthesis.cellular_render import edge_weight  # noqa: E402
+from TumorSynthLib.synthesis.cellular_render import edge_weight
 
 
 def _automaton(state, acceptance=1.0, seed=0, yield_at=None, vessel_yield=0):

@@ -11,8 +11,8 @@ import pytest
 from scipy import ndimage
 
 from TumorSynthLib.cli import COMMAND_MODULES, main
-from TumorSynthLib.events import parse_event
-from TumorSynthLib.volume import load_volume, save_volume
+from TumorSynthLib.core.events import parse_event
+from TumorSynthLib.core.volume_io import load_volume, save_volume
 
 SMALL_PHANTOM = {"shape": (96, 96, 40), "spacing": (3.75, 3.75, 6.0)}
 
@@ -202,7 +202,7 @@ def test_unexpected_errors_exit_1_and_debug_shows_the_traceback(phantom_files, t
 
 def test_tumor_strings_become_specs():
     from TumorSynthLib.cli.synth import parse_tumor
-    from TumorSynthLib.errors import InputError
+    from TumorSynthLib.core.errors import InputError
 
     spec = parse_tumor("organ=kidney, stage=advanced,diameter=45.5,point=1:-2.5:3,method=cellular,"
                        "count=2,clip=0,necrosis=1,enhancement=hyper,steps=40,opt.lobulation=0.4",

@@ -20,7 +20,7 @@ RANK_SCRIPT = """
 import os, sys, torch
 from TumorSynthLib.cli import build_parser
 from TumorSynthLib.cli.train import config_from_args
-from TumorSynthLib.events import EventStream
+from TumorSynthLib.core.events import EventStream
 from TumorSynthLib.segmentation.train import train
 
 args = build_parser().parse_args(sys.argv[2:])

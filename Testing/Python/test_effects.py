@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from TumorSynthLib.synthesis import effects
-from TumorSynthLib.synthesis.base import Site, TumorSpec
-from TumorSynthLib.volume import Box
+from TumorSynthLib.anatomy.site import Site, TumorSpec
+from TumorSynthLib.core.volume import Box
 
 SPACING = np.array([1.0, 1.0, 2.0])
 

@@ -7,9 +7,15 @@ import sys
 
 import pytest
 
-from TumorSynthLib.errors import InputError
-from TumorSynthLib.events import (
-    EVENT_KINDS, PROTOCOL_VERSION, EventStream, event_session, format_event, make_event, parse_event,
+from TumorSynthLib.core.errors import InputError
+from TumorSynthLib.core.events import (
+    EVENT_KINDS,
+    PROTOCOL_VERSION,
+    EventStream,
+    event_session,
+    format_event,
+    make_event,
+    parse_event,
 )
 
 REQUIRED = ("v", "event", "time", "step", "total", "elapsed_s", "eta_s")
@@ -96,7 +102,7 @@ def test_disabled_stream_is_silent(tmp_path):
 
 def test_eta_from_rate_and_capped_by_deadline(monkeypatch):
     clock = [100.0]
-    monkeypatch.setattr("TumorSynthLib.events.time.monotonic", lambda: clock[0])
+    monkeypatch.setattr("TumorSynthLib.core.events.time.monotonic", lambda: clock[0])
     stream = EventStream("jsonl", stdout=io.StringIO())
     stream.start(10, total=110)               # a resumed run: the rate counts steps from 10
     clock[0] += 20.0

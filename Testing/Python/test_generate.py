@@ -9,11 +9,17 @@ import numpy as np
 import pytest
 
 from TumorSynthLib.cli import main
-from TumorSynthLib.errors import InputError
-from TumorSynthLib.events import parse_event
-from TumorSynthLib.generate import GenerateConfig, generate, parse_shard, parse_stage_mix, stage_for
+from TumorSynthLib.core.errors import InputError
+from TumorSynthLib.core.events import parse_event
+from TumorSynthLib.datasets.generate import (
+    GenerateConfig,
+    generate,
+    parse_shard,
+    parse_stage_mix,
+    stage_for,
+)
 from TumorSynthLib.segmentation.datasets import find_cases
-from TumorSynthLib.volume import load_volume
+from TumorSynthLib.core.volume_io import load_volume
 from Testing.fixtures.models import write_untrained_checkpoint
 
 HEALTHY = ("case0", "case1")
@@ -23,7 +29,7 @@ HEALTHY = ("case0", "case1")
 def dataset(tmp_path_factory) -> Path:
     """Two healthy phantoms and one whose label already holds a liver tumor (id 205)."""
     from TumorSynthLib.phantom import make_abdomen
-    from TumorSynthLib.volume import save_volume
+    from TumorSynthLib.core.volume_io import save_volume
 
     root = tmp_path_factory.mktemp("gen_input")
     for seed, name in enumerate((*HEALTHY, "case2_real")):
@@ -160,7 +166,8 @@ def test_cli_errors(dataset, tmp_path, capsys):
 
 
 def test_a_broken_case_fails_with_its_reason_and_the_rest_goes_on(dataset, tmp_path, capsys):
-    from TumorSynthLib.volume import Volume, save_volume
+    from TumorSynthLib.core.volume import Volume
+    from TumorSynthLib.core.volume_io import save_volume
 
     labels = load_volume(dataset / "case0" / "label.nii.gz")
     (tmp_path / "in" / "bad").mkdir(parents=True)

@@ -8,7 +8,8 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from TumorSynthLib.volume import Box, Volume, box_around, load_volume, save_volume
+from TumorSynthLib.core.volume import Box, Volume, box_around
+from TumorSynthLib.core.volume_io import load_volume, save_volume
 
 FAST = settings(max_examples=40, deadline=None)
 FILES = settings(max_examples=30, deadline=None)

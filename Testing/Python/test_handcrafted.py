@@ -5,11 +5,11 @@ import numpy as np
 import pytest
 
 from TumorSynthLib import TumorSpec
-from TumorSynthLib.measure import measure_mask
+from TumorSynthLib.anatomy.measure import measure_mask
 from TumorSynthLib.synthesis.api import synthesize
 from TumorSynthLib.synthesis.base import get_method
 from TumorSynthLib.synthesis.shape import deformed_ellipsoid, draw_radii
-from TumorSynthLib.volume import Volume
+from TumorSynthLib.core.volume import Volume
 
 import synthesis_cases
 

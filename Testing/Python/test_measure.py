@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from TumorSynthLib.measure import axial_axis, largest_inscribed_radius_mm, measure_mask
+from TumorSynthLib.anatomy.measure import axial_axis, largest_inscribed_radius_mm, measure_mask
 
 
 def _affine(spacing, origin=(0.0, 0.0, 0.0)):

@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from TumorSynthLib.errors import InputError
-from TumorSynthLib.organs import (
+from TumorSynthLib.core.errors import InputError
+from TumorSynthLib.anatomy.organs import (
     CONVENTIONS,
     STAGES,
     canonical_organ,

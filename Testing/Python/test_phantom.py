@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from TumorSynthLib.errors import InputError
+from TumorSynthLib.core.errors import InputError
 from TumorSynthLib.phantom import make_abdomen
 
 SMALL = dict(shape=(96, 96, 40), spacing=(3.75, 3.75, 6.0))
@@ -96,7 +96,7 @@ def test_organ_sizes_are_adult(seed, phantom_small):
 def test_organs_sit_on_the_same_sides_as_in_the_real_ct(phantom_small, example_ct_paths):
     import nibabel as nib
 
-    from TumorSynthLib.volume import Volume
+    from TumorSynthLib.core.volume import Volume
 
     real = nib.load(str(example_ct_paths[1]))
     real_labels = Volume(np.asarray(real.dataobj).astype(np.int16), real.affine)

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from TumorSynthLib.errors import GeometryError, InputError, PlacementError
-from TumorSynthLib.organ_region import grow_organ_region
-from TumorSynthLib.placement import nearest_organ_voxel, prepare_site, snap_to_organ
-from TumorSynthLib.synthesis.base import TumorSpec
-from TumorSynthLib.volume import Volume
+from TumorSynthLib.core.errors import GeometryError, InputError, PlacementError
+from TumorSynthLib.anatomy.region import grow_organ_region
+from TumorSynthLib.anatomy.placement import nearest_organ_voxel, prepare_site, snap_to_organ
+from TumorSynthLib.anatomy.site import TumorSpec
+from TumorSynthLib.core.volume import Volume
 
 SPACING = (1.5, 1.5, 2.5)
 LIVER_C = (52, 40, 22)

@@ -6,8 +6,8 @@ import struct
 import numpy as np
 import pytest
 
-from TumorSynthLib.preview import GAP_PX, PANEL_PX, PLANES, plane_slice, write_preview
-from TumorSynthLib.volume import Volume
+from TumorSynthLib.datasets.preview import GAP_PX, PANEL_PX, PLANES, plane_slice, write_preview
+from TumorSynthLib.core.volume import Volume
 
 PERMUTED_FLIPPED = np.array([[0.0, -1.5, 0.0, 40.0],   # i -> S, j -> -R (i.e. L), k -> A
                              [0.0, 0.0, 2.0, -10.0],

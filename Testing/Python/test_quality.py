@@ -15,10 +15,10 @@ import pytest
 import torch
 
 from TumorSynthLib import TumorSpec, synthesize
-from TumorSynthLib.errors import InputError, ModelError
-from TumorSynthLib.quality import QualityFilter
+from TumorSynthLib.core.errors import InputError, ModelError
+from TumorSynthLib.segmentation.quality import QualityFilter
 from TumorSynthLib.segmentation.infer import LoadedModel, segment_volume
-from TumorSynthLib.volume import Volume, bounding_box
+from TumorSynthLib.core.volume import Volume, bounding_box
 from Testing.fixtures.models import write_untrained_checkpoint
 
 WINDOW = (-175.0, 250.0)

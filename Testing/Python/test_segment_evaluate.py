@@ -10,14 +10,19 @@ import torch
 
 from Testing.fixtures.models import write_untrained_checkpoint
 from TumorSynthLib.cli import main
-from TumorSynthLib.errors import GeometryError, InputError, ModelError
+from TumorSynthLib.core.errors import GeometryError, InputError, ModelError
 from TumorSynthLib.segmentation.device import ResourceError, is_out_of_memory
 from TumorSynthLib.segmentation.infer import load_segmentation_model, predict_logits, segment_volume
 from TumorSynthLib.segmentation.metrics import (
-    dice, evaluate_case, size_bucket, summarize, surface_dice,
+    dice,
+    evaluate_case,
+    size_bucket,
+    summarize,
+    surface_dice,
 )
 from TumorSynthLib.segmentation.postprocess import keep_touching, remove_small_components
-from TumorSynthLib.volume import Volume, load_volume
+from TumorSynthLib.core.volume import Volume
+from TumorSynthLib.core.volume_io import load_volume
 
 
 def _ball(shape, center, radius_mm, spacing=(1.0, 1.0, 1.0)):

@@ -10,7 +10,8 @@ from scipy import ndimage
 import synthesis_cases
 from TumorSynthLib import GeometryError, InputError, PlacementError, TumorSpec, synthesize
 from TumorSynthLib.synthesis.api import CaseBuilder, expand_specs
-from TumorSynthLib.volume import Volume, load_volume
+from TumorSynthLib.core.volume import Volume
+from TumorSynthLib.core.volume_io import load_volume
 
 LIVER = synthesis_cases.ras_of_mm(synthesis_cases.LIVER_MM)
 

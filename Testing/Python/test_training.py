@@ -15,12 +15,13 @@ import torch
 
 from Testing.fixtures.models import TINY_STEPS, tiny_train_kwargs
 from TumorSynthLib.cli import main
-from TumorSynthLib.errors import InputError, ModelError
+from TumorSynthLib.core.errors import InputError, ModelError
 from TumorSynthLib.segmentation.checkpoint import load_checkpoint
 from TumorSynthLib.segmentation.config import TrainConfig
 from TumorSynthLib.segmentation.datasets import check_cases, find_cases
 from TumorSynthLib.segmentation.pipeline import EpochSampler
-from TumorSynthLib.volume import Volume, load_volume, save_volume
+from TumorSynthLib.core.volume import Volume
+from TumorSynthLib.core.volume_io import load_volume, save_volume
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -8,11 +8,11 @@ from monai.data import CacheDataset, DataLoader, MetaTensor
 from monai.transforms import Compose, ScaleIntensityRanged
 from monai.utils import set_determinism
 
-from TumorSynthLib.errors import InputError
+from TumorSynthLib.core.errors import InputError
 from TumorSynthLib.segmentation.datasets import task_label_array
 from TumorSynthLib.segmentation.pipeline import LoadVolumed, TaskLabelsd
 from TumorSynthLib.transforms import RandTumorSynthd, parse_stage_mix
-from TumorSynthLib.volume import load_volume
+from TumorSynthLib.core.volume_io import load_volume
 
 
 @pytest.fixture(scope="module")

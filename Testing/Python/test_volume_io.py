@@ -9,8 +9,9 @@ import nrrd
 import numpy as np
 import pytest
 
-from TumorSynthLib.errors import InputError
-from TumorSynthLib.volume import Volume, ensure_not_overwriting, load_volume, save_volume
+from TumorSynthLib.core.errors import InputError
+from TumorSynthLib.core.volume import Volume
+from TumorSynthLib.core.volume_io import ensure_not_overwriting, load_volume, save_volume
 
 
 def oblique_affine(spacing=(0.8, 1.1, 2.5), origin=(-120.0, 35.5, 410.0), angle_deg=20.0):

@@ -7,9 +7,9 @@ from importlib import resources
 import pytest
 
 from Testing.fixtures.models import write_untrained_checkpoint
-from TumorSynthLib import weights
+from TumorSynthLib.core import model_registry as weights
 from TumorSynthLib.cli import main
-from TumorSynthLib.errors import InputError, ModelError
+from TumorSynthLib.core.errors import InputError, ModelError
 
 
 @pytest.fixture

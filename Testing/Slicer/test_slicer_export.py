@@ -24,7 +24,7 @@ def session_with_tumor(scene, ct_node, organ_mask, engine):
 
 @pytest.mark.parametrize("fmt", ["nii.gz", "nrrd"])
 def test_export_round_trips_through_tumorsynthlib(session_with_tumor, ct_node, tmp_path, fmt):
-    from TumorSynthLib.volume import load_volume
+    from TumorSynthLib.core.volume_io import load_volume
     from TumorSynthSlicer import segment_logic
     from TumorSynthSlicer.export_logic import export_session
     from TumorSynthSlicer.volume_logic import array_ijk, world_affine

@@ -121,7 +121,7 @@ def test_second_tumor_writes_into_the_same_output_then_undo_and_clear(placed, ct
 
 
 def test_click_outside_the_organ_leaves_no_output(scene, ct_node, organ_mask, engine):
-    from TumorSynthLib.errors import PlacementError
+    from TumorSynthLib.core.errors import PlacementError
     from TumorSynthSlicer import output_logic, placement_logic
 
     session = output_logic.TumorSession(ct_node)

@@ -20,7 +20,8 @@ def _task_labels(shape):
 
 
 def test_prediction_file_becomes_segmentation_and_table(scene, ct_node, tmp_path, engine):
-    from TumorSynthLib.volume import Volume, save_volume
+    from TumorSynthLib.core.volume import Volume
+    from TumorSynthLib.core.volume_io import save_volume
     from TumorSynthSlicer import results_logic, segment_logic, table_logic
     from TumorSynthSlicer.volume_logic import world_affine
 

@@ -3,7 +3,7 @@
 Everything is written in *world* RAS: the geometry the engine saw and the coordinates the
 reports use. When the CT is under a linear transform, the files therefore carry the transform
 baked in (Slicer's own "Save" would write the untransformed grid). The image is marked as
-synthetic in its header (through ``TumorSynthLib.volume.save_volume``) and in the report.
+synthetic in its header (through ``TumorSynthLib.core.volume.save_volume``) and in the report.
 
 Example::
 
@@ -113,7 +113,8 @@ def _world_volume(Volume: Any, node: slicer.vtkMRMLVolumeNode) -> Any:
 
 def _engine_io() -> tuple[Any, Any]:
     try:
-        from TumorSynthLib.volume import Volume, save_volume
+        from TumorSynthLib.core.volume import Volume
+        from TumorSynthLib.core.volume_io import save_volume
     except ImportError as exc:
         raise MissingDependencyError(
             f"exporting needs the TumorSynth engine ({exc}); install the extension's Python "

@@ -1,7 +1,7 @@
 """Scene nodes -> files a background ``tumorsynth`` process reads (world RAS, NIfTI).
 
 The Trainer module hands data to its subprocess through a temporary folder: images and
-labelmaps written by ``TumorSynthLib.volume.save_volume`` (imported lazily) and, for
+labelmaps written by ``TumorSynthLib.core.volume.save_volume`` (imported lazily) and, for
 training, a MONAI-style datalist ``{"training": [{"image", "label"}], "validation": [...]}``
 with paths relative to the JSON file.
 
@@ -26,7 +26,8 @@ from .volume_logic import array_ijk, world_affine
 def write_volume(node: slicer.vtkMRMLVolumeNode, path: str | Path,
                  array: np.ndarray | None = None) -> Path:
     """Write a volume node (or ``array`` on its grid) as a file in world RAS."""
-    from TumorSynthLib.volume import Volume, save_volume
+    from TumorSynthLib.core.volume import Volume
+    from TumorSynthLib.core.volume_io import save_volume
 
     values = array_ijk(node) if array is None else array
     volume = Volume(values, world_affine(node), {"case_id": node.GetName()})

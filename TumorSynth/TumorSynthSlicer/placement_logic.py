@@ -51,7 +51,7 @@ def engine() -> Any:
     """The ``TumorSynthLib`` modules the placement needs, or a clear error if absent."""
     try:
         from TumorSynthLib.synthesis import api, base
-        from TumorSynthLib import volume
+        from TumorSynthLib.core import volume
     except ImportError as exc:
         raise MissingDependencyError(
             f"the TumorSynth engine could not be loaded ({exc}); install the extension's "
@@ -242,7 +242,7 @@ def _panel_reason(method: str, reason: str) -> str:
 def diameter_range(stage: str, organ: str) -> tuple[float, float]:
     """Default diameter range (mm) of a stage for an organ (the slider's range)."""
     try:
-        from TumorSynthLib.organs import stage_diameter_range
+        from TumorSynthLib.anatomy.organs import stage_diameter_range
         return stage_diameter_range(stage, organ)
     except Exception:
         return FALLBACK_STAGE_RANGES.get(stage, (4.0, 100.0))
@@ -252,7 +252,7 @@ def guess_organ(*names: str) -> str | None:
     """liver / pancreas / kidney named by any of ``names`` (segment name, terminology text),
     or None."""
     try:
-        from TumorSynthLib.organs import guess_organ_from_name
+        from TumorSynthLib.anatomy.organs import guess_organ_from_name
     except ImportError:
         guess_organ_from_name = None
     for name in names:

@@ -9,7 +9,7 @@
 - ``metrics_rows`` / ``sensitivity_chart``: the evaluation summary as a table and as a bar
   chart of sensitivity by tumor size.
 
-Files are read and written through ``TumorSynthLib.volume`` (imported lazily), in world RAS.
+Files are read and written through ``TumorSynthLib.core.volume`` (imported lazily), in world RAS.
 """
 from __future__ import annotations
 
@@ -49,7 +49,7 @@ SIZE_COLUMNS: tuple[tuple[str, str, str], ...] = (
 def load_labelmap(scene: slicer.vtkMRMLScene, path: str | Path, name: str,
                   ) -> slicer.vtkMRMLLabelMapVolumeNode:
     """Read a labelmap file (NIfTI / NRRD) through the engine's reader, in world RAS."""
-    from TumorSynthLib.volume import load_volume
+    from TumorSynthLib.core.volume_io import load_volume
 
     volume = load_volume(path)
     return labelmap_from_array(scene, np.rint(volume.array).astype(np.int16), volume.affine, name)

@@ -229,7 +229,7 @@ def _read_json(path: Path) -> dict[str, Any]:
 # -- the model registry (shipped models + $TUMORSYNTH_HOME/models) -------------------------------
 def list_models() -> list[dict[str, Any]]:
     """Every registered model as a dict (id, source, task, organ, path, description, ...)."""
-    from TumorSynthLib import weights
+    from TumorSynthLib.core import model_registry as weights
 
     return [entry.to_dict() for entry in weights.list_models()]
 
@@ -237,20 +237,20 @@ def list_models() -> list[dict[str, Any]]:
 def register_model(path: str | Path, modelId: str | None = None, description: str = "",
                    ) -> dict[str, Any]:
     """Copy a trained checkpoint into the user registry so Apply can pick it by id."""
-    from TumorSynthLib import weights
+    from TumorSynthLib.core import model_registry as weights
 
     return weights.add_model(path, modelId, description).to_dict()
 
 
 def remove_model(modelId: str) -> dict[str, Any]:
     """Delete a user model (file and index entry); shipped models cannot be removed."""
-    from TumorSynthLib import weights
+    from TumorSynthLib.core import model_registry as weights
 
     return weights.remove_model(modelId).to_dict()
 
 
 def models_folder() -> Path:
     """Where user models are stored (shown in the panel so users can free the space)."""
-    from TumorSynthLib import weights
+    from TumorSynthLib.core import model_registry as weights
 
     return weights.user_models_dir()

@@ -14,7 +14,7 @@ import traceback
 from pathlib import Path
 from typing import Any, Callable
 
-from ..errors import TumorSynthError
+from ..core.errors import TumorSynthError
 
 EXIT_OK, EXIT_FAILURE, EXIT_USER_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -66,7 +66,7 @@ def run_command(args: argparse.Namespace) -> int:
     hint = " (run with --debug for the traceback)" if code == EXIT_FAILURE and not debug else ""
     print(f"error: {message}{hint}", file=sys.stderr)
     if getattr(args, "events", "none") == "jsonl":
-        from ..events import format_event, make_event
+        from ..core.events import format_event, make_event
 
         print(format_event(make_event("error", message=message, exit_code=code)), flush=True)
     return code

@@ -62,18 +62,18 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def demo_specs(stage: str, method: str, seed: int) -> list:
-    from ..synthesis.base import TumorSpec
+    from ..anatomy.site import TumorSpec
 
     return [TumorSpec(organ=organ, stage=stage, diameter_mm=DEMO_DIAMETERS_MM[stage][organ],
                       method=method, seed=seed) for organ in DEMO_ORGANS]
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..events import event_session
+    from ..core.events import event_session
     from ..phantom import make_abdomen
     from ..synthesis.api import synthesize
-    from ..synthesis.base import STAGES
-    from ..volume import save_volume
+    from ..anatomy.site import STAGES
+    from ..core.volume_io import save_volume
     from .synth import summary, write_case
 
     out: Path = args.out

@@ -41,8 +41,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..events import event_session
-    from ..organs import canonical_organ
+    from ..core.events import event_session
+    from ..anatomy.organs import canonical_organ
     from ..segmentation.evaluate import evaluate_predictions
 
     with event_session(args.events, desc="evaluate") as events:

@@ -6,7 +6,7 @@ import json
 import platform
 from typing import Any
 
-from ..errors import TumorSynthError
+from ..core.errors import TumorSynthError
 from .common import command_parser, jsonable
 
 EPILOG = """examples:
@@ -60,7 +60,7 @@ def method_facts() -> dict[str, dict[str, Any]]:
 def model_facts() -> list[dict[str, Any]] | None:
     """The models the registry knows, or None when the registry module is not there."""
     try:
-        from .. import weights
+        from ..core import model_registry as weights
     except ImportError:
         return None
     lister = getattr(weights, "list_models", None)
@@ -92,7 +92,7 @@ def collect(device: str = "auto") -> dict[str, Any]:
 def run(args: argparse.Namespace) -> int:
     facts = jsonable(collect(args.device))
     if args.events == "jsonl":  # stdout carries only event lines: the facts ride on "done"
-        from ..events import EventStream
+        from ..core.events import EventStream
 
         EventStream("jsonl").done(0, info=facts)
     elif args.json:

@@ -33,8 +33,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .. import weights
-    from ..errors import InputError
+    from ..core import model_registry as weights
+    from ..core.errors import InputError
 
     if args.action != "list" and not args.target:
         raise InputError(f"`tumorsynth models {args.action}` needs a "

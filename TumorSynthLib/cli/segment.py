@@ -5,7 +5,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from ..errors import InputError
+from ..core.errors import InputError
 from .common import EXIT_OK, command_parser, write_json
 
 EPILOG = """outputs: a labelmap on the input's own grid {0 background, 1 organ, 2 tumor} and a JSON
@@ -76,10 +76,10 @@ def organs_for(organs: Path | None, case_id: str, batch: bool) -> Path | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..events import event_session
+    from ..core.events import event_session
     from ..segmentation.device import resolve_device
     from ..segmentation.infer import load_segmentation_model
-    from ..weights import resolve_model
+    from ..core.model_registry import resolve_model
 
     with event_session(args.events, desc="segment") as events:
         inputs = image_inputs(Path(args.image).expanduser())
@@ -99,7 +99,7 @@ def segment_one(args: argparse.Namespace, loaded: Any, path: Path, batch: bool) 
     """Segment one scan, write its labelmap and summary; returns the summary."""
     from ..segmentation.datasets import case_id_of
     from ..segmentation.infer import segment_volume
-    from ..volume import ensure_not_overwriting, load_volume, save_volume
+    from ..core.volume_io import ensure_not_overwriting, load_volume, save_volume
 
     case_id = case_id_of(path)
     label_path, summary_path = output_paths(Path(args.out).expanduser(), case_id, batch)

@@ -6,7 +6,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from ..errors import InputError
+from ..core.errors import InputError
 from .common import command_parser, split_timing, write_json
 
 OUTPUT_FILES = {"image": "image.nii.gz", "labels": "label.nii.gz",
@@ -83,7 +83,7 @@ def _method_option(key: str) -> tuple[str | None, Callable[[str], Any]]:
 
 def parse_tumor(text: str, default_seed: int = 0, extra_options: dict[str, Any] | None = None):
     """A ``TumorSpec`` from ``"organ=liver,stage=early,diameter=15,point=X:Y:Z,..."``."""
-    from ..synthesis.base import TumorSpec
+    from ..anatomy.site import TumorSpec
 
     fields: dict[str, Any] = {"seed": default_seed}
     options: dict[str, Any] = dict(extra_options or {})
@@ -144,7 +144,7 @@ def tumor_options(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..events import event_session
+    from ..core.events import event_session
 
     specs = [parse_tumor(t, args.seed, tumor_options(args)) for t in args.tumor]
     # A few seconds at most: events for programs, no progress bar for people (so an error is
@@ -166,7 +166,7 @@ def run(args: argparse.Namespace) -> int:
 
 def load_inputs(image_path: Path, organs_path: Path | None, out_dir: Path):
     """(image, organs or None), after checking no output file would overwrite an input."""
-    from ..volume import ensure_not_overwriting, load_volume
+    from ..core.volume_io import ensure_not_overwriting, load_volume
 
     for name in OUTPUT_FILES.values():
         ensure_not_overwriting(out_dir / name, image_path, organs_path)
@@ -178,8 +178,8 @@ def load_inputs(image_path: Path, organs_path: Path | None, out_dir: Path):
 def write_case(out_dir: Path, result: Any, *, command: Sequence[str], inputs: dict[str, Any],
                extra: dict[str, Any] | None = None) -> dict[str, Path]:
     """Write image, labels, report.json and preview.png of one ``Synthesis`` into ``out_dir``."""
-    from ..preview import write_preview
-    from ..volume import save_volume
+    from ..datasets.preview import write_preview
+    from ..core.volume_io import save_volume
 
     t0 = time.perf_counter()
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ..errors import InputError
+from ..core.errors import InputError
 from .common import EXIT_INTERRUPTED, EXIT_OK, command_parser
 
 EPILOG = """data (--data): a folder of image/label pairs (imagesTr/+labelsTr/, images/+labels/, one
@@ -105,8 +105,8 @@ def config_from_args(args: argparse.Namespace) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..events import event_session
-    from ..organs import canonical_organ
+    from ..core.events import event_session
+    from ..anatomy.organs import canonical_organ
     from ..synthesis.base import get_method
 
     out = Path(args.out).expanduser()

@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from ..errors import InputError, ModelError
+from ..core.errors import InputError, ModelError
 
 FORMAT = "tumorsynth-segmentation"
 FORMAT_VERSION = 1

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-from ..errors import InputError
+from ..core.errors import InputError
 
 #: HU window mapped to [0, 1] before the network (abdominal soft tissue).
 WINDOW_HU = (-175.0, 250.0)

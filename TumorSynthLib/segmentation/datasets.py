@@ -27,12 +27,17 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..errors import InputError, TumorSynthError
-from ..organs import (
-    CONVENTIONS, canonical_organ, label_names, organ_region_label_ids, tumor_label_id,
+from ..core.errors import InputError, TumorSynthError
+from ..anatomy.organs import (
+    CONVENTIONS,
+    canonical_organ,
+    label_names,
+    organ_region_label_ids,
+    tumor_label_id,
     organ_label_ids,
 )
-from ..volume import GRID_TOLERANCE_MM, load_volume
+from ..core.volume import GRID_TOLERANCE_MM
+from ..core.volume_io import load_volume
 
 VOLUME_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
 _IMAGE_NAMES = ("image", "ct", "img", "volume")

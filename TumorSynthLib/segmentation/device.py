@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from ..errors import DependencyError, InputError, ResourceError
+from ..core.errors import DependencyError, InputError, ResourceError
 
 
 def resolve_device(preference: str = "auto", local_rank: int = 0) -> torch.device:

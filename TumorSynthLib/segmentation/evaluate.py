@@ -13,9 +13,10 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InputError
-from ..events import EventStream
-from ..volume import Volume, load_volume
+from ..core.errors import InputError
+from ..core.events import EventStream
+from ..core.volume import Volume
+from ..core.volume_io import load_volume
 from .datasets import case_id_of, guess_convention, is_volume_file, task_label_array
 from .metrics import NSD_TOLERANCE_MM, evaluate_case, summarize
 from .postprocess import MIN_RADIUS_MM

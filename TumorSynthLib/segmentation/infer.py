@@ -16,9 +16,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..errors import InputError
-from ..measure import measure_mask
-from ..volume import Volume, check_same_grid
+from ..core.errors import InputError
+from ..anatomy.measure import measure_mask
+from ..core.volume import Volume, check_same_grid
 from .checkpoint import check_label_set, label_names_of, load_checkpoint, load_model_state
 from .datasets import guess_convention, task_label_array
 from .device import is_out_of_memory, out_of_memory_error

@@ -21,9 +21,13 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..volume import Volume, bounding_box, check_same_grid
+from ..core.volume import Volume, bounding_box, check_same_grid
 from .postprocess import (
-    MIN_RADIUS_MM, component_sizes, components, equivalent_diameter_mm, remove_small_components,
+    MIN_RADIUS_MM,
+    component_sizes,
+    components,
+    equivalent_diameter_mm,
+    remove_small_components,
     voxel_volume_mm3,
 )
 

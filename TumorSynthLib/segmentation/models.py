@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from ..errors import InputError, ModelError
+from ..core.errors import InputError, ModelError
 
 MODEL_NAMES = ("unet", "swinunetr", "dynunet")
 #: Default feature widths per model and device type ("cpu" small, "cuda" larger).

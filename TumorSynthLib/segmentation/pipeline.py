@@ -25,7 +25,7 @@ from monai.transforms import (
 from torch.utils.data import Dataset, Sampler
 
 from ..transforms import RandTumorSynthd
-from ..volume import load_volume
+from ..core.volume_io import load_volume
 from .config import TrainConfig
 from .datasets import Case, task_label_array
 

@@ -20,16 +20,31 @@ from typing import Any, Iterator
 import numpy as np
 import torch
 
-from ..events import EventStream, utc_now
+from ..core.events import EventStream, utc_now
 from ..transforms import RandTumorSynthd
-from ..errors import InputError
+from ..core.errors import InputError
 from .checkpoint import (
-    BEST, LAST, check_resumable, load_checkpoint, load_model_state, require_new_run, save_checkpoint,
+    BEST,
+    LAST,
+    check_resumable,
+    load_checkpoint,
+    load_model_state,
+    require_new_run,
+    save_checkpoint,
 )
 from .config import FROZEN_ON_RESUME, TrainConfig
 from .datasets import CaseSplit, split_cases, task_label_names
 from .device import is_out_of_memory, out_of_memory_error
-from .distributed import DistContext, any_rank, barrier, init_distributed, mean_over_ranks, shutdown, unwrap, wrap_model
+from .distributed import (
+    DistContext,
+    any_rank,
+    barrier,
+    init_distributed,
+    mean_over_ranks,
+    shutdown,
+    unwrap,
+    wrap_model,
+)
 from .models import build_model, min_patch_multiple, min_patch_side, model_config_for
 from .optim import make_loss, make_optimizer, make_scheduler
 from .pipeline import EpochSampler, SeededDataset, training_transform
@@ -130,7 +145,7 @@ class Trainer:
         run it: forked workers cannot share a CUDA context)."""
         if not self.cfg.quality_model:
             return None
-        from ..quality import QualityFilter
+        from .quality import QualityFilter
 
         device = "cpu" if self.cfg.workers > 0 else self.cfg.device
         return QualityFilter(self.cfg.quality_model, threshold=self.cfg.quality_threshold,

@@ -38,18 +38,10 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from ..errors import GeometryError, InputError
-from ..volume import Box, Volume, check_finite_image, check_integer_labels, check_same_grid
-from .base import (
-    Site,
-    Synthesis,
-    TumorMethod,
-    TumorRender,
-    TumorSpec,
-    get_method,
-    tumor_rng,
-    tumor_seed_sequence,
-)
+from ..core.errors import GeometryError, InputError
+from ..core.volume import Box, Volume, check_finite_image, check_integer_labels, check_same_grid
+from ..anatomy.site import Site, TumorSpec
+from .base import Synthesis, TumorMethod, TumorRender, get_method, tumor_rng, tumor_seed_sequence
 
 #: A quality check: (rendered image ROI in HU, tumor mask of the ROI, site) -> P in [0, 1], the
 #: fraction of the synthetic tumor a segmentation model finds (methods.md "Quality filter").
@@ -137,7 +129,7 @@ class CaseBuilder:
 
     def __init__(self, image: Volume, organs: Volume | None, convention: str = "totalseg",
                  case_id: str | None = None, variant: int = 0) -> None:
-        from ..organs import CONVENTIONS
+        from ..anatomy.organs import CONVENTIONS
 
         self.convention = str(convention).strip().lower()
         if self.convention not in CONVENTIONS:
@@ -183,7 +175,7 @@ class CaseBuilder:
                 attempt: int = 0) -> tuple[TumorMethod, Site, np.random.Generator]:
         """The method, its prepared site and the tumor's generator (``tumor_rng``; retry
         ``attempt`` > 0 of the quality filter draws from child ``attempt - 1`` of its seed)."""
-        from ..placement import prepare_site
+        from ..anatomy.placement import prepare_site
 
         if not isinstance(spec, TumorSpec):
             raise InputError(f"expected a TumorSpec, got {type(spec).__name__}")
@@ -234,7 +226,7 @@ class CaseBuilder:
     def result(self) -> Synthesis:
         """The ``Synthesis`` of every tumor added so far. Its arrays are the builder's working
         arrays (no copy); a later ``add`` copies them first, so results never change."""
-        from ..organs import label_names
+        from ..anatomy.organs import label_names
 
         affine = self.image_in.affine
         names = label_names(self.convention, self._names_organ())
@@ -270,7 +262,7 @@ class CaseBuilder:
 
     def _names_organ(self) -> str | None:
         if self.convention in ("msd", "binary") and self.specs:
-            from ..organs import canonical_organ
+            from ..anatomy.organs import canonical_organ
 
             return canonical_organ(self.specs[0].organ)
         return None
@@ -326,7 +318,7 @@ def build_report(site: Site, render: TumorRender, index: int, case_id: str, vari
                  tumor_id: int, necrosis_id: int | None, timing: dict) -> dict[str, Any]:
     """The JSON-able report of one tumor (keys: the module docstring)."""
     from .. import __version__
-    from ..measure import measure_mask
+    from ..anatomy.measure import measure_mask
 
     m = measure_mask(render.tumor_mask, site.affine_roi)
     lo = np.asarray(site.roi.lo, dtype=float)

@@ -34,12 +34,22 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InputError, PlacementError
-from ..volume import Box, Volume
+from ..core.errors import InputError, PlacementError
+from ..core.volume import Box, Volume
 from . import effects
-from .base import Site, Synthesis, TumorRender, TumorSpec, register_method
-from .cellular_grid import VESSEL_PUSHES, CAGrid, ca_half_cells, ca_spacing_mm, cell_fields, \
-    expected_steps, nearest_tissue_cell, resample, steps_for_diameter
+from ..anatomy.site import Site, TumorSpec
+from .base import Synthesis, TumorRender, register_method
+from .cellular_grid import (
+    VESSEL_PUSHES,
+    CAGrid,
+    ca_half_cells,
+    ca_spacing_mm,
+    cell_fields,
+    expected_steps,
+    nearest_tissue_cell,
+    resample,
+    steps_for_diameter,
+)
 
 #: Room (mm) beyond the automaton grid for the soft edge (3 sigma of at most 2 mm) and a voxel.
 ROI_MARGIN_MM = 8.0

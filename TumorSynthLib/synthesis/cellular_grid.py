@@ -29,7 +29,7 @@ from typing import Any, Sequence
 import numpy as np
 from scipy import ndimage
 
-from .base import Site
+from ..anatomy.site import Site
 from .texture import TRUNCATE
 
 #: Target tumor size in cells, and the limits of the cell size (mm).

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from scipy import ndimage
 
-from ..volume import bounding_box
+from ..core.volume import bounding_box
 from . import effects
 from .base import TumorRender
 from .cellular_grid import volume_preserving_mask

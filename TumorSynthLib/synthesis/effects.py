@@ -16,9 +16,9 @@ from typing import Any, Sequence
 import numpy as np
 from scipy import ndimage
 
-from ..organs import intensity_profile
-from ..volume import Box
-from .base import Site
+from ..anatomy.organs import intensity_profile
+from ..core.volume import Box
+from ..anatomy.site import Site
 from .texture import TRUNCATE, gaussian_mm, sigma_voxels
 
 #: Tumors are never darker than this on average (HU): water-like necrosis is the floor.

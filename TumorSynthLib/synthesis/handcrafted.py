@@ -22,9 +22,10 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
-from ..errors import PlacementError
+from ..core.errors import PlacementError
 from . import effects
-from .base import Site, TumorRender, register_method
+from ..anatomy.site import Site
+from .base import TumorRender, register_method
 from .shape import EllipsoidShape, draw_radii, draw_shape, rasterise
 from .texture import STAGE_HETEROGENEITY, TRUNCATE, make_texture
 

@@ -17,7 +17,7 @@ from typing import Any, Sequence
 import numpy as np
 from scipy import ndimage
 
-from ..volume import Box, box_around
+from ..core.volume import Box, box_around
 
 #: Per-axis radii vary by this fraction around d/2 before the geometric-mean rescale.
 RADIUS_SPREAD = 0.25

@@ -223,3 +223,46 @@ def _write_nrrd(volume: Volume, path: Path, synthetic: bool, description: str | 
     # pynrrd writes the current time into a comment line: drop it so equal data give equal bytes.
     data = re.sub(rb"# on [^\n]*\(GMT\)\.\n", b"", buffer.getvalue(), count=1)
     path.write_bytes(data)
+# -- files ----------------------------------------------------------------------------------------
+def load_volume(path: str | Path, *, series_uid: str | None = None) -> Volume:
+    """Read a NIfTI (.nii, .nii.gz), NRRD (.nrrd, .seg.nrrd, .nhdr) file or a DICOM series folder.
+
+    The affine is voxel -> RAS mm whatever the file stores (NRRD and DICOM LPS are converted);
+    the array keeps its stored dtype (labels are never scaled or cast to float). A folder with
+    several DICOM series needs ``series_uid``. ``metadata`` holds ``source_path``, ``format``,
+    ``description`` and ``synthetic`` (True for files written by TumorSynth as synthetic).
+    Raises InputError for missing, unreadable or unsupported files.
+    """
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise InputError(f"'{p}' does not exist; check the path")
+    return read_volume(p, series_uid)
+
+
+def save_volume(volume: Volume, path: str | Path, *, synthetic: bool = False,
+                description: str | None = None) -> Path:
+    """Write ``volume`` as NIfTI (.nii, .nii.gz) or NRRD (.nrrd) and return the path.
+
+    Integer data are written as int16 when the values fit (int32 otherwise), floats as float32,
+    never scaled. ``synthetic=True`` marks the file: NIfTI ``descrip`` starts with
+    "TumorSynth synthetic", NRRD gets ``tumorsynth_synthetic:=true``. Writing the same volume
+    twice gives identical bytes (no timestamps). Parent folders are created.
+    """
+    p = Path(path).expanduser()
+    p.parent.mkdir(parents=True, exist_ok=True)
+    return write_volume(volume, p, synthetic, description)
+
+
+def ensure_not_overwriting(out_path: str | Path, *input_paths: str | Path | None) -> None:
+    """Raise InputError if ``out_path`` is one of ``input_paths`` (inputs are never overwritten)."""
+    out = Path(out_path).expanduser().resolve()
+    for given in input_paths:
+        if given is None:
+            continue
+        inp = Path(given).expanduser().resolve()
+        if out == inp or (out.exists() and inp.exists() and out.samefile(inp)):
+            raise InputError(f"the output '{out_path}' is the input file '{given}'; "
+                             "choose another output location (inputs are never overwritten)")
+
+
+

@@ -203,7 +203,7 @@ def _describe_checkpoint(path: Path) -> dict[str, Any]:
     """task, organ and facts of a checkpoint; ModelError when it is not a TumorSynth model."""
     import torch
 
-    from .segmentation.checkpoint import FORMAT, load_checkpoint
+    from ..segmentation.checkpoint import FORMAT, load_checkpoint
 
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)

@@ -16,7 +16,7 @@ from typing import Callable
 import numpy as np
 from scipy import ndimage
 
-from .errors import GeometryError, InputError, PlacementError
+from ..core.errors import GeometryError, InputError, PlacementError
 from .organs import (
     CONVENTIONS,
     canonical_organ,
@@ -28,7 +28,7 @@ from .organs import (
     tumor_label_id,
     vessel_label_ids,
 )
-from .organ_region import (
+from .region import (
     OrganRegion,
     ball_d2,
     grow_organ_region,
@@ -36,9 +36,9 @@ from .organ_region import (
     nearest_organ_voxel,
     snap_to_organ,
 )
-from .placement_sampling import sample_center, sample_location
-from .synthesis.base import Site, TumorSpec
-from .volume import Box, Volume, box_around
+from .sampling import sample_center, sample_location
+from .site import Site, TumorSpec
+from ..core.volume import Box, Volume, box_around
 
 #: A click this close (mm) to the organ is snapped onto it; farther is an error.
 SNAP_MM = 3.0

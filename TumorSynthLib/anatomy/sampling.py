@@ -12,11 +12,11 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from .errors import InputError, PlacementError
-from .organ_region import LabelledRegion, ball_d2
+from ..core.errors import InputError, PlacementError
+from .region import LabelledRegion, ball_d2
 from .organs import parenchyma_values, robust_median_mad
-from .synthesis.base import TumorSpec
-from .volume import Volume, box_around
+from .site import TumorSpec
+from ..core.volume import Volume, box_around
 
 #: Sampled centres keep at least min(r, this) mm from the organ surface.
 SURFACE_MARGIN_MM = 5.0

@@ -25,8 +25,8 @@ from typing import Any
 
 import numpy as np
 
-from .errors import InputError, ModelError
-from .volume import Box, Volume, bounding_box
+from ..core.errors import InputError, ModelError
+from ..core.volume import Box, Volume, bounding_box
 
 #: Context (mm) kept around the tumor's bounding box on each side.
 DEFAULT_MARGIN_MM = 24.0
@@ -82,7 +82,7 @@ class QualityFilter:
     # -- facts ----------------------------------------------------------------------------------
     @property
     def organ(self) -> str:
-        from .organs import canonical_organ
+        from ..anatomy.organs import canonical_organ
 
         return canonical_organ(self.loaded.organ)
 
@@ -138,7 +138,7 @@ class QualityFilter:
         import torch
         from monai.data import MetaTensor
 
-        from .segmentation.infer import argmax_on_grid, predict_logits, to_model_grid
+        from .infer import argmax_on_grid, predict_logits, to_model_grid
 
         m = self.loaded
         x = to_model_grid(image, m.spacing_mm, m.window_hu)
@@ -178,8 +178,8 @@ class QualityFilter:
 
 def _load(model: Any, device: str, organ: str | None) -> Any:
     """A ``LoadedModel`` from a path / model id, or the given one after the same checks."""
-    from .organs import canonical_organ
-    from .segmentation.infer import LoadedModel, load_segmentation_model
+    from ..anatomy.organs import canonical_organ
+    from .infer import LoadedModel, load_segmentation_model
 
     wanted = None if organ is None else canonical_organ(organ)
     if isinstance(model, LoadedModel):
@@ -194,8 +194,8 @@ def _load(model: Any, device: str, organ: str | None) -> Any:
     if not isinstance(model, (str, Path)):
         raise InputError(f"the quality model must be a checkpoint path, a model id or a LoadedModel, "
                          f"got {type(model).__name__}")
-    from .segmentation.device import resolve_device
-    from .weights import resolve_model
+    from .device import resolve_device
+    from ..core.model_registry import resolve_model
 
     return load_segmentation_model(resolve_model(model), resolve_device(device), wanted)
 

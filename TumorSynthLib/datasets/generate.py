@@ -31,11 +31,16 @@ from typing import Any, Iterator, Mapping
 
 import numpy as np
 
-from .errors import DependencyError, InputError, ModelError, TumorSynthError
-from .organs import DEFAULT_STAGE_MIX
-from .organs import parse_stage_mix as organs_parse_stage_mix
-from .generate_outputs import (
-    check_same_settings, output_paths, read_report, write_dataset_files, write_json_atomic, write_output,
+from ..core.errors import DependencyError, InputError, ModelError, TumorSynthError
+from ..anatomy.organs import DEFAULT_STAGE_MIX
+from ..anatomy.organs import parse_stage_mix as organs_parse_stage_mix
+from .outputs import (
+    check_same_settings,
+    output_paths,
+    read_report,
+    write_dataset_files,
+    write_json_atomic,
+    write_output,
 )
 
 LAYOUTS = ("folders", "flat")
@@ -86,8 +91,8 @@ class GenerateConfig:
     options: dict[str, Any] = field(default_factory=dict)
 
     def check(self) -> "GenerateConfig":
-        from .organs import CONVENTIONS, canonical_organ
-        from .synthesis.base import method_names
+        from ..anatomy.organs import CONVENTIONS, canonical_organ
+        from ..synthesis.base import method_names
 
         self.organ = canonical_organ(self.organ)
         self.stage_mix = parse_stage_mix(self.stage_mix)
@@ -137,7 +142,7 @@ class WorkItem:
 def work_list(input_path: str | Path, per_case: int) -> list[WorkItem]:
     """Every (case, variant) of the input, sorted by (case id, variant); InputError when two
     cases share an id (their outputs would collide)."""
-    from .segmentation.datasets import find_cases
+    from ..segmentation.datasets import find_cases
 
     training, validation = find_cases(input_path)
     cases = sorted(training + validation, key=lambda c: c.case_id)
@@ -182,7 +187,7 @@ def init_worker(config: GenerateConfig, torch_threads: int | None = None, spawne
     _STATE["case"] = None
     _STATE["quality"] = None
     if config.quality is not None:
-        from .quality import QualityFilter
+        from ..segmentation.quality import QualityFilter
 
         _STATE["quality"] = QualityFilter(config.quality, threshold=config.threshold,
                                           device=config.device, organ=config.organ)
@@ -190,9 +195,9 @@ def init_worker(config: GenerateConfig, torch_threads: int | None = None, spawne
 
 def _load_case(item: WorkItem, config: GenerateConfig) -> tuple[Any, Any, str, str | None]:
     """(image, labels, convention, reason to skip or None), cached for the variants of a case."""
-    from .organs import organ_label_ids
-    from .segmentation.datasets import guess_convention, tumor_ids
-    from .volume import load_volume
+    from ..anatomy.organs import organ_label_ids
+    from ..segmentation.datasets import guess_convention, tumor_ids
+    from ..core.volume_io import load_volume
 
     key = (item.image, item.label)
     cached = _STATE.get("case")
@@ -238,8 +243,8 @@ def run_item(item: WorkItem, config: GenerateConfig) -> dict[str, Any]:
 
 
 def _synthesize(item: WorkItem, config: GenerateConfig, image: Any, labels: Any, conv: str) -> tuple[Any, float]:
-    from .synthesis.api import synthesize
-    from .synthesis.base import TumorSpec
+    from ..synthesis.api import synthesize
+    from ..anatomy.site import TumorSpec
 
     options = dict(config.options)
     if config.device != "auto":
@@ -313,7 +318,7 @@ def generate(config: GenerateConfig, events: Any = None) -> dict[str, Any]:
     """Run (this shard of) a batch; returns the summary (also written to
     ``OUT/summary[-shard-I-of-N].json``). ``events``: an ``events.EventStream`` (start /
     progress per output / done) or None."""
-    from .events import EventStream
+    from ..core.events import EventStream
 
     config.check()
     out = _check_out(config)

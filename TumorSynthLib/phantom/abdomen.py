@@ -23,12 +23,19 @@ from typing import Sequence
 
 import numpy as np
 
-from .errors import InputError
-from .phantom_body import Body, Spine, paint_back_muscles, paint_body, paint_ribs, paint_spine, \
-    paint_thorax_base
-from .phantom_shapes import Grid, blur3
-from .phantom_tissue import LABEL_IDS, PHASES, Canvas, hu_table, noise_gain_table
-from .volume import Volume
+from ..core.errors import InputError
+from .body import (
+    Body,
+    Spine,
+    paint_back_muscles,
+    paint_body,
+    paint_ribs,
+    paint_spine,
+    paint_thorax_base,
+)
+from .shapes import Grid, blur3
+from .tissue import LABEL_IDS, PHASES, Canvas, hu_table, noise_gain_table
+from ..core.volume import Volume
 
 #: Standard deviation (HU) of the image noise and its in-plane correlation (3-tap weights).
 NOISE_SIGMA_HU = 12.0
@@ -75,7 +82,7 @@ def _check_grid(shape: Sequence[int], spacing: Sequence[float]) -> Grid:
 
 def build_anatomy(grid: Grid, rng: np.random.Generator) -> Canvas:
     """Paint every structure (tissue classes and labels) in a fixed order on a new canvas."""
-    from .phantom_organs import paint_organs
+    from .organs import paint_organs
 
     canvas = Canvas(grid)
     body = Body.random(rng)

@@ -27,8 +27,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .errors import InputError
-from .synthesis.base import STAGES
+from ..core.errors import InputError
+from .site import STAGES
 
 CONVENTIONS = ("totalseg", "msd", "lits", "kits", "binary")
 #: Organs a tumor can be placed in (``synthesis.base.ORGANS`` plus the spleen).

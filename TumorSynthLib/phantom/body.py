@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .phantom_shapes import ellipsoid_level, smooth_curve, tube_voxels
-from .phantom_tissue import Canvas, L, T
+from .shapes import ellipsoid_level, smooth_curve, tube_voxels
+from .tissue import Canvas, L, T
 
 SKIN_MM = 2.5
 VERTEBRAE = ("T10", "T11", "T12", "L1", "L2", "L3", "L4", "L5")

@@ -10,7 +10,7 @@ from enum import IntEnum
 
 import numpy as np
 
-from .phantom_shapes import Grid, Region
+from .shapes import Grid, Region
 
 PHASES = ("venous", "noncontrast")
 

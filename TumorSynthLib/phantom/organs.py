@@ -12,10 +12,18 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .phantom_body import Body, Spine
-from .phantom_shapes import Ellipsoid, ValueNoise, Wobble, capsule_field, frame, rot_z, \
-    smooth_curve, tube_field
-from .phantom_tissue import Canvas, L, T
+from .body import Body, Spine
+from .shapes import (
+    Ellipsoid,
+    ValueNoise,
+    Wobble,
+    capsule_field,
+    frame,
+    rot_z,
+    smooth_curve,
+    tube_field,
+)
+from .tissue import Canvas, L, T
 
 
 @dataclass(frozen=True)
@@ -47,8 +55,7 @@ class Landmarks:
 
 def paint_organs(cv: Canvas, body: Body, spine: Spine, rng: np.random.Generator) -> None:
     """Every abdominal organ and vessel, in painting order (see the module docstring)."""
-    from .phantom_gut import paint_colon, paint_duodenum, paint_esophagus, paint_small_bowel, \
-        paint_stomach
+    from .gut import paint_colon, paint_duodenum, paint_esophagus, paint_small_bowel, paint_stomach
 
     lm = Landmarks.random(rng, body, spine)
     hila = paint_kidneys(cv, lm, rng)

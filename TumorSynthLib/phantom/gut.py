@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .phantom_organs import Landmarks
-from .phantom_shapes import TubeField, ValueNoise, smooth_curve, tube_field
-from .phantom_tissue import Canvas, L, T
+from .organs import Landmarks
+from .shapes import TubeField, ValueNoise, smooth_curve, tube_field
+from .tissue import Canvas, L, T
 
 
 def _radii_along(arc: np.ndarray, control_radii, control_pts) -> np.ndarray:

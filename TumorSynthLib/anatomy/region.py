@@ -16,9 +16,9 @@ from typing import Sequence
 import numpy as np
 from scipy import ndimage
 
-from .errors import PlacementError
+from ..core.errors import PlacementError
 from .organs import lesion_label_ids, organ_label_ids, robust_median_mad
-from .volume import Box, bounding_box, box_around
+from ..core.volume import Box, bounding_box, box_around
 
 #: Region growing defaults (mm / multiples of the scaled MAD).
 GROW_RADIUS_MM = 60.0

@@ -20,7 +20,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .volume import Volume
+from ..core.volume import Volume
 
 #: (name, fixed RAS axis, vertical RAS axis (up = +), horizontal RAS axis, sign of the RAS
 #: coordinate change when moving right on the image).

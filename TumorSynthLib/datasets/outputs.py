@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .errors import InputError
+from ..core.errors import InputError
 
 DATALIST_NAME, MANIFEST_NAME = "dataset.json", "manifest.csv"
 MANIFEST_COLUMNS = ("name", "case_id", "variant", "image", "label", "report", "n_tumors", "stages",
@@ -45,7 +45,7 @@ def write_text_atomic(path: Path, text: str) -> Path:
 
 def write_json_atomic(path: Path, data: Any) -> Path:
     """Indented JSON (``cli.common.jsonable``: same data, same bytes), written atomically."""
-    from .cli.common import jsonable
+    from ..cli.common import jsonable
 
     return write_text_atomic(path, json.dumps(jsonable(data), indent=2) + "\n")
 
@@ -55,8 +55,8 @@ def write_output(paths: dict[str, Path], result: Any, header: dict[str, Any],
     """Image, labels, then ``report.json`` of one ``Synthesis``. ``header`` leads the report;
     every ``timing`` entry is gathered in one ``timing`` object (the only part that differs
     between two runs with the same seed)."""
-    from .cli.common import split_timing
-    from .volume import ensure_not_overwriting, save_volume
+    from ..cli.common import split_timing
+    from ..core.volume_io import ensure_not_overwriting, save_volume
 
     t0 = time.perf_counter()
     for key in ("image", "label"):
@@ -89,7 +89,7 @@ def read_report(path: Path) -> dict[str, Any] | None:
 def check_same_settings(report: dict[str, Any], settings: dict[str, Any], path: Path) -> None:
     """InputError when a finished output was made with other settings (resuming would mix
     two datasets in one folder)."""
-    from .cli.common import jsonable
+    from ..cli.common import jsonable
 
     saved, now = report.get("settings"), jsonable(settings)
     if saved != now:

@@ -1,0 +1,217 @@
+"""Volumes: an array indexed ``[i, j, k]`` plus a 4x4 voxel-to-RAS affine (nibabel/MONAI order).
+
+Why a class of our own: every tumor size and distance is in millimetres, so spacing and
+orientation must travel with the array. NRRD and DICOM store LPS on disk; the readers convert
+to RAS so that the rest of the library only ever sees RAS.
+
+``Box`` is a half-open voxel box used for regions of interest (ROI): synthesis works on a box
+around the tumor, never on the whole scan.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+from .errors import GeometryError, InputError
+
+#: Spacing / origin agreement (mm) under which two grids are considered the same.
+GRID_TOLERANCE_MM = 1e-3
+
+
+@dataclass(frozen=True)
+class Box:
+    """Half-open voxel box ``[lo, hi)`` on the three array axes."""
+
+    lo: tuple[int, int, int]
+    hi: tuple[int, int, int]
+
+    @property
+    def slices(self) -> tuple[slice, slice, slice]:
+        return tuple(slice(a, b) for a, b in zip(self.lo, self.hi))  # type: ignore[return-value]
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return tuple(b - a for a, b in zip(self.lo, self.hi))  # type: ignore[return-value]
+
+    @property
+    def is_empty(self) -> bool:
+        return any(b <= a for a, b in zip(self.lo, self.hi))
+
+    def union(self, other: "Box") -> "Box":
+        lo = tuple(min(a, b) for a, b in zip(self.lo, other.lo))
+        hi = tuple(max(a, b) for a, b in zip(self.hi, other.hi))
+        return Box(lo, hi)  # type: ignore[arg-type]
+
+    def clip(self, shape: Sequence[int]) -> "Box":
+        lo = tuple(int(min(max(a, 0), n)) for a, n in zip(self.lo, shape))
+        hi = tuple(int(min(max(b, 0), n)) for b, n in zip(self.hi, shape))
+        return Box(lo, hi)  # type: ignore[arg-type]
+
+    def to_list(self) -> list[list[int]]:
+        return [list(map(int, self.lo)), list(map(int, self.hi))]
+
+
+def box_around(
+    center_ijk: Sequence[float], radius_mm: float | Sequence[float], spacing: Sequence[float],
+    shape: Sequence[int],
+) -> Box:
+    """The voxel box holding a ball (or per-axis box) of ``radius_mm`` around a voxel centre,
+    clipped to ``shape``. ``spacing`` in mm per array axis."""
+    radius = np.broadcast_to(np.asarray(radius_mm, dtype=float), (3,))
+    half = np.ceil(radius / np.asarray(spacing, dtype=float))
+    c = np.asarray(center_ijk, dtype=float)
+    lo = np.floor(c - half).astype(int)
+    hi = np.ceil(c + half).astype(int) + 1
+    return Box(tuple(lo), tuple(hi)).clip(shape)  # type: ignore[arg-type]
+
+
+def bounding_box(mask: np.ndarray, margin_vox: Sequence[int] | int = 0) -> Box | None:
+    """Smallest box holding every true voxel of ``mask`` (plus a margin), or None if empty."""
+    idx = np.nonzero(mask)
+    if idx[0].size == 0:
+        return None
+    margin = np.broadcast_to(np.asarray(margin_vox, dtype=int), (3,))
+    lo = tuple(int(v.min()) - int(m) for v, m in zip(idx, margin))
+    hi = tuple(int(v.max()) + 1 + int(m) for v, m in zip(idx, margin))
+    return Box(lo, hi).clip(mask.shape)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True, eq=False)
+class Volume:
+    """A 3D image or labelmap: ``array[i, j, k]`` and the 4x4 voxel-to-RAS ``affine`` (mm).
+
+    ``metadata`` carries free-form header facts (``case_id``, ``source_path``, ``synthetic``,
+    ...). Volumes are treated as immutable: every operation returns a new Volume and never
+    writes into the input array.
+    """
+
+    array: np.ndarray
+    affine: np.ndarray
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        arr = np.asarray(self.array)
+        if arr.ndim != 3:
+            raise InputError(
+                f"expected a 3D volume, got an array of shape {arr.shape} ({arr.ndim}D); "
+                "pass a single 3D scan (split 4D series, stack 2D slices first)"
+            )
+        aff = np.asarray(self.affine, dtype=float)
+        if aff.shape != (4, 4) or not np.all(np.isfinite(aff)):
+            raise GeometryError(f"the affine must be a finite 4x4 matrix, got {aff.shape}")
+        if abs(np.linalg.det(aff[:3, :3])) < 1e-9:
+            raise GeometryError("the affine is singular (zero spacing?); check the file header")
+        object.__setattr__(self, "array", arr)
+        object.__setattr__(self, "affine", aff)
+
+    # -- geometry ---------------------------------------------------------------------------
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return tuple(self.array.shape)  # type: ignore[return-value]
+
+    @property
+    def spacing(self) -> np.ndarray:
+        """Voxel size in mm along array axes i, j, k."""
+        return np.linalg.norm(self.affine[:3, :3], axis=0)
+
+    @property
+    def direction(self) -> np.ndarray:
+        """3x3 matrix whose columns are the unit RAS directions of the i, j, k axes."""
+        return self.affine[:3, :3] / self.spacing
+
+    @property
+    def origin(self) -> np.ndarray:
+        """RAS position (mm) of voxel (0, 0, 0)'s centre."""
+        return self.affine[:3, 3].copy()
+
+    def voxel_to_ras(self, ijk: Iterable[float] | np.ndarray) -> np.ndarray:
+        """Continuous voxel index (N, 3) or (3,) -> RAS mm of the same shape."""
+        pts = np.asarray(ijk, dtype=float)
+        return pts @ self.affine[:3, :3].T + self.affine[:3, 3]
+
+    def ras_to_voxel(self, ras: Iterable[float] | np.ndarray) -> np.ndarray:
+        """RAS mm (N, 3) or (3,) -> continuous voxel index of the same shape."""
+        pts = np.asarray(ras, dtype=float)
+        inv = np.linalg.inv(self.affine)
+        return pts @ inv[:3, :3].T + inv[:3, 3]
+
+    def contains_voxel(self, ijk: Sequence[float]) -> bool:
+        """True if the (rounded) voxel index lies inside the array."""
+        v = np.rint(np.asarray(ijk, dtype=float)).astype(int)
+        return bool(np.all(v >= 0) and np.all(v < np.asarray(self.shape)))
+
+    def same_grid(self, other: "Volume", tol_mm: float = GRID_TOLERANCE_MM) -> bool:
+        return self.shape == other.shape and bool(np.allclose(self.affine, other.affine, atol=tol_mm))
+
+    # -- derived volumes --------------------------------------------------------------------
+    def with_array(self, array: np.ndarray, **metadata: Any) -> "Volume":
+        """A new Volume on the same grid with another array (same shape) and merged metadata."""
+        if np.shape(array) != self.shape:
+            raise GeometryError(f"array shape {np.shape(array)} differs from the grid {self.shape}")
+        return Volume(array, self.affine.copy(), {**self.metadata, **metadata})
+
+    def crop(self, box: Box) -> "Volume":
+        """A copy of the voxels inside ``box``, with the affine shifted so RAS positions hold."""
+        shift = np.eye(4)
+        shift[:3, 3] = box.lo
+        return Volume(self.array[box.slices].copy(), self.affine @ shift, dict(self.metadata))
+
+    def paste(self, box: Box, values: np.ndarray) -> "Volume":
+        """A new Volume equal to this one except inside ``box``, which holds ``values``."""
+        if tuple(np.shape(values)) != box.shape:
+            raise GeometryError(f"values of shape {np.shape(values)} do not fill box {box.shape}")
+        out = self.array.copy()
+        out[box.slices] = values
+        return Volume(out, self.affine.copy(), dict(self.metadata))
+
+
+def check_same_grid(image: Volume, labels: Volume, what: str = "labels") -> None:
+    """Raise GeometryError (saying how they differ) unless both volumes share one voxel grid."""
+    if image.shape != labels.shape:
+        raise GeometryError(
+            f"image shape {image.shape} differs from {what} shape {labels.shape}; "
+            f"resample the {what} onto the image grid first"
+        )
+    if not np.allclose(image.affine, labels.affine, atol=GRID_TOLERANCE_MM):
+        diff = float(np.abs(image.affine - labels.affine).max())
+        raise GeometryError(
+            f"image and {what} have different affines (largest difference {diff:.4g} mm); "
+            f"they must share spacing, direction and origin: resample the {what} onto the image"
+        )
+
+
+def check_finite_image(image: Volume) -> None:
+    """Raise InputError if the image holds NaN or inf voxels (says how many)."""
+    if np.issubdtype(image.array.dtype, np.floating):
+        bad = int(np.count_nonzero(~np.isfinite(image.array)))
+        if bad:
+            raise InputError(
+                f"the image has {bad} NaN/inf voxels; replace them (e.g. with -1024 HU) first"
+            )
+
+
+def check_integer_labels(labels: Volume) -> np.ndarray:
+    """Return the labelmap as an integer array, or raise InputError if it holds fractions."""
+    arr = labels.array
+    if np.issubdtype(arr.dtype, np.integer) or arr.dtype == bool:
+        return arr
+    if not np.all(np.isfinite(arr)) or not np.array_equal(arr, np.round(arr)):
+        raise InputError(
+            "the organ labels are not integers (fractional or NaN values found); pass a "
+            "labelmap (one integer id per voxel), not a probability map or an image"
+        )
+    return arr.astype(np.int32)
+
+
+__all__ = [
+    "Box",
+    "Volume",
+    "box_around",
+    "bounding_box",
+    "check_same_grid",
+    "check_finite_image",
+    "check_integer_labels",
+    "GRID_TOLERANCE_MM",
+]
