@@ -27,9 +27,6 @@ from slicer.ScriptedLoadableModule import (
 )
 from slicer.util import VTKObservationMixin
 
-ORGANS = ("liver", "pancreas", "kidney")
-STAGES = ("tiny", "early", "intermediate", "advanced")
-METHODS = ("handcrafted", "cellular", "diffusion", "adversarial")
 SWITCH = ("auto", "on", "off")
 PLACE_SHORTCUT = "Ctrl+Shift+T"
 GROWTH_TICK_MS = 50
@@ -56,13 +53,14 @@ def logicModules():
     import TumorSynthSlicer.install_logic as install_logic
 
     install_logic.ensure_engine_on_path(moduleDir())
+    import TumorSynthSlicer.catalogue_logic as catalogue_logic
     import TumorSynthSlicer.export_logic as export_logic
     import TumorSynthSlicer.output_logic as output_logic
     import TumorSynthSlicer.placement_logic as placement_logic
     import TumorSynthSlicer.segment_logic as segment_logic
 
     return types.SimpleNamespace(install=install_logic, output=output_logic, placement=placement_logic,
-                                 segment=segment_logic, export=export_logic)
+                                 segment=segment_logic, export=export_logic, catalogue=catalogue_logic)
 
 
 class TumorSynth(ScriptedLoadableModule):
@@ -89,10 +87,11 @@ class TumorSynthParameterNode:
     inputVolume: vtkMRMLScalarVolumeNode
     organSegmentation: vtkMRMLSegmentationNode
     organSegmentId: str = ""
-    organ: Annotated[str, Choice(ORGANS)] = "liver"
-    stage: Annotated[str, Choice(STAGES)] = "early"
+    # organ, stage and method: the combo boxes are filled from the engine catalogue in setup()
+    organ: str = "liver"
+    stage: str = "early"
     diameterMm: Annotated[float, WithinRange(2.0, 120.0)] = 15.0
-    method: Annotated[str, Choice(METHODS)] = "handcrafted"
+    method: str = "handcrafted"
     seed: Annotated[int, WithinRange(0, 999999)] = 0
     count: Annotated[int, WithinRange(1, 10)] = 1
     massEffect: Annotated[str, Choice(SWITCH)] = "auto"
@@ -153,6 +152,9 @@ class TumorSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.exportButton.clicked.connect(lambda: self.onExport())
         self.ui.installDependenciesButton.clicked.connect(lambda: self.onInstallDependencies())
         self.ui.stopGrowthButton.visible = False
+        self.fillChoicesFromEngine()
+        for combo, name in self._choiceCombos():
+            combo.currentIndexChanged.connect(lambda index, c=combo, n=name: self.onChoiceChanged(c, n))
         self.initializeParameterNode()
 
     def cleanup(self) -> None:
@@ -202,12 +204,46 @@ class TumorSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.updateMethodAvailability()
             self.onParameterNodeModified()
 
+    def _choiceCombos(self):
+        return ((self.ui.organComboBox, "organ"), (self.ui.stageComboBox, "stage"),
+                (self.ui.methodComboBox, "method"))
+
+    def fillChoicesFromEngine(self) -> None:
+        """Organs, stages and methods as the engine catalogue lists them (nothing hard-coded)."""
+        try:
+            catalogue = self.logic.catalogue()
+        except Exception as exc:   # no engine yet: the panel says how to install it
+            self.ui.dependencyStatusLabel.text = str(exc)
+            return
+        lib = self.logic.lib().catalogue
+        choices = {"organ": lib.panel_organs(catalogue), "stage": lib.panel_stages(catalogue),
+                   "method": list(lib.panel_methods(catalogue))}
+        for combo, name in self._choiceCombos():
+            combo.blockSignals(True)
+            combo.clear()
+            for value in choices[name]:
+                combo.addItem(value)
+            combo.blockSignals(False)
+
+    def onChoiceChanged(self, combo, name) -> None:
+        if self._parameterNode and combo.currentText:
+            setattr(self._parameterNode, name, combo.currentText)
+
+    def _showChoices(self) -> None:
+        for combo, name in self._choiceCombos():
+            index = combo.findText(getattr(self._parameterNode, name))
+            if index >= 0 and index != combo.currentIndex:
+                combo.blockSignals(True)
+                combo.setCurrentIndex(index)
+                combo.blockSignals(False)
+
     def onParameterNodeModified(self, caller=None, event=None) -> None:
         """React to what changed (the GUI connectors write the parameter node first, so it is
         read here rather than in the widgets' own signals)."""
         p = self._parameterNode
         if not p:
             return
+        self._showChoices()
         now = {"source": p.organSegmentation.GetID() if p.organSegmentation else None,
                "size": (p.stage, p.organ)}
         changed = {key for key, value in now.items() if self._seen.get(key, ()) != value}
@@ -236,9 +272,13 @@ class TumorSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.tableView.setMRMLTableNode(session.table if session and session.hasOutputs else None)
 
     def updateMethodAvailability(self) -> None:
-        availability = self.logic.methodAvailability()
+        try:
+            availability = self.logic.methodAvailability()
+        except Exception as exc:
+            self.ui.dependencyStatusLabel.text = str(exc)
+            return
         model = self.ui.methodComboBox.model()
-        for row, name in enumerate(METHODS):
+        for row, name in enumerate(availability):
             usable, reason = availability.get(name, (False, _("unknown method")))
             item = model.item(row) if hasattr(model, "item") and row < self.ui.methodComboBox.count else None
             if item is not None:
@@ -292,6 +332,10 @@ class TumorSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         count = caller.GetNumberOfControlPoints()
         if count == 0:
             return
+        if self._growth is not None:   # a tumor is still forming: one job at a time
+            caller.RemoveAllControlPoints()
+            self.showMessage(_("A tumor is still forming: stop it or wait before the next click."))
+            return
         ras = [0.0, 0.0, 0.0]
         caller.GetNthControlPointPositionWorld(count - 1, ras)
         qt.QTimer.singleShot(0, lambda: self._placeAt(ras))   # leave the markups event first
@@ -300,10 +344,11 @@ class TumorSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._clickNode.RemoveAllControlPoints()
         p = self._parameterNode
         try:
-            if p.method == "cellular" and p.liveGrowth:
-                self._growth = self.logic.startGrowth(p, ras)
+            if p.liveGrowth and self.logic.isLive(p.method):
+                self._growth = self.logic.startLiveJob(p, ras)
+                self.placeWidget.setPlaceModeEnabled(False)
                 self.ui.stopGrowthButton.visible = True
-                self.showMessage(_("Growing... press 'Stop growth' to keep the tumor as it is."))
+                self.showMessage(_("Forming... press 'Stop growth' to keep the tumor as it is."))
                 self._growthTimer.start()
             else:
                 with slicer.util.WaitCursor():
@@ -439,8 +484,8 @@ class TumorSynthLogic(ScriptedLoadableModuleLogic):
     def placeTumor(self, p, ras):
         return self.lib().placement.place_tumor(self.session(p.inputVolume), ras, self.request(p), self.organMask(p))
 
-    def startGrowth(self, p, ras):
-        return self.lib().placement.GrowthJob(self.session(p.inputVolume), ras, self.request(p), self.organMask(p))
+    def startLiveJob(self, p, ras):
+        return self.lib().placement.LiveJob(self.session(p.inputVolume), ras, self.request(p), self.organMask(p))
 
     def undo(self, inputVolume) -> None:
         self.session(inputVolume).undo()
@@ -462,13 +507,19 @@ class TumorSynthLogic(ScriptedLoadableModuleLogic):
             return None
         seg = self.lib().segment
         names = (seg.segment_name(segmentation, segmentId), seg.segment_terminology(segmentation, segmentId))
-        return self.lib().placement.guess_organ(*names)
+        return self.lib().catalogue.guess_organ(*names)
+
+    def catalogue(self):
+        return self.lib().catalogue.engine_catalogue()
 
     def methodAvailability(self):
-        return self.lib().placement.method_availability(METHODS)
+        return self.lib().catalogue.panel_methods()
+
+    def isLive(self, method):
+        return self.lib().catalogue.is_live(method)
 
     def diameterRange(self, stage, organ):
-        return self.lib().placement.diameter_range(stage, organ)
+        return self.lib().catalogue.diameter_range(stage, organ)
 
     def installDependencies(self, confirm):
         return self.lib().install.ensure_python_packages(confirm)

@@ -222,7 +222,7 @@ class TumorSynthTrainerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
             if not self._currentModel() or not p.applyVolume:
                 raise ValueError(_("Pick a model and a volume first."))
             self.logic.ensureDependencies(confirm=slicer.util.confirmOkCancelDisplay)
-            self.logic.segment(self._currentModel(), p.applyVolume, p.applyOrgans, p.device, **self._callbacks())
+            self.logic.segment(self._currentModel(), p.applyVolume, p.applyOrgans, p.device, p.organ, **self._callbacks())
             self._setRunning(True)
 
     def onEvaluate(self) -> None:
@@ -348,8 +348,8 @@ class TumorSynthTrainerLogic(ScriptedLoadableModuleLogic):
         if self.curves is not None:
             self.curves.sync(progress)
 
-    def segment(self, model, volume, organs=None, device="auto", onUpdate=None, onLog=None, onDone=None):
-        return self.jobs().segment(model, volume, organs, device, onUpdate=onUpdate, onLog=onLog, onDone=onDone)
+    def segment(self, model, volume, organs=None, device="auto", organ="liver", onUpdate=None, onLog=None, onDone=None):
+        return self.jobs().segment(model, volume, organs, device, organ, onUpdate=onUpdate, onLog=onLog, onDone=onDone)
 
     def evaluate(self, prediction, reference, grid, organ="liver", onUpdate=None, onLog=None, onDone=None):
         return self.jobs().evaluate(prediction, reference, grid, organ, onUpdate=onUpdate, onLog=onLog, onDone=onDone)
@@ -417,7 +417,8 @@ class TumorSynthTrainerTest(ScriptedLoadableModuleTest):
         labels[10:14, 10:14, 6:9] = 2
         grid = slicer.util.addVolumeFromArray(np.zeros(labels.shape[::-1], np.int16), name="grid")
         reference = slicer.util.addVolumeFromArray(labels.transpose(2, 1, 0), name="reference", nodeClassName="vtkMRMLLabelMapVolumeNode")
-        masks = results.outcome_masks(results.task_labels(reference, grid), results.task_labels(reference, grid))
+        masks = results.outcome_masks(results.task_labels(reference, grid, "liver"),
+                                      results.task_labels(reference, grid, "liver"))
         self.assertEqual(int(masks["True positive"].sum()), 4 * 4 * 3)
         self.assertIsInstance(logic.models(), list)
         self.delayDisplay(_("Test passed"))

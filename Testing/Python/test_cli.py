@@ -205,7 +205,7 @@ def test_tumor_strings_become_specs():
     from TumorSynthLib.core.errors import InputError
 
     spec = parse_tumor("organ=kidney, stage=advanced,diameter=45.5,point=1:-2.5:3,method=cellular,"
-                       "count=2,clip=0,necrosis=1,enhancement=hyper,steps=40,opt.lobulation=0.4",
+                       "count=2,clip=0,necrosis=1,enhancement=hyper,steps=40,lobulation=0.4",
                        default_seed=7, extra_options={"tumor_label": 9})
     assert (spec.organ, spec.stage, spec.diameter_mm, spec.method, spec.seed) == \
         ("kidney", "advanced", 45.5, "cellular", 7)
@@ -214,7 +214,8 @@ def test_tumor_strings_become_specs():
                                   "necrosis": True, "enhancement": "hyper", "steps": 40,
                                   "lobulation": 0.4}
     assert parse_tumor("voxel=1:2:3,seed=4").center_voxel == (1.0, 2.0, 3.0)
-    for bad, message in (("point=1:2", "three numbers"), ("clip=maybe", "expected 0 or 1"),
+    for bad, message in (("point=1:2", "three numbers"), ("clip=maybe", "is a switch"), ("organ=liver,organ=kidney", "given twice"),
+                         ("opt.lobulation=0.4", "unknown key"), ("steps=-2", "steps"),
                          ("point=1:2:3,voxel=1:2:3", "not both"), ("organ", "not key=value"),
                          ("diameter=big", "bad value for 'diameter'")):
         with pytest.raises(InputError, match=message):

@@ -41,7 +41,8 @@ def test_import_labelmap_names_segments_by_value(scene, ct_node):
 
 
 def test_organ_is_guessed_from_segment_name_or_terminology():
-    from TumorSynthSlicer.placement_logic import guess_organ, organ_options
+    from TumorSynthSlicer.catalogue_logic import guess_organ
+    from TumorSynthSlicer.placement_logic import organ_options
     from TumorSynthSlicer.segment_logic import tumor_terminology
 
     assert guess_organ("kidney_left", "") == "kidney"

@@ -72,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
     from ..core.events import event_session
     from ..phantom import make_abdomen
     from ..synthesis.api import synthesize
-    from ..anatomy.site import STAGES
+    from ..anatomy.organs import STAGES
     from ..core.volume_io import save_volume
     from .synth import summary, write_case
 

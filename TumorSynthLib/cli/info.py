@@ -7,6 +7,7 @@ import platform
 from typing import Any
 
 from ..core.errors import TumorSynthError
+from ..synthesis.catalogue import catalogue, method_entries
 from .common import command_parser, jsonable
 
 EPILOG = """examples:
@@ -44,17 +45,8 @@ def torch_facts(requested: str = "auto") -> dict[str, Any]:
 
 
 def method_facts() -> dict[str, dict[str, Any]]:
-    """{method: {"available": bool, "reason": str}} for every known method."""
-    from ..synthesis.base import get_method, method_names
-
-    facts = {}
-    for name in method_names():
-        try:
-            get_method(name)
-            facts[name] = {"available": True, "reason": ""}
-        except TumorSynthError as exc:
-            facts[name] = {"available": False, "reason": str(exc)}
-    return facts
+    """{method: {"geometry", "appearance", "available", "reason", ...}} from the catalogue."""
+    return method_entries()
 
 
 def model_facts() -> list[dict[str, Any]] | None:
@@ -86,6 +78,7 @@ def collect(device: str = "auto") -> dict[str, Any]:
         **torch_facts(device),
         "methods": method_facts(),
         "models": model_facts(),
+        "catalogue": catalogue(),
     }
 
 
@@ -112,7 +105,8 @@ def render(facts: dict[str, Any]) -> str:
         lines.append(f"  note: {facts['problem']}")
     lines.append("methods:")
     for name, m in facts["methods"].items():
-        lines.append(f"  {name:<12} {'available' if m['available'] else 'not available: ' + m['reason']}")
+        pair = f"{m['geometry']} + {m['appearance']}"
+        lines.append(f"  {name:<12} {pair:<26} {'available' if m['available'] else 'not available: ' + m['reason']}")
     models = facts.get("models")
     if models is None:
         lines.append("models: (model registry not installed)")

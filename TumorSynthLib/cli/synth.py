@@ -6,42 +6,12 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from ..anatomy.organs import CONVENTIONS
 from ..core.errors import InputError
 from .common import command_parser, split_timing, write_json
 
 OUTPUT_FILES = {"image": "image.nii.gz", "labels": "label.nii.gz",
                 "report": "report.json", "preview": "preview.png"}
-
-EPILOG = """tumor keys (comma-separated key=value; give --tumor once per tumor):
-  organ=liver|pancreas|kidney   stage=tiny|early|intermediate|advanced
-  diameter=MM                   equivalent-sphere diameter in mm (default: drawn from the stage)
-  point=X:Y:Z                   click in RAS mm (as 3D Slicer shows it)
-  voxel=I:J:K                   click as array indices; neither point nor voxel: a sampled place
-  method=handcrafted|cellular   seed=N (default: --seed)
-  count=K  clip=0|1  enhancement=hypo|hyper  necrosis=0|1  capsule=0|1  satellites=0|1
-  mass_effect=0|1  steps=N (cellular)  tnm=CATEGORY (e.g. T1a, instead of a diameter)
-  opt.NAME=VALUE                any other option of the method, passed as is
-
-examples:
-  tumorsynth synth --image ct.nii.gz --organs organs.nii.gz \\
-      --tumor "organ=liver,stage=early,diameter=15,point=-60:10:120,seed=3" --out case1/
-  tumorsynth synth --image ct.nii.gz --organs organs.nii.gz \\
-      --tumor "organ=liver,stage=advanced" --tumor "organ=kidney,stage=early,count=2" --out case2/
-  tumorsynth synth --image ct.nii.gz --tumor "organ=liver,voxel=60:40:70" --out case3/
-      (no organ labels: the organ is region-grown from the click)
-
-outputs in --out: image.nii.gz (marked synthetic), label.nii.gz, report.json, preview.png.
-The same command with the same seed writes the same bytes (report.json differs only in 'timing')."""
-
-
-def _flag(value: str) -> bool:
-    text = value.strip().lower()
-    if text in ("1", "true", "yes", "on"):
-        return True
-    if text in ("0", "false", "no", "off"):
-        return False
-    raise ValueError(f"expected 0 or 1, got '{value}'")
-
 
 def _triple(value: str) -> tuple[float, float, float]:
     parts = [float(p) for p in value.split(":")]
@@ -50,57 +20,81 @@ def _triple(value: str) -> tuple[float, float, float]:
     return parts[0], parts[1], parts[2]
 
 
-#: key -> (TumorSpec field or options key, parser).
+#: --tumor key -> (TumorSpec field, parser). Every other key is an option of the engine's table.
 SPEC_KEYS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "organ": ("organ", str), "stage": ("stage", str), "diameter": ("diameter_mm", float),
-    "point": ("center_ras", _triple), "voxel": ("center_voxel", _triple),
-    "method": ("method", str), "seed": ("seed", int),
+    "point": ("center_ras", _triple), "voxel": ("center_voxel", _triple), "method": ("method", str),
+    "geometry": ("geometry", str), "appearance": ("appearance", str), "seed": ("seed", int),
 }
-OPTION_KEYS: dict[str, tuple[str, Callable[[str], Any]]] = {
-    "count": ("count", int), "clip": ("clip_to_organ", _flag), "steps": ("steps", int),
-    "enhancement": ("enhancement", str), "necrosis": ("necrosis", _flag),
-    "capsule": ("capsule", _flag), "satellites": ("satellites", _flag),
-    "mass_effect": ("mass_effect", _flag), "tnm": ("tnm", str),
-}
+#: Short --tumor names of option keys.
+OPTION_ALIASES = {"clip": "clip_to_organ"}
 
 
-def _literal(value: str) -> Any:
-    """A number when ``value`` reads as one, else the text."""
-    for parse in (int, float):
-        try:
-            return parse(value)
-        except ValueError:
-            pass
-    return value
+def tumor_keys_help() -> str:
+    """The --tumor keys, from the engine catalogue (so the help lists what exists)."""
+    from ..anatomy.organs import ORGANS, STAGES
+    from ..synthesis.options import OPTIONS
+    from ..synthesis.registry import appearance_names, geometry_names, method_names
+
+    lines = ["tumor keys (comma-separated key=value; give --tumor once per tumor; each key once):",
+             f"  organ={'|'.join(ORGANS)}   stage={'|'.join(STAGES)}",
+             "  diameter=MM          equivalent-sphere diameter in mm (default: drawn from the stage)",
+             "  point=X:Y:Z          click in RAS mm (as 3D Slicer shows it)",
+             "  voxel=I:J:K          click as array indices; neither point nor voxel: a sampled place",
+             f"  method={'|'.join(method_names())}   seed=N (default: --seed)",
+             f"  geometry={'|'.join(geometry_names())}   appearance={'|'.join(appearance_names())}"
+             "   (override one half of the method)"]
+    alias = {v: k for k, v in OPTION_ALIASES.items()}
+    for o in OPTIONS:
+        key = alias.get(o.name, o.name)
+        reader = "" if o.reader == "shared" else f" [{o.reader}]"
+        lines.append(f"  {key + '=' + o.kind.upper():<28} {o.help}{reader}")
+    return "\n".join(lines)
 
 
-def _method_option(key: str) -> tuple[str | None, Callable[[str], Any]]:
-    """``opt.NAME`` passes NAME straight to the method's options (e.g. ``opt.lobulation=0.4``)."""
-    if key.startswith("opt.") and len(key) > 4:
-        return key[4:], _literal
-    return None, str
+EXAMPLES = """examples:
+  tumorsynth synth --image ct.nii.gz --organs organs.nii.gz \\
+      --tumor "organ=liver,stage=early,diameter=15,point=-60:10:120,seed=3" --out case1/
+  tumorsynth synth --image ct.nii.gz --organs organs.nii.gz \\
+      --tumor "organ=liver,stage=advanced" --tumor "organ=kidney,stage=early,count=2" --out case2/
+  tumorsynth synth --image ct.nii.gz --tumor "organ=liver,voxel=60:40:70" --out case3/
+      (no organ labels: the organ is region-grown from the click)
+  tumorsynth synth ... --tumor "organ=liver,stage=intermediate,geometry=cellular,appearance=procedural"
+
+outputs in --out: image.nii.gz (marked synthetic), label.nii.gz, report.json, preview.png.
+The same command with the same seed writes the same bytes (report.json differs only in 'timing')."""
 
 
 def parse_tumor(text: str, default_seed: int = 0, extra_options: dict[str, Any] | None = None):
-    """A ``TumorSpec`` from ``"organ=liver,stage=early,diameter=15,point=X:Y:Z,..."``."""
+    """A ``TumorSpec`` from ``"organ=liver,stage=early,diameter=15,point=X:Y:Z,..."``: spec
+    keys, and option keys typed by the engine's option table. A key given twice, an unknown key
+    or a value of the wrong type is an InputError that says what is allowed."""
     from ..anatomy.site import TumorSpec
+    from ..synthesis.options import coerce_option, option_names
 
     fields: dict[str, Any] = {"seed": default_seed}
     options: dict[str, Any] = dict(extra_options or {})
+    seen: set[str] = set()
     for item in filter(None, (part.strip() for part in text.split(","))):
         key, sep, value = item.partition("=")
-        key = key.strip().lower()
-        if not sep or not value.strip():
+        key, value = key.strip().lower(), value.strip()
+        if not sep or not value:
             raise InputError(f"--tumor '{text}': '{item}' is not key=value")
-        target = fields if key in SPEC_KEYS else options
-        name, parse = SPEC_KEYS.get(key) or OPTION_KEYS.get(key) or _method_option(key)
-        if name is None:
-            known = ", ".join([*SPEC_KEYS, *OPTION_KEYS, "opt.NAME"])
+        if key in seen:
+            raise InputError(f"--tumor '{text}': '{key}' is given twice; give each key once")
+        seen.add(key)
+        name = OPTION_ALIASES.get(key, key)
+        if key in SPEC_KEYS:
+            field, parse = SPEC_KEYS[key]
+            try:
+                fields[field] = parse(value)
+            except ValueError as exc:
+                raise InputError(f"--tumor '{text}': bad value for '{key}': {exc}") from None
+        elif name in option_names():
+            options[name] = coerce_option(name, value)
+        else:
+            known = ", ".join([*SPEC_KEYS, *OPTION_ALIASES, *(n for n in option_names() if n not in OPTION_ALIASES.values())])
             raise InputError(f"--tumor '{text}': unknown key '{key}'; known keys: {known}")
-        try:
-            target[name] = parse(value.strip())
-        except ValueError as exc:
-            raise InputError(f"--tumor '{text}': bad value for '{key}': {exc}") from None
     if "center_ras" in fields and "center_voxel" in fields:
         raise InputError(f"--tumor '{text}': give point= or voxel=, not both")
     return TumorSpec(**fields, options=options)
@@ -111,14 +105,13 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         subparsers, "synth", help="put synthetic tumors into a CT scan",
         description="Put one or more synthetic tumors into a CT scan (NIfTI, NRRD or a DICOM "
                     "folder) and write the new image, labels, a provenance report and a preview.",
-        epilog=EPILOG, run=run,
+        epilog=tumor_keys_help() + "\n\n" + EXAMPLES, run=run,
     )
     parser.add_argument("--image", required=True, type=Path, help="CT scan in HU")
     parser.add_argument("--organs", type=Path,
                         help="organ labelmap on the same grid (default: none, the organ is "
                              "region-grown from each click)")
-    parser.add_argument("--labels", default="totalseg",
-                        choices=("totalseg", "msd", "lits", "kits", "binary"),
+    parser.add_argument("--labels", default="totalseg", choices=CONVENTIONS,
                         help="label convention of --organs (default: totalseg)")
     parser.add_argument("--tumor", action="append", required=True, metavar="SPEC",
                         help="one tumor as key=value pairs (keys below); repeat for more")

@@ -107,7 +107,7 @@ def config_from_args(args: argparse.Namespace) -> Any:
 def run(args: argparse.Namespace) -> int:
     from ..core.events import event_session
     from ..anatomy.organs import canonical_organ
-    from ..synthesis.base import get_method
+    from ..synthesis.registry import provider, resolve
 
     out = Path(args.out).expanduser()
     is_main = int(os.environ.get("RANK", "0")) == 0
@@ -115,7 +115,8 @@ def run(args: argparse.Namespace) -> int:
                        log_path=out / "events.jsonl" if is_main else None) as events:
         try:
             args.organ = canonical_organ(args.organ)
-            get_method(args.method)
+            for kind, name in zip(("geometry", "appearance"), resolve(args.method)):
+                provider(kind, name)
             cfg = config_from_args(args)
             from ..segmentation.train import train
 

@@ -68,14 +68,18 @@ def box_around(
 
 
 def bounding_box(mask: np.ndarray, margin_vox: Sequence[int] | int = 0) -> Box | None:
-    """Smallest box holding every true voxel of ``mask`` (plus a margin), or None if empty."""
-    idx = np.nonzero(mask)
-    if idx[0].size == 0:
-        return None
+    """Smallest box holding every true voxel of ``mask`` (plus a margin, clipped), or None if
+    empty. Uses axis projections: much cheaper than ``np.nonzero`` on a large array. The one
+    bounding-box helper of the project."""
+    lo, hi = [], []
     margin = np.broadcast_to(np.asarray(margin_vox, dtype=int), (3,))
-    lo = tuple(int(v.min()) - int(m) for v, m in zip(idx, margin))
-    hi = tuple(int(v.max()) + 1 + int(m) for v, m in zip(idx, margin))
-    return Box(lo, hi).clip(mask.shape)  # type: ignore[arg-type]
+    for axis in range(3):
+        hit = np.flatnonzero(np.any(mask, axis=tuple(a for a in range(3) if a != axis)))
+        if hit.size == 0:
+            return None
+        lo.append(max(int(hit[0]) - int(margin[axis]), 0))
+        hi.append(min(int(hit[-1]) + 1 + int(margin[axis]), mask.shape[axis]))
+    return Box(tuple(lo), tuple(hi))  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True, eq=False)

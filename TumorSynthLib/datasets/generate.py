@@ -92,7 +92,7 @@ class GenerateConfig:
 
     def check(self) -> "GenerateConfig":
         from ..anatomy.organs import CONVENTIONS, canonical_organ
-        from ..synthesis.base import method_names
+        from ..synthesis.registry import method_names
 
         self.organ = canonical_organ(self.organ)
         self.stage_mix = parse_stage_mix(self.stage_mix)
@@ -196,7 +196,7 @@ def init_worker(config: GenerateConfig, torch_threads: int | None = None, spawne
 def _load_case(item: WorkItem, config: GenerateConfig) -> tuple[Any, Any, str, str | None]:
     """(image, labels, convention, reason to skip or None), cached for the variants of a case."""
     from ..anatomy.organs import organ_label_ids
-    from ..segmentation.datasets import guess_convention, tumor_ids
+    from ..anatomy.task_labels import guess_convention, tumor_ids
     from ..core.volume_io import load_volume
 
     key = (item.image, item.label)
@@ -255,7 +255,7 @@ def _synthesize(item: WorkItem, config: GenerateConfig, image: Any, labels: Any,
     qf = _STATE.get("quality")
     before = qf.seconds if qf is not None else 0.0
     result = synthesize(image, labels, specs, conv, case_id=item.case_id, variant=item.variant,
-                        quality=qf, quality_threshold=config.threshold, quality_tries=config.quality_tries)
+                        quality=qf, quality_threshold=config.threshold, tries=config.quality_tries)
     return result, (qf.seconds - before) if qf is not None else 0.0
 
 

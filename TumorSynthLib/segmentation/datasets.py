@@ -31,11 +31,9 @@ from ..core.errors import InputError, TumorSynthError
 from ..anatomy.organs import (
     CONVENTIONS,
     canonical_organ,
-    label_names,
-    organ_region_label_ids,
-    tumor_label_id,
     organ_label_ids,
 )
+from ..anatomy.task_labels import guess_convention, tumor_ids
 from ..core.volume import GRID_TOLERANCE_MM
 from ..core.volume_io import load_volume
 
@@ -172,38 +170,6 @@ def _flat_pairs(folder: Path) -> list[Case]:
             for p in files if p not in labels.values() and case_id_of(p) in labels]
 
 
-# -- labels -----------------------------------------------------------------------------------
-def guess_convention(labels: np.ndarray, organ: str) -> str:
-    """The convention a labelmap most likely uses: totalseg when ids above 3 occur, kits for
-    a kidney task with id 3, msd (organ 1, tumor 2) otherwise."""
-    top = int(np.max(labels)) if labels.size else 0
-    if top > 3:
-        return "totalseg"
-    if top == 3 and canonical_organ(organ) == "kidney":
-        return "kits"
-    return "msd"
-
-
-def tumor_ids(organ: str, convention: str) -> tuple[int, ...]:
-    return tuple(sorted({tumor_label_id(i, convention) for i in organ_label_ids(organ, convention)}))
-
-
-def task_label_array(labels: np.ndarray, organ: str, convention: str) -> np.ndarray:
-    """uint8 task labels: 1 where the organ region (tissue, cysts, tumors) is, 2 on tumor ids,
-    0 elsewhere. The input is not modified."""
-    lab = np.asarray(labels)
-    out = np.zeros(lab.shape, dtype=np.uint8)
-    out[np.isin(lab, organ_region_label_ids(organ, convention))] = 1
-    out[np.isin(lab, tumor_ids(organ, convention))] = 2
-    return out
-
-
-def task_label_names(organ: str) -> dict[int, str]:
-    """{0: "background", 1: organ, 2: "<organ>_tumor"} (the checkpoint's label map)."""
-    names = label_names("msd", canonical_organ(organ))
-    return {0: "background", 1: names[1], 2: names[2]}
-
-
 # -- checks -----------------------------------------------------------------------------------
 def _grid(path: str) -> tuple[tuple[int, ...], np.ndarray]:
     """(shape, voxel->RAS affine) of a file, from the header alone for NIfTI."""
@@ -281,6 +247,6 @@ def split_cases(data: str | Path, organ: str, convention: str = "auto", *, seed:
 
 __all__ = [
     "Case", "CaseSplit", "TASK_CLASSES", "find_cases", "check_cases", "split_cases",
-    "case_id_of", "guess_convention", "task_label_array", "task_label_names", "tumor_ids",
+    "case_id_of",
     "is_volume_file", "strip_volume_suffix",
 ]

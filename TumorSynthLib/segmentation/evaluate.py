@@ -17,7 +17,8 @@ from ..core.errors import InputError
 from ..core.events import EventStream
 from ..core.volume import Volume
 from ..core.volume_io import load_volume
-from .datasets import case_id_of, guess_convention, is_volume_file, task_label_array
+from ..anatomy.task_labels import guess_convention, task_label_array
+from .datasets import case_id_of, is_volume_file
 from .metrics import NSD_TOLERANCE_MM, evaluate_case, summarize
 from .postprocess import MIN_RADIUS_MM
 from .report import worst_case_slice, write_montage, write_plots, write_tables

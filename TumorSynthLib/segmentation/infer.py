@@ -20,7 +20,7 @@ from ..core.errors import InputError
 from ..anatomy.measure import measure_mask
 from ..core.volume import Volume, check_same_grid
 from .checkpoint import check_label_set, label_names_of, load_checkpoint, load_model_state
-from .datasets import guess_convention, task_label_array
+from ..anatomy.task_labels import guess_convention, task_label_array
 from .device import is_out_of_memory, out_of_memory_error
 from .models import ModelConfig, build_model
 from .pipeline import RAS_LABELS

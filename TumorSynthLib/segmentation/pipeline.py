@@ -27,7 +27,8 @@ from torch.utils.data import Dataset, Sampler
 from ..transforms import RandTumorSynthd
 from ..core.volume_io import load_volume
 from .config import TrainConfig
-from .datasets import Case, task_label_array
+from ..anatomy.task_labels import task_label_array
+from .datasets import Case
 
 #: Voxels above this HU are "body" for the foreground crop.
 BODY_HU = -500.0

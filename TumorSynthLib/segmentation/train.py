@@ -33,7 +33,8 @@ from .checkpoint import (
     save_checkpoint,
 )
 from .config import FROZEN_ON_RESUME, TrainConfig
-from .datasets import CaseSplit, split_cases, task_label_names
+from ..anatomy.task_labels import task_label_names
+from .datasets import CaseSplit, split_cases
 from .device import is_out_of_memory, out_of_memory_error
 from .distributed import (
     DistContext,
