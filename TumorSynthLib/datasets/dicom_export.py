@@ -11,7 +11,7 @@ What the series says, where viewers show it: SeriesDescription "SYNTHETIC TUMOR 
 diagnosis", ImageComments, ImageType DERIVED\\SECONDARY\\AXIAL, PatientName "SYNTHETIC^...",
 and (``burn_in=True``, the default) "SYNTHETIC" burned into the top-left corner of every slice
 (``burn_in.py``; BurnedInAnnotation then reads YES). Nothing is copied from a source file's
-header: every UID is new. UIDs are derived (``pydicom.uid.generate_uid`` with entropy) from a
+header: every UID is new. UIDs are derived ("2.25." + 128 bits of SHA-256) from a
 digest of the voxels, the segments, the texts and ``seed``, so the same case exported twice
 gives the same bytes and two different cases never share a UID. Dates and times are the fixed
 placeholder ``PLACEHOLDER_DATE`` / ``PLACEHOLDER_TIME`` (TumorSynth files carry no timestamp).
@@ -138,10 +138,11 @@ def content_digest(image: np.ndarray, segments: Sequence[TumorSegment], text: Se
 
 
 def make_uid(digest: str, role: str) -> str:
-    """A new, deterministic UID for one ``role`` ("study", "ct-series", "ct-3", ...)."""
-    from pydicom.uid import generate_uid
-
-    return str(generate_uid(prefix=None, entropy_srcs=[digest, role]))
+    """A new, deterministic UID for one ``role`` ("study", "ct-series", "ct-3", ...): "2.25."
+    followed by a 128-bit number taken from SHA-256(digest, role), the UUID-derived form of
+    DICOM PS3.5 B.2 (at most 44 characters)."""
+    number = int.from_bytes(hashlib.sha256(f"{digest}/{role}".encode()).digest()[:16], "big")
+    return f"2.25.{number}"
 
 
 # -- CT series -----------------------------------------------------------------------------------
@@ -268,7 +269,7 @@ def seg_dataset(sources: Sequence[Any], segments: Sequence[TumorSegment], image:
             raise InputError(f"segment '{segment.label}' overlaps an earlier segment; tumors must not overlap")
         labelmap[mask] = number
     frames = np.ascontiguousarray(labelmap.transpose(2, 1, 0))   # [slice, row, column]
-    return hd.seg.Segmentation(
+    seg = hd.seg.Segmentation(
         source_images=list(sources), pixel_array=frames,
         segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
         segment_descriptions=[segment_description(n, s, digest) for n, s in enumerate(segments, 1)],
@@ -281,6 +282,36 @@ def seg_dataset(sources: Sequence[Any], segments: Sequence[TumorSegment], image:
         content_date=PLACEHOLDER_DATE, content_time=PLACEHOLDER_TIME,
         series_date=PLACEHOLDER_DATE, series_time=PLACEHOLDER_TIME,
     )
+    _freeze(seg, digest)
+    return seg
+
+
+#: Roots of the UIDs pydicom and highdicom draw at random (replaced by ``_freeze``).
+_RANDOM_UID_ROOTS = ("1.2.826.0.1.3680043.8.498.", "1.2.826.0.1.3680043.10.511.")
+
+
+def _freeze(ds: Any, digest: str) -> None:
+    """Replace what highdicom fills from the clock or at random (creation date and time,
+    contribution date-time, dimension organization UID) by placeholders and digest-derived
+    UIDs, so that the same case gives the same SEG bytes."""
+    replaced: dict[str, str] = {}
+
+    def visit(dataset: Any) -> None:
+        for element in dataset:
+            if element.VR == "SQ":
+                for item in element.value:
+                    visit(item)
+            elif element.VR == "DA" and element.value:
+                element.value = PLACEHOLDER_DATE
+            elif element.VR == "TM" and element.value:
+                element.value = PLACEHOLDER_TIME
+            elif element.VR == "DT" and element.value:
+                element.value = PLACEHOLDER_DATE + PLACEHOLDER_TIME
+            elif element.VR == "UI" and str(element.value).startswith(_RANDOM_UID_ROOTS):
+                old = str(element.value)
+                element.value = replaced.setdefault(old, make_uid(digest, f"seg-uid-{len(replaced)}"))
+
+    visit(ds)
 
 
 # -- one case ---------------------------------------------------------------------------------------
