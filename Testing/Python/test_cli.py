@@ -167,6 +167,9 @@ def test_demo_writes_one_case_per_stage(tmp_path, capsys):
             assert (out / case["folder"] / name).stat().st_size > 0
     assert (out / "phantom" / "ct.nii.gz").exists()
     assert str(out) in capsys.readouterr().err
+    teaching = index["teaching"]                      # the DICOM teaching case (CT + SEG)
+    assert len(list((out / teaching["ct"]).glob("IM*.dcm"))) == 48 and (out / teaching["seg"]).is_file()
+    assert [s.split(" (")[0] for s in teaching["segments"]] == ["Tumor 1", "Tumor 2", "Tumor 3"]
 
 
 def test_console_script_exit_code_and_single_error_line(tmp_path):

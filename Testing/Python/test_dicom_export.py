@@ -34,6 +34,16 @@ def case(phantom_small):
     return synthesize(ct, organs, specs, "totalseg", case_id="dicom")
 
 
+def on_grid(back: Volume, image: Volume, array: np.ndarray | None = None) -> np.ndarray:
+    """``back``'s values (or ``array`` on ``back``'s grid) at ``image``'s voxels: the stored grid
+    differs from the exported one by axis flips only, so every index maps to a whole index."""
+    idx = np.indices(image.shape).reshape(3, -1).T
+    ijk = back.ras_to_voxel(image.voxel_to_ras(idx))
+    assert np.allclose(ijk, np.rint(ijk), atol=1e-3)
+    values = back.array if array is None else array
+    return values[tuple(np.rint(ijk).astype(int).T)].reshape(image.shape)
+
+
 def _headers(folder: Path) -> list:
     return [pydicom.dcmread(str(p)) for p in sorted(folder.glob("*.dcm"))]
 
@@ -44,13 +54,14 @@ def test_ct_and_seg_round_trip_same_voxels_and_segments(case, tmp_path):
     result = export_case(case.image, segments, tmp_path / "dcm", text=SeriesText(burn_in=False))
     back = load_volume(tmp_path / "dcm" / "ct")
     assert np.array_equal(case.image.array, before)                          # input untouched
-    assert back.shape == case.image.shape and np.allclose(back.affine, case.image.affine, atol=1e-4)
-    assert np.array_equal(back.array, case.image.array)
+    assert back.shape == case.image.shape
+    assert np.allclose(back.affine, stored_volume(case.image).affine, atol=1e-4)
+    assert np.array_equal(on_grid(back, case.image), case.image.array)          # same voxels in space
     assert back.metadata["synthetic"] is True                                  # the reader sees the mark
     read = read_seg_masks(result.seg_file, tmp_path / "dcm" / "ct")
     assert [r["label"] for r in read] == [s.label for s in segments] == ["Tumor 1 (liver, 25 mm)", "Tumor 2 (kidney, 18 mm)"]
     for r, s in zip(read, segments):
-        assert np.array_equal(r["mask"], s.mask) and s.mask.sum() > 10
+        assert np.array_equal(on_grid(back, case.image, r["mask"]), s.mask) and s.mask.sum() > 10
         assert r["property_category"] == NEOPLASM_CATEGORY[0] and r["property_type"] == NEOPLASM_TYPE[0]
         assert r["anatomic_region"] == ORGAN_CODES[s.organ][0]
     ds = _headers(tmp_path / "dcm" / "ct")
@@ -58,6 +69,8 @@ def test_ct_and_seg_round_trip_same_voxels_and_segments(case, tmp_path):
     assert first.SeriesDescription == SYNTHETIC_SERIES_DESCRIPTION == "SYNTHETIC TUMOR - not for diagnosis"
     assert list(first.ImageType)[:2] == ["DERIVED", "SECONDARY"] and "SYNTHETIC" in first.ImageComments
     assert first.BurnedInAnnotation == "NO" and str(first.PatientName).startswith("SYNTHETIC")
+    # stored for display: columns toward the patient's left, rows toward posterior (anterior up)
+    assert [float(v) for v in first.ImageOrientationPatient] == [1.0, 0.0, 0.0, 0.0, 1.0, 0.0]
     assert len({d.SOPInstanceUID for d in ds}) == len(ds) == case.image.shape[2]
     seg = pydicom.dcmread(str(result.seg_file))
     assert seg.Modality == "SEG" and seg.FrameOfReferenceUID == first.FrameOfReferenceUID
@@ -97,19 +110,19 @@ def test_oblique_grid_with_reversed_slices_keeps_positions(tmp_path):
         ras = image.voxel_to_ras(ijk)
         assert back.array[tuple(np.rint(back.ras_to_voxel(ras)).astype(int))] == image.array[tuple(ijk)]
     seg = read_seg_masks(tmp_path / "seg" / "tumors.dcm", tmp_path / "ct")[0]
-    assert np.array_equal(seg["mask"], mask[:, :, ::-1]) and seg["anatomic_region"] == "15776009"
+    assert np.array_equal(on_grid(back, image, seg["mask"]), mask) and seg["anatomic_region"] == "15776009"
 
 
 def test_burned_in_mark_is_in_every_slice_and_nowhere_else(case, tmp_path):
     segments = segments_from_instances(case.tumor_instances, case.reports)
     export_case(case.image, segments, tmp_path, text=SeriesText(burn_in=True))
     back = load_volume(tmp_path / "ct")
-    rows, cols = case.image.shape[1], case.image.shape[0]
-    where = mark_mask(rows, cols).T                                     # [row, col] -> [i, j]
-    assert where.any()
+    stored = stored_volume(case.image)
+    where = mark_mask(stored.shape[1], stored.shape[0]).T               # [row, col] -> [i, j]
+    assert where.any() and where[:40, :20].any() and not where[-40:, -20:].any()   # top-left corner
     for k in range(back.shape[2]):
         assert np.count_nonzero(back.array[:, :, k][where] == MARK_HU) > 20
-        assert np.array_equal(back.array[:, :, k][~where], case.image.array[:, :, k][~where])
+        assert np.array_equal(back.array[:, :, k][~where], stored.array[:, :, k][~where])
     assert _headers(tmp_path / "ct")[0].BurnedInAnnotation == "YES"
 
 

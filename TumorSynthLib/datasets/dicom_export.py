@@ -16,9 +16,11 @@ digest of the voxels, the segments, the texts and ``seed``, so the same case exp
 gives the same bytes and two different cases never share a UID. Dates and times are the fixed
 placeholder ``PLACEHOLDER_DATE`` / ``PLACEHOLDER_TIME`` (TumorSynth files carry no timestamp).
 
-Geometry: the volume's RAS affine is converted to LPS (DICOM's patient frame); slices are written
-in increasing order along the slice normal (row direction x column direction), so a volume whose
-k axis points the other way is stored flipped along k, which is the same image in space.
+Geometry: the volume's RAS affine is converted to LPS (DICOM's patient frame). The array is
+stored flipped along i / j / k where needed (``stored_volume``: the same image in space) so
+that an axial slice displays as radiologists expect even in a viewer that ignores the geometry
+(first row anterior, first column the patient's right) and slices go in increasing order along
+the slice normal (row direction x column direction).
 Floating voxels are rounded to whole HU (DICOM CT stores integers).
 
 Segments carry the SNOMED CT codes the Slicer module uses (``segment_logic.py``): category
@@ -99,17 +101,33 @@ class DicomExport:
 
 
 # -- geometry -------------------------------------------------------------------------------------
-def stored_volume(image: Volume) -> Volume:
-    """``image`` as it is stored: k flipped when the k axis points against the slice normal
-    (LPS row x column), so slices go in increasing order along the normal."""
-    lps = _LPS @ image.affine
-    normal = np.cross(lps[:3, 0], lps[:3, 1])
-    if float(np.dot(normal, lps[:3, 2])) >= 0:
-        return image
-    n = image.shape[2]
+def _flip(image: Volume, axis: int) -> Volume:
+    """The same image in space with array axis ``axis`` reversed."""
+    n = image.shape[axis]
     flip = np.eye(4)
-    flip[2, 2], flip[2, 3] = -1.0, n - 1
-    return Volume(image.array[:, :, ::-1], image.affine @ flip, dict(image.metadata))
+    flip[axis, axis], flip[axis, 3] = -1.0, n - 1
+    return Volume(np.flip(image.array, axis=axis), image.affine @ flip, dict(image.metadata))
+
+
+def stored_volume(image: Volume) -> Volume:
+    """``image`` on the grid it is stored on: the same voxels in space, with i and j flipped
+    where needed so that columns run toward the patient's left and rows toward posterior (an
+    axial slice shows as radiologists expect even in viewers that ignore the geometry: first
+    row anterior, first column the patient's right), and k flipped where needed so that slices
+    go in increasing order along the slice normal."""
+    out = image
+    for axis, lps_axis in ((0, 0), (1, 1)):
+        if (_LPS @ out.affine)[lps_axis, axis] < 0:
+            out = _flip(out, axis)
+    lps = _LPS @ out.affine
+    if float(np.dot(np.cross(lps[:3, 0], lps[:3, 1]), lps[:3, 2])) < 0:
+        out = _flip(out, 2)
+    return out
+
+
+def stored_mask(image: Volume, mask: np.ndarray) -> np.ndarray:
+    """``mask`` (on ``image``'s grid) on the grid ``stored_volume(image)`` stores."""
+    return np.asarray(stored_volume(image.with_array(np.asarray(mask, dtype=bool))).array, dtype=bool)
 
 
 def _int16_hu(array: np.ndarray) -> np.ndarray:
@@ -326,9 +344,7 @@ def export_case(image: Volume, segments: Sequence[TumorSegment], out: str | Path
     text = text or SeriesText()
     out = Path(out).expanduser()
     stored = stored_volume(image)
-    flipped = stored is not image
-    masks = [TumorSegment(s.label, np.asarray(s.mask, dtype=bool)[:, :, ::-1] if flipped else
-                          np.asarray(s.mask, dtype=bool), s.organ) for s in segments]
+    masks = [TumorSegment(s.label, stored_mask(image, s.mask), s.organ) for s in segments]
     digest = content_digest(_int16_hu(stored.array), masks if with_seg else [], text, seed)
     sources = ct_datasets(stored, text, digest)
     ct_files = write_ct_series(sources, out / CT_FOLDER)
@@ -372,6 +388,6 @@ def _require_packages(with_seg: bool) -> None:
 
 
 __all__ = ["SeriesText", "TumorSegment", "DicomExport", "export_case", "stored_volume",
-           "ct_datasets", "seg_dataset", "write_ct_series", "content_digest", "make_uid",
+           "stored_mask", "ct_datasets", "seg_dataset", "write_ct_series", "content_digest", "make_uid",
            "SYNTHETIC_SERIES_DESCRIPTION", "SYNTHETIC_IMAGE_COMMENTS", "ORGAN_CODES",
            "NEOPLASM_CATEGORY", "NEOPLASM_TYPE", "CT_FOLDER", "SEG_FILE", "EXPORT_JSON"]

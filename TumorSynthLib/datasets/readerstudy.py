@@ -188,14 +188,14 @@ def write_case(cube: np.ndarray, case_id: str, cases_dir: Path, fmt: str, seed: 
     write_json_atomic(cases_dir / f"{case_id}.json", case_sidecar(case_id))
     if fmt == "nifti":
         return save_volume(volume, cases_dir / f"{case_id}.nii", description=NEUTRAL_NOTE)
-    from .dicom_export import SeriesText, ct_datasets, content_digest, write_ct_series
+    from .dicom_export import SeriesText, content_digest, ct_datasets, stored_volume, write_ct_series
 
     text = SeriesText(series_description="Reader study case", image_comments=NEUTRAL_NOTE,
                       study_description="TumorSynth reader study", patient_name=f"READER^{case_id}",
                       patient_id=case_id, burn_in=False, window_center=WINDOW["center"],
                       window_width=WINDOW["width"])
     digest = content_digest(cube, [], text, seed)
-    write_ct_series(ct_datasets(volume, text, digest), cases_dir / case_id)
+    write_ct_series(ct_datasets(stored_volume(volume), text, digest), cases_dir / case_id)
     return cases_dir / case_id
 
 
