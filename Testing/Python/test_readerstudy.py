@@ -315,3 +315,16 @@ def test_make_cli_help_and_user_errors(tmp_path, capsys):
     code = main(["readerstudy", "make", "--synthetic", str(tmp_path / "missing"), "--real", str(tmp_path),
                  "--out", str(tmp_path / "s")])
     assert code == 2
+
+
+def test_generate_makes_synthetic_cases_on_the_healthy_scans(sources, tmp_path):
+    out = tmp_path / "study"
+    summary = make_study(StudyConfig(out=str(out), real=[str(sources / "real")], organs=["liver"],
+                                     generate=1, readers=["a"], seed=2))
+    # for the liver, the phantom and the kidney-tumor case are healthy: each gives a healthy crop
+    # and one synthetic variant; the liver-tumor case gives its real tumor and is skipped by generate
+    assert (summary["real-tumor"], summary["real-healthy"], summary["synthetic"]) == (1, 2, 2)
+    assert (tmp_path / "study-generated" / "liver-0" / "dataset.json").is_file()
+    key = json.loads(Path(summary["key"]).read_text())["cases"]
+    synthetic = [c for c in key.values() if c["truth"] == "synthetic"]
+    assert synthetic[0]["method"] == "handcrafted" and "study-generated" in synthetic[0]["image"]

@@ -26,6 +26,8 @@ scores.png into --out.
 examples:
   tumorsynth readerstudy make --real real-tumors/ --real healthy/ --synthetic synth/ \\
       --readers alice,bob,carol --out study/          (key: study-key.json)
+  tumorsynth readerstudy make --real healthy/ --real real-tumors/ --generate 2 --organ liver \
+      --out study/       (2 synthetic variants of each healthy scan, made first)
   tumorsynth readerstudy make --real kits/ --organ kidney --labels kits \\
       --synthetic demo-output/ --format dicom --out kidney-study/ --key secret/key.json
   tumorsynth readerstudy score study/answers-*.csv --key study-key.json --out study-scores/"""
@@ -58,6 +60,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     m("--no-healthy", action="store_true", help="leave out real cases without a tumor")
     m("--min-diameter", type=float, default=5.0, help="ignore real tumor components below this diameter in mm (default 5)")
     m("--format", choices=("nifti", "dicom"), default="nifti", help="case files: nifti (default) or dicom series")
+    m("--generate", type=int, default=0, metavar="N",
+      help="also make N synthetic variants per healthy --real case and organ (written to <out>-generated/)")
+    m("--method", default="handcrafted", help="synthesis method of --generate (default handcrafted)")
     make.set_defaults(run=run_make)
 
     score = actions.add_parser("score", help="score answer sheets against the key", epilog=EPILOG,
@@ -81,7 +86,8 @@ def run_make(args: argparse.Namespace) -> int:
                          readers=[r.strip() for r in args.readers.split(",") if r.strip()],
                          organs=args.organ, lesions=args.lesions, labels=args.labels,
                          include_healthy=not args.no_healthy, min_diameter_mm=args.min_diameter,
-                         fmt=args.format, key=None if args.key is None else str(args.key), seed=args.seed)
+                         fmt=args.format, key=None if args.key is None else str(args.key), seed=args.seed,
+                         generate=args.generate, method=args.method)
     with event_session(args.events, desc="readerstudy make") as events:
         summary = make_study(config, events)
         events.log(f"study of {summary['cases']} cases ({summary['real-tumor']} real tumors, "

@@ -71,11 +71,15 @@ class StudyConfig:
     fmt: str = "nifti"
     key: str | None = None
     seed: int = 0
+    generate: int = 0               # synthetic variants made per healthy real case and organ
+    method: str = "handcrafted"
 
     def check(self) -> "StudyConfig":
         self.organs = parse_organs(self.organs)
         if not self.real and not self.synthetic:
-            raise InputError("give real cases (--real) and synthetic cases (--synthetic)")
+            raise InputError("give real cases (--real) and synthetic cases (--synthetic or --generate N)")
+        if isinstance(self.generate, bool) or int(self.generate) != self.generate or not 0 <= self.generate <= 100:
+            raise InputError(f"--generate must be a whole number from 0 to 100, got {self.generate}")
         if self.lesions not in LESION_MODES:
             raise InputError(f"--lesions must be one of {', '.join(LESION_MODES)}, got '{self.lesions}'")
         if self.fmt not in FORMATS:
@@ -114,7 +118,7 @@ def collect_lesions(config: StudyConfig, warn: Any = None) -> list[StudyLesion]:
             if not lesions and warn is not None:
                 warn(f"warning: real case '{case.case_id}' has no {'/'.join(config.organs)}: skipped")
             found += lesions
-    for source in config.synthetic:
+    for source in config.synthetic + generate_synthetic(config, warn):
         for report in find_synthetic_reports(source):
             found += synthetic_lesions(report, config.lesions, config.organs)
     kinds = {x.truth for x in found}
@@ -123,6 +127,34 @@ def collect_lesions(config: StudyConfig, warn: Any = None) -> list[StudyLesion]:
         raise InputError(f"the study has no {missing} case (found {len(found)} case(s)); a visual "
                          f"Turing test needs both real and synthetic cases in {'/'.join(config.organs)}")
     return found
+
+
+def generated_dir(config: StudyConfig) -> Path:
+    """Where ``--generate`` writes its synthetic cases: beside the study folder, never inside
+    it (their reports say what they are)."""
+    out = Path(config.out).expanduser().resolve()
+    return out.parent / f"{out.name}-generated"
+
+
+def generate_synthetic(config: StudyConfig, warn: Any = None) -> list[str]:
+    """With ``config.generate`` = N, N synthetic variants per healthy real case and organ
+    (``datasets.generate``: cases with a real tumor are skipped there); returns their folders."""
+    if not config.generate:
+        return []
+    from .generate import GenerateConfig, generate
+
+    folders = []
+    for n, source in enumerate(config.real):
+        for organ in config.organs:
+            folder = generated_dir(config) / f"{organ}-{n}"
+            run = GenerateConfig(input=str(source), out=str(folder), organ=organ, method=config.method,
+                                 per_case=int(config.generate), labels=config.labels, seed=config.seed)
+            summary = generate(run)
+            if summary["generated"] + summary["resumed"] == 0 and warn is not None:
+                warn(f"warning: --generate made no {organ} case from '{source}' (no healthy case with a {organ})")
+            else:
+                folders.append(str(folder))
+    return folders
 
 
 # -- blinding --------------------------------------------------------------------------------------
@@ -263,7 +295,8 @@ def make_study(config: StudyConfig, events: Any = None) -> dict[str, Any]:
            "settings": {"organs": config.organs, "lesions": config.lesions, "labels": config.labels,
                         "format": config.fmt, "include_healthy": config.include_healthy,
                         "min_diameter_mm": config.min_diameter_mm, "cube_mm": CUBE_MM, "voxel_mm": VOXEL_MM,
-                        "real": list(config.real), "synthetic": list(config.synthetic)},
+                        "real": list(config.real), "synthetic": list(config.synthetic),
+                        "generate": int(config.generate), "method": config.method},
            "cases": key_cases}
     write_json_atomic(key_path, key)
     counts = {kind: sum(1 for c in key_cases.values() if c["kind"] == kind)
