@@ -95,8 +95,9 @@ def test_blinded_files_carry_no_trace_of_the_truth(study, sources):
         sidecar = json.loads(path.with_suffix(".json").read_text())
         assert sidecar == case_sidecar(path.stem)
     # no source name, method, seed or truth anywhere in the folder's names or text files
-    forbidden = ["patient", "healthy", "s1_v0", "s2_v0", "handcrafted", "cellular", "truth",
-                 "real-tumor", str(sources), '"seed"', "report"]
+    sources_ids = sorted({entry["source_id"] for entry in key.values()})
+    assert sources_ids == ["healthy1", "patient1", "patient2", "s1_v0", "s2_v0"]
+    forbidden = [*sources_ids, "handcrafted", "cellular", "truth", "real-tumor", str(sources), '"seed"', "report"]
     for path in out.rglob("*"):
         assert not any(word in path.name for word in ("real", "synth", "patient", "healthy"))
         if path.suffix in (".json", ".csv", ".txt"):
