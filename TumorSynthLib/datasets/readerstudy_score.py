@@ -33,7 +33,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from ..core.errors import InputError
-from ..segmentation.metrics import size_bucket
+from ..segmentation.metrics import SIZE_BUCKETS, size_bucket
 from .readerstudy import ANSWER_COLUMNS, ANSWERS
 
 Z_95 = 1.959963984540054
@@ -180,9 +180,11 @@ def groups_of(key: Mapping[str, Any]) -> list[tuple[str, list[str]]]:
     """("all" | "organ=..." | "size=...", case ids) in a stable order."""
     ids = sorted(key)
     out = [("all", ids)]
-    for field, prefix in (("organ", "organ"), ("size", "size")):
-        for value in sorted({str(key[c][field]) for c in ids}):
-            out.append((f"{prefix}={value}", [c for c in ids if str(key[c][field]) == value]))
+    size_rank = {name: n for n, (name, _lo, _hi) in enumerate(SIZE_BUCKETS)}
+    for field in ("organ", "size"):
+        values = sorted({str(key[c][field]) for c in ids}, key=lambda v: (size_rank.get(v, len(size_rank)), v))
+        for value in values:
+            out.append((f"{field}={value}", [c for c in ids if str(key[c][field]) == value]))
     return out
 
 
