@@ -57,7 +57,7 @@ def one_error_line(stderr: str) -> str:
 
 @pytest.mark.parametrize("command", [None, *COMMAND_MODULES])
 def test_help_of_each_command_exits_0(command, capsys):
-    assert main(([command] if command else []) + ["--help"]) == 0
+    assert main(([command.replace("_", "-")] if command else []) + ["--help"]) == 0   # export_dicom -> export-dicom
     out = capsys.readouterr().out
     assert "examples:" in out and "usage: tumorsynth" in out
 
@@ -167,6 +167,9 @@ def test_demo_writes_one_case_per_stage(tmp_path, capsys):
             assert (out / case["folder"] / name).stat().st_size > 0
     assert (out / "phantom" / "ct.nii.gz").exists()
     assert str(out) in capsys.readouterr().err
+    teaching = index["teaching"]                      # the DICOM teaching case (CT + SEG)
+    assert len(list((out / teaching["ct"]).glob("IM*.dcm"))) == 48 and (out / teaching["seg"]).is_file()
+    assert [s.split(" (")[0] for s in teaching["segments"]] == ["Tumor 1", "Tumor 2", "Tumor 3"]
 
 
 def test_console_script_exit_code_and_single_error_line(tmp_path):

@@ -3,7 +3,8 @@
 Adding a command: write ``TumorSynthLib/cli/<name>.py`` with
 ``add_parser(subparsers) -> argparse.ArgumentParser`` (use ``common.command_parser``, which adds
 the common flags and ``set_defaults(run=...)``; ``run(args) -> int``) and append ``<name>`` to
-``COMMAND_MODULES``. Command modules import heavy packages inside ``run`` so ``--help`` is fast.
+``COMMAND_MODULES`` (a module ``a_b`` may register the command ``a-b``, as ``export_dicom`` does).
+Command modules import heavy packages inside ``run`` so ``--help`` is fast.
 """
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ from .. import __version__
 from .common import EXIT_OK, EXIT_USER_ERROR, run_command
 
 #: Command modules, in the order ``tumorsynth --help`` lists them.
-COMMAND_MODULES = ["synth", "demo", "info", "generate", "train", "segment", "evaluate", "models"]
+COMMAND_MODULES = ["synth", "demo", "info", "generate", "train", "segment", "evaluate", "models",
+                   "readerstudy", "export_dicom"]
 
 EPILOG = """examples:
   tumorsynth demo --out demo-output/
