@@ -50,11 +50,17 @@ def darkening_delta(site: Site, rng: np.random.Generator, enhancement: str = "hy
 def fill_change(site: Site, scene: Scene, box: Box, mask: np.ndarray) -> np.ndarray:
     """Change (float32, ``box`` shape) that brings non-parenchyma voxels of ``mask`` (in
     ``box``) to the parenchyma median; zero elsewhere."""
-    low = scene.low_frequencies(box)
     median, mad = float(site.organ_median_hu), float(site.organ_mad_hu)
     floor = min(median - FILL_BELOW_MAD * mad, median - FILL_MIN_GAP_HU)
-    replace = mask & ((low < floor) | ~scene.organ[box.slices])
-    return np.where(replace, np.float32(median) - low, 0.0).astype(np.float32)
+    out = np.zeros(mask.shape, dtype=np.float32)
+    outside = mask & ~scene.organ[box.slices]
+    maybe = outside | (mask & (scene.image[box.slices] < floor + FILL_BELOW_MAD * mad))
+    if not maybe.any():  # no fat or tissue past the contour under the tumor: nothing to fill
+        return out
+    low = scene.low_frequencies(box)
+    replace = outside | (mask & (low < floor))
+    out[replace] = np.float32(median) - low[replace]
+    return out
 
 
 def change_towards(target_hu: np.ndarray, scene: Scene, box: Box, spacing: np.ndarray | None = None) -> np.ndarray:

@@ -34,7 +34,7 @@ from ..core.volume import box_around
 from .pipeline import TumorOutcome
 
 #: The inscribed-ball search runs on a grid of at most this many cells per axis.
-INSCRIBED_CELLS = 40
+INSCRIBED_CELLS = 32
 
 
 def build_report(outcome: TumorOutcome, *, method: str, index: int, case_id: str, variant: int) -> dict[str, Any]:

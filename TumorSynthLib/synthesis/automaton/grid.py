@@ -33,6 +33,7 @@ from scipy import ndimage
 from ...anatomy.site import Site
 from ..contracts import Scene
 from ..effects.mass_effect import AIR_HU, BONE_HU
+from ...core.resample import resample
 from ..texture import TRUNCATE
 from .engine import ACCEPTANCE, HEALTHY, RIGID, VESSEL, WALL, cpu_threads
 
@@ -60,38 +61,6 @@ def ca_half_cells(diameter_mm: float) -> int:
     """Cells on each side of the centre: room for the tumor out to ``d`` from the centre
     (elongated organs, irregular growth), at most ``MAX_HALF_CELLS``."""
     return int(min(MAX_HALF_CELLS, np.ceil(float(diameter_mm) / ca_spacing_mm(diameter_mm))))
-
-
-def _axis_sample(array: np.ndarray, axis: int, coords: np.ndarray, order: int, fill: Any) -> np.ndarray:
-    """``array`` sampled at continuous indices ``coords`` along ``axis`` (nearest or linear);
-    positions more than half a voxel outside the axis get ``fill``."""
-    n = array.shape[axis]
-    valid = (coords >= -0.5) & (coords <= n - 0.5)
-    c = np.clip(coords, 0, n - 1)
-    if order == 0:
-        out = np.take(array, np.rint(c).astype(np.intp), axis=axis)
-    else:
-        i0 = np.minimum(np.floor(c).astype(np.intp), max(n - 2, 0))
-        i1 = np.minimum(i0 + 1, n - 1)
-        shape = [1, 1, 1]
-        shape[axis] = len(c)
-        w = (c - i0).astype(np.float32).reshape(shape)
-        out = np.take(array, i0, axis=axis) * (1 - w) + np.take(array, i1, axis=axis) * w
-    if not valid.all():
-        index = [slice(None)] * 3
-        index[axis] = ~valid
-        out[tuple(index)] = fill
-    return out
-
-
-def resample(array: np.ndarray, coords: Sequence[np.ndarray], order: int, fill: Any = 0) -> np.ndarray:
-    """Separable resampling of a 3D array at per-axis coordinates (grids are axis-aligned)."""
-    out = np.asarray(array)
-    if order == 1:
-        out = out.astype(np.float32)
-    for axis, c in enumerate(coords):
-        out = _axis_sample(out, axis, np.asarray(c, dtype=float), order, fill)
-    return out
 
 
 @dataclass(frozen=True)
@@ -301,7 +270,6 @@ __all__ = [
     "expected_steps",
     "load_calibration",
     "nearest_tissue_cell",
-    "resample",
     "steps_for_diameter",
     "tissue_levels",
     "volume_preserving_mask",

@@ -31,9 +31,9 @@ from .grid import (
     cell_fields,
     expected_steps,
     nearest_tissue_cell,
-    resample,
     steps_for_diameter,
 )
+from ...core.resample import resample
 
 #: Step budget = factor x expected steps + extra; a run without growth for STALL_STEPS stops.
 BUDGET_FACTOR, BUDGET_EXTRA, STALL_STEPS = 2.0, 20, 25

@@ -21,7 +21,7 @@ import numpy as np
 from scipy import ndimage
 
 from ...anatomy.site import Site
-from ...core.volume import Box
+from ...core.volume import Box, bounding_box
 from ..contracts import EDGE_SIGMA_RANGE_MM, Appearance, EffectPlan, Geometry, Scene, tumor_box
 from ..texture import gaussian_mm
 from .lesions import necrosis_region
@@ -67,14 +67,15 @@ def shade(site: Site, scene: Scene, geometry: Geometry, appearance: Appearance, 
         weight = soft_weight(m, site.spacing, sigma)
     else:
         weight = np.asarray(geometry.weight[sl], dtype=np.float32)
-    base = scene.low_frequencies(box)
+    raw = scene.image[sl]
     change = np.array(appearance.change_hu[sl], dtype=np.float32)
-    level = float(np.mean(base[m] + change[m])) if m.any() else 0.0
-    inside_vessels = scene.vessels[sl] & ndimage.binary_dilation(m) & (weight > 0.5)
+    level = float(np.mean(raw[m] + change[m])) if m.any() else 0.0
+    vessels = scene.vessels[sl]
+    inside_vessels = vessels & ndimage.binary_dilation(m) & (weight > 0.5) if vessels.any() else vessels
     if inside_vessels.any():  # thin vessels: measured on the voxels themselves, not the low-pass
         vessel_hu = scene.image[sl][inside_vessels]
         change[inside_vessels] = np.float32(VESSEL_DAMPING) * (np.float32(level) - vessel_hu)
-    drop = abs(appearance.target_drop_hu or (float(np.median(base[m])) - level if m.any() else 0.0))
+    drop = abs(appearance.target_drop_hu or (float(np.median(raw[m])) - level if m.any() else 0.0))
     if plan.capsule and m.any():
         change += _capsule(m, site.spacing, drop, rng, draws)
     necrosis = _necrosis(site, geometry, plan, rng, draws)
@@ -82,9 +83,7 @@ def shade(site: Site, scene: Scene, geometry: Geometry, appearance: Appearance, 
     if nec is not None and nec.any():
         target = min(float(rng.uniform(*NECROSIS_LEVEL_HU)), level - 5.0)
         draws["necrosis_level_hu"] = target
-        w_n = soft_weight(nec, site.spacing, NECROSIS_EDGE_MM)
-        pull = np.minimum(np.float32(target) - (base + change), 0.0)
-        change += np.where(m, w_n * pull, 0.0).astype(np.float32)
+        change += _necrosis_change(scene, box, m, nec, change, target, site.spacing)
     allowed = (scene.organ[sl] | m) & ~(scene.vessels[sl] & ~m)
     delta = np.where(allowed, weight * change, 0.0).astype(np.float32)
     core = (weight >= CORE_WEIGHT) & (~nec if nec is not None else True)
@@ -94,6 +93,19 @@ def shade(site: Site, scene: Scene, geometry: Geometry, appearance: Appearance, 
         measured_drop_hu=(float(site.organ_median_hu - np.mean(scene.image[sl][core] + delta[core]))
                           if np.any(core) else None),
     )
+
+
+def _necrosis_change(scene: Scene, box: Box, mask: np.ndarray, necrosis: np.ndarray, change: np.ndarray,
+                     target: float, spacing: np.ndarray) -> np.ndarray:
+    """Change that pulls the necrotic region (1 mm soft edge) towards ``target`` HU, measured
+    against the scene's low frequencies (so the grain stays), never brightening."""
+    out = np.zeros(mask.shape, dtype=np.float32)
+    sub = bounding_box(necrosis, np.ceil(3 * NECROSIS_EDGE_MM / spacing).astype(int) + 1)
+    inner = Box(tuple(a + b for a, b in zip(box.lo, sub.lo)), tuple(a + b for a, b in zip(box.lo, sub.hi)))
+    w_n = soft_weight(necrosis[sub.slices], spacing, NECROSIS_EDGE_MM)
+    pull = np.minimum(np.float32(target) - (scene.low_frequencies(inner) + change[sub.slices]), 0.0)
+    out[sub.slices] = np.where(mask[sub.slices], w_n * pull, 0.0)
+    return out
 
 
 def _capsule(mask: np.ndarray, spacing: np.ndarray, drop: float, rng: np.random.Generator,

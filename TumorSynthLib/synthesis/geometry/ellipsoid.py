@@ -96,7 +96,8 @@ def _fit_size(site: Site, shape: EllipsoidShape, allowed: np.ndarray, room_mm: f
     scale, best, kept = 1.0, None, 1.0
     for it in range(SIZE_ITERATIONS):
         raw = rasterise(shape, allowed.shape, site.center_vox, site.spacing, scale)
-        mask = connected_to_centre(raw & allowed, site.center_vox)
+        clipped = raw & allowed
+        mask = clipped if np.array_equal(clipped, raw) else connected_to_centre(clipped, site.center_vox)
         n = int(np.count_nonzero(mask))
         if it == 0:
             kept = n / max(int(np.count_nonzero(raw)), 1)
