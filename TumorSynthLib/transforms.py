@@ -34,7 +34,13 @@ from monai.transforms import MapTransform, RandomizableTransform
 from monai.transforms.traits import LazyTrait
 from monai.utils.type_conversion import convert_to_dst_type, convert_to_numpy
 
-from .anatomy.organs import canonical_organ, check_convention, organ_label_ids, parse_stage_mix, tumor_label_id
+from .anatomy.organs import (
+    canonical_organ,
+    check_convention,
+    organ_label_ids,
+    parse_stage_mix,
+    tumor_label_id,
+)
 from .anatomy.site import TumorSpec
 from .core.errors import DependencyError, InputError, TumorSynthError
 from .core.files import json_text

@@ -29,6 +29,7 @@ import numpy as np
 
 from ..core.errors import InputError
 
+
 @lru_cache(maxsize=1)
 def _profiles() -> dict[str, Any]:
     text = resources.files("TumorSynthLib").joinpath("resources/organ_profiles.json").read_text()

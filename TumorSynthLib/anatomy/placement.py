@@ -26,7 +26,14 @@ from .organs import (
     vessel_label_ids,
 )
 from .parenchyma import parenchyma_stats
-from .region import OrganRegion, ball_d2, grow_organ_region, is_any, labelled_region, snap_to_organ
+from .region import (
+    OrganRegion,
+    ball_d2,
+    grow_organ_region,
+    is_any,
+    labelled_region,
+    snap_to_organ,
+)
 from .sampling import sample_center
 from .site import Site, TumorSpec
 

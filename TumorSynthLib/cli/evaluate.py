@@ -4,6 +4,9 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from ..anatomy.organs import canonical_organ
+from ..core.events import event_session
+from ..segmentation.evaluate import evaluate_predictions
 from .common import EXIT_OK, command_parser
 
 EPILOG = """metrics: tumor DSC, tumor NSD at --tolerance-mm (2 mm, spacing aware), organ DSC (organ
@@ -41,9 +44,6 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..core.events import event_session
-    from ..anatomy.organs import canonical_organ
-    from ..segmentation.evaluate import evaluate_predictions
 
     with event_session(args.events, desc="evaluate") as events:
         summary = evaluate_predictions(

@@ -6,6 +6,8 @@ from pathlib import Path
 from typing import Any
 
 from ..core.errors import InputError
+from ..core.events import event_session
+from ..datasets.generate import GenerateConfig, generate, parse_shard, parse_stage_mix
 from .common import EXIT_FAILURE, EXIT_OK, command_parser
 
 EPILOG = """input (--input): a folder of image/label pairs (imagesTr/+labelsTr/, images/+labels/, one
@@ -68,7 +70,6 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def config_from_args(args: argparse.Namespace) -> Any:
     """A checked ``GenerateConfig`` from the parsed flags."""
-    from ..datasets.generate import GenerateConfig, parse_shard, parse_stage_mix
 
     if args.threshold is not None and args.quality is None:
         raise InputError("--threshold needs --quality MODEL (the segmentation model that scores tumors)")
@@ -83,8 +84,6 @@ def config_from_args(args: argparse.Namespace) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..core.events import event_session
-    from ..datasets.generate import generate
 
     config = config_from_args(args)
     with event_session(args.events, desc="generate") as events:

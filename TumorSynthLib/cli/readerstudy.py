@@ -6,6 +6,15 @@ from pathlib import Path
 from typing import Any
 
 from ..core.errors import InputError
+from ..core.events import event_session
+from ..datasets.readerstudy import StudyConfig, make_study
+from ..datasets.readerstudy_report import write_score_files
+from ..datasets.readerstudy_score import (
+    read_answers,
+    read_key,
+    reader_name,
+    score_study,
+)
 from .common import add_common_flags
 
 EPILOG = """make: every case (real tumor, healthy real scan, synthetic tumor) is resampled to 1 mm
@@ -79,8 +88,6 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def run_make(args: argparse.Namespace) -> int:
-    from ..core.events import event_session
-    from ..datasets.readerstudy import StudyConfig, make_study
 
     config = StudyConfig(out=str(args.out), real=[str(p) for p in args.real], synthetic=[str(p) for p in args.synthetic],
                          readers=[r.strip() for r in args.readers.split(",") if r.strip()],
@@ -98,9 +105,6 @@ def run_make(args: argparse.Namespace) -> int:
 
 
 def run_score(args: argparse.Namespace) -> int:
-    from ..core.events import event_session
-    from ..datasets.readerstudy_report import write_score_files
-    from ..datasets.readerstudy_score import read_answers, read_key, reader_name, score_study
 
     key = read_key(args.key)
     answers = {}

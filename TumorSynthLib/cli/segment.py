@@ -6,6 +6,10 @@ from pathlib import Path
 from typing import Any
 
 from ..core.errors import InputError
+from ..core.events import event_session
+from ..core.model_registry import resolve_model
+from ..core.volume_io import ensure_not_overwriting, load_volume, save_volume
+from ..segmentation.datasets import case_id_of, is_volume_file
 from .common import EXIT_OK, command_parser, write_json
 
 EPILOG = """outputs: a labelmap on the input's own grid {0 background, 1 organ, 2 tumor} and a JSON
@@ -42,7 +46,6 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def image_inputs(image: Path) -> list[Path]:
     """The CT inputs: the folder's volume files, or the single file / DICOM folder."""
-    from ..segmentation.datasets import is_volume_file
 
     if not image.exists():
         raise InputError(f"--image '{image}' does not exist")
@@ -67,7 +70,6 @@ def organs_for(organs: Path | None, case_id: str, batch: bool) -> Path | None:
         return None
     if not batch or organs.is_file():
         return organs
-    from ..segmentation.datasets import case_id_of, is_volume_file
 
     matches = [p for p in organs.iterdir() if is_volume_file(p) and case_id_of(p) == case_id]
     if not matches:
@@ -76,10 +78,8 @@ def organs_for(organs: Path | None, case_id: str, batch: bool) -> Path | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..core.events import event_session
     from ..segmentation.device import resolve_device
     from ..segmentation.infer import load_segmentation_model
-    from ..core.model_registry import resolve_model
 
     with event_session(args.events, desc="segment") as events:
         inputs = image_inputs(Path(args.image).expanduser())
@@ -97,9 +97,7 @@ def run(args: argparse.Namespace) -> int:
 
 def segment_one(args: argparse.Namespace, loaded: Any, path: Path, batch: bool) -> dict[str, Any]:
     """Segment one scan, write its labelmap and summary; returns the summary."""
-    from ..segmentation.datasets import case_id_of
     from ..segmentation.infer import segment_volume
-    from ..core.volume_io import ensure_not_overwriting, load_volume, save_volume
 
     case_id = case_id_of(path)
     label_path, summary_path = output_paths(Path(args.out).expanduser(), case_id, batch)

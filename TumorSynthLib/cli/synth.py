@@ -2,13 +2,19 @@
 from __future__ import annotations
 
 import argparse
-import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from ..anatomy.organs import CONVENTIONS
+from ..anatomy.organs import CONVENTIONS, ORGANS, STAGES
+from ..anatomy.site import TumorSpec
 from ..core.errors import InputError
-from .common import command_parser, split_timing, write_json
+from ..datasets import outputs
+from ..synthesis.api import synthesize
+from ..core.events import event_session
+from ..core.volume_io import ensure_not_overwriting, load_volume
+from ..synthesis.options import OPTIONS, coerce_option, option_names
+from ..synthesis.registry import appearance_names, geometry_names, method_names
+from .common import command_parser
 
 OUTPUT_FILES = {"image": "image.nii.gz", "labels": "label.nii.gz",
                 "report": "report.json", "preview": "preview.png"}
@@ -32,9 +38,6 @@ OPTION_ALIASES = {"clip": "clip_to_organ"}
 
 def tumor_keys_help() -> str:
     """The --tumor keys, from the engine catalogue (so the help lists what exists)."""
-    from ..anatomy.organs import ORGANS, STAGES
-    from ..synthesis.options import OPTIONS
-    from ..synthesis.registry import appearance_names, geometry_names, method_names
 
     lines = ["tumor keys (comma-separated key=value; give --tumor once per tumor; each key once):",
              f"  organ={'|'.join(ORGANS)}   stage={'|'.join(STAGES)}",
@@ -69,8 +72,6 @@ def parse_tumor(text: str, default_seed: int = 0, extra_options: dict[str, Any] 
     """A ``TumorSpec`` from ``"organ=liver,stage=early,diameter=15,point=X:Y:Z,..."``: spec
     keys, and option keys typed by the engine's option table. A key given twice, an unknown key
     or a value of the wrong type is an InputError that says what is allowed."""
-    from ..anatomy.site import TumorSpec
-    from ..synthesis.options import coerce_option, option_names
 
     fields: dict[str, Any] = {"seed": default_seed}
     options: dict[str, Any] = dict(extra_options or {})
@@ -137,7 +138,6 @@ def tumor_options(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..core.events import event_session
 
     specs = [parse_tumor(t, args.seed, tumor_options(args)) for t in args.tumor]
     # A few seconds at most: events for programs, no progress bar for people (so an error is
@@ -146,8 +146,6 @@ def run(args: argparse.Namespace) -> int:
         events.emit("start", 0, command="synth")
         image, organs = load_inputs(args.image, args.organs, args.out)
         events.emit("progress", 1, message="inputs loaded")
-        from ..synthesis.api import synthesize
-
         result = synthesize(image, organs, specs, args.labels, case_id=args.case_id)
         events.emit("progress", 2, message=f"{len(result.reports)} tumor(s) synthesized")
         outputs = write_case(args.out, result, command=["tumorsynth", *getattr(args, "argv", [])],
@@ -159,7 +157,6 @@ def run(args: argparse.Namespace) -> int:
 
 def load_inputs(image_path: Path, organs_path: Path | None, out_dir: Path):
     """(image, organs or None), after checking no output file would overwrite an input."""
-    from ..core.volume_io import ensure_not_overwriting, load_volume
 
     for name in OUTPUT_FILES.values():
         ensure_not_overwriting(out_dir / name, image_path, organs_path)
@@ -170,33 +167,14 @@ def load_inputs(image_path: Path, organs_path: Path | None, out_dir: Path):
 
 def write_case(out_dir: Path, result: Any, *, command: Sequence[str], inputs: dict[str, Any],
                extra: dict[str, Any] | None = None) -> dict[str, Path]:
-    """Write image, labels, report.json and preview.png of one ``Synthesis`` into ``out_dir``."""
-    from ..datasets.preview import write_preview
-    from ..core.volume_io import save_volume
-
-    t0 = time.perf_counter()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    paths = {key: out_dir / name for key, name in OUTPUT_FILES.items()}
-    save_volume(result.image, paths["image"], synthetic=True, description="image")
-    save_volume(result.labels, paths["labels"], synthetic=True, description="labels")
-    write_preview(result.image, result.labels, result.reports, paths["preview"],
-                  instances=result.tumor_instances)
-    case, case_timing = split_timing(result.case_report, "case")
-    tumors, tumor_timing = split_timing(result.reports, "tumors")
-    report = {
-        "synthetic": True,
-        "note": "contains synthetic tumors made by TumorSynth; not for diagnosis",
-        "command": list(command),
-        "inputs": {k: (None if v is None else str(v)) for k, v in inputs.items()},
-        "outputs": dict(OUTPUT_FILES),
-        "label_names": {str(k): v for k, v in sorted(result.label_names.items())},
-        **(extra or {}),
-        "case": case,
-        "tumors": tumors,
-        "timing": {**case_timing, **tumor_timing, "write_s": time.perf_counter() - t0},
-    }
-    write_json(paths["report"], report)
-    return paths
+    """Image, labels, preview.png and report.json of one ``Synthesis`` in ``out_dir``
+    (``datasets.outputs.write_case``: the one writer of synthetic cases)."""
+    paths = {"image": out_dir / OUTPUT_FILES["image"], "label": out_dir / OUTPUT_FILES["labels"],
+             "report": out_dir / OUTPUT_FILES["report"]}
+    header = {"command": list(command), "inputs": {k: (None if v is None else str(v)) for k, v in inputs.items()},
+              **(extra or {})}
+    given = tuple(v for v in inputs.values() if v is not None)
+    return outputs.write_case(paths, result, header, given, preview=out_dir / OUTPUT_FILES["preview"])
 
 
 def summary(out_dir: Path, reports: Sequence[dict[str, Any]]) -> str:

@@ -6,7 +6,11 @@ import os
 from pathlib import Path
 from typing import Any
 
+from ..anatomy.organs import canonical_organ
 from ..core.errors import InputError
+from ..core.events import event_session
+from ..segmentation.config import TrainConfig
+from ..synthesis.registry import provider, resolve
 from .common import EXIT_INTERRUPTED, EXIT_OK, command_parser
 
 EPILOG = """data (--data): a folder of image/label pairs (imagesTr/+labelsTr/, images/+labels/, one
@@ -82,7 +86,6 @@ def add_train_flags(parser: argparse.ArgumentParser) -> None:
 
 def config_from_args(args: argparse.Namespace) -> Any:
     """The TrainConfig the flags describe (device-dependent defaults resolved)."""
-    from ..segmentation.config import TrainConfig
     from ..segmentation.device import resolve_device
     from ..transforms import parse_stage_mix
 
@@ -105,9 +108,6 @@ def config_from_args(args: argparse.Namespace) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..core.events import event_session
-    from ..anatomy.organs import canonical_organ
-    from ..synthesis.registry import provider, resolve
 
     out = Path(args.out).expanduser()
     is_main = int(os.environ.get("RANK", "0")) == 0

@@ -17,7 +17,6 @@ Processes other than rank 0 of a distributed run use a disabled stream.
 from __future__ import annotations
 
 import json
-import math
 import sys
 import time
 from contextlib import contextmanager
@@ -26,25 +25,11 @@ from pathlib import Path
 from typing import IO, Any, Iterator
 
 from .errors import InputError
+from .files import to_jsonable
 
 PROTOCOL_VERSION = 1
 EVENT_KINDS = ("start", "progress", "validation", "checkpoint", "done", "error")
 EVENT_MODES = ("none", "jsonl")
-
-
-def _clean(value: Any) -> Any:
-    """JSON-able copy of ``value``: NaN/inf -> None, numpy / torch scalars -> Python numbers."""
-    if isinstance(value, dict):
-        return {str(k): _clean(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_clean(v) for v in value]
-    if isinstance(value, Path):
-        return str(value)
-    if hasattr(value, "item") and callable(value.item) and getattr(value, "ndim", 0) == 0:
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
 
 
 def utc_now() -> str:
@@ -64,12 +49,12 @@ def make_event(kind: str, /, *, step: int = 0, total: int | None = None, elapsed
         "eta_s": None if eta_s is None else round(float(eta_s), 3),
     }
     event.update(fields)
-    return _clean(event)
+    return to_jsonable(event)
 
 
 def format_event(event: dict[str, Any]) -> str:
     """The single line (no newline) that carries ``event``."""
-    return json.dumps(_clean(event), separators=(",", ":"), allow_nan=False)
+    return json.dumps(to_jsonable(event), separators=(",", ":"), allow_nan=False)
 
 
 def parse_event(line: str) -> dict[str, Any]:

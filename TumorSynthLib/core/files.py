@@ -59,7 +59,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     dest = Path(path)
     dest.parent.mkdir(parents=True, exist_ok=True)
     _check_destination(dest)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
+    fd, tmp_name = tempfile.mkstemp(prefix=".tmp-", suffix=f"-{dest.name}", dir=dest.parent)
     os.close(fd)
     tmp = Path(tmp_name)
     try:
@@ -118,6 +118,30 @@ def staged_folder(final: str | Path) -> Iterator[Path]:
         raise
 
 
+def split_timing(report: Any, where: str = "") -> tuple[Any, dict[str, Any]]:
+    """``report`` without its ``timing`` entries, and those entries keyed by where they were,
+    so that a written report has exactly one ``timing`` object (the only part that may differ
+    between two runs with the same seed)."""
+    timings: dict[str, Any] = {}
+    if isinstance(report, dict):
+        clean = {}
+        for key, value in report.items():
+            if key == "timing":
+                timings[where or "case"] = value
+                continue
+            clean[key], inner = split_timing(value, f"{where}.{key}" if where else str(key))
+            timings.update(inner)
+        return clean, timings
+    if isinstance(report, list):
+        out = []
+        for i, value in enumerate(report):
+            item, inner = split_timing(value, f"{where}[{i}]")
+            out.append(item)
+            timings.update(inner)
+        return out, timings
+    return report, timings
+
+
 def _fsync_file(path: Path) -> None:
     with open(path, "rb") as fh:
         os.fsync(fh.fileno())
@@ -136,5 +160,5 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-__all__ = ["atomic_path", "json_text", "staged_folder", "to_jsonable", "write_bytes_atomic",
+__all__ = ["atomic_path", "json_text", "split_timing", "staged_folder", "to_jsonable", "write_bytes_atomic",
            "write_json_atomic", "write_text_atomic"]

@@ -22,6 +22,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from . import checkpoints
 from .errors import InputError, ModelError
 
 SCHEMA_VERSION = 1
@@ -201,28 +202,10 @@ def resolve_model(ref: str | Path) -> Path:
 # -- writing (user registry only) ---------------------------------------------------------------
 def _describe_checkpoint(path: Path) -> dict[str, Any]:
     """task, organ and facts of a checkpoint; ModelError when it is not a TumorSynth model."""
-    import torch
-
-    from ..segmentation.checkpoint import FORMAT, load_checkpoint
-
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise ModelError(f"'{path}' is not a readable weights-only torch file ({type(exc).__name__}); "
-                         "add checkpoints written by TumorSynth") from exc
-    fmt = payload.get("format") if isinstance(payload, dict) else None
-    if fmt == FORMAT:
-        payload = load_checkpoint(path)
-        cfg = payload.get("config") or {}
-        return {"task": "segmentation", "organ": str(cfg.get("organ", "liver")),
-                "architecture": str(payload["model_config"].get("name", "")),
-                "method": str(cfg.get("method", "")), "step": payload.get("step"),
-                "best_metric": payload.get("best_metric"),
-                "label_names": {str(k): str(v) for k, v in payload["label_names"].items()}}
-    if isinstance(fmt, str) and fmt.startswith("tumorsynth-"):
-        return {"task": fmt.removeprefix("tumorsynth-"), "organ": str(payload.get("organ", "any"))}
-    raise ModelError(f"'{path}' is not a TumorSynth model (no 'format' field); train one with "
-                     "`tumorsynth train`")
+        return checkpoints.describe(checkpoints.read_payload(path))
+    except ModelError as exc:
+        raise ModelError(f"'{path}': {exc}") from None
 
 
 def _write_user_index(data: dict[str, Any]) -> None:

@@ -18,7 +18,9 @@ from typing import Any
 
 import numpy as np
 
+from .dicom_series import read_dicom_series
 from .errors import DependencyError, InputError, TumorSynthError
+from .files import atomic_path
 from .volume import Volume
 
 #: Written into NIfTI ``descrip`` (and read back as ``metadata["synthetic"]``).
@@ -63,8 +65,6 @@ def read_volume(path: Path, series_uid: str | None = None) -> Volume:
         elif kind == "nrrd":
             vol = _read_nrrd(path)
         else:
-            from .dicom_series import read_dicom_series
-
             vol = read_dicom_series(path, series_uid=series_uid)
     except TumorSynthError:
         raise
@@ -80,14 +80,17 @@ def read_volume(path: Path, series_uid: str | None = None) -> Volume:
 
 
 def write_volume(volume: Volume, path: Path, synthetic: bool, description: str | None) -> Path:
-    """Write ``volume`` to ``path`` (NIfTI or NRRD by extension); returns the path."""
+    """Write ``volume`` to ``path`` (NIfTI or NRRD by extension) atomically (``files.atomic_path``:
+    a crash never leaves half a file); returns the path."""
     name = path.name.lower()
     if name.endswith((".nii", ".nii.gz")):
-        _write_nifti(volume, path, synthetic, description)
+        writer = _write_nifti
     elif name.endswith(".nrrd"):
-        _write_nrrd(volume, path, synthetic, description)
+        writer = _write_nrrd
     else:
         raise InputError(f"cannot write '{path.name}': supported output formats are {WRITE_FORMATS}")
+    with atomic_path(path) as tmp:
+        writer(volume, tmp, synthetic, description)
     return path
 
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import os
 import time
+import sys
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,17 +32,24 @@ from typing import Any, Iterator, Mapping
 
 import numpy as np
 
-from ..core.errors import DependencyError, InputError, ModelError, TumorSynthError
-from ..anatomy.organs import DEFAULT_STAGE_MIX
-from ..anatomy.organs import parse_stage_mix as organs_parse_stage_mix
-from .outputs import (
-    check_same_settings,
-    output_paths,
-    read_report,
-    write_dataset_files,
-    write_json_atomic,
-    write_output,
+from ..anatomy.organs import (
+    CONVENTIONS,
+    DEFAULT_STAGE_MIX,
+    canonical_organ,
+    organ_label_ids,
 )
+from ..anatomy.organs import parse_stage_mix as organs_parse_stage_mix
+from ..anatomy.site import TumorSpec
+from ..anatomy.task_labels import guess_convention, tumor_ids
+from ..core.errors import DependencyError, InputError, ModelError, TumorSynthError
+from ..core.events import EventStream
+from ..core.volume_io import load_volume
+from ..segmentation.datasets import find_cases
+from ..synthesis.api import synthesize
+from ..synthesis.registry import method_names
+from ..core.files import write_json_atomic
+from ..segmentation.quality import QualityFilter
+from .outputs import check_same_settings, output_paths, read_report, write_case, write_dataset_files
 
 LAYOUTS = ("folders", "flat")
 _STAGE_STREAM = 0x57A6E  # extra seed word: the stage draw never shares bits with the tumor's
@@ -91,8 +99,6 @@ class GenerateConfig:
     options: dict[str, Any] = field(default_factory=dict)
 
     def check(self) -> "GenerateConfig":
-        from ..anatomy.organs import CONVENTIONS, canonical_organ
-        from ..synthesis.registry import method_names
 
         self.organ = canonical_organ(self.organ)
         self.stage_mix = parse_stage_mix(self.stage_mix)
@@ -142,7 +148,6 @@ class WorkItem:
 def work_list(input_path: str | Path, per_case: int) -> list[WorkItem]:
     """Every (case, variant) of the input, sorted by (case id, variant); InputError when two
     cases share an id (their outputs would collide)."""
-    from ..segmentation.datasets import find_cases
 
     training, validation = find_cases(input_path)
     cases = sorted(training + validation, key=lambda c: c.case_id)
@@ -177,8 +182,6 @@ def init_worker(config: GenerateConfig, torch_threads: int | None = None, spawne
     """Per-process setup: torch threads and the quality filter (loaded once per process). A
     spawned worker prints nothing on stdout (it may carry the parent's JSON event lines)."""
     if spawned:
-        import sys
-
         sys.stdout = sys.stderr
     if torch_threads is not None:
         import torch
@@ -187,17 +190,12 @@ def init_worker(config: GenerateConfig, torch_threads: int | None = None, spawne
     _STATE["case"] = None
     _STATE["quality"] = None
     if config.quality is not None:
-        from ..segmentation.quality import QualityFilter
-
         _STATE["quality"] = QualityFilter(config.quality, threshold=config.threshold,
                                           device=config.device, organ=config.organ)
 
 
 def _load_case(item: WorkItem, config: GenerateConfig) -> tuple[Any, Any, str, str | None]:
     """(image, labels, convention, reason to skip or None), cached for the variants of a case."""
-    from ..anatomy.organs import organ_label_ids
-    from ..anatomy.task_labels import guess_convention, tumor_ids
-    from ..core.volume_io import load_volume
 
     key = (item.image, item.label)
     cached = _STATE.get("case")
@@ -228,7 +226,7 @@ def run_item(item: WorkItem, config: GenerateConfig) -> dict[str, Any]:
         result, quality_s = _synthesize(item, config, image, labels, conv)
         header = {"name": item.name, "case_id": item.case_id, "variant": item.variant, "convention": conv,
                   "settings": config.settings(), "source": {"image": item.image, "label": item.label}}
-        write_output(output_paths(config.out, item.name, config.layout), result, header,
+        write_case(output_paths(config.out, item.name, config.layout), result, header,
                      (item.image, item.label))
     except (ModelError, DependencyError):
         raise  # the same for every case: stop the batch with the message
@@ -243,8 +241,6 @@ def run_item(item: WorkItem, config: GenerateConfig) -> dict[str, Any]:
 
 
 def _synthesize(item: WorkItem, config: GenerateConfig, image: Any, labels: Any, conv: str) -> tuple[Any, float]:
-    from ..synthesis.api import synthesize
-    from ..anatomy.site import TumorSpec
 
     options = dict(config.options)
     if config.device != "auto":
@@ -318,7 +314,6 @@ def generate(config: GenerateConfig, events: Any = None) -> dict[str, Any]:
     """Run (this shard of) a batch; returns the summary (also written to
     ``OUT/summary[-shard-I-of-N].json``). ``events``: an ``events.EventStream`` (start /
     progress per output / done) or None."""
-    from ..core.events import EventStream
 
     config.check()
     out = _check_out(config)

@@ -18,6 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from ..core.errors import InputError
+from ..core.files import split_timing, to_jsonable, write_json_atomic, write_text_atomic
+from ..core.volume_io import ensure_not_overwriting, save_volume
+from .preview import write_preview
 
 DATALIST_NAME, MANIFEST_NAME = "dataset.json", "manifest.csv"
 MANIFEST_COLUMNS = ("name", "case_id", "variant", "image", "label", "report", "n_tumors", "stages",
@@ -34,47 +37,35 @@ def output_paths(out: str | Path, name: str, layout: str) -> dict[str, Path]:
             "report": out / name / "report.json"}
 
 
-def write_text_atomic(path: Path, text: str) -> Path:
-    """Write through a temporary file renamed into place (readers never see half a file)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-    return path
-
-
-def write_json_atomic(path: Path, data: Any) -> Path:
-    """Indented JSON (``cli.common.jsonable``: same data, same bytes), written atomically."""
-    from ..cli.common import jsonable
-
-    return write_text_atomic(path, json.dumps(jsonable(data), indent=2) + "\n")
-
-
-def write_output(paths: dict[str, Path], result: Any, header: dict[str, Any],
-                 inputs: tuple[str, ...] = ()) -> None:
-    """Image, labels, then ``report.json`` of one ``Synthesis``. ``header`` leads the report;
-    every ``timing`` entry is gathered in one ``timing`` object (the only part that differs
-    between two runs with the same seed)."""
-    from ..cli.common import split_timing
-    from ..core.volume_io import ensure_not_overwriting, save_volume
-
+def write_case(paths: dict[str, Path], result: Any, header: dict[str, Any], inputs: tuple[Any, ...] = (),
+               preview: Path | None = None) -> dict[str, Path]:
+    """The one writer of a synthetic case: image and labels (marked synthetic), the preview
+    montage (optional), then ``report.json`` (written last, atomically: its presence marks the
+    case finished). ``header`` leads the report; every ``timing`` entry is gathered in one
+    ``timing`` object (the only part that differs between two runs with the same seed).
+    ``paths`` has "image", "label" and "report"; inputs are never overwritten."""
     t0 = time.perf_counter()
-    for key in ("image", "label"):
+    for key in ("image", "label", "report"):
         ensure_not_overwriting(paths[key], *inputs)
     save_volume(result.image, paths["image"], synthetic=True, description="image")
     save_volume(result.labels, paths["label"], synthetic=True, description="labels")
+    written = {"image": paths["image"], "label": paths["label"]}
+    if preview is not None:
+        written["preview"] = write_preview(result.image, result.labels, result.reports, preview,
+                                           instances=result.tumor_instances)
     case, case_timing = split_timing(result.case_report, "case")
     tumors, tumor_timing = split_timing(result.reports, "tumors")
     folder = paths["report"].parent
     report = {
         "synthetic": True, "note": "contains synthetic tumors made by TumorSynth; not for diagnosis",
         **header,
-        "outputs": {k: os.path.relpath(paths[k], folder) for k in ("image", "label")},
+        "outputs": {k: os.path.relpath(v, folder) for k, v in written.items()},
         "label_names": {str(k): v for k, v in sorted(result.label_names.items())},
         "case": case, "tumors": tumors,
         "timing": {**case_timing, **tumor_timing, "write_s": time.perf_counter() - t0},
     }
-    write_json_atomic(paths["report"], report)
+    written["report"] = write_json_atomic(paths["report"], report)
+    return written
 
 
 def read_report(path: Path) -> dict[str, Any] | None:
@@ -89,9 +80,8 @@ def read_report(path: Path) -> dict[str, Any] | None:
 def check_same_settings(report: dict[str, Any], settings: dict[str, Any], path: Path) -> None:
     """InputError when a finished output was made with other settings (resuming would mix
     two datasets in one folder)."""
-    from ..cli.common import jsonable
 
-    saved, now = report.get("settings"), jsonable(settings)
+    saved, now = report.get("settings"), to_jsonable(settings)
     if saved != now:
         diff = sorted(k for k in set(saved or {}) | set(now) if (saved or {}).get(k) != now.get(k))
         raise InputError(f"'{path}' was made with other settings ({', '.join(diff)} differ); "
@@ -154,6 +144,6 @@ def _manifest_csv(outputs: list[tuple[dict[str, Any], dict[str, Path]]], rel: An
     return buf.getvalue()
 
 
-__all__ = ["output_paths", "write_output", "read_report", "check_same_settings", "finished_outputs",
-           "write_dataset_files", "write_json_atomic", "write_text_atomic", "DATALIST_NAME",
+__all__ = ["output_paths", "read_report", "check_same_settings", "finished_outputs",
+           "write_case", "write_dataset_files", "DATALIST_NAME",
            "MANIFEST_NAME", "MANIFEST_COLUMNS"]

@@ -27,13 +27,13 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..core.errors import InputError, TumorSynthError
 from ..anatomy.organs import (
     CONVENTIONS,
     canonical_organ,
     organ_label_ids,
 )
 from ..anatomy.task_labels import guess_convention, tumor_ids
+from ..core.errors import InputError, TumorSynthError
 from ..core.volume import GRID_TOLERANCE_MM
 from ..core.volume_io import load_volume
 

@@ -13,11 +13,11 @@ from typing import Any
 
 import numpy as np
 
+from ..anatomy.task_labels import guess_convention, task_label_array
 from ..core.errors import InputError
 from ..core.events import EventStream
 from ..core.volume import Volume
 from ..core.volume_io import load_volume
-from ..anatomy.task_labels import guess_convention, task_label_array
 from .datasets import case_id_of, is_volume_file
 from .metrics import NSD_TOLERANCE_MM, evaluate_case, summarize
 from .postprocess import MIN_RADIUS_MM

@@ -16,15 +16,25 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..core.errors import InputError
 from ..anatomy.measure import measure_mask
-from ..core.volume import Volume, check_same_grid
-from .checkpoint import check_label_set, label_names_of, load_checkpoint, load_model_state
 from ..anatomy.task_labels import guess_convention, task_label_array
+from ..core.errors import InputError
+from ..core.volume import Volume, check_same_grid
+from .checkpoint import (
+    check_label_set,
+    label_names_of,
+    load_checkpoint,
+    load_model_state,
+)
 from .device import is_out_of_memory, out_of_memory_error
 from .models import ModelConfig, build_model
 from .pipeline import RAS_LABELS
-from .postprocess import MIN_RADIUS_MM, keep_touching, remove_small_components
+from .postprocess import (
+    MIN_RADIUS_MM,
+    components,
+    keep_touching,
+    remove_small_components,
+)
 
 
 @dataclass
@@ -136,7 +146,6 @@ def postprocess_labels(labels: np.ndarray, spacing: np.ndarray, organ_region: np
 
 def tumor_summary(labels: Volume, organ: str, label_names: dict[int, str]) -> dict[str, Any]:
     """Count, volumes (ml) and diameters (mm) of the tumors of a task labelmap."""
-    from .postprocess import components
 
     comp, n = components(labels.array == 2)
     tumors = []

@@ -8,28 +8,25 @@ reference tumor in green, predicted tumor in red, over the CT when it was given)
 from __future__ import annotations
 
 import csv
-import json
 import math
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ..core.files import write_json_atomic
 from .metrics import SIZE_BUCKETS
 
 CASE_COLUMNS = ("case_id", "tumor_dsc", "tumor_nsd", "organ_dsc", "n_ref_tumors", "n_detected",
                 "n_pred_tumors", "false_positives", "ref_tumor_ml", "pred_tumor_ml")
 
 
-def _json_ready(value: Any) -> Any:
+def _public(value: Any) -> Any:
+    """``value`` without the private (``_``-prefixed) keys the plots use."""
     if isinstance(value, dict):
-        return {str(k): _json_ready(v) for k, v in value.items() if not str(k).startswith("_")}
+        return {k: _public(v) for k, v in value.items() if not str(k).startswith("_")}
     if isinstance(value, (list, tuple)):
-        return [_json_ready(v) for v in value]
-    if isinstance(value, (np.floating, np.integer)):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
+        return [_public(v) for v in value]
     return value
 
 
@@ -51,7 +48,7 @@ def write_tables(out: Path, cases: list[dict[str, Any]], summary: dict[str, Any]
                 writer.writerow((case["case_id"], "predicted", t["id"], f"{t['diameter_mm']:.2f}",
                                  f"{t['volume_ml']:.4f}", t["bucket"], "", int(t["false_positive"])))
     payload = {"summary": summary, "cases": cases}
-    (out / "summary.json").write_text(json.dumps(_json_ready(payload), indent=2) + "\n", encoding="utf-8")
+    write_json_atomic(out / "summary.json", _public(payload))
     return [out / "cases.csv", out / "tumors.csv", out / "summary.json"]
 
 

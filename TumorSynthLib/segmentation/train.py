@@ -20,9 +20,10 @@ from typing import Any, Iterator
 import numpy as np
 import torch
 
+from ..anatomy.task_labels import task_label_names
+from ..core.errors import InputError
 from ..core.events import EventStream, utc_now
 from ..transforms import RandTumorSynthd
-from ..core.errors import InputError
 from .checkpoint import (
     BEST,
     LAST,
@@ -33,7 +34,6 @@ from .checkpoint import (
     save_checkpoint,
 )
 from .config import FROZEN_ON_RESUME, TrainConfig
-from ..anatomy.task_labels import task_label_names
 from .datasets import CaseSplit, split_cases
 from .device import is_out_of_memory, out_of_memory_error
 from .distributed import (
@@ -49,6 +49,7 @@ from .distributed import (
 from .models import build_model, min_patch_multiple, min_patch_side, model_config_for
 from .optim import make_loss, make_optimizer, make_scheduler
 from .pipeline import EpochSampler, SeededDataset, training_transform
+from .quality import QualityFilter
 from .validation import ValidationSet, validate
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -146,7 +147,6 @@ class Trainer:
         run it: forked workers cannot share a CUDA context)."""
         if not self.cfg.quality_model:
             return None
-        from .quality import QualityFilter
 
         device = "cpu" if self.cfg.workers > 0 else self.cfg.device
         return QualityFilter(self.cfg.quality_model, threshold=self.cfg.quality_threshold,

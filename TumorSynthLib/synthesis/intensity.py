@@ -12,12 +12,12 @@ Shared by the appearance providers:
 from __future__ import annotations
 
 import numpy as np
+from scipy import ndimage
 
 from ..anatomy.organs import intensity_profile
 from ..anatomy.site import Site
 from ..core.volume import Box
 from .contracts import LOW_PASS_TRUNCATE, Scene
-from scipy import ndimage
 
 #: Tumors are never darker than this on average (HU).
 TUMOR_FLOOR_HU = 10.0

@@ -31,9 +31,9 @@ import torch
 from scipy import ndimage
 
 from ...anatomy.site import Site
+from ...core.resample import resample
 from ..contracts import Scene
 from ..effects.mass_effect import AIR_HU, BONE_HU
-from ...core.resample import resample
 from ..texture import TRUNCATE
 from .engine import ACCEPTANCE, HEALTHY, RIGID, VESSEL, WALL, cpu_threads
 

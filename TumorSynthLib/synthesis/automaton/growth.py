@@ -21,6 +21,7 @@ from scipy import ndimage
 
 from ...anatomy.site import Site
 from ...core.errors import PlacementError
+from ...core.resample import resample
 from ...core.seeding import torch_seed
 from ..contracts import EffectPlan, Scene
 from ..effects.lesions import NECROSIS_FRACTION, satellite_centres
@@ -33,7 +34,6 @@ from .grid import (
     nearest_tissue_cell,
     steps_for_diameter,
 )
-from ...core.resample import resample
 
 #: Step budget = factor x expected steps + extra; a run without growth for STALL_STEPS stops.
 BUDGET_FACTOR, BUDGET_EXTRA, STALL_STEPS = 2.0, 20, 25

@@ -22,7 +22,14 @@ from scipy import ndimage
 
 from ...anatomy.site import Site
 from ...core.volume import Box, bounding_box
-from ..contracts import EDGE_SIGMA_RANGE_MM, Appearance, EffectPlan, Geometry, Scene, tumor_box
+from ..contracts import (
+    EDGE_SIGMA_RANGE_MM,
+    Appearance,
+    EffectPlan,
+    Geometry,
+    Scene,
+    tumor_box,
+)
 from ..texture import gaussian_mm
 from .lesions import necrosis_region
 

@@ -23,7 +23,9 @@ from scipy import ndimage
 
 from ...anatomy.site import Site
 from ..contracts import EDGE_SIGMA_RANGE_MM, EffectPlan, Geometry, Scene
+from ..effects.mass_effect import AIR_HU, BONE_HU
 from ..registry import register_geometry
+from ..texture import TRUNCATE
 
 #: Room (mm) beyond the automaton grid for the soft edge (3 sigma of at most 2 mm) and a voxel.
 ROI_MARGIN_MM = 3 * EDGE_SIGMA_RANGE_MM[1] + 2.0
@@ -123,7 +125,6 @@ def read_out(run: Any, rng: np.random.Generator) -> Geometry:
 def edge_weight(state: np.ndarray, sigma_cells: float) -> np.ndarray:
     """Population / 10 (dead = 10) blurred by an isotropic 3D Gaussian of ``sigma_cells``."""
     from ..automaton.engine import DEAD, MAX_POPULATION
-    from ..texture import TRUNCATE
 
     pop = np.where(state == DEAD, 1.0, np.clip(state, 0, MAX_POPULATION) / MAX_POPULATION)
     return ndimage.gaussian_filter(pop.astype(np.float32), sigma_cells, mode="constant", truncate=TRUNCATE)
@@ -132,7 +133,6 @@ def edge_weight(state: np.ndarray, sigma_cells: float) -> np.ndarray:
 def allowed_region(run: Any, vessels: np.ndarray) -> np.ndarray:
     """ROI voxels a tumor voxel may occupy: organ (and, where the contour may give way,
     unlabelled soft tissue), never vessels, lesions or earlier tumors."""
-    from ..effects.mass_effect import AIR_HU, BONE_HU
 
     scene, site = run.scene, run.site
     inner = scene.organ.copy()
