@@ -23,7 +23,7 @@ import torch
 from ..anatomy.task_labels import task_label_names
 from ..core.errors import InputError
 from ..core.events import EventStream, utc_now
-from ..transforms import RandTumorSynthd
+from ..transforms import SynthesisTally
 from .checkpoint import (
     BEST,
     LAST,
@@ -68,7 +68,7 @@ class TrainResult:
     losses: list[float] = field(default_factory=list)
     model: torch.nn.Module | None = None
     seconds: float = 0.0
-    synthesis: dict[str, Any] = field(default_factory=dict)   # RandTumorSynthd.stats (this process)
+    synthesis: dict[str, Any] = field(default_factory=dict)   # SynthesisTally.stats (workers included)
     timing: dict[str, float] = field(default_factory=dict)    # data_s / compute_s totals
 
 
@@ -159,7 +159,7 @@ class Trainer:
         quality = quality if quality is not None else self._quality_filter()
         dataset = SeededDataset(self.split.training, training_transform(cfg, self.split.convention, quality),
                                 cfg.seed, cache_rate=cfg.cache_rate)
-        self.synth = next(t for t in dataset.transform.transforms if isinstance(t, RandTumorSynthd))
+        self.tally = SynthesisTally()
         sampler = EpochSampler(len(dataset), cfg.seed, self.ctx.rank, self.ctx.world_size,
                                start=self.start_step * cfg.batch_size)
         return DataLoader(dataset, batch_size=cfg.batch_size, sampler=sampler, num_workers=cfg.workers,
@@ -268,6 +268,7 @@ class Trainer:
                     return reason or "signal"
                 t_data = time.perf_counter()
                 batch = next(it)
+                self.tally.add(batch)
                 t_step = time.perf_counter()
                 loss = mean_over_ranks(self.train_step(batch), self.ctx)
                 timing["data_s"] += t_step - t_data
@@ -297,10 +298,10 @@ class Trainer:
         self.events.done(self.step, reason=stopped, last=str(last), best=None if best is None else str(best),
                          best_tumor_dsc=best_metric,
                          steps_per_s=(self.step - self.start_step) / seconds if seconds > 0 else None,
-                         synthesis=dict(self.synth.stats))
+                         synthesis=dict(self.tally.stats))
         return TrainResult(step=self.step, start_step=self.start_step, stopped=stopped, last=last,
                            best=best, best_metric=best_metric, losses=losses, model=unwrap(self.model),
-                           seconds=seconds, synthesis=dict(self.synth.stats), timing=timing)
+                           seconds=seconds, synthesis=dict(self.tally.stats), timing=timing)
 
 
 def train(cfg: TrainConfig, events: EventStream | None = None, quality: Any = None) -> TrainResult:

@@ -40,7 +40,7 @@ OPTIONS: tuple[OptionSpec, ...] = (
     OptionSpec("clip_to_organ", "bool", "1 keeps the tumor inside the organ, 0 lets it grow past "
                "the contour (default: inside; kidney tumors may bulge out with probability 0.5)"),
     OptionSpec("enhancement", "choice", "hypo: darker than the organ (default); hyper: brighter "
-               "(arterial-phase HCC)", choices=("hypo", "hyper")),
+               "(arterial-phase HCC)", choices=("hypo", "hyper"), reader="procedural"),
     OptionSpec("necrosis", "bool", "force the necrotic core on (1) or off (0); default: drawn per stage"),
     OptionSpec("capsule", "bool", "force the capsule on (1) or off (0); default: drawn per stage (liver)"),
     OptionSpec("satellites", "bool", "force satellite nodules on (1) or off (0); default: drawn per stage"),

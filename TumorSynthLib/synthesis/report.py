@@ -33,6 +33,17 @@ from ..core.files import to_jsonable
 from ..core.volume import box_around
 from .pipeline import TumorOutcome
 
+#: Every key a tumor report has (``quality`` is added when a quality filter ran).
+REPORT_KEYS = (
+    "method", "geometry", "appearance", "stage", "organ", "organ_label_id", "tumor_id", "necrosis_label_id",
+    "convention", "organ_source", "synthetic", "version", "seed", "case_id", "variant", "index",
+    "diameter_requested_mm", "diameter_target_mm", "diameter_source", "diameter_measured_mm", "recist_long_mm",
+    "recist_short_mm", "volume_ml", "n_voxels", "size_limited_by_organ", "largest_inscribed_radius_mm",
+    "organ_fill_fraction", "organ_volume_ml", "center_requested_ras", "center_placed_ras", "center_voxel",
+    "centroid_ras", "centroid_voxel", "placement", "snap_distance_mm", "organ_median_hu", "organ_mad_hu",
+    "delta_hu", "mean_tumor_hu", "measured_drop_hu", "effects", "mass_effect", "geometry_info",
+    "appearance_info", "draws", "roi", "warnings", "timing",
+)
 #: The inscribed-ball search runs on a grid of at most this many cells per axis.
 INSCRIBED_CELLS = 32
 
@@ -75,6 +86,7 @@ def build_report(outcome: TumorOutcome, *, method: str, index: int, case_id: str
         "draws": outcome.draws, "roi": site.roi.to_list(), "warnings": warnings,
         "timing": dict(outcome.timing),
     }
+    assert tuple(report) == REPORT_KEYS, "report keys and REPORT_KEYS differ"
     return to_jsonable(report)
 
 
@@ -114,4 +126,4 @@ def field_of_view_warnings(outcome: TumorOutcome) -> list[str]:
     return []
 
 
-__all__ = ["build_report", "field_of_view_warnings", "largest_inscribed_near"]
+__all__ = ["REPORT_KEYS", "build_report", "field_of_view_warnings", "largest_inscribed_near"]
