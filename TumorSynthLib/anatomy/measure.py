@@ -146,6 +146,34 @@ def _widest_slice(pts: np.ndarray, slices: np.ndarray, cols: np.ndarray) -> int:
     return int(keys[int(np.argmax(width.max(axis=1)))])
 
 
+def shape_metrics(mask: np.ndarray, spacing: Sequence[float]) -> dict[str, float | None]:
+    """Sphericity, elongation and flatness of a mask (the radiomics shape features).
+
+    Sphericity ``pi^(1/3) (6V)^(2/3) / A`` (1 for a ball) with the surface area ``A`` measured
+    as the integral of the gradient magnitude of the mask blurred by 0.7 voxel (within 1 % on
+    balls of radius >= 10 voxels, unlike face counting, which overestimates it by ~50 %);
+    elongation ``sqrt(l2 / l1)`` and flatness ``sqrt(l3 / l1)`` from the eigenvalues
+    ``l1 >= l2 >= l3`` of the covariance of the voxel positions in mm."""
+    m = np.asarray(mask, dtype=bool)
+    out: dict[str, float | None] = {"sphericity": None, "elongation": None, "flatness": None}
+    box = bounding_box(m, 3)
+    if box is None or m.sum() < 4:
+        return out
+    sub = m[box.slices]
+    spacing = np.asarray(spacing, dtype=float)
+    smooth = ndimage.gaussian_filter(sub.astype(np.float32), 0.7)
+    grad = np.gradient(smooth, *spacing)
+    area = float(np.sqrt(sum(g * g for g in grad)).sum() * np.prod(spacing))
+    volume = float(sub.sum() * np.prod(spacing))
+    out["sphericity"] = float(np.pi ** (1 / 3) * (6 * volume) ** (2 / 3) / area) if area > 0 else None
+    pts = np.argwhere(sub) * spacing
+    eig = np.sort(np.linalg.eigvalsh(np.cov(pts.T)))[::-1]
+    if eig[0] > 0:
+        out["elongation"] = float(np.sqrt(max(eig[1], 0.0) / eig[0]))
+        out["flatness"] = float(np.sqrt(max(eig[2], 0.0) / eig[0]))
+    return out
+
+
 def measure_mask(mask: np.ndarray, affine: np.ndarray) -> dict[str, Any]:
     """Size and position of a binary mask on a grid with voxel->RAS ``affine``.
 
@@ -190,5 +218,6 @@ __all__ = [
     "largest_inscribed_radius_mm",
     "measure_mask",
     "recist_diameters",
+    "shape_metrics",
     "spacing_of",
 ]

@@ -5,7 +5,8 @@ Shared by the appearance providers:
 * ``darkening_delta``: ``delta = f * max(median - 10, 25)`` HU with ``f`` from the organ's
   range; the tumor's mean never falls below 10 HU (water-like necrosis is the floor);
 * ``fill_change``: tumor voxels that were not parenchyma (fat inside a fatty pancreas, tissue
-  past the organ contour of an exophytic tumor) start from the parenchyma's level;
+  past the organ contour of an exophytic tumor, bright inclusions such as renal sinus
+  calcifications) start from the parenchyma's level;
 * ``change_towards``: absolute HU made by a model turned into a smooth change (its low
   frequencies minus the scene's), so the scene's grain stays in the tumor.
 """
@@ -23,8 +24,9 @@ from .contracts import LOW_PASS_TRUNCATE, Scene
 TUMOR_FLOOR_HU = 10.0
 DELTA_OFFSET_HU = 10.0
 DELTA_MIN_BASE_HU = 25.0
-#: Tumor voxels darker than median - FILL_BELOW_MAD x MAD (and at least 25 HU below) are not
-#: parenchyma (fat, partial volume with fat, gas): they start from the parenchyma's level.
+#: Tumor voxels darker than median - FILL_BELOW_MAD x MAD (and at least 25 HU below), or below
+#: the organ's parenchyma floor (fat: 0 HU in the pancreas), are not parenchyma (fat, partial
+#: volume with fat, gas): they start from the parenchyma's level.
 FILL_BELOW_MAD = 3.0
 FILL_MIN_GAP_HU = 25.0
 
@@ -51,14 +53,17 @@ def fill_change(site: Site, scene: Scene, box: Box, mask: np.ndarray) -> np.ndar
     """Change (float32, ``box`` shape) that brings non-parenchyma voxels of ``mask`` (in
     ``box``) to the parenchyma median; zero elsewhere."""
     median, mad = float(site.organ_median_hu), float(site.organ_mad_hu)
-    floor = min(median - FILL_BELOW_MAD * mad, median - FILL_MIN_GAP_HU)
+    fat = intensity_profile(site.organ).parenchyma_floor_hu
+    floor = max(fat, min(median - FILL_BELOW_MAD * mad, median - FILL_MIN_GAP_HU))
     out = np.zeros(mask.shape, dtype=np.float32)
+    ceiling = site.parenchyma.vessel_threshold_hu + FILL_MIN_GAP_HU
     outside = mask & ~scene.organ[box.slices]
-    maybe = outside | (mask & (scene.image[box.slices] < floor + FILL_BELOW_MAD * mad))
-    if not maybe.any():  # no fat or tissue past the contour under the tumor: nothing to fill
+    inclusion = mask & (scene.image[box.slices] > ceiling) & ~scene.vessels[box.slices]
+    maybe = outside | inclusion | (mask & (scene.image[box.slices] < floor + FILL_BELOW_MAD * mad))
+    if not maybe.any():  # no fat, inclusion or tissue past the contour under the tumor
         return out
     low = scene.low_frequencies(box)
-    replace = outside | (mask & (low < floor))
+    replace = outside | (mask & ((low < floor) | ((low > ceiling) & ~scene.vessels[box.slices])))
     out[replace] = np.float32(median) - low[replace]
     return out
 

@@ -44,6 +44,8 @@ REPORT_KEYS = (
     "delta_hu", "mean_tumor_hu", "measured_drop_hu", "effects", "mass_effect", "geometry_info",
     "appearance_info", "draws", "roi", "warnings", "timing",
 )
+#: An organ thinner (inscribed radius) than this fraction of the tumor's radius gets a warning.
+THIN_ORGAN_FRACTION = 0.5
 #: The inscribed-ball search runs on a grid of at most this many cells per axis.
 INSCRIBED_CELLS = 32
 
@@ -56,7 +58,7 @@ def build_report(outcome: TumorOutcome, *, method: str, index: int, case_id: str
     r_in = largest_inscribed_near(outcome.scene.organ | geometry.mask, site.center_vox, site.spacing, r)
     sphere_ml = 4.0 / 3.0 * np.pi * r_in**3 / 1000.0
     lo = np.asarray(site.roi.lo, dtype=float)
-    warnings = list(site.warnings) + field_of_view_warnings(outcome)
+    warnings = list(site.warnings) + field_of_view_warnings(outcome) + thin_organ_warnings(site, r_in)
     limited = geometry.size_limited
     report = {
         "method": method, "geometry": outcome.geometry_name,
@@ -108,6 +110,16 @@ def largest_inscribed_near(organ: np.ndarray, center_vox: np.ndarray, spacing: n
     d2 = sum(((gi - ci) * s) ** 2 for gi, ci, s in zip(g, c, cell))
     near = coarse & (d2 <= max(radius, float(cell.max())) ** 2)
     return float(edt[near].max()) if near.any() else 0.0
+
+
+def thin_organ_warnings(site, inscribed_mm: float) -> list[str]:
+    """A warning when the organ is much thinner than the tumor at its place (a thin pancreas
+    cannot hold an advanced tumor: it follows the organ or stops short of its size)."""
+    if site.allow_exophytic or inscribed_mm >= THIN_ORGAN_FRACTION * 0.5 * site.diameter_mm:
+        return []
+    return [f"the {site.organ} is only about {2 * inscribed_mm:.0f} mm thick here, too thin for a "
+            f"{site.diameter_mm:.0f} mm ({site.stage}) tumor: it follows the organ or stays smaller; "
+            "choose a smaller size or a thicker part of the organ"]
 
 
 def field_of_view_warnings(outcome: TumorOutcome) -> list[str]:

@@ -18,9 +18,9 @@ operations per voxel of the push zone.
 from __future__ import annotations
 
 import numpy as np
-from scipy import ndimage
 
 from ...anatomy.site import Site
+from ...core.resample import dilate_mm
 from ...core.volume import Box, box_around
 from ..contracts import EffectPlan, Scene
 
@@ -101,36 +101,8 @@ def _expand(coarse: np.ndarray, block: np.ndarray, shape: tuple[int, ...]) -> np
 
 def _movable(organ: np.ndarray, image: np.ndarray, spacing: np.ndarray) -> np.ndarray:
     """Organ voxels and soft tissue within ``MARGIN_MM`` of the organ (never bone or air)."""
-    near = _dilate_mm(organ, MARGIN_MM, spacing)
+    near = dilate_mm(organ, MARGIN_MM, spacing)
     return near & (image > AIR_HU) & (image < BONE_HU)
-
-
-def _dilate_mm(mask: np.ndarray, radius_mm: float, spacing: np.ndarray) -> np.ndarray:
-    """``mask`` dilated by an ellipsoid of ``radius_mm`` (per-axis voxels), computed on blocks
-    of about ``radius_mm / 2`` so that the cost stays small on fine grids (the reach is then
-    exact to within one block, rounded down so it never exceeds ``radius_mm`` + one block)."""
-    block = np.maximum(np.floor(0.5 * radius_mm / np.asarray(spacing, float)), 1).astype(int)
-    coarse = _block_any(mask, block)
-    half = np.floor(radius_mm / (block * np.asarray(spacing, float))).astype(int)
-    if np.all(half == 0):
-        return mask.copy()
-    g = np.ogrid[tuple(slice(-h, h + 1) for h in half)]
-    structure = sum((gi / max(h, 1)) ** 2 for gi, h in zip(g, half)) <= 1.0
-    grown = ndimage.binary_dilation(coarse, structure=structure)
-    for axis, b in enumerate(block):
-        grown = np.repeat(grown, b, axis=axis)
-    return grown[tuple(slice(0, n) for n in mask.shape)] | mask
-
-
-def _block_any(mask: np.ndarray, block: np.ndarray) -> np.ndarray:
-    """True per block of ``block`` voxels holding any true voxel (strided ORs: fast)."""
-    m = np.pad(mask, [(0, (-n) % b) for n, b in zip(mask.shape, block)])
-    out = np.zeros(tuple(n // b for n, b in zip(m.shape, block)), dtype=bool)
-    for i in range(block[0]):
-        for j in range(block[1]):
-            for k in range(block[2]):
-                out |= m[i::block[0], j::block[1], k::block[2]]
-    return out
 
 
 __all__ = ["AIR_HU", "BONE_HU", "MARGIN_MM", "STRENGTH", "push_scene"]

@@ -10,6 +10,8 @@ frequencies (a 1-voxel Gaussian), so the grain rides on top of them too.
 * vessels inside the tumor are moved half-way to the tumor's level (compressed, not bright);
 * capsule: a 1-2 mm rim slightly brighter than the tumor;
 * necrosis: the necrotic region pulled towards 0-20 HU (never brightened);
+* grain: where the tumor's voxels are smoother than the organ around it, fine noise brings them
+  up to the organ's grain (a homogeneous spot of the kidney, fat replaced by tumor);
 * the change applies where the organ or the tumor is (vessels outside the tumor never change).
 """
 from __future__ import annotations
@@ -38,6 +40,11 @@ CAPSULE_THICKNESS_MM = (1.0, 2.0)
 CAPSULE_LIFT = (0.3, 0.6)               # fraction of the tumor's drop
 NECROSIS_LEVEL_HU = (0.0, 20.0)
 NECROSIS_EDGE_MM = 1.0
+#: Grain top-up: when the tumor's grain is below this fraction of the organ's, noise (white,
+#: blurred by GRAIN_CORRELATION_VOXELS like CT noise) makes up the difference.
+GRAIN_TOP_UP_BELOW = 0.92
+GRAIN_CORRELATION_VOXELS = 0.6
+GRAIN_MIN_VOXELS = 30
 #: Weight at and above which a voxel counts as tumor core in the measured drop.
 CORE_WEIGHT = 0.9
 
@@ -91,6 +98,7 @@ def shade(site: Site, scene: Scene, geometry: Geometry, appearance: Appearance, 
         target = min(float(rng.uniform(*NECROSIS_LEVEL_HU)), level - 5.0)
         draws["necrosis_level_hu"] = target
         change += _necrosis_change(scene, box, m, nec, change, target, site.spacing)
+    change += _grain_top_up(scene, box, m, rng, draws)
     allowed = (scene.organ[sl] | m) & ~(scene.vessels[sl] & ~m)
     delta = np.where(allowed, weight * change, 0.0).astype(np.float32)
     core = (weight >= CORE_WEIGHT) & (~nec if nec is not None else True)
@@ -100,6 +108,36 @@ def shade(site: Site, scene: Scene, geometry: Geometry, appearance: Appearance, 
         measured_drop_hu=(float(site.organ_median_hu - np.mean(scene.image[sl][core] + delta[core]))
                           if np.any(core) else None),
     )
+
+
+def _grain_top_up(scene: Scene, box: Box, mask: np.ndarray, rng: np.random.Generator,
+                  draws: dict[str, Any]) -> np.ndarray:
+    """Fine-grained noise that brings the tumor's grain up to the organ's around it, where the
+    tumor's own voxels are smoother than the organ (a homogeneous spot of a structured organ
+    such as the kidney, or fat replaced by tumor): a real tumor is at least as grainy as its
+    organ. Grain = robust SD of the image minus its 1-voxel blur; interior voxels only."""
+    out = np.zeros(mask.shape, dtype=np.float32)
+    if mask.sum() < GRAIN_MIN_VOXELS:
+        return out
+    hp = scene.image[box.slices] - scene.low_frequencies(box)
+    interior = ndimage.binary_erosion(scene.organ[box.slices]) & ~scene.vessels[box.slices]
+    target = _robust_sd(hp[interior & ~ndimage.binary_dilation(mask, iterations=2)])
+    current = _robust_sd(hp[mask])
+    draws["grain_organ_hu"], draws["grain_tumor_hu"] = target, current
+    if not (np.isfinite(target) and np.isfinite(current)) or current >= GRAIN_TOP_UP_BELOW * target:
+        return out
+    noise = ndimage.gaussian_filter(rng.standard_normal(mask.shape).astype(np.float32), GRAIN_CORRELATION_VOXELS)
+    noise_hp = noise - ndimage.gaussian_filter(noise, 1.0)
+    add = float(np.sqrt(target**2 - current**2)) / max(_robust_sd(noise_hp[mask]), 1e-6)
+    draws["grain_added_hu"] = float(np.sqrt(target**2 - current**2))
+    out[mask] = np.float32(add) * noise[mask]
+    return out
+
+
+def _robust_sd(values: np.ndarray) -> float:
+    if values.size < GRAIN_MIN_VOXELS:
+        return float("nan")
+    return float(np.median(np.abs(values - np.median(values))) * 1.4826)
 
 
 def _necrosis_change(scene: Scene, box: Box, mask: np.ndarray, necrosis: np.ndarray, change: np.ndarray,

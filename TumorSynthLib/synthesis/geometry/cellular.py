@@ -22,6 +22,7 @@ import numpy as np
 from scipy import ndimage
 
 from ...anatomy.site import Site
+from ...core.volume import bounding_box
 from ..contracts import EDGE_SIGMA_RANGE_MM, EffectPlan, Geometry, Scene
 from ..effects.mass_effect import AIR_HU, BONE_HU
 from ..registry import register_geometry
@@ -106,6 +107,9 @@ def read_out(run: Any, rng: np.random.Generator) -> Geometry:
     state = run.ca.state_numpy()
     scene = _moved_vessels(run, state == VESSEL)
     tumor, necrosis = roi_masks(run, state, allowed_region(run, scene.vessels))
+    if not run.plan.satellites:   # the footprint mapping can leave specks of a voxel or two
+        tumor = largest_component(tumor)
+        necrosis &= tumor
     sigma = float(rng.uniform(*EDGE_SIGMA_RANGE_MM))
     draws = {**run.draws, "edge_sigma_mm": sigma}
     weight = run.grid.to_roi_average(edge_weight(state, sigma / run.grid.h_mm))
@@ -120,6 +124,19 @@ def read_out(run: Any, rng: np.random.Generator) -> Geometry:
     return Geometry(mask=tumor, weight=np.where(tumor | (weight > 0), weight, 0).astype(np.float32),
                     necrosis=necrosis, satellites=True, size_limited=info["size_limited_by_organ"],
                     scene=scene, draws=draws, info=info)
+
+
+def largest_component(mask: np.ndarray) -> np.ndarray:
+    """The largest 26-connected part of ``mask`` (the mask itself when it has one part)."""
+    box = bounding_box(mask)
+    if box is None:
+        return mask
+    labels, n = ndimage.label(mask[box.slices], structure=np.ones((3, 3, 3), dtype=bool))
+    if n <= 1:
+        return mask
+    out = np.zeros_like(mask)
+    out[box.slices] = labels == int(np.argmax(np.bincount(labels.ravel())[1:]) + 1)
+    return out
 
 
 def edge_weight(state: np.ndarray, sigma_cells: float) -> np.ndarray:
