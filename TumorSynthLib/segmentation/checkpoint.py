@@ -21,6 +21,7 @@ import torch
 
 from ..core import checkpoints
 from ..core.errors import InputError, ModelError
+from ..core.files import shown
 
 TASK = "segmentation"
 FORMAT = checkpoints.FORMAT_PREFIX + TASK
@@ -71,8 +72,8 @@ def check_resumable(payload: dict[str, Any], path: str | Path, config: dict[str,
     for key in frozen:
         if key in saved and _norm(saved[key]) != _norm(config.get(key)):
             raise ModelError(
-                f"cannot resume from '{path}': it was trained with {key}={saved[key]!r}, this run asks "
-                f"for {config.get(key)!r} (another label set or model); use another --out folder, "
+                f"cannot resume from '{path}': it was trained with {key}={shown(saved[key])}, this run asks "
+                f"for {shown(config.get(key))} (another label set or model); use another --out folder, "
                 "or resume with the original settings"
             )
 
