@@ -172,11 +172,11 @@ def safe_name(text: Any, what: str = "name", max_len: int = 120) -> str:
 
 
 def path_inside(folder: str | Path, *parts: str) -> Path:
-    """``folder / parts...``, proven to resolve inside ``folder`` (symlinks followed); InputError
-    otherwise."""
+    """``folder / parts...`` (as given), proven to resolve inside ``folder`` (symlinks followed);
+    InputError otherwise."""
     root = Path(folder).expanduser().resolve()
-    path = root.joinpath(*parts)
-    resolved = path.resolve()
+    path = Path(folder).joinpath(*parts)
+    resolved = root.joinpath(*parts).resolve()
     if resolved != root and root not in resolved.parents:
         raise InputError(f"the output name {shown('/'.join(parts))} would leave the output folder '{root}'; "
                          "rename the input case")
