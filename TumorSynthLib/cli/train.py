@@ -9,6 +9,7 @@ from typing import Any
 from ..anatomy.organs import canonical_organ
 from ..core.errors import InputError
 from ..core.events import event_session
+from ..core.files import prepare_output_folder
 from ..segmentation.config import TrainConfig
 from ..synthesis.registry import provider, resolve
 from .common import EXIT_INTERRUPTED, EXIT_OK, command_parser, finite_float
@@ -111,6 +112,8 @@ def run(args: argparse.Namespace) -> int:
 
     out = Path(args.out).expanduser()
     is_main = int(os.environ.get("RANK", "0")) == 0
+    if is_main:
+        prepare_output_folder(out)      # before the event log is opened in it
     with event_session(args.events, desc="train", enabled=is_main,
                        log_path=out / "events.jsonl" if is_main else None) as events:
         try:

@@ -76,6 +76,8 @@ def write_error(exc: OSError, path: str | Path) -> Exception:
     """The project error for an OSError met while writing ``path``: ResourceError for a full
     disk, InputError for a place that cannot be written; other errors are returned as they are."""
     reason = exc.strerror or str(exc)
+    if exc.errno in (errno.EEXIST, errno.ENOTDIR):
+        reason = f"{reason}: a file is in the way of a folder on that path"
     if exc.errno in _FULL:
         return ResourceError(f"no space left while writing '{path}' ({reason}); free some disk space "
                              "and rerun (nothing was half-written)")
@@ -196,8 +198,11 @@ def prepare_output_folder(path: str | Path, what: str = "--out") -> Path:
         os.close(fd)
         os.unlink(probe)
     except OSError as exc:
-        raise InputError(f"cannot write into {what} '{folder}' ({exc.strerror or exc}); choose a folder "
-                         "you can write to") from None
+        mapped = write_error(exc, folder)
+        if isinstance(mapped, ResourceError):
+            raise mapped from None
+        reason = str(mapped).partition("(")[2].rpartition(")")[0] if mapped is not exc else str(exc)
+        raise InputError(f"cannot write into {what} '{folder}' ({reason}); choose a folder you can write to") from None
     return folder
 
 

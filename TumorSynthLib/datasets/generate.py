@@ -125,15 +125,16 @@ class GenerateConfig:
                                     ("--tumors-per-image", self.tumors_per_image, 1, 100),
                                     ("--workers", self.workers, 1, 256),
                                     ("--quality-tries", self.quality_tries, 1, 100)):
-            if isinstance(value, bool) or int(value) != value or not lo <= value <= hi:
-                raise InputError(f"{name} must be an integer from {lo} to {hi}, got {value}")
-        if not 0.0 <= float(self.threshold) <= 1.0:
-            raise InputError(f"--threshold must be in [0, 1], got {self.threshold}")
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not lo <= value <= hi:
+                raise InputError(f"{name} must be an integer from {lo} to {hi}, got {shown(value)}")
+        if (isinstance(self.threshold, bool) or not isinstance(self.threshold, (int, float))
+                or not 0.0 <= float(self.threshold) <= 1.0):
+            raise InputError(f"--threshold must be a number in [0, 1], got {shown(self.threshold)}")
         if self.labels != "auto" and self.labels not in CONVENTIONS:
             raise InputError(f"unknown --labels '{self.labels}'; choose auto or one of {', '.join(CONVENTIONS)}")
         if self.layout not in LAYOUTS:
             raise InputError(f"unknown --layout '{self.layout}'; choose one of {', '.join(LAYOUTS)}")
-        if int(self.seed) < 0:
+        if isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer)) or self.seed < 0:
             raise InputError(f"--seed must be >= 0, got {self.seed}")
         self.shard = parse_shard(f"{self.shard[0]}/{self.shard[1]}")
         if self.quality is not None and Path(self.quality).expanduser().is_file():

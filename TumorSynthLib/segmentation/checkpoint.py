@@ -92,9 +92,12 @@ def load_model_state(model: torch.nn.Module, payload: dict[str, Any], path: str 
     try:
         model.load_state_dict(payload["model"])
     except Exception as exc:  # shape / key mismatch, or not a state dict at all
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise ModelError(f"the weights in '{path}' do not fit its model description ({first[:300]}); "
-                         "the file is damaged or was edited: use another checkpoint or retrain") from exc
+        lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()] or [type(exc).__name__]
+        telling = next((ln for ln in lines if ln.startswith(("size mismatch", "Missing key", "Unexpected key"))),
+                       lines[0])
+        raise ModelError(f"the weights in '{path}' do not fit the architecture the checkpoint describes "
+                         f"({telling[:300]}); the file is damaged or was edited: use another checkpoint or "
+                         "retrain") from exc
 
 
 def require_new_run(out_dir: Path, resume: bool) -> Path | None:

@@ -209,7 +209,7 @@ def _check_one(case: Case, organ: str, convention: str) -> tuple[str, str | None
     if label.shape != image_shape or not np.allclose(label.affine, image_affine, atol=GRID_TOLERANCE_MM):
         return convention, (f"image grid {image_shape} and label grid {label.shape} (or their affines) "
                             "differ; resample the label onto the image")
-    array, conv = labelmap_array(label, convention, organ=organ, what="the label")
+    array, conv = labelmap_array(label, convention, organ=organ, what="the labels")
     if not np.isin(array, organ_label_ids(organ, conv) + tumor_ids(organ, conv)).any():
         return conv, (f"the label has no {organ} (ids {list(organ_label_ids(organ, conv))} in the "
                       f"'{conv}' convention); check --organ and --labels")

@@ -8,6 +8,7 @@ output on the input grid).
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +73,9 @@ def evaluate_predictions(pred: str | Path, gt: str | Path, out: str | Path, *, o
                          events: EventStream | None = None) -> dict[str, Any]:
     """Score every pair, write CSV / JSON / PNG into ``out`` and return the summary."""
     events = events or EventStream("none", enabled=False)
+    for name, value in (("pred", pred), ("gt", gt), ("out", out)):
+        if not isinstance(value, (str, os.PathLike)):
+            raise InputError(f"{name} must be a path (str or Path), got {type(value).__name__}")
     pairs = pair_files(Path(pred).expanduser(), Path(gt).expanduser())
     image_src = Path(images).expanduser() if images else None
     if image_src is not None and not image_src.exists():
@@ -80,8 +84,8 @@ def evaluate_predictions(pred: str | Path, gt: str | Path, out: str | Path, *, o
     events.start(0, total=len(pairs), n_cases=len(pairs))
     cases = []
     for i, (case_id, p_path, g_path) in enumerate(pairs, start=1):
-        p = to_task(load_volume(p_path), organ, pred_labels, f"the prediction '{p_path.name}'")
-        g = to_task(load_volume(g_path), organ, gt_labels, f"the reference '{g_path.name}'")
+        p = to_task(load_volume(p_path), organ, pred_labels, f"the predicted labels ('{p_path.name}')")
+        g = to_task(load_volume(g_path), organ, gt_labels, f"the reference labels ('{g_path.name}')")
         case = evaluate_case(p, g, case_id, min_radius_mm=min_radius_mm, tolerance_mm=tolerance_mm)
         case["_slice"] = worst_case_slice(p.array, g.array, _image_for(image_src, case_id, g), g.affine)
         cases.append(case)
