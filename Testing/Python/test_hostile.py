@@ -13,7 +13,7 @@ from typing import Any, Callable
 import numpy as np
 import pytest
 
-from Testing.Python.hostile_world import (
+from hostile_world import (
     PWNED,
     World,
     files_under,

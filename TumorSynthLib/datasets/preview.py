@@ -14,11 +14,11 @@ equal PNG bytes.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
-from ..core.display import PLANES, plane_slice, ras_axis_map
+from ..core.display import PLANES, plane_slice
 from ..core.files import save_figure
 from ..core.volume import Volume
 

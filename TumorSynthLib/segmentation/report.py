@@ -128,7 +128,9 @@ def worst_case_slice(pred: np.ndarray, ref: np.ndarray, image: np.ndarray | None
         k = ref.shape[axis] // 2
     center = (np.asarray(ref.shape, dtype=float) - 1) / 2.0
     center[axis] = k
-    cut = lambda arr: plane_slice(arr, affine, center, "axial")[0]  # noqa: E731
+    def cut(arr: np.ndarray) -> np.ndarray:
+        return plane_slice(arr, affine, center, "axial")[0]
+
     return {"ref": cut(ref), "pred": cut(pred),
             "image": None if image is None else np.asarray(cut(image), dtype=np.float32)}
 
