@@ -2,6 +2,8 @@
 the synthesis preview whatever the array order, and no title or label is cut off."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -56,3 +58,16 @@ def test_titles_and_labels_fit_in_their_figures():
     summary = {"by_size": {b[0]: {"sensitivity": 0.5, "n_tumors": 2} for b in SIZE_BUCKETS}}
     for fig in (montage_figure([case]), dsc_figure([case]), sensitivity_figure(summary)):
         _texts_inside(fig)
+
+
+def test_a_single_file_evaluation_is_named_after_its_case_folder(phantom_small, tmp_path):
+    from TumorSynthLib.core.volume_io import save_volume
+    from TumorSynthLib.segmentation.evaluate import evaluate_predictions
+
+    _, organs, _ = phantom_small
+    task = organs.with_array((np.asarray(organs.array) == 5).astype(np.int16))
+    gt = save_volume(task, tmp_path / "case7" / "label.nii.gz")
+    pred = save_volume(task, tmp_path / "preds" / "pred.nii.gz")
+    evaluate_predictions(pred, gt, tmp_path / "eval", organ="liver")
+    cases = json.loads((tmp_path / "eval" / "summary.json").read_text())["cases"]
+    assert [c["case_id"] for c in cases] == ["case7"]
