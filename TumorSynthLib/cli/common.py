@@ -7,16 +7,37 @@ message says what to do) or a command-line usage error; 1 an unexpected failure;
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import traceback
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, NoReturn
 
 from ..core.errors import TumorSynthError
 from ..core.events import format_event, make_event
 from ..core.files import write_json_atomic
 
 EXIT_OK, EXIT_FAILURE, EXIT_USER_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """An ArgumentParser whose usage errors are one line on stderr (what is wrong and where
+    the help is) and exit code 2."""
+
+    def error(self, message: str) -> NoReturn:  # type: ignore[override]
+        print(f"error: {one_line(message)} (see '{self.prog} --help')", file=sys.stderr)
+        raise SystemExit(EXIT_USER_ERROR)
+
+
+def finite_float(text: str) -> float:
+    """argparse type: a finite number (``nan`` and ``inf`` are refused)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got '{text}'") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got '{text}'")
+    return value
 
 
 def add_common_flags(parser: argparse.ArgumentParser) -> None:

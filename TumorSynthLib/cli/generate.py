@@ -8,7 +8,7 @@ from typing import Any
 from ..core.errors import InputError
 from ..core.events import event_session
 from ..datasets.generate import GenerateConfig, generate, parse_shard, parse_stage_mix
-from .common import EXIT_FAILURE, EXIT_OK, command_parser
+from .common import EXIT_FAILURE, EXIT_OK, command_parser, finite_float
 
 EPILOG = """input (--input): a folder of image/label pairs (imagesTr/+labelsTr/, images/+labels/, one
 folder per case with image.nii.gz + label.nii.gz, NAME.nii.gz + NAME_label.nii.gz) or a datalist
@@ -59,7 +59,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p("--shard", default=None, metavar="I/N", help="do only part I of N of the work (I in 0..N-1)")
     p("--quality", default=None, metavar="MODEL",
       help="segmentation checkpoint or model id used as quality filter (default: none)")
-    p("--threshold", type=float, default=None, help="quality threshold P (default 0.7; needs --quality)")
+    p("--threshold", type=finite_float, default=None, help="quality threshold P (default 0.7; needs --quality)")
     p("--quality-tries", type=int, default=3, help="draws per tumor with --quality (default 3)")
     p("--labels", default="auto", help="label convention of the input: auto (default), totalseg, msd, "
                                        "lits, kits, binary")

@@ -15,7 +15,7 @@ from ..datasets.readerstudy_score import (
     reader_name,
     score_study,
 )
-from .common import add_common_flags
+from .common import add_common_flags, finite_float
 
 EPILOG = """make: every case (real tumor, healthy real scan, synthetic tumor) is resampled to 1 mm
 voxels, cropped to the same 64 mm cube around the lesion (healthy scans: a point >= 16 mm inside
@@ -67,7 +67,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
       help="per case: the largest lesion or each lesion (default largest)")
     m("--labels", default="auto", help="label convention of --real: auto (default), totalseg, msd, lits, kits, binary")
     m("--no-healthy", action="store_true", help="leave out real cases without a tumor")
-    m("--min-diameter", type=float, default=5.0, help="ignore real tumor components below this diameter in mm (default 5)")
+    m("--min-diameter", type=finite_float, default=5.0, help="ignore real tumor components below this diameter in mm (default 5)")
     m("--format", choices=("nifti", "dicom"), default="nifti", help="case files: nifti (default) or dicom series")
     m("--generate", type=int, default=0, metavar="N",
       help="also make N synthetic variants per healthy --real case and organ (written to <out>-generated/)")

@@ -12,8 +12,8 @@ from ..datasets import outputs
 from ..synthesis.api import synthesize
 from ..core.events import event_session
 from ..core.volume_io import ensure_not_overwriting, load_volume
-from ..synthesis.options import OPTIONS, coerce_option, option_names
-from ..synthesis.registry import appearance_names, geometry_names, method_names
+from ..synthesis.options import OPTIONS, coerce_option, option_names, validate_options
+from ..synthesis.registry import appearance_names, geometry_names, method_names, resolve
 from .common import command_parser
 
 OUTPUT_FILES = {"image": "image.nii.gz", "labels": "label.nii.gz",
@@ -140,19 +140,41 @@ def tumor_options(args: argparse.Namespace) -> dict[str, Any]:
 def run(args: argparse.Namespace) -> int:
 
     specs = [parse_tumor(t, args.seed, tumor_options(args)) for t in args.tumor]
+    check_specs(specs)
+    out = output_folder(args.out)
+    inputs = {"image": args.image, "organs": args.organs}
+    given = tuple(v for v in inputs.values() if v is not None)
     # A few seconds at most: events for programs, no progress bar for people (so an error is
-    # the only line on stderr).
-    with event_session(args.events, total=3, desc="synth") as events:
+    # the only line on stderr). The case folder appears only when complete.
+    with event_session(args.events, total=3, desc="synth") as events, outputs.case_folder(out, given) as stage:
         events.emit("start", 0, command="synth")
-        image, organs = load_inputs(args.image, args.organs, args.out)
+        image, organs = load_inputs(args.image, args.organs, out)
         events.emit("progress", 1, message="inputs loaded")
         result = synthesize(image, organs, specs, args.labels, case_id=args.case_id)
         events.emit("progress", 2, message=f"{len(result.reports)} tumor(s) synthesized")
-        outputs = write_case(args.out, result, command=["tumorsynth", *getattr(args, "argv", [])],
-                             inputs={"image": args.image, "organs": args.organs})
-        events.emit("done", 3, outputs={k: str(v) for k, v in outputs.items()})
-        events.log(summary(args.out, result.reports))
+        write_into(stage, result, command=["tumorsynth", *getattr(args, "argv", [])], inputs=inputs)
+    written = {k: out / name for k, name in outputs.CASE_FILES.items()}
+    events.emit("done", 3, outputs={k: str(v) for k, v in written.items()})
+    events.log(summary(out, result.reports))
     return 0
+
+
+def check_specs(specs: Sequence[TumorSpec]) -> None:
+    """Method names and option keys of every tumor, checked before any input is read."""
+    for spec in specs:
+        geometry, appearance = resolve(spec.method, spec.geometry, spec.appearance)
+        validate_options({k: v for k, v in spec.options.items() if k != "count"}, (geometry, appearance))
+
+
+def output_folder(out: Path) -> Path:
+    """``--out`` as given (a symlink the user names is followed: it is their choice); a file
+    there is refused before any work."""
+    folder = Path(out).expanduser()
+    if folder.is_symlink():
+        folder = folder.resolve()
+    if folder.exists() and not folder.is_dir():
+        raise InputError(f"--out '{out}' is a file, not a folder; choose a folder for the case")
+    return folder
 
 
 def load_inputs(image_path: Path, organs_path: Path | None, out_dir: Path):
@@ -165,16 +187,28 @@ def load_inputs(image_path: Path, organs_path: Path | None, out_dir: Path):
     return image, organs
 
 
-def write_case(out_dir: Path, result: Any, *, command: Sequence[str], inputs: dict[str, Any],
-               extra: dict[str, Any] | None = None) -> dict[str, Path]:
-    """Image, labels, preview.png and report.json of one ``Synthesis`` in ``out_dir``
-    (``datasets.outputs.write_case``: the one writer of synthetic cases)."""
-    paths = {"image": out_dir / OUTPUT_FILES["image"], "label": out_dir / OUTPUT_FILES["labels"],
-             "report": out_dir / OUTPUT_FILES["report"]}
+def case_header(command: Sequence[str], inputs: dict[str, Any],
+                extra: dict[str, Any] | None = None) -> tuple[dict[str, Any], tuple[Any, ...]]:
+    """(report header, input paths given) of a case made by a command."""
     header = {"command": list(command), "inputs": {k: (None if v is None else str(v)) for k, v in inputs.items()},
               **(extra or {})}
-    given = tuple(v for v in inputs.values() if v is not None)
-    return outputs.write_case(paths, result, header, given, preview=out_dir / OUTPUT_FILES["preview"])
+    return header, tuple(v for v in inputs.values() if v is not None)
+
+
+def write_into(stage: Path, result: Any, *, command: Sequence[str], inputs: dict[str, Any]) -> dict[str, Path]:
+    """The case files of one ``Synthesis`` in the staging folder of ``outputs.case_folder``."""
+    header, given = case_header(command, inputs)
+    paths = outputs.case_paths(stage)
+    return outputs.write_case(paths, result, header, given, preview=paths["preview"])
+
+
+def write_case(folder: Path, result: Any, *, command: Sequence[str], inputs: dict[str, Any],
+               extra: dict[str, Any] | None = None) -> dict[str, Path]:
+    """Image, labels, preview.png and report.json of one ``Synthesis`` as the case folder
+    ``folder``, which appears only when complete (``datasets.outputs.write_case_folder``: the
+    one writer of synthetic cases)."""
+    header, given = case_header(command, inputs, extra)
+    return outputs.write_case_folder(Path(folder), result, header, given)
 
 
 def summary(out_dir: Path, reports: Sequence[dict[str, Any]]) -> str:

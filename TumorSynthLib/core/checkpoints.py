@@ -86,12 +86,14 @@ def read_payload(path: str | Path, map_location: Any = "cpu") -> dict[str, Any]:
 
 
 def load_error_reason(exc: BaseException) -> str:
-    """The informative line of a torch.load failure (weights-only errors bury it), in full."""
+    """The informative line of a torch.load failure, in full: for a refused pickle the global
+    it asked for (weights-only errors bury it below advice that does not apply here)."""
     lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
     for line in lines:
-        if "WeightsUnpickler error" in line or "Unsupported global" in line:
-            return line
-    return lines[0] if lines else repr(exc)
+        if "GLOBAL" in line or "WeightsUnpickler error" in line or "Unsupported global" in line:
+            return f"it asks to run code, which TumorSynth never allows: {line}"
+    informative = [ln for ln in lines if not ln.startswith(("Weights only load failed", "Check the documentation"))]
+    return (informative or lines or [repr(exc)])[0]
 
 
 def describe(payload: dict[str, Any]) -> dict[str, Any]:

@@ -72,6 +72,10 @@ def parse_event(line: str) -> dict[str, Any]:
     return event
 
 
+#: Seconds before the progress bar appears: a command that fails or ends at once prints only
+#: its message (one line), never a half-drawn bar.
+BAR_DELAY_S = 1.0
+
 class EventStream:
     """Progress reporting for one long command.
 
@@ -192,7 +196,7 @@ class EventStream:
         from tqdm import tqdm
 
         self._bar = tqdm(total=self.total, initial=step, desc=self.desc or None, file=self._err,
-                         dynamic_ncols=True, leave=True)
+                         dynamic_ncols=True, leave=True, delay=BAR_DELAY_S)
 
     def close(self) -> None:
         if self._bar is not None:

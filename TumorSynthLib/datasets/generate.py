@@ -40,16 +40,33 @@ from ..anatomy.organs import (
 )
 from ..anatomy.organs import parse_stage_mix as organs_parse_stage_mix
 from ..anatomy.site import TumorSpec
-from ..anatomy.task_labels import guess_convention, tumor_ids
-from ..core.errors import DependencyError, InputError, ModelError, TumorSynthError
+from ..anatomy.analysis import labelmap_array
+from ..anatomy.task_labels import tumor_ids
+from ..core.errors import (
+    ConventionError,
+    DependencyError,
+    InputError,
+    ModelError,
+    ResourceError,
+    TumorSynthError,
+)
 from ..core.events import EventStream
+from ..core.files import recover_staged, safe_name, shown, write_json_atomic
 from ..core.volume_io import load_volume
 from ..segmentation.datasets import find_cases
+from ..segmentation.quality import QualityFilter
 from ..synthesis.api import synthesize
 from ..synthesis.registry import method_names
-from ..core.files import write_json_atomic
-from ..segmentation.quality import QualityFilter
-from .outputs import check_same_settings, output_paths, read_report, write_case, write_dataset_files
+from .outputs import (
+    check_out,
+    check_same_settings,
+    lock_out,
+    output_paths,
+    read_report,
+    write_case,
+    write_case_folder,
+    write_dataset_files,
+)
 
 LAYOUTS = ("folders", "flat")
 _STAGE_STREAM = 0x57A6E  # extra seed word: the stage draw never shares bits with the tumor's
@@ -108,15 +125,16 @@ class GenerateConfig:
                                     ("--tumors-per-image", self.tumors_per_image, 1, 100),
                                     ("--workers", self.workers, 1, 256),
                                     ("--quality-tries", self.quality_tries, 1, 100)):
-            if isinstance(value, bool) or int(value) != value or not lo <= value <= hi:
-                raise InputError(f"{name} must be an integer from {lo} to {hi}, got {value}")
-        if not 0.0 <= float(self.threshold) <= 1.0:
-            raise InputError(f"--threshold must be in [0, 1], got {self.threshold}")
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not lo <= value <= hi:
+                raise InputError(f"{name} must be an integer from {lo} to {hi}, got {shown(value)}")
+        if (isinstance(self.threshold, bool) or not isinstance(self.threshold, (int, float))
+                or not 0.0 <= float(self.threshold) <= 1.0):
+            raise InputError(f"--threshold must be a number in [0, 1], got {shown(self.threshold)}")
         if self.labels != "auto" and self.labels not in CONVENTIONS:
             raise InputError(f"unknown --labels '{self.labels}'; choose auto or one of {', '.join(CONVENTIONS)}")
         if self.layout not in LAYOUTS:
             raise InputError(f"unknown --layout '{self.layout}'; choose one of {', '.join(LAYOUTS)}")
-        if int(self.seed) < 0:
+        if isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer)) or self.seed < 0:
             raise InputError(f"--seed must be >= 0, got {self.seed}")
         self.shard = parse_shard(f"{self.shard[0]}/{self.shard[1]}")
         if self.quality is not None and Path(self.quality).expanduser().is_file():
@@ -142,7 +160,8 @@ class WorkItem:
 
     @property
     def name(self) -> str:
-        return f"{self.case_id}_v{self.variant}"
+        """The output name: the case id made a safe file name (``files.safe_name``), + variant."""
+        return f"{safe_name(self.case_id, 'case id')}_v{self.variant}"
 
 
 def work_list(input_path: str | Path, per_case: int) -> list[WorkItem]:
@@ -151,11 +170,11 @@ def work_list(input_path: str | Path, per_case: int) -> list[WorkItem]:
 
     training, validation = find_cases(input_path)
     cases = sorted(training + validation, key=lambda c: c.case_id)
-    ids = [c.case_id for c in cases]
-    twice = sorted({i for i in ids if ids.count(i) > 1})
+    names = [safe_name(c.case_id, "case id") for c in cases]
+    twice = sorted({c.case_id for c, n in zip(cases, names) if names.count(n) > 1})
     if twice:
-        raise InputError(f"several input cases share the id(s) {', '.join(twice[:5])}; give each "
-                         "case a unique file or folder name (or a 'case_id' in the datalist)")
+        raise InputError(f"several input cases share the id(s) {', '.join(map(shown, twice[:5]))} (as file names); "
+                         "give each case a unique file or folder name (or a 'case_id' in the datalist)")
     return [WorkItem(c.case_id, c.image, c.label, v) for c in cases for v in range(int(per_case))]
 
 
@@ -202,8 +221,7 @@ def _load_case(item: WorkItem, config: GenerateConfig) -> tuple[Any, Any, str, s
     if cached is not None and cached[0] == key:
         return cached[1]
     image, labels = load_volume(item.image), load_volume(item.label)
-    arr = np.rint(np.asarray(labels.array)).astype(np.int32)
-    conv = guess_convention(arr, config.organ) if config.labels == "auto" else config.labels
+    arr, conv = labelmap_array(labels, config.labels, image=image, organ=config.organ, what="the labels")
     reason = None
     if np.isin(arr, tumor_ids(config.organ, conv)).any():
         reason = f"has a real {config.organ} tumor ('{conv}' tumor id present): only healthy cases get synthetic tumors"
@@ -226,9 +244,12 @@ def run_item(item: WorkItem, config: GenerateConfig) -> dict[str, Any]:
         result, quality_s = _synthesize(item, config, image, labels, conv)
         header = {"name": item.name, "case_id": item.case_id, "variant": item.variant, "convention": conv,
                   "settings": config.settings(), "source": {"image": item.image, "label": item.label}}
-        write_case(output_paths(config.out, item.name, config.layout), result, header,
-                     (item.image, item.label))
-    except (ModelError, DependencyError):
+        paths = output_paths(config.out, item.name, config.layout)
+        if config.layout == "flat":
+            write_case(paths, result, header, (item.image, item.label))
+        else:
+            write_case_folder(paths["report"].parent, result, header, (item.image, item.label), preview=False)
+    except (ModelError, DependencyError, ConventionError, ResourceError):
         raise  # the same for every case: stop the batch with the message
     except TumorSynthError as exc:
         return {**base, "status": "failed", "reason": str(exc), "seconds": time.perf_counter() - t0}
@@ -300,24 +321,20 @@ def _split_done(items: list[WorkItem], config: GenerateConfig) -> tuple[list[Wor
     return done, todo
 
 
-def _check_out(config: GenerateConfig) -> Path:
-    out = Path(config.out).expanduser()
-    source = Path(config.input).expanduser()
-    source_dir = source if source.is_dir() else source.parent
-    if out.exists() and source_dir.exists() and out.resolve() == source_dir.resolve():
-        raise InputError(f"--out '{out}' is the input folder; write the generated cases to another folder")
-    out.mkdir(parents=True, exist_ok=True)
-    return out
-
-
 def generate(config: GenerateConfig, events: Any = None) -> dict[str, Any]:
     """Run (this shard of) a batch; returns the summary (also written to
     ``OUT/summary[-shard-I-of-N].json``). ``events``: an ``events.EventStream`` (start /
     progress per output / done) or None."""
 
     config.check()
-    out = _check_out(config)
     items = shard_items(work_list(config.input, config.per_case), config.shard)
+    out = check_out(config.out, config.input)
+    with lock_out(out, config.shard, config.settings(), f"--input {config.input} --seed {config.seed}"):
+        recover_staged(out)
+        return _run(config, out, items, events)
+
+
+def _run(config: GenerateConfig, out: Path, items: list[WorkItem], events: Any) -> dict[str, Any]:
     done, todo = _split_done(items, config)
     if config.quality is not None and min(config.workers, len(todo)) > 1:
         init_worker(config)  # fail early (missing / wrong model) before spawning workers

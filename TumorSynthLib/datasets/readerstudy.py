@@ -41,7 +41,8 @@ from ..core.errors import InputError
 from ..core.events import EventStream
 from ..core.volume import Volume
 from ..core.volume_io import load_volume, save_volume
-from ..segmentation.datasets import find_cases, guess_convention
+from ..anatomy.task_labels import guess_convention
+from ..segmentation.datasets import find_cases
 from .dicom_export import (
     SeriesText,
     content_digest,

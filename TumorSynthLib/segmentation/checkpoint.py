@@ -21,6 +21,7 @@ import torch
 
 from ..core import checkpoints
 from ..core.errors import InputError, ModelError
+from ..core.files import shown
 
 TASK = "segmentation"
 FORMAT = checkpoints.FORMAT_PREFIX + TASK
@@ -50,14 +51,19 @@ def label_names_of(payload: dict[str, Any]) -> dict[int, str]:
 def check_label_set(payload: dict[str, Any], path: str | Path, organ: str | None = None) -> None:
     """ModelError unless the checkpoint is a 3-class {background, organ, tumor} model (for
     ``organ`` when given)."""
-    names = label_names_of(payload)
-    out_channels = int(payload["model_config"].get("out_channels", -1))
+    try:
+        names = label_names_of(payload)
+        out_channels = int(payload["model_config"].get("out_channels", -1))
+        config = payload.get("config") or {}
+        trained_for = str(config.get("organ", names.get(1, "?")))
+    except (AttributeError, TypeError, ValueError) as exc:
+        raise ModelError(f"checkpoint '{path}' has a malformed label map or model description ({exc}); "
+                         "use a checkpoint written by `tumorsynth train`") from exc
     if sorted(names) != [0, 1, 2] or out_channels != 3:
         raise ModelError(
             f"checkpoint '{path}' is for another label set ({out_channels} outputs, labels {names}); "
             "TumorSynth segments {0 background, 1 organ, 2 tumor}: use a model trained by `tumorsynth train`"
         )
-    trained_for = str(payload.get("config", {}).get("organ", names[1]))
     if organ is not None and trained_for != organ:
         raise ModelError(f"checkpoint '{path}' was trained for the {trained_for}, not the {organ}; "
                          f"use a {organ} model or pass --organ {trained_for}")
@@ -71,8 +77,8 @@ def check_resumable(payload: dict[str, Any], path: str | Path, config: dict[str,
     for key in frozen:
         if key in saved and _norm(saved[key]) != _norm(config.get(key)):
             raise ModelError(
-                f"cannot resume from '{path}': it was trained with {key}={saved[key]!r}, this run asks "
-                f"for {config.get(key)!r} (another label set or model); use another --out folder, "
+                f"cannot resume from '{path}': it was trained with {key}={shown(saved[key])}, this run asks "
+                f"for {shown(config.get(key))} (another label set or model); use another --out folder, "
                 "or resume with the original settings"
             )
 
@@ -85,9 +91,13 @@ def load_model_state(model: torch.nn.Module, payload: dict[str, Any], path: str 
     """Load the weights, turning shape / key mismatches into a ModelError."""
     try:
         model.load_state_dict(payload["model"])
-    except (RuntimeError, KeyError) as exc:
-        raise ModelError(f"the weights in '{path}' do not fit its model description "
-                         f"({str(exc).splitlines()[0][:160]}); the file is damaged, retrain") from exc
+    except Exception as exc:  # shape / key mismatch, or not a state dict at all
+        lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()] or [type(exc).__name__]
+        telling = next((ln for ln in lines if ln.startswith(("size mismatch", "Missing key", "Unexpected key"))),
+                       lines[0])
+        raise ModelError(f"the weights in '{path}' do not fit the architecture the checkpoint describes "
+                         f"({telling[:300]}); the file is damaged or was edited: use another checkpoint or "
+                         "retrain") from exc
 
 
 def require_new_run(out_dir: Path, resume: bool) -> Path | None:

@@ -8,11 +8,10 @@ validation tumor DSC (no optimiser state). Rank 0 alone writes files and events.
 """
 from __future__ import annotations
 
-import json
 import math
 import signal
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
@@ -23,6 +22,8 @@ import torch
 from ..anatomy.task_labels import task_label_names
 from ..core.errors import InputError
 from ..core.events import EventStream, utc_now
+from ..core.files import prepare_output_folder, write_json_atomic
+from ..core.locks import folder_lock
 from ..transforms import SynthesisTally
 from .checkpoint import (
     BEST,
@@ -101,6 +102,7 @@ class Trainer:
         self.cfg, self.ctx, self.events = cfg, ctx, events
         self.out = Path(cfg.out).expanduser()
         resume_from = require_new_run(self.out, cfg.resume)
+        quality = quality if quality is not None else self._quality_filter()  # a bad model fails first
         from monai.utils import set_determinism
 
         set_determinism(seed=cfg.seed)
@@ -254,8 +256,7 @@ class Trainer:
                           n_with_real_tumor=sum(bool(c.has_tumor) for c in self.split.training),
                           skipped=self.split.skipped, resumed=self.start_step > 0, out=str(self.out))
         if self.ctx.is_main:
-            self.out.mkdir(parents=True, exist_ok=True)
-            (self.out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
+            write_json_atomic(self.out / "config.json", cfg.to_dict())
 
     def loop(self, t0: float, losses: list[float], timing: dict[str, float]) -> str:
         """Optimiser steps until a budget, ``stop_at`` or a signal ends the run; returns why."""
@@ -311,9 +312,20 @@ def train(cfg: TrainConfig, events: EventStream | None = None, quality: Any = No
     if not ctx.is_main:
         events.enabled = False
     try:
-        return Trainer(cfg, ctx, events, quality).run()
+        with run_folder_lock(cfg, ctx):
+            return Trainer(cfg, ctx, events, quality).run()
     finally:
         shutdown(ctx)
+
+
+def run_folder_lock(cfg: TrainConfig, ctx: DistContext) -> Any:
+    """The lock of the run folder (rank 0 takes it; ``core.locks``): a second run on the same
+    folder is refused, a lock left by a killed run is taken over. The folder must be writable."""
+    if not ctx.is_main:
+        return nullcontext()
+    out = prepare_output_folder(Path(cfg.out).expanduser())
+    return folder_lock(out, f"tumorsynth train --data {cfg.data} --out {cfg.out}"
+                            f"{' --resume' if cfg.resume else ''}")
 
 
 __all__ = ["TrainResult", "Trainer", "train", "stop_on_signals"]

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
 from ..core.errors import InputError
+from ..core.files import shown
 
 SHARED = "shared"
 
@@ -86,7 +87,7 @@ def coerce_option(name: str, value: Any) -> Any:
     except (TypeError, ValueError, OverflowError):
         out = None
     if out is None:
-        raise InputError(f"option '{name}' {_expects(spec)}, got {value!r}")
+        raise InputError(f"option '{name}' {_expects(spec)}, got {shown(value)}")
     return out
 
 
