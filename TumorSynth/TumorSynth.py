@@ -326,9 +326,10 @@ class TumorSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if organ:
             p.organ = organ
 
-    def showMessage(self, text: str, error: bool = False) -> None:
+    def showMessage(self, text: str, error: bool = False, warning: bool = False) -> None:
         self.ui.statusLabel.text = text
-        self.ui.statusLabel.setStyleSheet("color: #c0392b;" if error else "")
+        style = "color: #c0392b;" if error else "color: #b9770e;" if warning else ""
+        self.ui.statusLabel.setStyleSheet(style)
 
     # -- placing ---------------------------------------------------------------------------------
     def onTogglePlaceMode(self) -> None:
@@ -368,7 +369,10 @@ class TumorSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def _showPlacement(self, placement) -> None:
         diameters = [r.get("diameter_measured_mm") for r in placement.reports]
         text = ", ".join(f"{d:.1f} mm" for d in diameters if d is not None)
-        self.showMessage(_("Placed {count} tumor(s): {sizes}").format(count=len(placement.reports), sizes=text))
+        message = _("Placed {count} tumor(s): {sizes}").format(count=len(placement.reports), sizes=text)
+        warnings = placement.warnings
+        self.showMessage("\n".join([message] + [_("Warning: {text}").format(text=w) for w in warnings]),
+                         warning=bool(warnings))
         session = self.logic.existingSession(self._parameterNode.inputVolume)
         slicer.util.setSliceViewerLayers(background=session.outputVolume)
 

@@ -302,6 +302,9 @@ class TumorSynthTrainerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
             message = _("Cancelled. Training keeps last.pt: press Resume to continue.")
         else:
             message = progress.error or _("The job failed; see the log below.")
+        if progress.warnings:
+            message += "\n" + _("{count} warning(s), e.g. {text}").format(count=len(progress.warnings),
+                                                                      text=progress.warnings[0])
         self.ui.statusLabel.text = message
         self.refreshModels()
 

@@ -48,6 +48,13 @@ class Placement:
     reports: list[dict[str, Any]]
     result: Any = None
 
+    @property
+    def warnings(self) -> list[str]:
+        """The reports' warnings, once each (numbered by tumor when there are several)."""
+        from TumorSynthLib.synthesis.report import report_warnings
+
+        return report_warnings(self.reports)
+
 
 def engine() -> Any:
     """The ``TumorSynthLib`` entry points the placement needs, or a clear error if absent."""

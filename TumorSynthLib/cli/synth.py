@@ -12,6 +12,7 @@ from ..datasets import outputs
 from ..synthesis.api import synthesize
 from ..core.events import event_session
 from ..core.volume_io import ensure_not_overwriting, load_volume
+from ..synthesis.report import report_warnings
 from ..synthesis.options import OPTIONS, coerce_option, option_names, validate_options
 from ..synthesis.registry import appearance_names, geometry_names, method_names, resolve
 from .common import command_parser
@@ -152,6 +153,8 @@ def run(args: argparse.Namespace) -> int:
         events.emit("progress", 1, message="inputs loaded")
         result = synthesize(image, organs, specs, args.labels, case_id=args.case_id)
         events.emit("progress", 2, message=f"{len(result.reports)} tumor(s) synthesized")
+        for warning in report_warnings(result.reports):
+            events.warning(warning)
         write_into(stage, result, command=["tumorsynth", *getattr(args, "argv", [])], inputs=inputs)
     written = {k: out / name for k, name in outputs.CASE_FILES.items()}
     events.emit("done", 3, outputs={k: str(v) for k, v in written.items()})

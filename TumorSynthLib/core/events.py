@@ -9,7 +9,7 @@ With ``--events jsonl`` a command writes one JSON object per line on stdout and 
 ``event`` is one of ``EVENT_KINDS``. Every event carries ``v``, ``event``, ``time`` (UTC, ISO
 8601), ``step``, ``total`` (None when unknown), ``elapsed_s`` and ``eta_s`` (seconds, None
 when unknown); kinds add their own fields (``loss``, ``lr``, ``metrics``, ``path``,
-``message``, ...). Non-finite numbers are written as ``null`` so every line is strict JSON.
+``message``, ...). ``warning`` events (``message``) are also printed on stderr. Non-finite numbers are written as ``null`` so every line is strict JSON.
 
 Without ``--events jsonl`` (mode ``none``) people get a tqdm bar and log lines on stderr.
 Processes other than rank 0 of a distributed run use a disabled stream.
@@ -28,7 +28,7 @@ from .errors import InputError
 from .files import to_jsonable
 
 PROTOCOL_VERSION = 1
-EVENT_KINDS = ("start", "progress", "validation", "checkpoint", "done", "error")
+EVENT_KINDS = ("start", "progress", "validation", "checkpoint", "warning", "done", "error")
 EVENT_MODES = ("none", "jsonl")
 
 
@@ -164,6 +164,12 @@ class EventStream:
     def checkpoint(self, step: int, path: str | Path, **fields: Any) -> dict[str, Any]:
         self.log(f"checkpoint at step {step}: {path}")
         return self.emit("checkpoint", step, path=str(path), **fields)
+
+    def warning(self, message: str, step: int | None = None, **fields: Any) -> dict[str, Any]:
+        """A ``warning`` event (the work went on, but the user should know: a tumor cut by the
+        scan's edge, an organ too thin for the stage), also printed on stderr in every mode."""
+        self.log(f"warning: {message}")
+        return self.emit("warning", step, message=message, **fields)
 
     def done(self, step: int | None = None, **fields: Any) -> dict[str, Any]:
         self.close()

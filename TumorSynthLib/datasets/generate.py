@@ -57,6 +57,7 @@ from ..segmentation.datasets import find_cases
 from ..segmentation.quality import QualityFilter
 from ..synthesis.api import synthesize
 from ..synthesis.registry import method_names
+from ..synthesis.report import report_warnings
 from .outputs import (
     check_out,
     check_same_settings,
@@ -234,7 +235,7 @@ def _load_case(item: WorkItem, config: GenerateConfig) -> tuple[Any, Any, str, s
 
 def run_item(item: WorkItem, config: GenerateConfig) -> dict[str, Any]:
     """Make and write one output; never raises for a bad case: returns {name, case_id,
-    variant, status: generated | skipped | failed, reason, seconds, tumors, quality}."""
+    variant, status: generated | skipped | failed, reason, seconds, tumors, quality, warnings}."""
     t0 = time.perf_counter()
     base = {"name": item.name, "case_id": item.case_id, "variant": item.variant}
     try:
@@ -258,7 +259,8 @@ def run_item(item: WorkItem, config: GenerateConfig) -> dict[str, Any]:
                 "seconds": time.perf_counter() - t0}
     verdicts = [r.get("quality") for r in result.reports if r.get("quality")]
     return {**base, "status": "generated", "reason": "", "seconds": time.perf_counter() - t0,
-            "tumors": len(result.reports), "quality": verdicts, "quality_s": quality_s}
+            "tumors": len(result.reports), "quality": verdicts, "quality_s": quality_s,
+            "warnings": report_warnings(result.reports)}
 
 
 def _synthesize(item: WorkItem, config: GenerateConfig, image: Any, labels: Any, conv: str) -> tuple[Any, float]:
@@ -350,6 +352,8 @@ def _run(config: GenerateConfig, out: Path, items: list[WorkItem], events: Any) 
         results.append(res)
         if res["status"] != "generated":
             events.log(f"{res['status']}: {res['name']}: {res['reason']}")
+        for warning in res.get("warnings", ()):
+            events.warning(f"{res['name']}: {warning}", step, case=res["name"])
         events.progress(step, case=res["name"], status=res["status"], seconds=res["seconds"])
     datalist, manifest, n_outputs = write_dataset_files(out, config.layout)
     summary = summarize(config, results, len(items), len(done), time.perf_counter() - t0)

@@ -5,11 +5,11 @@ For one tumor of a ``Synthesis`` against the scan it was made in:
 * ``size_ratio`` (measured / target diameter) and ``components`` (26-connected parts);
 * ``drop_hu``: the median HU of the organ shell's parenchyma (organ voxels 3-15 mm from the
   tumor above the organ's fat floor, before) minus the mean HU of the tumor's core (voxels
-  >= 2 mm inside it, after);
+  >= 2 mm inside it, after; None below ``MIN_CORE_VOXELS``);
 * ``grain_ratio``: the robust SD (1.4826 MAD) of the high-pass image (image minus its 1-voxel
   Gaussian blur) in the tumor core over the same in the organ shell, both after: 1 when the
-  tumor keeps the scan's grain (None for tumors without a core of ``MIN_CORE_VOXELS``: tiny
-  tumors are all edge);
+  tumor keeps the scan's grain (None for tumors without a core of ``MIN_GRAIN_VOXELS``: the
+  estimate of a smaller one is noise);
 * ``edge_width_mm``: the distance over which the change rises from 10 % to 90 % of the core's;
 * voxels changed outside the organ by class (``changed_bone``, ``changed_air``,
   ``changed_soft``) and farther than 10 mm outside it (``changed_far``);
@@ -31,7 +31,11 @@ from ..anatomy.parenchyma import MAD_TO_SIGMA
 from ..core.volume import Volume, box_around
 
 SHELL_MM = (3.0, 15.0)
+#: Fewest core voxels for a drop (a mean) and for a grain ratio (a robust SD: its relative
+#: standard error is about 1.2 / sqrt(n) for independent voxels, more for CT's correlated
+#: noise, so below ~150 voxels one tumor's ratio is noise, not grain).
 MIN_CORE_VOXELS = 20
+MIN_GRAIN_VOXELS = 150
 CORE_MM = 2.0
 FAR_MM = 10.0
 FAT_HU = -30.0
@@ -72,9 +76,9 @@ def tumor_metrics(image: Volume, labels: Volume, result: Any, index: int = 0) ->
         "size_ratio": report["diameter_measured_mm"] / report["diameter_target_mm"],
         "components": int(ndimage.label(tumor, structure=np.ones((3, 3, 3)))[1]),
         "drop_hu": (float(np.median(before[parenchyma]) - after[core].mean())
-                    if parenchyma.any() and core.any() else None),
+                    if parenchyma.any() and core.sum() >= MIN_CORE_VOXELS else None),
         "grain_ratio": (robust_sd(hp[core]) / robust_sd(hp[shell])
-                        if shell.sum() > 20 and core.sum() >= MIN_CORE_VOXELS else None),
+                        if shell.sum() >= MIN_GRAIN_VOXELS and core.sum() >= MIN_GRAIN_VOXELS else None),
         "edge_width_mm": _edge_width(before - after, inside, outside, core),
         "changed_bone": int(np.count_nonzero(changed & not_organ & (before > BONE_HU))),
         "changed_air": int(np.count_nonzero(changed & not_organ & (before < AIR_HU))),

@@ -4,6 +4,9 @@
 * Exophytic tumors (kidney: advanced ones always, others with probability 0.5; any tumor with
   ``clip_to_organ=0``) also grow into the unlabelled soft tissue around the organ, up to
   ``EXOPHYTIC_REACH`` radii past its contour (everywhere with ``clip_to_organ=0``).
+* An organ with a ``MAX_ORGAN_SHARE`` (kidney: 0.5) gives a tumor at most that share of its
+  voxels, the ones nearest the tumor's centre (``organ_cap``): an advanced renal tumor bulges
+  out of the cortex and leaves at least half of the kidney, as real ones do.
 * Other tumors may follow a contour that the mass effect bulged, but not farther than the organ's
   ``CONTOUR_MARGIN_MM`` past the original contour: a thin pancreas holds its tumor (the report
   then says the size was limited by the organ) instead of letting it spill into the fat.
@@ -18,8 +21,11 @@ from ..core.resample import dilate_mm
 from .contracts import Scene
 from .effects.mass_effect import AIR_HU, BONE_HU
 
-#: Exophytic growth reaches this many tumor radii past the organ's contour.
-EXOPHYTIC_REACH = 0.6
+#: Exophytic growth reaches this many tumor radii past the organ's contour (per organ; the
+#: kidney's tumors may be mostly exophytic, RENAL score "> 50 % exophytic").
+EXOPHYTIC_REACH = {"default": 0.6, "kidney": 1.2}
+#: Largest share of the organ's voxels one tumor may take (unlimited when absent).
+MAX_ORGAN_SHARE = {"kidney": 0.5}
 #: Non-exophytic tumors stay within this many mm of the original contour (default: the mass
 #: effect's own margin, i.e. no extra limit).
 CONTOUR_MARGIN_MM = {"pancreas": 2.0}
@@ -30,7 +36,30 @@ def exophytic_reach_mm(site: Site) -> float:
     ``clip_to_organ=0``)."""
     if site.options.get("clip_to_organ") is False:
         return float("inf")
-    return EXOPHYTIC_REACH * 0.5 * site.diameter_mm if site.allow_exophytic else 0.0
+    factor = EXOPHYTIC_REACH.get(site.organ, EXOPHYTIC_REACH["default"])
+    return factor * 0.5 * site.diameter_mm if site.allow_exophytic else 0.0
+
+
+def organ_cap(site: Site, scene: Scene) -> np.ndarray | None:
+    """bool ROI voxels of the organ the tumor may take: the ``MAX_ORGAN_SHARE`` of the whole
+    organ's voxels nearest the centre (None: no cap for this organ, or ``clip_to_organ=0``)."""
+    share = MAX_ORGAN_SHARE.get(site.organ)
+    if share is None or site.options.get("clip_to_organ") is False:
+        return None
+    budget = int(share * site.organ_volume_ml * 1000.0 / float(np.prod(site.spacing)))
+    idx = np.nonzero(scene.organ)
+    if idx[0].size <= budget:
+        return None
+    d2 = sum(((i - c) * s) ** 2 for i, c, s in zip(idx, site.center_vox, site.spacing))
+    cap = np.zeros(scene.organ.shape, dtype=bool)
+    cap[idx] = d2 < np.partition(d2, budget)[budget]
+    return cap
+
+
+def capped_organ(site: Site, scene: Scene) -> np.ndarray:
+    """The scene's organ less what ``organ_cap`` keeps from the tumor."""
+    cap = organ_cap(site, scene)
+    return scene.organ if cap is None else scene.organ & cap
 
 
 def contour_limit(site: Site) -> np.ndarray | None:
@@ -52,13 +81,13 @@ def allowed_region(site: Site, scene: Scene) -> tuple[np.ndarray, bool]:
     reach = exophytic_reach_mm(site)
     if np.isinf(reach):
         return free, True
+    organ = capped_organ(site, scene)
     if reach > 0:
         dist = ndimage.distance_transform_edt(~scene.organ, sampling=site.spacing)
-        return (scene.organ | ((dist <= reach) & soft_tissue(scene))) & free, True
+        return (organ | ((dist <= reach) & soft_tissue(scene))) & free, True
     limit = contour_limit(site)
-    organ = scene.organ if limit is None else scene.organ & limit
-    return organ & free, False
+    return (organ if limit is None else organ & limit) & free, False
 
 
-__all__ = ["CONTOUR_MARGIN_MM", "EXOPHYTIC_REACH", "allowed_region", "contour_limit", "exophytic_reach_mm",
-           "soft_tissue"]
+__all__ = ["CONTOUR_MARGIN_MM", "EXOPHYTIC_REACH", "MAX_ORGAN_SHARE", "allowed_region", "capped_organ",
+           "contour_limit", "exophytic_reach_mm", "organ_cap", "soft_tissue"]

@@ -138,4 +138,16 @@ def field_of_view_warnings(outcome: TumorOutcome) -> list[str]:
     return []
 
 
-__all__ = ["REPORT_KEYS", "build_report", "field_of_view_warnings", "largest_inscribed_near"]
+def report_warnings(reports: list[dict[str, Any]]) -> list[str]:
+    """Every warning of ``reports``, once each, prefixed with the tumor's number when there are
+    several (what the CLI prints, the events carry and the Slicer panel shows)."""
+    out: list[str] = []
+    for n, report in enumerate(reports, 1):
+        for warning in report.get("warnings") or []:
+            text = f"tumor {n}: {warning}" if len(reports) > 1 else str(warning)
+            if text not in out:
+                out.append(text)
+    return out
+
+
+__all__ = ["REPORT_KEYS", "build_report", "field_of_view_warnings", "largest_inscribed_near", "report_warnings"]

@@ -3,7 +3,8 @@
 Field: radial from the placed centre, nothing moves inside the target radius ``r`` (the tumor
 takes that room), the push is ``strength * r`` (mm) at ``r`` and fades linearly to 0 at ``2 r``.
 The map ``p -> p - u(p)`` is one-to-one outside ``r`` (its slope is ``1 + strength``): the
-tissue that was inside the tumor's room is compressed into the ring around it.
+tissue that was inside the tumor's room is compressed into the ring around it. Vessels that
+crossed the room bend around it instead (``_bend_vessels``), so the tumor is not cut by them.
 
 Anatomy: only soft tissue of the organ and of a ``MARGIN_MM`` band around it moves; bone
 (> ``BONE_HU``), air and everything outside the body (< ``AIR_HU``) never move, and no moving
@@ -30,6 +31,8 @@ STRENGTH = 0.3
 BLOCK_MM = 2.0
 #: Soft tissue this far outside the organ (mm) may move (its contour bulges at most this far).
 MARGIN_MM = 4.0
+#: Vessels crossing the tumor's room are laid on a ring this thick (mm) just outside it.
+RING_MM = 2.0
 BONE_HU = 350.0
 AIR_HU = -500.0
 
@@ -47,18 +50,64 @@ def push_scene(site: Site, plan: EffectPlan, strength: float | None = None) -> S
         site.warnings.append("mass effect skipped: an earlier tumor or lesion lies within 2 radii")
         return scene
     moved = _moved_voxels(site, box, r, strength)
-    if moved is None:
+    arrays = [np.array(getattr(scene, name), copy=True) for name in ("image", "labels", "organ", "vessels")]
+    n_moved = 0
+    if moved is not None:
+        dst, src = moved
+        for whole in arrays:
+            flat = whole[box.slices].reshape(-1).copy()
+            flat[dst] = flat[src]
+            whole[box.slices] = flat.reshape(whole[box.slices].shape)
+        n_moved = int(dst.size)
+    n_moved += _bend_vessels(site, box, r, *arrays)
+    if n_moved == 0:
         return scene
-    dst, src = moved
-    arrays = []
-    for name in ("image", "labels", "organ", "vessels"):
-        whole = np.array(getattr(scene, name), copy=True)
-        sub = whole[box.slices].copy()
-        flat = sub.reshape(-1)
-        flat[dst] = flat[src]
-        whole[box.slices] = sub
-        arrays.append(whole)
-    return Scene(*arrays, moved_voxels=int(dst.size), displacement_mm=float(strength * r))
+    return Scene(*arrays, moved_voxels=n_moved, displacement_mm=float(strength * r))
+
+
+def _bend_vessels(site: Site, box: Box, r: float, image: np.ndarray, labels: np.ndarray, organ: np.ndarray,
+                  vessels: np.ndarray) -> int:
+    """Vessels crossing the tumor's room bend around it (common.md "Mass effect"): each vessel
+    voxel within ``r`` of the centre is moved radially onto the ring ``r .. r + RING_MM``
+    (keeping its order along the ray, so a vessel through the room wraps around the tumor), and
+    the room it leaves becomes organ (the parenchyma median plus the voxel's own grain). Only
+    movable voxels (organ, soft tissue near it) receive a vessel. In place on the ROI arrays;
+    returns the number of voxels changed."""
+    spacing = np.asarray(site.spacing, dtype=float)
+    c = np.asarray(site.center_vox, dtype=float)
+    sub = vessels[box.slices]
+    idx = np.argwhere(sub) + np.asarray(box.lo)
+    if idx.size == 0:
+        return 0
+    offset = (idx - c) * spacing
+    rho = np.linalg.norm(offset, axis=1)
+    inside = rho < r
+    if not inside.any():
+        return 0
+    src, offset, rho = idx[inside], offset[inside], rho[inside]
+    unit = offset / np.maximum(rho, 1e-6)[:, None]
+    dst = np.rint(c + unit * (r + RING_MM * rho / r)[:, None] / spacing).astype(int)
+    ok = np.all((dst >= 0) & (dst < np.asarray(image.shape)), axis=1)
+    movable = _movable(organ, image, spacing)
+    ok[ok] = movable[tuple(dst[ok].T)] & ~vessels[tuple(dst[ok].T)]
+    d, s = tuple(dst[ok].T), tuple(src[ok].T)
+    values, ids = image[s].copy(), labels[s].copy()
+    low = _local_mean(image, src, spacing)
+    image[tuple(src.T)] = np.float32(site.organ_median_hu) + (image[tuple(src.T)] - low)
+    labels[tuple(src.T)] = site.organ_label_id
+    organ[tuple(src.T)], vessels[tuple(src.T)] = True, False
+    image[d], labels[d], organ[d], vessels[d] = values, ids, False, True
+    return int(len(src) + ok.sum())
+
+
+def _local_mean(image: np.ndarray, at: np.ndarray, spacing: np.ndarray) -> np.ndarray:
+    """The mean of the 3x3x3 neighbourhood of each voxel of ``at`` (its low frequencies)."""
+    hi = np.asarray(image.shape) - 1
+    total = np.zeros(len(at), dtype=np.float32)
+    for d in np.ndindex(3, 3, 3):
+        q = np.clip(at + np.asarray(d) - 1, 0, hi)
+        total += image[tuple(q.T)]
+    return total / 27.0
 
 
 def _moved_voxels(site: Site, box: Box, r: float, strength: float):

@@ -32,6 +32,7 @@ from ..contracts import (
     Scene,
     tumor_box,
 )
+from ..intensity import ct_grain, organ_grain_hu, robust_sd
 from ..texture import gaussian_mm
 from .lesions import necrosis_region
 
@@ -40,10 +41,9 @@ CAPSULE_THICKNESS_MM = (1.0, 2.0)
 CAPSULE_LIFT = (0.3, 0.6)               # fraction of the tumor's drop
 NECROSIS_LEVEL_HU = (0.0, 20.0)
 NECROSIS_EDGE_MM = 1.0
-#: Grain top-up: when the tumor's grain is below this fraction of the organ's, noise (white,
-#: blurred by GRAIN_CORRELATION_VOXELS like CT noise) makes up the difference.
+#: Grain top-up: when the tumor's grain is below this fraction of the organ's, CT-like noise
+#: makes up the difference.
 GRAIN_TOP_UP_BELOW = 0.92
-GRAIN_CORRELATION_VOXELS = 0.6
 GRAIN_MIN_VOXELS = 30
 #: Weight at and above which a voxel counts as tumor core in the measured drop.
 CORE_WEIGHT = 0.9
@@ -98,7 +98,7 @@ def shade(site: Site, scene: Scene, geometry: Geometry, appearance: Appearance, 
         target = min(float(rng.uniform(*NECROSIS_LEVEL_HU)), level - 5.0)
         draws["necrosis_level_hu"] = target
         change += _necrosis_change(scene, box, m, nec, change, target, site.spacing)
-    change += _grain_top_up(scene, box, m, rng, draws)
+    change += _grain_top_up(site, scene, box, m, change, rng, draws)
     allowed = (scene.organ[sl] | m) & ~(scene.vessels[sl] & ~m)
     delta = np.where(allowed, weight * change, 0.0).astype(np.float32)
     core = (weight >= CORE_WEIGHT) & (~nec if nec is not None else True)
@@ -110,34 +110,26 @@ def shade(site: Site, scene: Scene, geometry: Geometry, appearance: Appearance, 
     )
 
 
-def _grain_top_up(scene: Scene, box: Box, mask: np.ndarray, rng: np.random.Generator,
-                  draws: dict[str, Any]) -> np.ndarray:
-    """Fine-grained noise that brings the tumor's grain up to the organ's around it, where the
-    tumor's own voxels are smoother than the organ (a homogeneous spot of a structured organ
-    such as the kidney, or fat replaced by tumor): a real tumor is at least as grainy as its
-    organ. Grain = robust SD of the image minus its 1-voxel blur; interior voxels only."""
+def _grain_top_up(site: Site, scene: Scene, box: Box, mask: np.ndarray, change: np.ndarray,
+                  rng: np.random.Generator, draws: dict[str, Any]) -> np.ndarray:
+    """Noise (``intensity.ct_grain``) that brings the tumor's grain up to the organ's around it
+    (``intensity.organ_grain_hu``) where the tumor's own voxels are smoother than the organ (a
+    homogeneous spot of a structured organ such as the kidney): a real tumor is at least as
+    grainy as its organ. Grain = robust SD of the image minus its 1-voxel blur, the tumor's
+    measured with ``change`` (the shading so far) applied."""
     out = np.zeros(mask.shape, dtype=np.float32)
     if mask.sum() < GRAIN_MIN_VOXELS:
         return out
-    hp = scene.image[box.slices] - scene.low_frequencies(box)
-    interior = ndimage.binary_erosion(scene.organ[box.slices]) & ~scene.vessels[box.slices]
-    target = _robust_sd(hp[interior & ~ndimage.binary_dilation(mask, iterations=2)])
-    current = _robust_sd(hp[mask])
+    target = organ_grain_hu(site, scene, box, mask)
+    shaded = scene.image[box.slices] + change
+    current = robust_sd((shaded - ndimage.gaussian_filter(shaded, 1.0, mode="nearest"))[mask])
     draws["grain_organ_hu"], draws["grain_tumor_hu"] = target, current
     if not (np.isfinite(target) and np.isfinite(current)) or current >= GRAIN_TOP_UP_BELOW * target:
         return out
-    noise = ndimage.gaussian_filter(rng.standard_normal(mask.shape).astype(np.float32), GRAIN_CORRELATION_VOXELS)
-    noise_hp = noise - ndimage.gaussian_filter(noise, 1.0)
-    add = float(np.sqrt(target**2 - current**2)) / max(_robust_sd(noise_hp[mask]), 1e-6)
-    draws["grain_added_hu"] = float(np.sqrt(target**2 - current**2))
-    out[mask] = np.float32(add) * noise[mask]
+    added = float(np.sqrt(target**2 - current**2))
+    draws["grain_added_hu"] = added
+    out[mask] = ct_grain(mask.shape, added, rng)[mask]
     return out
-
-
-def _robust_sd(values: np.ndarray) -> float:
-    if values.size < GRAIN_MIN_VOXELS:
-        return float("nan")
-    return float(np.median(np.abs(values - np.median(values))) * 1.4826)
 
 
 def _necrosis_change(scene: Scene, box: Box, mask: np.ndarray, necrosis: np.ndarray, change: np.ndarray,
