@@ -15,7 +15,8 @@ $(PY):
 
 $(STAMP): $(PY) pyproject.toml
 	$(PIP) install --quiet "$(TORCH)"
-	$(PIP) install --quiet -e ".[test,slicer-test]" || $(PIP) install --quiet -e ".[test]"
+	$(PIP) install --quiet -e ".[test,slicer-test,web,web-test]" \
+	  || $(PIP) install --quiet -e ".[test,slicer-test]" || $(PIP) install --quiet -e ".[test]"
 	touch $(STAMP)
 
 install: $(STAMP)

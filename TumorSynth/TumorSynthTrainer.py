@@ -359,9 +359,8 @@ class TumorSynthTrainerLogic(ScriptedLoadableModuleLogic):
         return os.path.join(os.path.expanduser("~"), "TumorSynthRuns")
 
     def ensureDependencies(self, confirm) -> None:
-        install = trainerModules().install
-        install.ensure_torch(askConfirmation=True)
-        install.ensure_python_packages(confirm)
+        # PyTorch first (PyTorch extension), then the rest (install_logic says why)
+        trainerModules().install.ensure_python_packages(confirm)
 
     def train(self, p, data, runDir, resume, onUpdate=None, onLog=None, onDone=None):
         trainer = trainerModules().trainer
