@@ -72,7 +72,7 @@ class TumorSynth(ScriptedLoadableModule):
         self.parent.title = _("TumorSynth")
         self.parent.categories = [translate("qSlicerAbstractCoreModule", "Segmentation")]
         self.parent.dependencies = []
-        self.parent.contributors = ["TumorSynth contributors"]
+        self.parent.contributors = ["TumorSynth developers (TumorSynth project)"]
         self.parent.helpText = _(
             "Click inside the liver, pancreas or kidney of a CT to add a realistic synthetic "
             "tumor. The input is never changed: tumors go into a new volume '&lt;CT&gt; + tumors' "

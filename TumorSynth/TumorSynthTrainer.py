@@ -62,7 +62,7 @@ class TumorSynthTrainer(ScriptedLoadableModule):
         self.parent.title = _("TumorSynth Trainer")
         self.parent.categories = [translate("qSlicerAbstractCoreModule", "Segmentation")]
         self.parent.dependencies = []
-        self.parent.contributors = ["TumorSynth contributors"]
+        self.parent.contributors = ["TumorSynth developers (TumorSynth project)"]
         self.parent.helpText = _(
             "Train a tumor segmentation model on CT scans with synthetic tumors added on the fly, "
             "apply it to a volume, and evaluate predictions against references. Jobs run in the "

@@ -25,8 +25,12 @@ from TumorSynthSlicer.placement_logic import LiveJob, PendingPlacement, Placemen
 
 #: Engine work of every session shares these threads (2 cores on the reference machine).
 _ENGINE_THREADS = ThreadPoolExecutor(max_workers=2, thread_name_prefix="tumorsynth-engine")
-#: Engine steps per growth tick: the preview segment is redrawn after each tick.
+#: Preview frames per growth stage: each redraws the "(forming)" segment in every view, which
+#: costs more than the engine steps on a CPU renderer, so the steps per tick follow the stage.
+FRAMES_PER_STAGE = 10
 STEPS_PER_TICK = 4
+#: Pause between growth ticks (s): the views render each preview, the user sees it grow.
+TICK_PAUSE_S = 0.05
 
 
 @dataclass
@@ -84,11 +88,13 @@ class PlacementRunner:
         job = LiveJob(session, ras, request, organ_mask, stepsPerTick=STEPS_PER_TICK, start=False)
         try:
             await _in_thread(job.begin)
+            total = int(getattr(job.job.state, "total_steps", 0) or 0)
+            job.stepsPerTick = max(STEPS_PER_TICK, -(-total // FRAMES_PER_STAGE))
             while not job.done and not self._stop:
                 state = await _in_thread(job.advance)
                 job.show(state)
                 self.report(Progress(f"Growing: {state.stage}", float(state.fraction)))
-                await asyncio.sleep(0.02)          # let the views render the new preview
+                await asyncio.sleep(TICK_PAUSE_S)  # let the views render the new preview
             self.report(Progress("Finishing the tumor...", 1.0))
             result = await _in_thread(job.finalize)
         except BaseException:

@@ -13,6 +13,7 @@ Example::
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -83,11 +84,20 @@ def add_ct_node(scene: Any, volume: Volume, name: str) -> Any:
 
 def load_phantom(scene: Any, seed: int = 0) -> Case:
     """The built-in procedural abdomen (TotalSegmentator labels)."""
+    ct, labels = _phantom(int(seed))
+    node = add_ct_node(scene, ct, f"Phantom {int(seed)}")
+    return Case(node, labels.copy(), "totalseg", f"built-in phantom (seed {int(seed)})")
+
+
+@functools.lru_cache(maxsize=2)
+def _phantom(seed: int) -> tuple[Volume, np.ndarray]:
+    """The phantom of a seed, built once per server (every tab that opens it gets a copy)."""
     from TumorSynthLib.phantom import make_abdomen
 
-    ct, labels, _names = make_abdomen(int(seed), shape=PHANTOM_SHAPE, spacing=PHANTOM_SPACING)
-    node = add_ct_node(scene, ct, f"Phantom {int(seed)}")
-    return Case(node, np.asarray(labels.array), "totalseg", f"built-in phantom (seed {int(seed)})")
+    if seed < 0:
+        raise InputError(f"the phantom seed must be 0 or more, got {seed}")
+    ct, labels, _names = make_abdomen(seed, shape=PHANTOM_SHAPE, spacing=PHANTOM_SPACING)
+    return ct, np.asarray(labels.array)
 
 
 def load_files(scene: Any, ct_path: str | Path, labels_path: str | Path | None = None,

@@ -34,6 +34,11 @@ def _place_in_liver(page) -> tuple[list[dict], np.ndarray, np.ndarray, dict]:
 
 
 def test_click_in_liver_outlines_a_darker_tumor_of_the_requested_size(page):
+    page.evaluate("() => window.trame.state.set('stage', 'intermediate')")
+    page.wait_for_function("() => window.trame.state.get('diameter_min') == 20")  # range follows
+    page.evaluate("() => window.trame.state.set('diameter', 30)")
+    page.wait_for_function("() => document.querySelector('#ts-diameter')"
+                           ".closest('.v-input').textContent.includes('30')")
     requested = float(state(page, "diameter"))
     tumors, before, after, where = _place_in_liver(page)
     outline = outline_mask(after) & ~outline_mask(before)
@@ -135,3 +140,51 @@ def test_a_second_tab_has_its_own_scene(page, browser, web_url):
         assert len(state(page, "tumors")) == 1                        # the first tab unchanged
     finally:
         other.context.close()
+
+
+def test_live_growth_shows_progress_and_ignores_a_second_click(page):
+    """Cellular growth runs off the event loop with a progress bar; place mode is off while the
+    tumor forms, so a second click starts nothing (one tumor), as in the Slicer module."""
+    if not any(m["value"] == "cellular" and not m["disabled"] for m in state(page, "methods")):
+        pytest.skip("the cellular method cannot run here (see tumorsynth info)")
+    page.evaluate("() => { window.trame.state.set('method', 'cellular');"
+                  " window.trame.state.set('live', true); }")
+    page.wait_for_function("() => window.trame.state.get('method_live')")
+    where = probe(page, "liver")
+    click_in_axial(page, where)
+    page.wait_for_function("() => window.trame.state.get('busy')")
+    first_click = state(page, "last_click_ras")
+    assert page.locator("#ts-progress").is_visible()
+    where["views"]["axial"]["x"] += 12                              # a second click, nearby
+    click_in_axial(page, where)
+    page.wait_for_function("() => window.trame.state.get('growing')"
+                           " || window.trame.state.get('tumors').length > 0")
+    tumors = wait_for_tumors(page, 1)
+    page.wait_for_timeout(1000)
+    assert tumors[0]["method"] == "cellular" and state(page, "tumor_count") == 1
+    assert state(page, "last_click_ras") == first_click            # the second click made no point
+    assert not state(page, "busy")
+
+
+def test_upload_a_ct_and_its_labels(page, tmp_path):
+    from TumorSynthLib.phantom import make_abdomen
+    from TumorSynthLib.volume import save_volume
+
+    ct, labels, _names = make_abdomen(3, shape=(96, 96, 48), spacing=(3.0, 3.0, 5.0))
+    save_volume(ct, tmp_path / "patient.nii.gz")
+    save_volume(labels, tmp_path / "patient_organs.nii.gz")
+    inputs = page.locator("input[type=file]")
+    inputs.nth(0).set_input_files(str(tmp_path / "patient.nii.gz"))
+    inputs.nth(1).set_input_files(str(tmp_path / "patient_organs.nii.gz"))
+    page.wait_for_function("() => window.trame.state.get('messages')"
+                           ".filter(m => m.text.startsWith('Uploaded')).length == 2")
+    page.click("#ts-open")
+    page.wait_for_function("() => document.querySelector('#ts-case-source')"
+                           ".textContent.includes('patient.nii.gz')")
+    page.wait_for_timeout(800)
+    where = probe(page, "kidney")
+    assert where["organ_at_voxel"] == "kidney"
+    page.evaluate("() => window.trame.state.set('organ', 'kidney')")
+    click_in_axial(page, where)
+    (row,) = wait_for_tumors(page, 1)
+    assert row["organ"] == "kidney"
