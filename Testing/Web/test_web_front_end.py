@@ -3,12 +3,10 @@
 the engine reach the page; undo, the download zip and per-tab scenes work."""
 from __future__ import annotations
 
-import io
 import json
 import os
 import shutil
 import zipfile
-from pathlib import Path
 
 import numpy as np
 import pytest
