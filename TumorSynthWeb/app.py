@@ -14,7 +14,6 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from trame.app import TrameApp
 from trame_slicer.core import LayoutManager, SlicerApp
 from trame_slicer.rca_view import register_rca_factories
@@ -22,7 +21,6 @@ from vtkmodules.vtkCommonCore import vtkCommand
 
 from TumorSynthLib.anatomy.organs import CONVENTIONS
 from TumorSynthSlicer import catalogue_logic, click_logic, output_logic, placement_logic, table_logic
-from TumorSynthSlicer.volume_logic import world_ras_to_ijk
 
 from . import export, probe, scene, ui
 from .placing import PlacementRunner, Progress
@@ -264,9 +262,6 @@ class WebSession(TrameApp):
         for view in self._slice_views():
             view.schedule_render()
         return result
-
-    def voxel_of(self, ras: list[float]) -> np.ndarray:
-        return world_ras_to_ijk(self.case.ct, ras)
 
     def _slice_views(self) -> list[Any]:
         return self.slicer.view_manager.get_slice_views()
