@@ -16,13 +16,12 @@ from typing import Any
 
 from trame.app import TrameApp
 from trame_slicer.core import LayoutManager, SlicerApp
-from trame_slicer.rca_view import register_rca_factories
-from vtkmodules.vtkCommonCore import vtkCommand
 
 from TumorSynthLib.anatomy.organs import CONVENTIONS
 from TumorSynthSlicer import catalogue_logic, click_logic, output_logic, placement_logic, table_logic
 
 from . import export, probe, scene, ui
+from .views import refit_on_resize, register_views
 from .placing import PlacementRunner, Progress
 
 log = logging.getLogger(__name__)
@@ -38,7 +37,7 @@ class WebSession(TrameApp):
                  start_phantom: bool = True) -> None:
         super().__init__(server=server)
         self.slicer = SlicerApp()
-        register_rca_factories(self.slicer.view_manager, self.server)
+        register_views(self.slicer.view_manager, self.server)
         self.layouts = LayoutManager(self.slicer.scene, self.slicer.view_manager, self.server)
         self.layouts.register_layout_dict({LAYOUT: LayoutManager.default_grid_configuration()[LAYOUT]})
         self.layouts.set_layout(LAYOUT)
@@ -52,12 +51,10 @@ class WebSession(TrameApp):
         self.click.AddObserver(self.click.PointPositionDefinedEvent, self._on_point)
         self._init_state(allow_paths)
         self._register(test_hooks)
-        self.ui = ui.build_page(self.server, self.layouts)
+        self.ui = ui.build_page(self.server, self.layouts, self._catalogue["effects"])
         for view in self._slice_views():
             view.set_visible_in_3d(True)
-            # refit after trame-slicer's own resize observer (priority below its default 0)
-            view.interactor().AddObserver(vtkCommand.WindowResizeEvent,
-                                          lambda *_, v=view: v.fit_view_to_content(), -1.0)
+            refit_on_resize(view)
         if start_phantom:
             self.load_phantom()
 
@@ -180,15 +177,17 @@ class WebSession(TrameApp):
         ras = click_logic.take_click(caller)
         if ras is None or self.session is None:
             return
-        self.state.last_click_ras = [round(v, 2) for v in ras]
+        self.state.last_click_ras = ras
         if not self.runner.gate.accept():
             self.say(self.runner.gate.message, "warning")
             return
         asyncio.get_event_loop().create_task(self._place(ras))
 
     def request(self) -> placement_logic.TumorRequest:
+        """The tumor the panel describes; each catalogue effect set to on / off is forced."""
         s = self.state
-        options = placement_logic.organ_options(s.mass_effect, s.necrosis, s.capsule, s.satellites)
+        options = {effect: s[effect] == "on" for effect in self._catalogue["effects"]
+                   if s[effect] in ("on", "off")}
         return placement_logic.TumorRequest(organ=s.organ, stage=s.stage, diameterMm=float(s.diameter),
                                             method=s.method, seed=int(s.seed or 0), options=options)
 

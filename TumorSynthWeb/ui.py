@@ -6,19 +6,18 @@ Elements a test or a user's script needs carry ``id="ts-..."``.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
 from trame.widgets import html
 from trame_vuetify.ui.vuetify3 import SinglePageWithDrawerLayout
 from trame_vuetify.widgets import vuetify3 as v
 
 SWITCH_ITEMS = ["auto", "on", "off"]
-EFFECTS = (("mass_effect", "Mass effect"), ("necrosis", "Necrosis"), ("capsule", "Capsule"),
-           ("satellites", "Satellites"))
 
 
-def build_page(server: Any, layout_manager: Any) -> Any:
-    """Build the page of one session and return the layout."""
+def build_page(server: Any, layout_manager: Any, effects: Sequence[str]) -> Any:
+    """Build the page of one session and return the layout; ``effects`` are the engine
+    catalogue's effect names (one auto / on / off choice each)."""
     with SinglePageWithDrawerLayout(server) as layout:
         layout.title.set_text("TumorSynth")
         with layout.toolbar:
@@ -31,7 +30,7 @@ def build_page(server: Any, layout_manager: Any) -> Any:
             with html.Div(classes="pa-3", style="overflow-y: auto;"):
                 _messages()
                 _input_section()
-                _tumor_section()
+                _tumor_section(effects)
                 _place_section()
                 _result_section()
         with layout.content:
@@ -77,7 +76,7 @@ def _input_section() -> None:
                prepend_icon="mdi-folder-open")
 
 
-def _tumor_section() -> None:
+def _tumor_section(effects: Sequence[str]) -> None:
     _title("Tumor")
     v.VSelect(v_model=("organ", "liver"), items=("organs", []), label="Organ", density="compact",
               hide_details=True, id="ts-organ")
@@ -90,7 +89,8 @@ def _tumor_section() -> None:
               density="compact", hide_details=True, classes="mt-2", id="ts-method",
               item_props=True)
     with html.Div(classes="d-flex flex-wrap ga-2 mt-2"):
-        for key, label in EFFECTS:
+        for key in effects:
+            label = key.replace("_", " ").capitalize()
             v.VSelect(v_model=(key, "auto"), items=("switch_items", SWITCH_ITEMS), label=label,
                       density="compact", hide_details=True, style="max-width: 150px;")
     with html.Div(classes="d-flex ga-2 align-center mt-2"):
@@ -104,9 +104,9 @@ def _place_section() -> None:
     _title("Place")
     v.VSwitch(v_model=("place_mode", True), label="Click in a slice view places a tumor",
               density="compact", hide_details=True, color="primary", id="ts-place-mode")
-    html.Div("Last click: R {{ last_click_ras[0] }}, A {{ last_click_ras[1] }}, "
-             "S {{ last_click_ras[2] }} mm", v_if="last_click_ras", classes="text-caption",
-             id="ts-last-click")
+    html.Div("Last click: R {{ last_click_ras[0].toFixed(1) }}, A {{ last_click_ras[1].toFixed(1) }},"
+             " S {{ last_click_ras[2].toFixed(1) }} mm", v_if="last_click_ras",
+             classes="text-caption", id="ts-last-click")
     with html.Div(v_if="busy", id="ts-progress"):
         html.Div("{{ progress_text }}", classes="text-caption")
         v.VProgressLinear(model_value=("progress_value === null ? 0 : 100 * progress_value",),
