@@ -51,7 +51,7 @@ bench: $(STAMP)
 
 lint: $(STAMP)
 	$(PIP) install --quiet ruff
-	$(VENV)/bin/ruff check TumorSynthLib TumorSynth Testing benchmarks
+	$(VENV)/bin/ruff check TumorSynthLib TumorSynthWeb TumorSynth Testing benchmarks
 
 clean:
 	rm -rf $(VENV) demo-output
