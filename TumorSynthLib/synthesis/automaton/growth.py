@@ -6,7 +6,10 @@ pipeline hands it (the ROI after the shared mass effect). Stage effects come fro
 seeds in the saturated core. Growth stops when the equivalent diameter reaches the target (or
 after ``options["steps"]`` steps exactly); a run that stalls or exhausts its step budget (the
 calibration's expected steps x 2 + 20) is limited by the organ. Lobulation (intermediate and
-advanced) scales the acceptance by a smooth random field. Every random number comes from the
+advanced) scales the acceptance by a smooth random field, and an ellipsoid of the handcrafted
+shape's radii (``shapes.draw_radii``, randomly rotated) scales it by direction, so the front
+advances faster along the long axis and tumors get real tumors' elongation and flatness
+instead of the automaton's near-round growth. Every random number comes from the
 tumor's generator (a torch seed drawn from it), so the same seed gives the same tumor however
 the steps are chunked.
 """
@@ -26,6 +29,7 @@ from ...core.seeding import torch_seed
 from ..contour import CONTOUR_MARGIN_MM, exophytic_reach_mm
 from ..contracts import EffectPlan, Scene
 from ..effects.lesions import NECROSIS_FRACTION, satellite_centres
+from ..shapes import draw_radii, random_rotation
 from .engine import CellularAutomaton, equivalent_diameter_cells, resolve_device
 from .grid import (
     VESSEL_PUSHES,
@@ -38,7 +42,11 @@ from .grid import (
 
 #: Step budget = factor x expected steps + extra; a run without growth for STALL_STEPS stops.
 BUDGET_FACTOR, BUDGET_EXTRA, STALL_STEPS = 2.0, 20, 25
-STAGE_LOBULATION = {"tiny": 0.0, "early": 0.0, "intermediate": 0.3, "advanced": 0.5}
+STAGE_LOBULATION = {"tiny": 0.0, "early": 0.0, "intermediate": 0.3, "advanced": 0.3}
+#: Acceptance along a direction ~ (ellipsoid radius there / longest radius) ** this: the
+#: stochastic front's speed grows less than linearly with acceptance (tuned so kidney tumors
+#: match KiTS19's elongation and flatness, ``benchmarks/bench_realism.py``).
+ANISOTROPY_POWER = 3.0
 #: Correlation length of the lobulation field, as a fraction of the diameter.
 LOBULATION_SCALE = 0.25
 NECROSIS_SEEDS_RANGE = (5, 20)      # integers in [5, 20)
@@ -68,6 +76,7 @@ class CellularRun:
         self.draws["torch_seed"] = seed
         self.grid = CAGrid.for_site(site)
         scale = self._lobulation(rng)
+        scale = self._anisotropy(rng) if scale is None else scale * self._anisotropy(rng)
         self.bulge_mm = self._bulge_mm()
         self.fields = cell_fields(site, scene, self.grid, bulge_mm=self.bulge_mm,
                                   vessel_push=plan.mass_effect, acceptance_scale=scale)
@@ -112,6 +121,21 @@ class CellularRun:
         lo, hi = float(field.min()), float(field.max())
         unit = (field - lo) / (hi - lo) if hi > lo else np.zeros_like(field)
         return (1.0 - np.clip(strength, 0.0, 0.95) * unit).astype(np.float32)
+
+    def _anisotropy(self, rng: np.random.Generator) -> np.ndarray:
+        """Acceptance scale in (0, 1] by direction from the centre cell: the radius of a
+        randomly rotated ellipsoid of ``draw_radii`` in that direction over its longest radius,
+        to the power ``ANISOTROPY_POWER`` (1 at the centre)."""
+        radii = draw_radii(self.site.diameter_mm, rng)
+        rotation = random_rotation(rng)
+        self.draws.update(growth_radii_mm=[round(float(r), 3) for r in radii])
+        g = np.indices(self.grid.shape, dtype=np.float32).reshape(3, -1) - self.grid.half
+        u = (rotation.T.astype(np.float32) @ g) / radii[:, None].astype(np.float32)
+        norm_u = np.sqrt((u**2).sum(0))
+        norm_p = np.sqrt((g**2).sum(0))
+        rho = np.where(norm_u > 0, norm_p / np.maximum(norm_u, 1e-12), radii.max())
+        scale = (rho / radii.max()) ** ANISOTROPY_POWER
+        return np.clip(scale, 1e-3, 1.0).reshape(self.grid.shape).astype(np.float32)
 
     def _bulge_mm(self) -> float:
         """How far (mm) past the organ contour the tumor may push it (``synthesis.contour``)."""

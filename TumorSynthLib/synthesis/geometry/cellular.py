@@ -32,7 +32,7 @@ from ..texture import TRUNCATE
 #: Room (mm) beyond the automaton grid for the soft edge (3 sigma of at most 2 mm) and a voxel.
 ROI_MARGIN_MM = 3 * EDGE_SIGMA_RANGE_MM[1] + 2.0
 #: Blur (CA cells) of the tumor occupancy before it becomes the voxel mask (see ``roi_masks``).
-SURFACE_SMOOTH_CELLS = 0.01
+SURFACE_SMOOTH_CELLS = 1.0
 
 
 @register_geometry("cellular", method="cellular", pair="procedural",
@@ -169,7 +169,9 @@ def roi_masks(run: Any, state: np.ndarray, allowed: np.ndarray) -> tuple[np.ndar
     """(tumor, necrosis) on the ROI grid: the voxels most covered by tumor (dead) cells, as
     many as hold the grown volume (``volume_preserving_mask``). The tumor's occupancy is first
     blurred by ``SURFACE_SMOOTH_CELLS``: the growth front is rough at the scale of one cell (an
-    artefact of the automaton, not a tumor margin), lobulation lives at a quarter diameter."""
+    artefact of the automaton, not a tumor margin), lobulation lives at a quarter diameter.
+    Only the largest connected body is blurred: satellites (a few cells) would fade below the
+    main tumor's occupancy and be lost."""
     from ..automaton.engine import DEAD
     from ..automaton.grid import volume_preserving_mask
 
@@ -177,13 +179,21 @@ def roi_masks(run: Any, state: np.ndarray, allowed: np.ndarray) -> tuple[np.ndar
     ratio = grid.h_mm**3 / float(np.prod(run.site.spacing))
     alive, dead = state > 0, state == DEAD
     n_tumor = int(round((np.count_nonzero(alive) + np.count_nonzero(dead)) * ratio))
-    occupancy = ndimage.gaussian_filter((alive | dead).astype(np.float32), SURFACE_SMOOTH_CELLS, truncate=TRUNCATE)
+    occupancy = smoothed_occupancy(alive | dead)
     tumor = volume_preserving_mask(grid.to_roi_average(occupancy), allowed, max(n_tumor, 1))
     necrosis = np.zeros_like(tumor)
     if dead.any():
         necrosis = volume_preserving_mask(grid.to_roi_average(dead), tumor,
                                           int(round(np.count_nonzero(dead) * ratio)))
     return tumor, necrosis
+
+
+def smoothed_occupancy(cells: np.ndarray) -> np.ndarray:
+    """Float32 occupancy of the tumor ``cells``: the largest 26-connected body blurred by
+    ``SURFACE_SMOOTH_CELLS`` cells, every other body (satellites) kept as it is."""
+    body = largest_component(cells)
+    smooth = ndimage.gaussian_filter(body.astype(np.float32), SURFACE_SMOOTH_CELLS, truncate=TRUNCATE)
+    return np.maximum(smooth, (cells & ~body).astype(np.float32))
 
 
 def _touches_grid_edge(state: np.ndarray) -> bool:
