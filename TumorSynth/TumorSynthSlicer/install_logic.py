@@ -33,6 +33,7 @@ ENGINE_REQUIREMENTS = (
     "einops>=0.7",
     "tqdm>=4.60",
     "matplotlib>=3.7",
+    "scikit-image>=0.22",
 )
 TORCH_REQUIREMENT = ">=2.8"
 #: Never installed or upgraded from here, whatever a requirement list says.
