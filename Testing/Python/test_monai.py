@@ -301,3 +301,10 @@ def test_task_labels_are_monai_maplabelvalued_with_the_old_labels(tmp_path, phan
         ids = np.asarray(mapping.mapper.orig_labels, dtype=np.float32)
         mapped = mapping({"label": torch.as_tensor(ids)[None, :, None, None]})["label"].numpy().ravel()
         assert mapped.tolist() == task_label_array(ids.astype(np.int32), "kidney", convention).tolist()
+
+
+def test_the_callers_metadata_is_left_alone(sample):
+    image = sample["image"].clone()
+    for prob in (0.0, 1.0):
+        out = RandTumorSynth(organ="liver", prob=prob, stage_mix={"early": 1.0}).set_random_state(1)(image, sample["label"])[0]
+        assert META_KEY in out.meta and META_KEY not in image.meta
