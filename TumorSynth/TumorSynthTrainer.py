@@ -62,7 +62,7 @@ class TumorSynthTrainer(ScriptedLoadableModule):
         self.parent.title = _("TumorSynth Trainer")
         self.parent.categories = [translate("qSlicerAbstractCoreModule", "Segmentation")]
         self.parent.dependencies = []
-        self.parent.contributors = ["TumorSynth contributors"]
+        self.parent.contributors = ["TumorSynth developers (TumorSynth project)"]
         self.parent.helpText = _(
             "Train a tumor segmentation model on CT scans with synthetic tumors added on the fly, "
             "apply it to a volume, and evaluate predictions against references. Jobs run in the "
@@ -362,9 +362,8 @@ class TumorSynthTrainerLogic(ScriptedLoadableModuleLogic):
         return os.path.join(os.path.expanduser("~"), "TumorSynthRuns")
 
     def ensureDependencies(self, confirm) -> None:
-        install = trainerModules().install
-        install.ensure_torch(askConfirmation=True)
-        install.ensure_python_packages(confirm)
+        # PyTorch first (PyTorch extension), then the rest (install_logic says why)
+        trainerModules().install.ensure_python_packages(confirm)
 
     def train(self, p, data, runDir, resume, onUpdate=None, onLog=None, onDone=None):
         trainer = trainerModules().trainer

@@ -18,7 +18,7 @@ from .common import EXIT_OK, EXIT_USER_ERROR, OneLineParser, run_command
 
 #: Command modules, in the order ``tumorsynth --help`` lists them.
 COMMAND_MODULES = ["synth", "demo", "info", "generate", "train", "segment", "evaluate", "models",
-                   "readerstudy", "export_dicom"]
+                   "readerstudy", "export_dicom", "web"]
 
 EPILOG = """examples:
   tumorsynth demo --out demo-output/
