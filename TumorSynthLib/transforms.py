@@ -34,6 +34,7 @@ from monai.config import KeysCollection
 from monai.data import MetaTensor
 from monai.transforms import MapTransform, RandomizableTransform
 from monai.transforms.traits import LazyTrait
+from monai.utils.enums import TransformBackends
 from monai.utils.type_conversion import convert_to_dst_type, convert_to_numpy
 
 from .anatomy.organs import (
@@ -74,6 +75,8 @@ class RandTumorSynth(RandomizableTransform, LazyTrait):
         options: extra ``TumorSpec.options`` (validated by the engine).
         inplace: write the tumors into the given tensors instead of copies.
     """
+
+    backend = [TransformBackends.TORCH, TransformBackends.NUMPY]
 
     def __init__(self, organ: str = "liver", method: str = "handcrafted", prob: float = 0.5,
                  stage_mix: Mapping[str, float] | str | None = None, labels: str = "binary",
@@ -128,13 +131,13 @@ class RandTumorSynth(RandomizableTransform, LazyTrait):
         record: dict[str, Any] = {"seed": self._seed, "applied": False, "skipped": None, "seconds": 0.0, "tumors": []}
         if not self._do_transform:
             record["skipped"] = "not drawn"
-            return self._with_record(image, record), label
+            return self._with_record(image, record, self.inplace), label
         t0 = time.perf_counter()
         try:
             image, label = self._apply(image, label, record)
         finally:
             record["seconds"] = time.perf_counter() - t0
-        return self._with_record(image, record), label
+        return self._with_record(image, record, self.inplace), label
 
     def _apply(self, image: Any, label: Any, record: dict[str, Any]) -> tuple[Any, Any]:
         affine = _affine(image)
@@ -176,8 +179,13 @@ class RandTumorSynth(RandomizableTransform, LazyTrait):
             return None
 
     @staticmethod
-    def _with_record(image: Any, record: dict[str, Any]) -> Any:
+    def _with_record(image: Any, record: dict[str, Any], inplace: bool) -> Any:
+        """``image`` with the record in its metadata. Unless ``inplace``, the record goes into a
+        view with its own metadata, so the caller's tensor (returned as is when nothing was
+        drawn or skipped) keeps its metadata."""
         if isinstance(image, MetaTensor):
+            if not inplace:
+                image = image.view(image.shape)
             image.meta[META_KEY] = json_text(record).strip()
         return image
 
@@ -203,6 +211,7 @@ class RandTumorSynthd(RandomizableTransform, MapTransform, LazyTrait):
         self.stats = {"calls": 0, "applied": 0, "skipped_real_tumor": 0, "skipped_no_organ": 0,
                       "failed": 0, "rejected_quality": 0, "seconds": 0.0}
 
+    backend = RandTumorSynth.backend
     lazy = RandTumorSynth.lazy
     requires_current_data = RandTumorSynth.requires_current_data
 

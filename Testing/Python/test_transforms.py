@@ -12,7 +12,7 @@ from monai.utils import set_determinism
 
 from TumorSynthLib.core.errors import InputError
 from TumorSynthLib.anatomy.task_labels import task_label_array
-from TumorSynthLib.segmentation.pipeline import LoadVolumed, TaskLabelsd
+from TumorSynthLib.segmentation.pipeline import LoadVolumed, task_labels_transform
 from TumorSynthLib.transforms import RandTumorSynthd, parse_stage_mix
 from TumorSynthLib.core.volume_io import load_volume
 
@@ -89,7 +89,7 @@ def test_compose_cachedataset_and_workers_are_deterministic(seg_phantom_dataset)
              for p in sorted((seg_phantom_dataset.root / "cases").iterdir())[:2]]
     keys = ("image", "label")
     pipeline = Compose([
-        LoadVolumed(keys), TaskLabelsd("label", "liver", "totalseg"),
+        LoadVolumed(keys), task_labels_transform("label", "liver", "totalseg"),
         RandTumorSynthd(keys, organ="liver", method="handcrafted", prob=1.0, stage_mix="early=1"),
         ScaleIntensityRanged("image", -175, 250, 0.0, 1.0, clip=True),
     ])

@@ -45,6 +45,7 @@ ENGINE_REQUIREMENTS = (
     "einops>=0.7",
     "tqdm>=4.60",
     "matplotlib>=3.7",
+    "scikit-image>=0.22",
 )
 TORCH_REQUIREMENT = ">=2.8"
 REQUESTER = "TumorSynth"

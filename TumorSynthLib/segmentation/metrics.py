@@ -46,12 +46,26 @@ def size_bucket(diameter_mm: float) -> str:
 
 
 def dice(pred: np.ndarray, ref: np.ndarray) -> float:
-    """2|A&B| / (|A|+|B|); NaN when both masks are empty."""
+    """2|A&B| / (|A|+|B|) by MONAI ``compute_dice``; NaN when both masks are empty, 0 when only
+    the reference is empty.
+
+    MONAI returns NaN for every empty reference (``ignore_empty=True``) or 1 when both are empty
+    (``ignore_empty=False``); TumorSynth keeps NaN (left out of means) for "nothing to find and
+    nothing found" and 0 for a false alarm, so both-empty is decided here and MONAI runs with
+    ``ignore_empty=False``. The reference is passed one-hot in float64 so the ratio is computed
+    in double precision; counting happens in the box around both masks."""
+    import torch
+    from monai.metrics import compute_dice
+
     p, r = np.asarray(pred, dtype=bool), np.asarray(ref, dtype=bool)
-    total = int(p.sum()) + int(r.sum())
-    if total == 0:
+    box = bounding_box(p | r)
+    if box is None:
         return float("nan")
-    return 2.0 * int(np.count_nonzero(p & r)) / total
+    p, r = torch.from_numpy(p[box.slices]), torch.from_numpy(r[box.slices])
+    onehot_pred = torch.stack([~p, p]).unsqueeze(0)
+    onehot_ref = torch.stack([~r, r]).unsqueeze(0).to(torch.float64)
+    value = compute_dice(onehot_pred, onehot_ref, include_background=False, ignore_empty=False)
+    return float(value.reshape(-1)[0])
 
 
 def surface_dice(pred: np.ndarray, ref: np.ndarray, spacing: Sequence[float],

@@ -1,8 +1,9 @@
 """MONAI pipelines for training and validation, and the seeded dataset / sampler that make a
 run repeatable and resumable.
 
-Order (training): load (``load_volume``: NIfTI / NRRD / DICOM, RAS affine) -> task labels
-{0, 1, 2} -> orientation RAS -> spacing (isotropic mm) -> crop to the body -> [cached up to here]
+Order (training): load (``load_volume``: NIfTI / NRRD / DICOM, RAS affine) -> orientation RAS
+-> spacing (isotropic mm) -> crop to the body -> task labels {0, 1, 2} (``MapLabelValued``)
+-> [cached up to here]
 -> ``RandTumorSynthd`` (in HU) -> HU window to [0, 1] -> pad -> random patches weighted towards
 organ and tumor -> small intensity jitter.
 
@@ -22,6 +23,7 @@ from monai.transforms import (
     Compose,
     CropForegroundd,
     EnsureTyped,
+    MapLabelValued,
     MapTransform,
     Orientationd,
     RandCropByLabelClassesd,
@@ -33,6 +35,7 @@ from monai.transforms import (
 )
 from torch.utils.data import Dataset, Sampler
 
+from ..anatomy.analysis import convention_ids
 from ..anatomy.task_labels import task_label_array
 from ..core.volume_io import load_volume
 from ..transforms import RandTumorSynthd
@@ -66,33 +69,27 @@ class LoadVolumed(MapTransform):
         return d
 
 
-class TaskLabelsd(MapTransform):
-    """Map a label of ``convention`` to the task labels {0 background, 1 organ, 2 tumor}."""
-
-    def __init__(self, keys: Any, organ: str, convention: str) -> None:
-        super().__init__(keys)
-        self.organ, self.convention = organ, convention
-
-    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
-        d = dict(data)
-        for key in self.key_iterator(d):
-            lab = d[key]
-            arr = task_label_array(np.rint(lab.numpy()).astype(np.int32), self.organ, self.convention)
-            out = lab.clone()
-            out.copy_(torch.from_numpy(arr.astype(np.float32)))
-            d[key] = out
-        return d
+def task_labels_transform(keys: Any, organ: str, convention: str) -> MapLabelValued:
+    """MONAI ``MapLabelValued`` from every id ``convention`` uses to the task labels {0
+    background, 1 organ region, 2 tumor} (the targets come from ``anatomy.task_labels``, the one
+    definition). Ids outside the convention would pass unchanged; ``segmentation.datasets``
+    refuses such maps before training."""
+    ids = sorted(convention_ids(convention))
+    targets = task_label_array(np.asarray(ids), organ, convention)
+    return MapLabelValued(keys, ids, [int(t) for t in targets], dtype=np.float32)
 
 
 def preprocess_transforms(cfg: TrainConfig, convention: str) -> list:
-    """The deterministic (cacheable) part shared by training and validation."""
+    """The deterministic (cacheable) part shared by training and validation. The task labels
+    are mapped last, on the resampled and cropped grid: a value-by-value mapping gives the same
+    labels before or after nearest-neighbour resampling, and costs one pass per id."""
     keys = ("image", "label")
     return [
         LoadVolumed(keys),
-        TaskLabelsd("label", cfg.organ, convention),
         Orientationd(keys, axcodes="RAS", labels=RAS_LABELS),
         Spacingd(keys, pixdim=(cfg.spacing_mm,) * 3, mode=("bilinear", "nearest")),
         CropForegroundd(keys, source_key="image", select_fn=is_body, margin=2, allow_smaller=True),
+        task_labels_transform("label", cfg.organ, convention),
     ]
 
 
@@ -188,6 +185,6 @@ class EpochSampler(Sampler):
 
 
 __all__ = [
-    "LoadVolumed", "TaskLabelsd", "preprocess_transforms", "training_transform",
+    "LoadVolumed", "task_labels_transform", "preprocess_transforms", "training_transform",
     "validation_transform", "SeededDataset", "EpochSampler", "sample_seed", "VALIDATION_EPOCH",
 ]

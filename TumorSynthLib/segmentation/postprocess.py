@@ -6,10 +6,15 @@ component of volume V is ``(3V / (4 pi))^(1/3)``.
 """
 from __future__ import annotations
 
+import functools
+import math
+import warnings
 from typing import Sequence
 
 import numpy as np
 from scipy import ndimage
+
+from ..core.errors import DependencyError
 
 #: Components with a smaller equivalent radius (mm) are removed from predictions.
 MIN_RADIUS_MM = 3.0
@@ -40,16 +45,45 @@ def component_sizes(labels: np.ndarray, n: int) -> np.ndarray:
 def remove_small_components(mask: np.ndarray, spacing: Sequence[float],
                             min_radius_mm: float = MIN_RADIUS_MM) -> tuple[np.ndarray, int]:
     """(mask without components whose equivalent radius is below ``min_radius_mm``, number
-    removed). ``min_radius_mm <= 0`` keeps everything."""
+    removed). ``min_radius_mm <= 0`` keeps everything.
+
+    MONAI ``RemoveSmallObjects`` (26-connectivity, ``connectivity=3``) does the work. A component
+    is kept when its volume reaches ``V_min = 4/3 pi min_radius_mm^3`` mm^3, i.e. when it has at
+    least ``n = ceil(V_min / voxel volume)`` voxels. MONAI hands its ``min_size`` to scikit-image,
+    which removes components *smaller than* it before 0.26 and *up to and including* it from 0.26
+    (scikit-image issue 8001), so the threshold passed is ``n`` or ``n - 1`` as the installed
+    version reads it (``_removes_equal_size``): the result is the same with either."""
     mask = np.asarray(mask, dtype=bool)
     if min_radius_mm <= 0 or not mask.any():
         return mask.copy(), 0
-    labels, n = components(mask)
-    sizes = component_sizes(labels, n)
-    min_voxels = (4.0 / 3.0) * np.pi * min_radius_mm**3 / voxel_volume_mm3(spacing)
-    keep = sizes >= min_voxels
-    keep[0] = False
-    return keep[labels], int(np.count_nonzero(~keep[1:]))
+    min_voxels = int(math.ceil((4.0 / 3.0) * np.pi * min_radius_mm**3 / voxel_volume_mm3(spacing)))
+    threshold = min_voxels - 1 if _removes_equal_size() else min_voxels
+    kept = _remove_small_objects(mask, threshold) if threshold > 0 else mask.copy()
+    _, removed = components(mask & ~kept)   # removed components are whole, so they stay apart
+    return kept, removed
+
+
+def _remove_small_objects(mask: np.ndarray, min_size: int) -> np.ndarray:
+    from monai.transforms import RemoveSmallObjects
+
+    with warnings.catch_warnings():   # scikit-image >= 0.26 renames the argument MONAI passes
+        warnings.simplefilter("ignore", FutureWarning)
+        try:
+            out = RemoveSmallObjects(min_size=min_size, connectivity=3)(mask[None])
+        except RuntimeError as exc:
+            if "kimage" not in str(exc):
+                raise
+            raise DependencyError("removing small tumors needs scikit-image: pip install scikit-image") from exc
+    return np.asarray(out[0], dtype=bool)
+
+
+@functools.lru_cache(maxsize=1)
+def _removes_equal_size() -> bool:
+    """Whether ``RemoveSmallObjects(min_size=n)`` also removes components of exactly n voxels
+    (scikit-image >= 0.26) or only smaller ones (before)."""
+    probe = np.zeros((5, 1, 1), dtype=bool)
+    probe[0] = probe[2:4] = True                        # components of 1 and 2 voxels
+    return not _remove_small_objects(probe, 2)[2:4].any()
 
 
 def keep_touching(mask: np.ndarray, region: np.ndarray) -> tuple[np.ndarray, int]:
