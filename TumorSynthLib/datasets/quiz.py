@@ -38,7 +38,7 @@ from ..anatomy.site import TumorSpec
 from ..core.display import plane_slice
 from ..core.errors import InputError, PlacementError
 from ..core.events import EventStream
-from ..core.files import atomic_path, write_json_atomic, write_text_atomic
+from ..core.files import atomic_path, staged_folder, write_json_atomic, write_text_atomic
 from ..core.volume import Volume
 from ..core.volume_io import load_volume, save_volume
 from ..phantom import make_abdomen
@@ -247,31 +247,33 @@ def make_quiz(config: QuizConfig, events: Any = None,
     config.check()
     out = Path(config.out).expanduser()
     key_path = key_beside(out, config.key)
-    if (out / "quiz.json").exists():
-        raise InputError(f"'{out}' already holds a quiz; choose a new --out folder")
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise InputError(f"'{out}' already exists and is not empty (a quiz with answers?); choose a new "
+                         "--out folder")
     events = events if events is not None else EventStream("none", enabled=False)
     width = max(3, len(str(config.cases)))
     ids = [f"case-{i + 1:0{width}d}" for i in range(config.cases)]
     events.start(0, total=len(ids), command="readerstudy quiz")
     key_cases, counts = {}, {}
-    for i, (case_id, (image, labels, source, conv)) in enumerate(zip(ids, case_scans(config, scans))):
-        rng = np.random.default_rng(np.random.SeedSequence([int(config.seed), 0x0917, i]))
-        entries = draw_lesions(config, rng)
-        result = synthesize_case(image, labels, conv, entries, config.method, case_id)
-        write_quiz_case(result, out / "cases" / case_id)
-        key_cases[case_id] = key_entry(entries, result.reports, source)
-        counts[case_id] = len(entries)
-        events.progress(i + 1)
-    sheets = {}
-    for reader in config.readers:
-        sheets[reader] = f"answers-{reader}.csv"
-        write_text_atomic(out / sheets[reader], quiz_sheet_text(reader_order(ids, reader, config.seed), counts))
-    info = {"quiz": "teaching quiz: find the malignant lesions", "note": QUIZ_NOTE, "cases": ids,
-            "lesions_per_case": counts, "readers": list(config.readers), "answer_sheets": sheets,
-            "answer_columns": list(QUIZ_COLUMNS), "answers": list(QUIZ_ANSWERS), "confidence": [1, 5],
-            "window": {"center": 40, "width": 400}, "instructions": README_TEXT}
-    write_json_atomic(out / "quiz.json", info)
-    write_text_atomic(out / "README.txt", README_TEXT + "\n")
+    with staged_folder(out) as stage:                    # complete or absent, even after kill -9
+        for i, (case_id, (image, labels, source, conv)) in enumerate(zip(ids, case_scans(config, scans))):
+            rng = np.random.default_rng(np.random.SeedSequence([int(config.seed), 0x0917, i]))
+            entries = draw_lesions(config, rng)
+            result = synthesize_case(image, labels, conv, entries, config.method, case_id)
+            write_quiz_case(result, stage / "cases" / case_id)
+            key_cases[case_id] = key_entry(entries, result.reports, source)
+            counts[case_id] = len(entries)
+            events.progress(i + 1)
+        sheets = {}
+        for reader in config.readers:
+            sheets[reader] = f"answers-{reader}.csv"
+            write_text_atomic(stage / sheets[reader], quiz_sheet_text(reader_order(ids, reader, config.seed), counts))
+        info = {"quiz": "teaching quiz: find the malignant lesions", "note": QUIZ_NOTE, "cases": ids,
+                "lesions_per_case": counts, "readers": list(config.readers), "answer_sheets": sheets,
+                "answer_columns": list(QUIZ_COLUMNS), "answers": list(QUIZ_ANSWERS), "confidence": [1, 5],
+                "window": {"center": 40, "width": 400}, "instructions": README_TEXT}
+        write_json_atomic(stage / "quiz.json", info)
+        write_text_atomic(stage / "README.txt", README_TEXT + "\n")
     settings = {"cases": config.cases, "lesions": config.lesions, "malignant": config.malignant,
                 "organs": config.organs, "distractors": list(config.distractors), "method": config.method,
                 "diameter_mm": list(config.diameter_mm), "inputs": list(config.inputs), "labels": config.labels}
