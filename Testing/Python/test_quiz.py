@@ -15,8 +15,16 @@ from TumorSynthLib.cli import main
 from TumorSynthLib.core.errors import InputError
 from TumorSynthLib.core.volume_io import load_volume
 from TumorSynthLib.datasets.quiz import QUIZ_COLUMNS, QuizConfig, make_quiz
-from TumorSynthLib.datasets.quiz_score import read_quiz_answers, read_quiz_key, score_quiz
-from TumorSynthLib.synthesis.registry import appearance_names, geometry_names, method_names
+from TumorSynthLib.datasets.quiz_score import (
+    read_quiz_answers,
+    read_quiz_key,
+    score_quiz,
+)
+from TumorSynthLib.synthesis.registry import (
+    appearance_names,
+    geometry_names,
+    method_names,
+)
 
 
 def build(phantom_small, out: Path, seed: int = 3, cases: int = 2, readers=("alice", "bob")) -> dict:

@@ -38,7 +38,12 @@ from ..anatomy.site import TumorSpec
 from ..core.display import plane_slice
 from ..core.errors import InputError, PlacementError
 from ..core.events import EventStream
-from ..core.files import atomic_path, staged_folder, write_json_atomic, write_text_atomic
+from ..core.files import (
+    atomic_path,
+    staged_folder,
+    write_json_atomic,
+    write_text_atomic,
+)
 from ..core.volume import Volume
 from ..core.volume_io import load_volume, save_volume
 from ..phantom import make_abdomen
@@ -130,7 +135,7 @@ def case_scans(config: QuizConfig, scans: Sequence[tuple[Volume, Volume, str]] |
     if scans:
         return [(*scans[i % len(scans)], "totalseg") for i in range(config.cases)]
     if not config.inputs:
-        shape = dict(shape=(128, 128, 48), spacing=(2.8, 2.8, 5.0)) if config.small_phantom else {}
+        shape = {"shape": (128, 128, 48), "spacing": (2.8, 2.8, 5.0)} if config.small_phantom else {}
         out = []
         for i in range(config.cases):
             ct, organs, _ = make_abdomen(seed=int(config.seed) + i, **shape)

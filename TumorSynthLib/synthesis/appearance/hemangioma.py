@@ -136,4 +136,4 @@ class HemangiomaAppearance:
         return (np.float32(unenhanced) + np.float32(blood - unenhanced) * share).astype(np.float32)
 
 
-__all__ = ["BLOOD_HU", "HemangiomaAppearance", "PHASES", "estimate_phase"]
+__all__ = ["BLOOD_HU", "PHASES", "HemangiomaAppearance", "estimate_phase"]
