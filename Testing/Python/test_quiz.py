@@ -158,3 +158,23 @@ def test_cli_quiz_and_clear_errors(tmp_path, capsys):
         sheet = tmp_path / "answers-eve.csv"
         sheet.write_text("case_id,lesion,answer,confidence,reading_time_s\ncase-009,1,benign,3,\n")
         read_quiz_answers(sheet, read_quiz_key(tmp_path / "cli-key.json"))
+
+
+def test_input_scans_with_a_tumor_are_skipped(phantom_small, tmp_path):
+    from TumorSynthLib.core.volume_io import save_volume
+
+    ct, organs, _ = phantom_small
+    data = tmp_path / "data"
+    sick = np.array(organs.array, copy=True)
+    sick[tuple(np.argwhere(sick == 5)[:50].T)] = 205            # a small liver tumor label
+    for name, labels in (("a-sick", organs.with_array(sick)), ("b-healthy", organs)):
+        save_volume(ct, data / "imagesTr" / f"{name}.nii.gz")
+        save_volume(labels, data / "labelsTr" / f"{name}.nii.gz")
+    summary = make_quiz(QuizConfig(out=str(tmp_path / "q"), inputs=[str(data)], cases=1, lesions=2,
+                                   distractors=["cyst"], diameter_mm=(14.0, 20.0)))
+    key = json.loads(Path(summary["key"]).read_text())
+    assert key["cases"]["case-001"]["source"].endswith("b-healthy.nii.gz")
+    (data / "imagesTr" / "b-healthy.nii.gz").unlink()
+    (data / "labelsTr" / "b-healthy.nii.gz").unlink()
+    with pytest.raises(InputError, match="no healthy case"):
+        make_quiz(QuizConfig(out=str(tmp_path / "q2"), inputs=[str(data)], cases=1, lesions=2))

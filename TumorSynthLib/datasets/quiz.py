@@ -27,7 +27,7 @@ import csv
 import io
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 
@@ -35,6 +35,7 @@ from .. import __version__
 from ..anatomy.analysis import labelmap_array
 from ..anatomy.organs import canonical_organ
 from ..anatomy.site import TumorSpec
+from ..anatomy.task_labels import tumor_ids
 from ..core.display import plane_slice
 from ..core.errors import InputError, PlacementError
 from ..core.events import EventStream
@@ -130,28 +131,36 @@ def lesion_spec(entry: dict[str, Any], method: str, attempt: int) -> TumorSpec:
                      seed=entry["seed"] + attempt, options={"lesion": entry["lesion"]})
 
 
-def case_scans(config: QuizConfig, scans: Sequence[tuple[Volume, Volume, str]] | None):
-    """(image, labels, convention, source name) per quiz case."""
+def case_scans(config: QuizConfig, scans: Sequence[tuple[Volume, Volume, str]] | None) -> Iterator[tuple]:
+    """(image, labels, source name, convention) per quiz case, made or read one at a time.
+    Input cases with a tumor label of a quiz organ are skipped (the quiz needs healthy scans)."""
     if scans:
-        return [(*scans[i % len(scans)], "totalseg") for i in range(config.cases)]
+        for i in range(config.cases):
+            yield (*scans[i % len(scans)], "totalseg")
+        return
     if not config.inputs:
         shape = {"shape": (128, 128, 48), "spacing": (2.8, 2.8, 5.0)} if config.small_phantom else {}
-        out = []
         for i in range(config.cases):
             ct, organs, _ = make_abdomen(seed=int(config.seed) + i, **shape)
-            out.append((ct, organs, f"phantom seed {int(config.seed) + i}", "totalseg"))
-        return out
+            yield ct, organs, f"phantom seed {int(config.seed) + i}", "totalseg"
+        return
     items = []
     for source in config.inputs:
         training, validation = find_cases(source)
         items += sorted(training + validation, key=lambda c: c.case_id)
-    out = []
-    for i in range(config.cases):
+    healthy, i = 0, 0
+    while healthy < config.cases:
+        if i >= len(items) and healthy == 0:
+            raise InputError(f"no healthy case in {', '.join(config.inputs)}: every case holds a "
+                             f"{'/'.join(config.organs)} tumor label; the quiz needs scans without tumors")
         case = items[i % len(items)]
+        i += 1
         image, labels = load_volume(case.image), load_volume(case.label)
-        _arr, conv = labelmap_array(labels, config.labels, image=image, organ=config.organs[0])
-        out.append((image, labels, str(case.image), conv))
-    return out
+        arr, conv = labelmap_array(labels, config.labels, image=image, organ=config.organs[0])
+        if any(np.isin(arr, tumor_ids(organ, conv)).any() for organ in config.organs):
+            continue
+        healthy += 1
+        yield image, labels, str(case.image), conv
 
 
 def synthesize_case(image: Volume, labels: Volume, conv: str, entries: list[dict[str, Any]], method: str,
