@@ -17,6 +17,10 @@ from TumorSynthLib.synthesis.lesion_types import LESION_NAMES
 from TumorSynthLib.synthesis.options import option_spec
 
 
+#: Largest share of a lesion more than 2 mm outside its organ.
+OUTSIDE_LIMIT = {"liver": 0.10, "kidney": 0.60}
+
+
 @pytest.fixture(scope="module")
 def phases(phantom_default):
     """{phase: (ct, organs)} of the default phantom, venous and non-contrast."""
@@ -52,14 +56,15 @@ def core_values(result, index=0, min_depth_mm=2.0):
                                                 ("hemangioma", "liver", {"phase": "arterial"})])
 def test_distractors_keep_the_grain_and_stay_inside(phases, kind, organ, options):
     """Grain ratio 0.85-1.15 (median of 3), nothing changed in bone, air or far from the organ,
-    at most 10 % outside the organ, the requested size."""
+    at most 10 % outside the liver (a kidney lesion may be exophytic, as renal cysts often are,
+    within the contour rule's reach), one piece, the requested size."""
     ct, organs = phases["venous"]
     rows = [tumor_metrics(ct, organs, lesion(ct, organs, kind, seed, organ, **options)) for seed in range(3)]
     grain = summarise(rows, "grain_ratio")
     assert grain is not None and 0.85 <= grain <= 1.15, [r["grain_ratio"] for r in rows]
     for r in rows:
         assert (r["changed_bone"], r["changed_air"], r["changed_far"]) == (0, 0, 0), r
-        assert r["outside_share"] <= 0.10 and r["components"] == 1, r
+        assert r["outside_share"] <= OUTSIDE_LIMIT[organ] and r["components"] == 1, r
         assert 0.85 <= r["size_ratio"] <= 1.15, r
 
 
