@@ -95,6 +95,7 @@ class TumorSynthParameterNode:
     stage: str = "early"
     diameterMm: Annotated[float, WithinRange(2.0, 120.0)] = 15.0
     method: str = "handcrafted"
+    lesion: str = ""
     seed: Annotated[int, WithinRange(0, 999999)] = 0
     count: Annotated[int, WithinRange(1, 10)] = 1
     massEffect: Annotated[str, Choice(SWITCH)] = "auto"
@@ -215,7 +216,7 @@ class TumorSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def _choiceCombos(self):
         return ((self.ui.organComboBox, "organ"), (self.ui.stageComboBox, "stage"),
-                (self.ui.methodComboBox, "method"))
+                (self.ui.methodComboBox, "method"), (self.ui.lesionComboBox, "lesion"))
 
     def fillChoicesFromEngine(self) -> None:
         """Organs, stages and methods as the engine catalogue lists them (nothing hard-coded)."""
@@ -226,7 +227,7 @@ class TumorSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             return
         lib = self.logic.lib().catalogue
         choices = {"organ": lib.panel_organs(catalogue), "stage": lib.panel_stages(catalogue),
-                   "method": list(lib.panel_methods(catalogue))}
+                   "method": list(lib.panel_methods(catalogue)), "lesion": lib.panel_lesions(catalogue)}
         for combo, name in self._choiceCombos():
             combo.blockSignals(True)
             combo.clear()
@@ -591,7 +592,7 @@ class TumorSynthLogic(ScriptedLoadableModuleLogic):
 
     def request(self, p):
         placement = self.lib().placement
-        options = placement.organ_options(p.massEffect, p.necrosis, p.capsule, p.satellites, p.count)
+        options = placement.organ_options(p.massEffect, p.necrosis, p.capsule, p.satellites, p.count, p.lesion)
         return placement.TumorRequest(organ=p.organ, stage=p.stage, diameterMm=float(p.diameterMm),
                                       method=p.method, seed=int(p.seed), options=options)
 

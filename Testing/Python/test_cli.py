@@ -170,6 +170,10 @@ def test_demo_writes_one_case_per_stage(tmp_path, capsys):
     teaching = index["teaching"]                      # the DICOM teaching case (CT + SEG)
     assert len(list((out / teaching["ct"]).glob("IM*.dcm"))) == 48 and (out / teaching["seg"]).is_file()
     assert [s.split(" (")[0] for s in teaching["segments"]] == ["Tumor 1", "Tumor 2", "Tumor 3"]
+    quiz = index["quiz"]                              # the quiz: 2 cases x 3 lesions, key beside it
+    assert (quiz["cases"], quiz["lesions"], quiz["malignant"]) == (2, 6, 2)
+    assert (out / quiz["folder"] / "cases" / "case-002" / "overview.png").is_file()
+    assert json.loads((out / quiz["key"]).read_text())["kind"] == "tumorsynth-quiz"
 
 
 def test_console_script_exit_code_and_single_error_line(tmp_path):

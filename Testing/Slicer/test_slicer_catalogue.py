@@ -32,6 +32,15 @@ def test_menus_are_the_catalogue():
     assert catalogue_logic.guess_organ("kidney_left") == "kidney"
 
 
+def test_lesion_menu_is_the_engine_list_and_reaches_the_engine():
+    from TumorSynthLib.synthesis.lesion_types import LESION_NAMES
+    from TumorSynthSlicer import catalogue_logic, placement_logic
+
+    assert catalogue_logic.panel_lesions() == list(LESION_NAMES)
+    assert placement_logic.organ_options(lesion="cyst") == {"lesion": "cyst"}
+    assert "lesion" not in placement_logic.organ_options()
+
+
 def test_training_choices_come_from_the_engine():
     pytest.importorskip("torch")
     from TumorSynthLib.segmentation.models import MODEL_NAMES
@@ -57,7 +66,9 @@ def test_no_module_lists_engine_facts(path):
     from TumorSynthLib.anatomy.organs import ORGANS, STAGES
     from TumorSynthLib.synthesis import registry
 
-    facts = [set(ORGANS), set(STAGES), set(registry.method_names())]
+    from TumorSynthLib.synthesis.lesion_types import LESION_NAMES
+
+    facts = [set(ORGANS), set(STAGES), set(registry.method_names()), set(LESION_NAMES)]
     for values in _string_tuples(path):
         for fact in facts:
             assert len(set(values) & fact) < 2, f"{path.name} lists {values}: read it from the catalogue"

@@ -131,3 +131,15 @@ def test_click_outside_the_organ_leaves_no_output(scene, ct_node, organ_mask, en
                                     organMask=organ_mask)
     assert not session.hasOutputs
     assert scene.GetNumberOfNodes() == nodes_before
+
+
+def test_a_cyst_from_the_lesion_menu_is_placed_and_reported_benign(scene, ct_node, organ_segmentation, engine):
+    from TumorSynthSlicer import output_logic, placement_logic, segment_logic
+
+    seg, segment_id = organ_segmentation
+    organ = segment_logic.segment_mask(seg, segment_id, ct_node)
+    session = output_logic.TumorSession(ct_node)
+    request = _request(options=placement_logic.organ_options(lesion="cyst"))
+    placement = placement_logic.place_tumor(session, voxel_to_world(CLICK_VOXEL), request, organMask=organ)
+    report = placement.reports[0]
+    assert report["lesion"] == "cyst" and report["benign"] is True and report["appearance"] == "cyst"

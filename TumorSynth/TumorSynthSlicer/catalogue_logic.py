@@ -38,6 +38,11 @@ def panel_methods(catalogue: dict[str, Any] | None = None) -> dict[str, tuple[bo
     return {name: (bool(m["available"]), slicer_reason(name, m["reason"])) for name, m in methods.items()}
 
 
+def panel_lesions(catalogue: dict[str, Any] | None = None) -> list[str]:
+    """Lesion types (malignant tumor first, then the benign distractors) in the engine's order."""
+    return [entry["name"] for entry in (catalogue or engine_catalogue())["lesions"]]
+
+
 def is_live(method: str, catalogue: dict[str, Any] | None = None) -> bool:
     """True when the method runs in steps the panel can show (growth, denoising)."""
     entry = (catalogue or engine_catalogue())["methods"].get(method)
@@ -88,5 +93,5 @@ def guess_organ(*names: str) -> str | None:
     return None
 
 
-__all__ = ["diameter_range", "engine_catalogue", "guess_organ", "is_live", "panel_methods", "panel_organs",
+__all__ = ["diameter_range", "engine_catalogue", "guess_organ", "is_live", "panel_lesions", "panel_methods", "panel_organs",
            "panel_stages", "slicer_reason", "training_choices"]

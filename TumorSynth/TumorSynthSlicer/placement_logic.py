@@ -274,10 +274,10 @@ def preview_mask(state: Any) -> tuple[np.ndarray | None, tuple[int, int, int]]:
 
 
 def organ_options(massEffect: str = "auto", necrosis: str = "auto", capsule: str = "auto",
-                  satellites: str = "auto", count: int = 1) -> dict[str, Any]:
+                  satellites: str = "auto", count: int = 1, lesion: str = "") -> dict[str, Any]:
     """Engine options from the panel's tri-state switches ("auto" leaves the stage's random
-    choice, "on"/"off" force it)."""
-    options: dict[str, Any] = {}
+    choice, "on"/"off" force it) and its lesion type (empty: the engine's default, a tumor)."""
+    options: dict[str, Any] = {"lesion": lesion} if lesion else {}
     for key, value in (("mass_effect", massEffect), ("necrosis", necrosis),
                        ("capsule", capsule), ("satellites", satellites)):
         if value in ("on", "off"):

@@ -9,6 +9,9 @@ Layout of ``--out`` (decided here and documented in the README):
     teaching/early-dicom/                      the "early" case as a DICOM CT series marked
                                                synthetic (burned-in mark) + a DICOM SEG of its
                                                three tumors (``datasets/dicom_export.py``)
+    teaching/quiz/, teaching/quiz-key.json     a "find the malignant one" quiz: 2 cases of the
+                                               phantom, 3 liver lesions each (1 tumor, 2 benign
+                                               distractors), and its key (``datasets/quiz.py``)
     index.json                                 what is where, with each tumor's size and centre
 
 One case per stage keeps the tumors of a case in different organs, so they never overlap, and
@@ -19,6 +22,7 @@ is seeded: the same ``--seed`` gives the same bytes.
 from __future__ import annotations
 
 import argparse
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +34,7 @@ from ..core.events import event_session
 from ..core.volume_io import save_volume
 from ..datasets.dicom_export import SeriesText, export_case
 from ..datasets.dicom_segments import segments_from_instances
+from ..datasets.quiz import QuizConfig, make_quiz
 from ..phantom import make_abdomen
 from ..synthesis.api import synthesize
 from .common import command_parser, write_json
@@ -109,7 +114,8 @@ def run(args: argparse.Namespace) -> int:
             events.progress(step, message=f"case '{stage}' written")
             if stage == TEACHING_STAGE:
                 index["teaching"] = write_teaching(out, stage, result, args)
-        events.progress(2 + len(STAGES), message="teaching case written")
+        index["quiz"] = write_quiz(out, ct, organs, args)
+        events.progress(2 + len(STAGES), message="teaching case and quiz written")
         write_json(out / "index.json", index)
         events.log(f"demo written to {out}/: phantom/, {', '.join(s + '/' for s in STAGES)} "
                    f"and index.json; look at {out / 'advanced' / 'preview.png'} first")
@@ -118,6 +124,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 TEACHING_STAGE = "early"
+DEMO_QUIZ = {"cases": 2, "lesions": 3}
 
 
 def write_teaching(out: Path, stage: str, result: Any, args: argparse.Namespace) -> dict[str, Any]:
@@ -131,6 +138,19 @@ def write_teaching(out: Path, stage: str, result: Any, args: argparse.Namespace)
     return {"folder": f"teaching/{stage}-dicom/", "ct": f"teaching/{stage}-dicom/ct/",
             "seg": f"teaching/{stage}-dicom/seg/tumors.dcm", "series_uid": exported.series_uid,
             "segments": [s["label"] for s in exported.segments]}
+
+
+def write_quiz(out: Path, ct: Any, organs: Any, args: argparse.Namespace) -> dict[str, Any]:
+    """``teaching/quiz/`` (+ ``teaching/quiz-key.json``): a small quiz on the demo phantom; the
+    previous demo quiz is replaced."""
+    folder = out / "teaching" / "quiz"
+    if (folder / "quiz.json").exists():
+        shutil.rmtree(folder)
+    config = QuizConfig(out=str(folder), cases=DEMO_QUIZ["cases"], lesions=DEMO_QUIZ["lesions"], malignant=1,
+                        method=args.method, seed=args.seed, key=str(out / "teaching" / "quiz-key.json"))
+    summary = make_quiz(config, scans=[(ct, organs, "demo phantom (phantom/ct.nii.gz)")])
+    return {"folder": "teaching/quiz/", "key": "teaching/quiz-key.json", "cases": summary["cases"],
+            "lesions": summary["lesions"], "malignant": summary["malignant"]}
 
 
 def case_entry(stage: str, reports: list[dict[str, Any]]) -> dict[str, Any]:

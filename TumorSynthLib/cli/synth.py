@@ -14,7 +14,8 @@ from ..core.events import event_session
 from ..core.volume_io import ensure_not_overwriting, load_volume
 from ..synthesis.report import report_warnings
 from ..synthesis.options import OPTIONS, coerce_option, option_names, validate_options
-from ..synthesis.registry import appearance_names, geometry_names, method_names, resolve
+from ..synthesis.lesion_types import resolve_spec
+from ..synthesis.registry import appearance_names, geometry_names, method_names
 from .common import command_parser
 
 OUTPUT_FILES = {"image": "image.nii.gz", "labels": "label.nii.gz",
@@ -64,6 +65,9 @@ EXAMPLES = """examples:
   tumorsynth synth --image ct.nii.gz --tumor "organ=liver,voxel=60:40:70" --out case3/
       (no organ labels: the organ is region-grown from the click)
   tumorsynth synth ... --tumor "organ=liver,stage=intermediate,geometry=cellular,appearance=procedural"
+  tumorsynth synth ... --tumor "organ=liver,lesion=cyst,diameter=20" \
+      --tumor "organ=liver,lesion=hemangioma,diameter=25,phase=arterial"
+      (benign distractors for teaching; the report says lesion type and benign)
 
 outputs in --out: image.nii.gz (marked synthetic), label.nii.gz, report.json, preview.png.
 The same command with the same seed writes the same bytes (report.json differs only in 'timing')."""
@@ -165,7 +169,7 @@ def run(args: argparse.Namespace) -> int:
 def check_specs(specs: Sequence[TumorSpec]) -> None:
     """Method names and option keys of every tumor, checked before any input is read."""
     for spec in specs:
-        geometry, appearance = resolve(spec.method, spec.geometry, spec.appearance)
+        spec, geometry, appearance = resolve_spec(spec)
         validate_options({k: v for k, v in spec.options.items() if k != "count"}, (geometry, appearance))
 
 

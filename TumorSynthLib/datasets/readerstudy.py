@@ -102,18 +102,29 @@ class StudyConfig:
             raise InputError(f"--lesions must be one of {', '.join(LESION_MODES)}, got '{self.lesions}'")
         if self.fmt not in FORMATS:
             raise InputError(f"--format must be one of {', '.join(FORMATS)}, got '{self.fmt}'")
-        bad = [r for r in self.readers if not _READER_NAME.match(r)]
-        if bad or not self.readers or len(set(self.readers)) != len(self.readers):
-            raise InputError(f"reader names must be unique, 1-40 letters, digits, '-' or '_' (got {self.readers})")
+        valid_reader_names(self.readers)
         return self
 
     def key_path(self) -> Path:
-        out = Path(self.out).expanduser().resolve()
-        key = Path(self.key).expanduser().resolve() if self.key else out.parent / f"{out.name}-key.json"
-        if key == out or out in key.parents:
-            raise InputError(f"the key '{key}' would be inside the study folder '{out}' that readers "
-                             "get; write it elsewhere (--key PATH outside --out)")
-        return key
+        return key_beside(self.out, self.key)
+
+
+def valid_reader_names(readers: Sequence[str]) -> None:
+    """InputError unless the reader names are unique, 1-40 letters, digits, '-' or '_'."""
+    bad = [r for r in readers if not _READER_NAME.match(r)]
+    if bad or not readers or len(set(readers)) != len(readers):
+        raise InputError(f"reader names must be unique, 1-40 letters, digits, '-' or '_' (got {list(readers)})")
+
+
+def key_beside(out_dir: str | Path, key: str | Path | None) -> Path:
+    """Where a key goes: ``key``, or ``<out>-key.json`` beside the folder; InputError when it
+    would land inside the folder handed to readers."""
+    out = Path(out_dir).expanduser().resolve()
+    path = Path(key).expanduser().resolve() if key else out.parent / f"{out.name}-key.json"
+    if path == out or out in path.parents:
+        raise InputError(f"the key '{path}' would be inside the study folder '{out}' that readers get; "
+                         "write it elsewhere (--key PATH outside --out)")
+    return path
 
 
 # -- collecting the lesions ------------------------------------------------------------------------
@@ -317,5 +328,5 @@ def make_study(config: StudyConfig, events: Any = None) -> dict[str, Any]:
 
 
 __all__ = ["StudyConfig", "make_study", "collect_lesions", "blind_crop", "cube_affine", "shuffled_ids",
-           "reader_order", "case_sidecar", "answer_sheet_text", "ANSWER_COLUMNS", "ANSWERS",
+           "reader_order", "case_sidecar", "key_beside", "valid_reader_names", "answer_sheet_text", "ANSWER_COLUMNS", "ANSWERS",
            "NEUTRAL_NOTE", "CUBE_VOXELS", "CUBE_MM", "VOXEL_MM", "HU_RANGE", "WINDOW", "FORMATS"]

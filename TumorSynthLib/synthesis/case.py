@@ -24,6 +24,7 @@ from ..core.errors import InputError
 from ..core.seeding import tumor_rng
 from ..core.volume import Box, Volume
 from . import registry
+from .lesion_types import resolve_spec
 from .options import validate_options
 from .pipeline import TumorJob, TumorOutcome
 from .report import build_report
@@ -83,7 +84,7 @@ class SynthesisCase(ScanView):
         ``attempt`` >= 1 draws a retry from child ``attempt - 1`` of the tumor's seed."""
         if not isinstance(spec, TumorSpec):
             raise InputError(f"expected a TumorSpec, got {type(spec).__name__}")
-        geometry, appearance = registry.resolve(spec.method, spec.geometry, spec.appearance)
+        spec, geometry, appearance = resolve_spec(spec)
         options = validate_options(spec.options, (geometry, appearance))
         self.analysis.check_label_options(options.get("tumor_label"), options.get("necrosis_label"))
         spec = replace(spec, options=options)

@@ -2,7 +2,7 @@
 
 The CLI's help and validation, the Slicer menus and the web app read this instead of keeping
 their own lists: organs (with stage diameter ranges and TNM categories), stages, label
-conventions and their tumor ids, methods and providers (with availability here and the reason
+conventions and their tumor ids, lesion types (tumor and benign distractors), methods and providers (with availability here and the reason
 when unavailable), effects, and the option keys with their types. ``catalogue()`` returns it as
 one JSON-able dict (``tumorsynth info --json`` prints it).
 """
@@ -12,6 +12,7 @@ from typing import Any
 
 from ..anatomy import organs as anatomy
 from . import registry
+from .lesion_types import lesion_entries
 from .options import OPTIONS
 
 EFFECTS = ("necrosis", "capsule", "satellites", "mass_effect")
@@ -76,6 +77,7 @@ def catalogue() -> dict[str, Any]:
         "conventions": convention_entries(), "methods": method_entries(),
         "geometries": provider_entries("geometry"), "appearances": provider_entries("appearance"),
         "effects": list(EFFECTS), "options": [o.describe() for o in OPTIONS],
+        "lesions": lesion_entries(),
     }
 
 

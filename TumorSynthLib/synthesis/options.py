@@ -14,6 +14,7 @@ from typing import Any, Iterable, Mapping
 
 from ..core.errors import InputError
 from ..core.files import shown
+from .lesion_types import LESION_NAMES
 
 SHARED = "shared"
 
@@ -60,6 +61,12 @@ OPTIONS: tuple[OptionSpec, ...] = (
                low=0, high=5000, reader="cellular"),
     OptionSpec("lobulation", "float", "lobulated growth, 0 (round) to 0.95 (default by stage)",
                low=0.0, high=0.95, reader="cellular"),
+    OptionSpec("lesion", "choice", "lesion type: tumor (default, malignant), or a benign distractor "
+               "for teaching: cyst (water density, no enhancement), hemangioma (liver; look depends "
+               "on the phase)", choices=LESION_NAMES),
+    OptionSpec("phase", "choice", "contrast phase a hemangioma is drawn for (default auto: "
+               "estimated from the organ's HU; arterial must be given)",
+               choices=("auto", "noncontrast", "arterial", "venous", "delayed"), reader="hemangioma"),
     OptionSpec("device", "choice", "where torch providers run (automaton, learned appearances; "
                "default auto: CUDA when present)", choices=("auto", "cpu", "cuda")),
 )

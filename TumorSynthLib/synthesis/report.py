@@ -1,6 +1,6 @@
 """The report of one tumor: declared fields read from the stages' typed outputs (JSON-able).
 
-* identity: ``method``, ``geometry``, ``appearance``, ``stage``, ``organ``, ``organ_label_id``,
+* identity: ``method``, ``lesion`` (tumor | cyst | hemangioma), ``benign``, ``geometry``, ``appearance``, ``stage``, ``organ``, ``organ_label_id``,
   ``tumor_id``, ``necrosis_label_id``, ``convention``, ``organ_source``, ``synthetic`` (true),
   ``version``, ``seed``, ``case_id``, ``variant``, ``index``;
 * sizes (mm): ``diameter_requested_mm`` (null when drawn), ``diameter_target_mm``,
@@ -31,11 +31,12 @@ from .. import __version__
 from ..anatomy.measure import measure_mask
 from ..core.files import to_jsonable
 from ..core.volume import box_around
+from .lesion_types import report_fields
 from .pipeline import TumorOutcome
 
 #: Every key a tumor report has (``quality`` is added when a quality filter ran).
 REPORT_KEYS = (
-    "method", "geometry", "appearance", "stage", "organ", "organ_label_id", "tumor_id", "necrosis_label_id",
+    "method", "lesion", "benign", "geometry", "appearance", "stage", "organ", "organ_label_id", "tumor_id", "necrosis_label_id",
     "convention", "organ_source", "synthetic", "version", "seed", "case_id", "variant", "index",
     "diameter_requested_mm", "diameter_target_mm", "diameter_source", "diameter_measured_mm", "recist_long_mm",
     "recist_short_mm", "volume_ml", "n_voxels", "size_limited_by_organ", "largest_inscribed_radius_mm",
@@ -61,7 +62,7 @@ def build_report(outcome: TumorOutcome, *, method: str, index: int, case_id: str
     warnings = list(site.warnings) + field_of_view_warnings(outcome) + thin_organ_warnings(site, r_in)
     limited = geometry.size_limited
     report = {
-        "method": method, "geometry": outcome.geometry_name,
+        "method": method, **report_fields(site.options), "geometry": outcome.geometry_name,
         "appearance": outcome.appearance_name, "stage": site.stage, "organ": site.organ,
         "organ_label_id": int(site.organ_label_id), "tumor_id": int(outcome.tumor_id),
         "necrosis_label_id": outcome.necrosis_id, "convention": site.convention,

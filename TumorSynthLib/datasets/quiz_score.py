@@ -1,0 +1,184 @@
+"""Scoring a "find the malignant one" quiz (``readerstudy score`` with a quiz key).
+
+Per reader (and all readers pooled), per lesion, positives = malignant:
+
+* group ``all``: sensitivity (malignant lesions called malignant), specificity (benign lesions
+  called benign), accuracy, each with its 95 % Wilson interval (``readerstudy_score.wilson_interval``);
+* group ``lesion=<type>`` (tumor, cyst, hemangioma): the same restricted to one lesion type, so
+  the specificity per distractor says which look-alike misled the readers;
+* ``cases_solved``: the cases whose every lesion was answered correctly, out of the cases whose
+  every lesion was answered (Wilson interval too).
+
+Unsure and blank answers as in the reader study: unsure leaves the tables by default
+(``unsure="wrong"`` counts it as an error), blank rows are never scored.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from ..core.errors import InputError
+from ..core.files import write_json_atomic, write_text_atomic
+from .quiz import KEY_KIND, QUIZ_ANSWERS, QUIZ_COLUMNS
+from .readerstudy_score import UNSURE_MODES, wilson_interval
+
+QUIZ_SCORE_COLUMNS = ("reader", "group", "n_lesions", "n_answered", "n_unsure", "n_blank", "tp", "fn", "tn", "fp",
+                      "sensitivity", "sensitivity_lo", "sensitivity_hi", "specificity", "specificity_lo",
+                      "specificity_hi", "accuracy", "accuracy_lo", "accuracy_hi")
+
+
+def is_quiz_key(path: str | Path) -> bool:
+    """True when ``path`` is a key written by ``readerstudy quiz`` (False for anything else)."""
+    try:
+        return json.loads(Path(path).expanduser().read_text(encoding="utf-8")).get("kind") == KEY_KIND
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def read_quiz_key(path: str | Path) -> dict[tuple[str, int], dict[str, Any]]:
+    """{(case id, lesion number): key entry (``lesion``, ``malignant``, ...)}."""
+    try:
+        key = json.loads(Path(path).expanduser().read_text(encoding="utf-8"))
+        if key.get("kind") != KEY_KIND:
+            raise KeyError("kind")
+        return {(str(c), int(n)): dict(entry) for c, case in key["cases"].items()
+                for n, entry in case["lesions"].items()}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise InputError(f"cannot read the quiz key '{path}' ({exc}); give the key.json that "
+                         "`readerstudy quiz` wrote beside the quiz folder") from exc
+
+
+def read_quiz_answers(path: str | Path, key: Mapping[tuple[str, int], Any]) -> dict[tuple[str, int], dict[str, Any]]:
+    """{(case id, lesion): {answer, confidence}} of one sheet; InputError with the line for an
+    unknown case or lesion, a duplicate, or a value out of range. Blank answers are left out."""
+    path = Path(path).expanduser()
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except OSError as exc:
+        raise InputError(f"cannot read the answer sheet '{path}': {exc}") from exc
+    reader = csv.DictReader(io.StringIO(text))
+    if not {"case_id", "lesion", "answer"} <= set(reader.fieldnames or []):
+        raise InputError(f"'{path}' is not a quiz answer sheet (columns {', '.join(QUIZ_COLUMNS)} expected)")
+    out: dict[tuple[str, int], dict[str, Any]] = {}
+    for line, row in enumerate(reader, start=2):
+        where = f"'{path.name}' line {line}"
+        try:
+            item = ((row.get("case_id") or "").strip(), int((row.get("lesion") or "").strip()))
+        except ValueError:
+            raise InputError(f"{where}: lesion '{row.get('lesion')}' is not a lesion number") from None
+        if item not in key:
+            raise InputError(f"{where}: lesion {item[1]} of case '{item[0]}' is not in the key; is this "
+                             "sheet from another quiz?")
+        if item in out:
+            raise InputError(f"{where}: lesion {item[1]} of case '{item[0]}' is answered twice")
+        answer = (row.get("answer") or "").strip().lower()
+        if answer and answer not in QUIZ_ANSWERS:
+            raise InputError(f"{where}: answer '{answer}' must be one of {', '.join(QUIZ_ANSWERS)} (or empty)")
+        confidence = (row.get("confidence") or "").strip()
+        if confidence and confidence not in {"1", "2", "3", "4", "5"}:
+            raise InputError(f"{where}: confidence '{confidence}' must be 1 to 5 (or empty)")
+        out[item] = {"answer": answer, "confidence": int(confidence) if confidence else None}
+    return out
+
+
+def verdict(malignant: bool, answer: str, unsure: str) -> str | None:
+    """tp / fn / tn / fp of one answered lesion; None when it leaves the table."""
+    if answer == "unsure":
+        if unsure == "exclude":
+            return None
+        answer = "benign" if malignant else "malignant"
+    said = answer == "malignant"
+    return ("tp" if said else "fn") if malignant else ("fp" if said else "tn")
+
+
+def quiz_row(reader: str, group: str, pairs: Sequence[tuple[bool, str]], unsure: str) -> dict[str, Any]:
+    c = {"tp": 0, "fn": 0, "tn": 0, "fp": 0, "n_unsure": 0, "n_blank": 0}
+    for malignant, answer in pairs:
+        if not answer:
+            c["n_blank"] += 1
+            continue
+        c["n_unsure"] += answer == "unsure"
+        v = verdict(malignant, answer, unsure)
+        if v is not None:
+            c[v] += 1
+    row: dict[str, Any] = {"reader": reader, "group": group, "n_lesions": len(pairs),
+                           "n_answered": c["tp"] + c["fn"] + c["tn"] + c["fp"], **c}
+    for name, x, n in (("sensitivity", c["tp"], c["tp"] + c["fn"]), ("specificity", c["tn"], c["tn"] + c["fp"]),
+                       ("accuracy", c["tp"] + c["tn"], c["tp"] + c["fn"] + c["tn"] + c["fp"])):
+        row[name], row[f"{name}_lo"], row[f"{name}_hi"] = wilson_interval(x, n)
+    return row
+
+
+def solved_cases(key: Mapping[tuple[str, int], Any], answers: Mapping[tuple[str, int], Any],
+                 unsure: str) -> tuple[int, int]:
+    """(cases with every lesion right, cases with every lesion answered)."""
+    solved = judged = 0
+    for case_id in sorted({c for c, _n in key}):
+        items = [k for k in key if k[0] == case_id]
+        given = [answers.get(k, {}).get("answer", "") for k in items]
+        if not all(given) or (unsure == "exclude" and "unsure" in given):
+            continue
+        judged += 1
+        solved += all(verdict(key[k]["malignant"], a, "wrong") in ("tp", "tn") for k, a in zip(items, given))
+    return solved, judged
+
+
+def score_quiz(key: Mapping[tuple[str, int], Any], answers: Mapping[str, Mapping[tuple[str, int], Any]],
+               unsure: str = "exclude") -> dict[str, Any]:
+    """Every row and per-reader case figures (see the module docstring)."""
+    if unsure not in UNSURE_MODES:
+        raise InputError(f"--unsure must be one of {', '.join(UNSURE_MODES)}, got '{unsure}'")
+    if not answers:
+        raise InputError("no answer sheet given")
+    readers = sorted(answers)
+    kinds = sorted({e["lesion"] for e in key.values()})
+    groups = [("all", list(key))] + [(f"lesion={k}", [i for i in key if key[i]["lesion"] == k]) for k in kinds]
+    rows, cases = [], {}
+    for reader in readers + (["all"] if len(readers) > 1 else []):
+        names = readers if reader == "all" else [reader]
+        for group, items in groups:
+            pairs = [(bool(key[i]["malignant"]), answers[r].get(i, {}).get("answer", "")) for r in names for i in items]
+            rows.append(quiz_row(reader, group, pairs, unsure))
+        if reader != "all":
+            cases[reader] = wilson_interval(*solved_cases(key, answers[reader], unsure))
+    return {"unsure": unsure, "rows": rows, "cases_solved": cases, "n_lesions": len(key),
+            "n_cases": len({c for c, _n in key}), "n_malignant": sum(bool(e["malignant"]) for e in key.values())}
+
+
+def write_quiz_scores(out: str | Path, scores: Mapping[str, Any], sources: Mapping[str, Any]) -> dict[str, Path]:
+    """``quiz-scores.csv`` (one row per reader x group) and ``quiz-scores.json`` in ``out``."""
+    folder = Path(out).expanduser()
+    folder.mkdir(parents=True, exist_ok=True)
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=QUIZ_SCORE_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for row in scores["rows"]:
+        writer.writerow({k: ("" if row[k] is None else f"{row[k]:.4f}" if isinstance(row[k], float) else row[k])
+                         for k in QUIZ_SCORE_COLUMNS})
+    paths = {"csv": folder / "quiz-scores.csv", "json": folder / "quiz-scores.json"}
+    write_text_atomic(paths["csv"], buf.getvalue())
+    write_json_atomic(paths["json"], {**scores, "sources": dict(sources)})
+    return paths
+
+
+def quiz_text(scores: Mapping[str, Any]) -> str:
+    """One line per reader (stderr)."""
+    lines = []
+    for row in scores["rows"]:
+        if row["group"] == "all" and row["accuracy"] is not None:
+            sens = "n/a" if row["sensitivity"] is None else f"{row['sensitivity']:.2f}"
+            spec = "n/a" if row["specificity"] is None else f"{row['specificity']:.2f}"
+            lines.append(f"{row['reader']}: accuracy {row['accuracy']:.2f} [{row['accuracy_lo']:.2f}, "
+                         f"{row['accuracy_hi']:.2f}], sensitivity {sens}, specificity {spec} on "
+                         f"{row['n_answered']} of {row['n_lesions']} lesions")
+    for reader, (p, _lo, _hi) in sorted(scores["cases_solved"].items()):
+        if p is not None:
+            lines.append(f"{reader}: solved {100 * p:.0f} % of the fully answered cases")
+    return "\n".join(lines)
+
+
+__all__ = ["QUIZ_SCORE_COLUMNS", "is_quiz_key", "quiz_text", "read_quiz_answers", "read_quiz_key", "score_quiz",
+           "write_quiz_scores"]
