@@ -60,6 +60,8 @@ OPTIONS: tuple[OptionSpec, ...] = (
                low=0, high=5000, reader="cellular"),
     OptionSpec("lobulation", "float", "lobulated growth, 0 (round) to 0.95 (default by stage)",
                low=0.0, high=0.95, reader="cellular"),
+    OptionSpec("adversarial_model", "text", "model id or .pt path of the adversarial generator "
+               "(default: the shipped one)", reader="adversarial"),
     OptionSpec("device", "choice", "where torch providers run (automaton, learned appearances; "
                "default auto: CUDA when present)", choices=("auto", "cpu", "cuda")),
 )
