@@ -26,7 +26,7 @@ from ...core.errors import ModelError
 from ..contracts import Appearance, Geometry, Scene, tumor_box
 from ..intensity import TUMOR_FLOOR_HU, solid_change
 from ..learned.gan import drop_base_hu, organ_index
-from ..learned.gan_checkpoint import GeneratorModel, load_generator
+from ..learned.gan_checkpoint import GeneratorModel, default_generator_ref, load_generator
 from ..registry import register_appearance
 from ..texture import STAGE_HETEROGENEITY, make_texture
 
@@ -49,6 +49,9 @@ class AdversarialAppearance:
         missing = [m for m in ("torch", "monai") if importlib.util.find_spec(m) is None]
         if missing:
             return False, f"needs {' and '.join(missing)}: pip install torch==2.13.0 'monai>=1.6,<1.7'"
+        if default_generator_ref() is None:
+            return False, ("no adversarial model is installed; train one with `tumorsynth train-adversarial` "
+                           "and register it with `tumorsynth models add RUN/generator.pt`")
         return True, ""
 
     def render(self, site: Site, scene: Scene, geometry: Geometry, rng: np.random.Generator) -> Appearance:
