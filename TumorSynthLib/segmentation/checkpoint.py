@@ -100,8 +100,11 @@ def label_names_of(payload: dict[str, Any]) -> dict[int, str]:
 
 
 def check_label_set(payload: dict[str, Any], path: str | Path, organ: str | None = None) -> None:
-    """ModelError unless the checkpoint is a 3-class {background, organ, tumor} model (for
-    ``organ`` when given)."""
+    """ModelError unless the checkpoint is a 3-class {background, organ, tumor} model that
+    covers ``organ`` when given (one organ or a comma list; a multi-organ model covers each of
+    its organs)."""
+    from .datasets import covers
+
     names = label_names_of(payload)
     out_channels = int(payload["model_config"].get("out_channels", -1))
     if sorted(names) != [0, 1, 2] or out_channels != 3:
@@ -110,9 +113,9 @@ def check_label_set(payload: dict[str, Any], path: str | Path, organ: str | None
             "TumorSynth segments {0 background, 1 organ, 2 tumor}: use a model trained by `tumorsynth train`"
         )
     trained_for = str(payload.get("config", {}).get("organ", names[1]))
-    if organ is not None and trained_for != organ:
+    if organ is not None and not covers(trained_for, organ):
         raise ModelError(f"checkpoint '{path}' was trained for the {trained_for}, not the {organ}; "
-                         f"use a {organ} model or pass --organ {trained_for}")
+                         f"use a model that covers the {organ} (e.g. `default`) or pass --organ {trained_for}")
 
 
 def check_resumable(payload: dict[str, Any], path: str | Path, config: dict[str, Any],

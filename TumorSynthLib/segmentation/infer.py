@@ -41,6 +41,13 @@ class LoadedModel:
     device: torch.device
     payload_info: dict[str, Any]
 
+    @property
+    def organs(self) -> tuple[str, ...]:
+        """The organs the model segments (one, or several for a multi-organ model)."""
+        from .datasets import task_organs
+
+        return task_organs(self.organ)
+
 
 def load_segmentation_model(path: str | Path, device: torch.device, organ: str | None = None) -> LoadedModel:
     """Read, check (label set, organ) and build the model of a checkpoint, in eval mode."""
@@ -160,13 +167,13 @@ def segment_volume(loaded: LoadedModel, image: Volume, organs: Volume | None = N
     if not 0.0 <= overlap < 1.0:
         raise InputError(f"overlap must be in [0, 1), got {overlap}")
     organ_region = None
-    if organs is not None:
+    if organs is not None:  # the organs of the model (all of them for a multi-organ model)
         check_same_grid(image, organs, "organ labels")
         arr = np.rint(np.asarray(organs.array)).astype(np.int32)
         conv = guess_convention(arr, loaded.organ) if organs_convention == "auto" else organs_convention
         organ_region = task_label_array(arr, loaded.organ, conv) >= 1
         if not organ_region.any():
-            raise InputError(f"the organ labels hold no {loaded.organ} ('{conv}' convention); check "
+            raise InputError(f"the organ labels hold no {' or '.join(loaded.organs)} ('{conv}' convention); check "
                              "--organs / --labels, or leave --organs out to use the predicted organ")
     x = to_model_grid(image, loaded.spacing_mm, loaded.window_hu)
     logits = predict_logits(loaded.model, x.unsqueeze(0), loaded.patch, loaded.device, overlap=overlap)
