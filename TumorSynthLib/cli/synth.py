@@ -22,9 +22,16 @@ EPILOG = """tumor keys (comma-separated key=value; give --tumor once per tumor):
   mass_effect=0|1  steps=N (cellular)  tnm=CATEGORY (e.g. T1a, instead of a diameter)
   opt.NAME=VALUE                any other option of the method, passed as is
 
+quality filter (FreeTumor): with --quality MODEL each tumor is scored by a segmentation model,
+P = |tumor AND predicted tumor| / |tumor|, and redrawn (new seed variant) while P < --threshold,
+up to --quality-tries draws; the best draw is kept and report.json says so ("quality" of each
+tumor). `--quality default` uses the shipped liver / pancreas / kidney model.
+
 examples:
   tumorsynth synth --image ct.nii.gz --organs organs.nii.gz \\
       --tumor "organ=liver,stage=early,diameter=15,point=-60:10:120,seed=3" --out case1/
+  tumorsynth synth --image ct.nii.gz --organs organs.nii.gz \\
+      --tumor "organ=pancreas,stage=intermediate" --quality default --out case4/
   tumorsynth synth --image ct.nii.gz --organs organs.nii.gz \\
       --tumor "organ=liver,stage=advanced" --tumor "organ=kidney,stage=early,count=2" --out case2/
   tumorsynth synth --image ct.nii.gz --tumor "organ=liver,voxel=60:40:70" --out case3/
@@ -128,6 +135,13 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                         "(default: 200 + organ id for totalseg, else 2)")
     parser.add_argument("--necrosis-label", type=int,
                         help="separate label id for necrosis (default: necrosis keeps the tumor id)")
+    parser.add_argument("--quality", metavar="MODEL",
+                        help="keep only tumors this segmentation model finds (checkpoint, model id, "
+                             "or `default`); see 'quality filter' below")
+    parser.add_argument("--threshold", type=float, default=None,
+                        help="quality filter: minimum share P of the tumor found (default 0.7)")
+    parser.add_argument("--quality-tries", type=int, default=3,
+                        help="quality filter: draws per tumor before keeping the best (default 3)")
     return parser
 
 
@@ -147,21 +161,40 @@ def run(args: argparse.Namespace) -> int:
     from ..core.events import event_session
 
     specs = [parse_tumor(t, args.seed, tumor_options(args)) for t in args.tumor]
+    if args.threshold is not None and args.quality is None:
+        raise InputError("--threshold needs --quality MODEL (the segmentation model that scores tumors)")
+    if args.quality_tries < 1:
+        raise InputError(f"--quality-tries must be >= 1, got {args.quality_tries}")
     # A few seconds at most: events for programs, no progress bar for people (so an error is
     # the only line on stderr).
     with event_session(args.events, total=3, desc="synth") as events:
         events.emit("start", 0, command="synth")
         image, organs = load_inputs(args.image, args.organs, args.out)
+        quality = quality_filter(args)
         events.emit("progress", 1, message="inputs loaded")
         from ..synthesis.api import synthesize
 
-        result = synthesize(image, organs, specs, args.labels, case_id=args.case_id)
+        result = synthesize(image, organs, specs, args.labels, case_id=args.case_id, quality=quality,
+                            quality_threshold=0.7 if quality is None else quality.threshold,
+                            quality_tries=args.quality_tries)
         events.emit("progress", 2, message=f"{len(result.reports)} tumor(s) synthesized")
+        extra = None if quality is None else {"quality_filter": {**quality.describe(),
+                                                                 "tries": args.quality_tries}}
         outputs = write_case(args.out, result, command=["tumorsynth", *getattr(args, "argv", [])],
-                             inputs={"image": args.image, "organs": args.organs})
+                             inputs={"image": args.image, "organs": args.organs}, extra=extra)
         events.emit("done", 3, outputs={k: str(v) for k, v in outputs.items()})
         events.log(summary(args.out, result.reports))
     return 0
+
+
+def quality_filter(args: argparse.Namespace) -> Any:
+    """The ``QualityFilter`` of ``--quality`` (None without it)."""
+    if args.quality is None:
+        return None
+    from ..segmentation.quality import QualityFilter
+
+    threshold = 0.7 if args.threshold is None else args.threshold
+    return QualityFilter(args.quality, threshold=threshold, device=args.device)
 
 
 def load_inputs(image_path: Path, organs_path: Path | None, out_dir: Path):
@@ -210,7 +243,10 @@ def summary(out_dir: Path, reports: Sequence[dict[str, Any]]) -> str:
     lines = [f"wrote {out_dir}/: {', '.join(OUTPUT_FILES.values())}"]
     for n, r in enumerate(reports, 1):
         centre = ", ".join(f"{v:.1f}" for v in (r.get("centroid_ras") or []))
+        quality = r.get("quality")
+        found = "" if not quality else f", quality P {quality['score']:.2f}" + (
+            "" if quality.get("passed") else f" (below {quality['threshold']:g}: best of {quality['attempts']})")
         lines.append(f"  tumor {n}: {r.get('organ')} {r.get('stage')} "
                      f"{r.get('diameter_measured_mm', 0.0):.1f} mm at RAS ({centre}), "
-                     f"label {r.get('tumor_id')}")
+                     f"label {r.get('tumor_id')}{found}")
     return "\n".join(lines)
