@@ -8,6 +8,10 @@ affine; the input volume node is never handed over, so it stays bit-identical.
 Fast methods run at once (``place_tumor``). The cellular automaton can instead be grown a few
 steps per timer tick (``GrowthJob``) so the user watches it grow and can stop it.
 
+With a quality filter (``load_quality_filter``: the shipped ``default`` segmentation model by
+default) every placed tumor is scored: ``report["quality_p"]`` is the share of the tumor the
+model finds (FreeTumor's P), shown in the "Quality P" column of the tumors table.
+
 Example::
 
     session = TumorSession(ctNode)
@@ -87,13 +91,14 @@ def engine_inputs(session: TumorSession, organMask: np.ndarray | None) -> tuple[
 
 def place_tumor(session: TumorSession, ras: Sequence[float], request: TumorRequest,
                 organMask: np.ndarray | None = None,
-                synthesize: Callable[..., Any] | None = None) -> Placement:
+                synthesize: Callable[..., Any] | None = None, quality: Any = None) -> Placement:
     """Synthesize the tumor(s) of one click and write them into the session's outputs.
 
     ``organMask`` is a boolean ``[i, j, k]`` mask on the CT grid (None: the engine grows an
     organ region from the click). ``synthesize`` defaults to the engine's; tests may inject
-    another with the same signature. On failure the outputs are left as they were (and
-    removed again if this was the first tumor).
+    another with the same signature. ``quality``: an object with ``score_volume(image, mask)``
+    (a ``QualityFilter``) that scores each tumor before it is recorded. On failure the outputs
+    are left as they were (and removed again if this was the first tumor).
     """
     fresh = not session.hasOutputs
     try:
@@ -105,11 +110,41 @@ def place_tumor(session: TumorSession, ras: Sequence[float], request: TumorReque
         if fresh:
             session.removeOutputs()
         raise
-    return _record(session, result, passed, request.organ)
+    return _record(session, result, passed, request.organ, quality)
+
+
+def load_quality_filter(model: str = "default", device: str = "auto") -> tuple[Any, str]:
+    """(``QualityFilter`` of ``model``, "") or (None, the reason it is not available: engine or
+    torch missing, model not installed, ...). Never raises: the score is an extra."""
+    try:
+        from TumorSynthLib.segmentation.quality import QualityFilter
+    except ImportError as exc:
+        return None, f"the segmentation engine is not available ({exc})"
+    try:
+        return QualityFilter(model, device=device), ""
+    except Exception as exc:  # a missing or damaged model must not stop tumor placement
+        return None, str(exc)
+
+
+def score_tumors(result: Any, quality: Any) -> None:
+    """Set ``report["quality_p"]`` of each tumor of ``result`` (a ``Synthesis``) to the share
+    of it that ``quality`` finds; a tumor it cannot score gets ``report["quality_error"]``."""
+    if quality is None:
+        return
+    instances = np.asarray(result.tumor_instances.array)
+    for number, report in enumerate(result.reports, start=1):
+        mask = instances == number
+        if not mask.any():
+            continue
+        try:
+            report["quality_p"] = float(quality.score_volume(result.image, mask))
+        except Exception as exc:  # e.g. a model that does not cover this organ
+            report["quality_error"] = str(exc)
 
 
 def _record(session: TumorSession, result: Any, passed: np.ndarray | None,
-            organ: str) -> Placement:
+            organ: str, quality: Any = None) -> Placement:
+    score_tumors(result, quality)
     if result.roi is None or result.roi.is_empty:
         return Placement([], list(result.reports), result)
     ids = session.record(result.image.array, result.labels.array, result.tumor_instances.array,
@@ -123,13 +158,15 @@ class GrowthJob:
     ``tick()`` advances ``stepsPerTick`` automaton steps and shows the current tumor as a
     "Tumor N (growing)" segment; ``finish()`` records the final tumor like ``place_tumor``;
     ``stop()`` abandons it and removes the preview. The caller's timer decides the pace.
+    ``quality`` scores the final tumor as in ``place_tumor``.
     """
 
     def __init__(self, session: TumorSession, ras: Sequence[float], request: TumorRequest,
                  organMask: np.ndarray | None = None, stepsPerTick: int = 5,
-                 growthFactory: Callable[..., Any] | None = None) -> None:
+                 growthFactory: Callable[..., Any] | None = None, quality: Any = None) -> None:
         self.session = session
         self.request = request
+        self.quality = quality
         self.stepsPerTick = max(1, int(stepsPerTick))
         self._fresh = not session.hasOutputs
         try:
@@ -157,7 +194,8 @@ class GrowthJob:
     def finish(self) -> Placement:
         """Record the final tumor (ends the growth if it is still running)."""
         self._removePreview()
-        return _record(self.session, self.growth.result(), self._passed, self.request.organ)
+        return _record(self.session, self.growth.result(), self._passed, self.request.organ,
+                       self.quality)
 
     def stop(self) -> None:
         """Abandon the growth: the outputs are as before the click."""
