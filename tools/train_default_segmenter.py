@@ -280,7 +280,9 @@ def main(argv: list[str] | None = None) -> int:
     provenance = {
         "command": command, "seed": args.seed, "git_commit": git_commit(), "data": data,
         "config": json.loads((args.work / "run" / "config.json").read_text()),
-        "checkpoint_source": Path(source).name, "timing": facts, "synthesis": result.synthesis,
+        "checkpoint_source": Path(source).name, "timing": facts,
+        "synthesis": result.synthesis if result.synthesis.get("calls") else
+        "counted in the data-loading worker process (not available with --workers >= 1)",
         "best_validation_tumor_dsc": result.best_metric, "validations": validations, "loss_curve": curve,
     }
     out = export(Path(source), args.out, provenance)
