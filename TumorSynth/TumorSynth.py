@@ -12,6 +12,7 @@ import sys
 import types
 from typing import Annotated
 
+import ctk
 import qt
 import slicer
 import vtk
@@ -27,11 +28,7 @@ from slicer.ScriptedLoadableModule import (
 )
 from slicer.util import VTKObservationMixin
 
-ORGANS = ("liver", "pancreas", "kidney")
-STAGES = ("tiny", "early", "intermediate", "advanced")
-METHODS = ("handcrafted", "cellular", "diffusion", "adversarial")
 SWITCH = ("auto", "on", "off")
-PLACE_SHORTCUT = "Ctrl+Shift+T"
 GROWTH_TICK_MS = 50
 
 
@@ -56,13 +53,17 @@ def logicModules():
     import TumorSynthSlicer.install_logic as install_logic
 
     install_logic.ensure_engine_on_path(moduleDir())
+    import TumorSynthSlicer.catalogue_logic as catalogue_logic
+    import TumorSynthSlicer.click_logic as click_logic
     import TumorSynthSlicer.export_logic as export_logic
     import TumorSynthSlicer.output_logic as output_logic
     import TumorSynthSlicer.placement_logic as placement_logic
+    import TumorSynthSlicer.reader_logic as reader_logic
     import TumorSynthSlicer.segment_logic as segment_logic
 
     return types.SimpleNamespace(install=install_logic, output=output_logic, placement=placement_logic,
-                                 segment=segment_logic, export=export_logic)
+                                 segment=segment_logic, export=export_logic, catalogue=catalogue_logic,
+                                 reader=reader_logic, click=click_logic)
 
 
 class TumorSynth(ScriptedLoadableModule):
@@ -71,7 +72,7 @@ class TumorSynth(ScriptedLoadableModule):
         self.parent.title = _("TumorSynth")
         self.parent.categories = [translate("qSlicerAbstractCoreModule", "Segmentation")]
         self.parent.dependencies = []
-        self.parent.contributors = ["TumorSynth contributors"]
+        self.parent.contributors = ["TumorSynth developers (TumorSynth project)"]
         self.parent.helpText = _(
             "Click inside the liver, pancreas or kidney of a CT to add a realistic synthetic "
             "tumor. The input is never changed: tumors go into a new volume '&lt;CT&gt; + tumors' "
@@ -89,10 +90,11 @@ class TumorSynthParameterNode:
     inputVolume: vtkMRMLScalarVolumeNode
     organSegmentation: vtkMRMLSegmentationNode
     organSegmentId: str = ""
-    organ: Annotated[str, Choice(ORGANS)] = "liver"
-    stage: Annotated[str, Choice(STAGES)] = "early"
+    # organ, stage and method: the combo boxes are filled from the engine catalogue in setup()
+    organ: str = "liver"
+    stage: str = "early"
     diameterMm: Annotated[float, WithinRange(2.0, 120.0)] = 15.0
-    method: Annotated[str, Choice(METHODS)] = "handcrafted"
+    method: str = "handcrafted"
     seed: Annotated[int, WithinRange(0, 999999)] = 0
     count: Annotated[int, WithinRange(1, 10)] = 1
     massEffect: Annotated[str, Choice(SWITCH)] = "auto"
@@ -115,6 +117,7 @@ class TumorSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._parameterNodeGuiTag = None
         self._clickNode = None
         self._growth = None
+        self._gate = None
         self._growthTimer = None
         self._shortcut = None
         self._seen = {}
@@ -127,6 +130,7 @@ class TumorSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui = slicer.util.childWidgetVariables(uiWidget)
         uiWidget.setMRMLScene(slicer.mrmlScene)
         self.logic = TumorSynthLogic()
+        self._gate = self.logic.lib().click.ClickGate()
 
         self.placeWidget = slicer.qSlicerMarkupsPlaceWidget()
         self.placeWidget.setMRMLScene(slicer.mrmlScene)
@@ -141,7 +145,8 @@ class TumorSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._growthTimer.setInterval(GROWTH_TICK_MS)
         self._growthTimer.timeout.connect(self.onGrowthTick)
         if slicer.util.mainWindow() is not None:   # none in --no-main-window test runs
-            self._shortcut = qt.QShortcut(qt.QKeySequence(PLACE_SHORTCUT), slicer.util.mainWindow())
+            shortcut = self.logic.lib().click.PLACE_SHORTCUT   # not one of Slicer's own (click_logic)
+            self._shortcut = qt.QShortcut(qt.QKeySequence(shortcut), slicer.util.mainWindow())
             self._shortcut.activated.connect(self.onTogglePlaceMode)
 
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
@@ -154,10 +159,15 @@ class TumorSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.exportButton.clicked.connect(lambda: self.onExport())
         self.ui.installDependenciesButton.clicked.connect(lambda: self.onInstallDependencies())
         self.ui.stopGrowthButton.visible = False
+        self.fillChoicesFromEngine()
+        for combo, name in self._choiceCombos():
+            combo.currentIndexChanged.connect(lambda index, c=combo, n=name: self.onChoiceChanged(c, n))
+        self.reader = TumorSynthReaderSection(self.layout)
         self.initializeParameterNode()
 
     def cleanup(self) -> None:
         self.onStopGrowth(keep=False)
+        self.reader.stop()
         if self._shortcut is not None:
             self._shortcut.setParent(None)
             self._shortcut = None
@@ -179,6 +189,7 @@ class TumorSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def onSceneStartClose(self, caller, event) -> None:
         self.onStopGrowth(keep=False)
+        self.reader.stop(removeNodes=False)
         self.setParameterNode(None)
         self._clickNode = None
         self.logic.forgetSessions()
@@ -203,12 +214,46 @@ class TumorSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.updateMethodAvailability()
             self.onParameterNodeModified()
 
+    def _choiceCombos(self):
+        return ((self.ui.organComboBox, "organ"), (self.ui.stageComboBox, "stage"),
+                (self.ui.methodComboBox, "method"))
+
+    def fillChoicesFromEngine(self) -> None:
+        """Organs, stages and methods as the engine catalogue lists them (nothing hard-coded)."""
+        try:
+            catalogue = self.logic.catalogue()
+        except Exception as exc:   # no engine yet: the panel says how to install it
+            self.ui.dependencyStatusLabel.text = str(exc)
+            return
+        lib = self.logic.lib().catalogue
+        choices = {"organ": lib.panel_organs(catalogue), "stage": lib.panel_stages(catalogue),
+                   "method": list(lib.panel_methods(catalogue))}
+        for combo, name in self._choiceCombos():
+            combo.blockSignals(True)
+            combo.clear()
+            for value in choices[name]:
+                combo.addItem(value)
+            combo.blockSignals(False)
+
+    def onChoiceChanged(self, combo, name) -> None:
+        if self._parameterNode and combo.currentText:
+            setattr(self._parameterNode, name, combo.currentText)
+
+    def _showChoices(self) -> None:
+        for combo, name in self._choiceCombos():
+            index = combo.findText(getattr(self._parameterNode, name))
+            if index >= 0 and index != combo.currentIndex:
+                combo.blockSignals(True)
+                combo.setCurrentIndex(index)
+                combo.blockSignals(False)
+
     def onParameterNodeModified(self, caller=None, event=None) -> None:
         """React to what changed (the GUI connectors write the parameter node first, so it is
         read here rather than in the widgets' own signals)."""
         p = self._parameterNode
         if not p:
             return
+        self._showChoices()
         now = {"source": p.organSegmentation.GetID() if p.organSegmentation else None,
                "size": (p.stage, p.organ)}
         changed = {key for key, value in now.items() if self._seen.get(key, ()) != value}
@@ -229,7 +274,7 @@ class TumorSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def _updateButtons(self, caller=None, event=None) -> None:
         p = self._parameterNode
         session = self.logic.existingSession(p.inputVolume) if p and p.inputVolume else None
-        self.placeWidget.enabled = bool(p and p.inputVolume) and self._growth is None
+        self.placeWidget.enabled = bool(p and p.inputVolume) and not self._gate.busy
         self.ui.undoButton.enabled = bool(session and session.canUndo)
         self.ui.clearButton.enabled = bool(session and session.tumorCount)
         self.ui.exportButton.enabled = bool(session and session.tumorCount)
@@ -237,9 +282,13 @@ class TumorSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.tableView.setMRMLTableNode(session.table if session and session.hasOutputs else None)
 
     def updateMethodAvailability(self) -> None:
-        availability = self.logic.methodAvailability()
+        try:
+            availability = self.logic.methodAvailability()
+        except Exception as exc:
+            self.ui.dependencyStatusLabel.text = str(exc)
+            return
         model = self.ui.methodComboBox.model()
-        for row, name in enumerate(METHODS):
+        for row, name in enumerate(availability):
             usable, reason = availability.get(name, (False, _("unknown method")))
             item = model.item(row) if hasattr(model, "item") and row < self.ui.methodComboBox.count else None
             if item is not None:
@@ -281,36 +330,43 @@ class TumorSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if organ:
             p.organ = organ
 
-    def showMessage(self, text: str, error: bool = False) -> None:
+    def showMessage(self, text: str, error: bool = False, warning: bool = False) -> None:
         self.ui.statusLabel.text = text
-        self.ui.statusLabel.setStyleSheet("color: #c0392b;" if error else "")
+        style = "color: #c0392b;" if error else "color: #b9770e;" if warning else ""
+        self.ui.statusLabel.setStyleSheet(style)
 
     # -- placing ---------------------------------------------------------------------------------
     def onTogglePlaceMode(self) -> None:
         self.placeWidget.setPlaceModeEnabled(not self.placeWidget.placeModeEnabled)
 
     def onPointPlaced(self, caller, event) -> None:
-        count = caller.GetNumberOfControlPoints()
-        if count == 0:
+        ras = self.logic.lib().click.take_click(caller)
+        if ras is None:
             return
-        ras = [0.0, 0.0, 0.0]
-        caller.GetNthControlPointPositionWorld(count - 1, ras)
+        if not self._gate.accept():   # a tumor is still forming: one job at a time
+            self.placeWidget.setPlaceModeEnabled(False)
+            self.showMessage(self._gate.message)
+            return
+        self._gate.start("placement")
+        self.placeWidget.setPlaceModeEnabled(False)
         qt.QTimer.singleShot(0, lambda: self._placeAt(ras))   # leave the markups event first
 
     def _placeAt(self, ras) -> None:
-        self._clickNode.RemoveAllControlPoints()
         p = self._parameterNode
         try:
-            if p.method == "cellular" and p.liveGrowth:
-                self._growth = self.logic.startGrowth(p, ras)
+            if p.liveGrowth and self.logic.isLive(p.method):
+                self._growth = self.logic.startLiveJob(p, ras)
+                self._gate.job = "growth"
                 self.ui.stopGrowthButton.visible = True
-                self.showMessage(_("Growing... press 'Stop growth' to keep the tumor as it is."))
+                self.showMessage(_("Forming... press 'Stop growth' to keep the tumor as it is."))
                 self._growthTimer.start()
             else:
                 with slicer.util.WaitCursor():
                     placement = self.logic.placeTumor(p, ras)
+                self._gate.finish()
                 self._showPlacement(placement)
         except Exception as exc:  # shown in the panel, never as a traceback dialog
+            self._gate.finish()
             logging.debug("TumorSynth placement failed", exc_info=True)
             self.showMessage(str(exc), error=True)
         self._updateButtons()
@@ -324,7 +380,9 @@ class TumorSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         message = _("Placed {count} tumor(s): {sizes}").format(count=len(placement.reports), sizes=", ".join(parts))
         if self._parameterNode.qualityScore and self.logic.qualityUnavailable:
             message += "  " + _("No quality score: {reason}").format(reason=self.logic.qualityUnavailable)
-        self.showMessage(message)
+        warnings = placement.warnings
+        self.showMessage("\n".join([message] + [_("Warning: {text}").format(text=w) for w in warnings]),
+                         warning=bool(warnings))
         session = self.logic.existingSession(self._parameterNode.inputVolume)
         slicer.util.setSliceViewerLayers(background=session.outputVolume)
 
@@ -337,8 +395,10 @@ class TumorSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self._growthTimer.stop()
             self._growth.stop()
             self._growth = None
+            self._gate.finish()
             self.ui.stopGrowthButton.visible = False
             self.showMessage(str(exc), error=True)
+            self._updateButtons()
 
     def onStopGrowth(self, keep: bool = True) -> None:
         if self._growthTimer is not None:
@@ -346,6 +406,7 @@ class TumorSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if self._growth is None:
             return
         job, self._growth = self._growth, None
+        self._gate.finish()
         self.ui.stopGrowthButton.visible = False
         try:
             if keep:
@@ -385,6 +446,114 @@ class TumorSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.updateMethodAvailability()
 
 
+class TumorSynthReaderSection:
+    """The "Reader" section: a reader works through a blinded study (``readerstudy make``)
+    case by case; answers, confidence and reading time go into the reader's answer sheet
+    (``TumorSynthSlicer.reader_logic``). The key is never opened. Widgets are made in code."""
+
+    def __init__(self, layout) -> None:
+        self.session = None
+        box = ctk.ctkCollapsibleButton()
+        box.text = _("Reader (visual Turing test)")
+        box.collapsed = True
+        layout.addWidget(box)
+        form = qt.QFormLayout(box)
+        self.folderButton = ctk.ctkDirectoryButton()
+        self.folderButton.toolTip = _("The study folder written by 'tumorsynth readerstudy make' (never the key).")
+        self.folderButton.directoryChanged.connect(lambda path: self.onFolderChanged())
+        form.addRow(_("Study folder:"), self.folderButton)
+        self.readerCombo = qt.QComboBox()
+        form.addRow(_("Reader:"), self.readerCombo)
+        self.startButton = qt.QPushButton(_("Start / resume"))
+        self.startButton.toolTip = _("Show the first case without an answer on this reader's sheet.")
+        self.startButton.clicked.connect(lambda: self.onStart())
+        form.addRow(self.startButton)
+        self.caseLabel = qt.QLabel()
+        form.addRow(_("Case:"), self.caseLabel)
+        answers = qt.QHBoxLayout()
+        self.answerGroup = qt.QButtonGroup()
+        self.answerButtons = {}
+        for name, text in (("real", _("Real")), ("synthetic", _("Synthetic")), ("unsure", _("Unsure"))):
+            button = qt.QRadioButton(text)
+            self.answerGroup.addButton(button)
+            self.answerButtons[name] = button
+            answers.addWidget(button)
+        form.addRow(_("Answer:"), answers)
+        self.confidenceSpinBox = qt.QSpinBox()
+        self.confidenceSpinBox.setRange(1, 5)
+        self.confidenceSpinBox.value = 3
+        self.confidenceSpinBox.toolTip = _("1 = a guess ... 5 = certain")
+        form.addRow(_("Confidence:"), self.confidenceSpinBox)
+        self.saveButton = qt.QPushButton(_("Save answer and show next"))
+        self.saveButton.clicked.connect(lambda: self.onSave())
+        form.addRow(self.saveButton)
+        self.statusLabel = qt.QLabel()
+        self.statusLabel.wordWrap = True
+        form.addRow(self.statusLabel)
+        self.updateState()
+
+    def lib(self):
+        return logicModules().reader
+
+    def onFolderChanged(self) -> None:
+        self.stop()
+        self.readerCombo.clear()
+        try:
+            for name in self.lib().study_readers(self.folderButton.directory):
+                self.readerCombo.addItem(name)
+            self.statusLabel.text = ""
+        except Exception as exc:
+            self.statusLabel.text = str(exc)
+        self.updateState()
+
+    def onStart(self) -> None:
+        self.stop()
+        try:
+            self.session = self.lib().ReaderSession(self.folderButton.directory, self.readerCombo.currentText)
+            self.statusLabel.text = ""
+            self.showNext()
+        except Exception as exc:
+            self.session = None
+            self.statusLabel.text = str(exc)
+        self.updateState()
+
+    def onSave(self) -> None:
+        answer = next((name for name, button in self.answerButtons.items() if button.checked), None)
+        if self.session is None or answer is None:
+            self.statusLabel.text = _("Choose real, synthetic or unsure first.")
+            return
+        try:
+            self.session.record(answer, int(self.confidenceSpinBox.value))
+            self.showNext()
+        except Exception as exc:
+            self.statusLabel.text = str(exc)
+        self.updateState()
+
+    def showNext(self) -> None:
+        self.answerGroup.setExclusive(False)
+        for button in self.answerButtons.values():
+            button.checked = False
+        self.answerGroup.setExclusive(True)
+        node = self.session.showNext(slicer.mrmlScene)
+        total = len(self.session.order)
+        if node is None:
+            self.caseLabel.text = _("All {total} cases answered. Thank you.").format(total=total)
+            return
+        caseId = self.session.currentCaseId
+        self.caseLabel.text = _("{case} ({n} of {total})").format(case=caseId, n=self.session.position(caseId), total=total)
+        slicer.util.setSliceViewerLayers(background=node, foreground=None, label=None, fit=True)
+
+    def stop(self, removeNodes: bool = True) -> None:
+        if self.session is not None and removeNodes:
+            self.session.close(slicer.mrmlScene)
+        self.session = None
+        self.caseLabel.text = ""
+
+    def updateState(self) -> None:
+        self.startButton.enabled = self.readerCombo.count > 0
+        self.saveButton.enabled = bool(self.session and self.session.currentCaseId)
+
+
 class TumorSynthLogic(ScriptedLoadableModuleLogic):
     """Node-level operations of the panel, usable without it (thin wrapper over
     ``TumorSynthSlicer``). One ``TumorSession`` (outputs + undo) per input volume.
@@ -409,14 +578,9 @@ class TumorSynthLogic(ScriptedLoadableModuleLogic):
         return logicModules()
 
     def clickNode(self):
-        """The (single) markups node that receives placement clicks."""
-        node = slicer.mrmlScene.GetFirstNodeByName("TumorSynth click")
-        if node is None:
-            node = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", "TumorSynth click")
-            node.CreateDefaultDisplayNodes()
-            node.SetMaximumNumberOfControlPoints(1)
-            node.SetHideFromEditors(True)
-        return node
+        """The (single) markups node that receives placement clicks: hidden, at most one point,
+        never saved with the scene (``TumorSynthSlicer.click_logic``)."""
+        return self.lib().click.click_node(slicer.mrmlScene)
 
     def session(self, inputVolume):
         if inputVolume is None:
@@ -458,9 +622,9 @@ class TumorSynthLogic(ScriptedLoadableModuleLogic):
         return self.lib().placement.place_tumor(self.session(p.inputVolume), ras, self.request(p), self.organMask(p),
                                                 quality=self.qualityFilter(p))
 
-    def startGrowth(self, p, ras):
-        return self.lib().placement.GrowthJob(self.session(p.inputVolume), ras, self.request(p), self.organMask(p),
-                                              quality=self.qualityFilter(p))
+    def startLiveJob(self, p, ras):
+        return self.lib().placement.LiveJob(self.session(p.inputVolume), ras, self.request(p), self.organMask(p),
+                                            quality=self.qualityFilter(p))
 
     def undo(self, inputVolume) -> None:
         self.session(inputVolume).undo()
@@ -482,13 +646,19 @@ class TumorSynthLogic(ScriptedLoadableModuleLogic):
             return None
         seg = self.lib().segment
         names = (seg.segment_name(segmentation, segmentId), seg.segment_terminology(segmentation, segmentId))
-        return self.lib().placement.guess_organ(*names)
+        return self.lib().catalogue.guess_organ(*names)
+
+    def catalogue(self):
+        return self.lib().catalogue.engine_catalogue()
 
     def methodAvailability(self):
-        return self.lib().placement.method_availability(METHODS)
+        return self.lib().catalogue.panel_methods()
+
+    def isLive(self, method):
+        return self.lib().catalogue.is_live(method)
 
     def diameterRange(self, stage, organ):
-        return self.lib().placement.diameter_range(stage, organ)
+        return self.lib().catalogue.diameter_range(stage, organ)
 
     def installDependencies(self, confirm):
         return self.lib().install.ensure_python_packages(confirm)

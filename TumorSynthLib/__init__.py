@@ -11,9 +11,10 @@ the modules that use them.
 """
 from __future__ import annotations
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
-from .core.errors import (
+from .anatomy.site import TumorSpec  # noqa: E402
+from .core.errors import (  # noqa: E402
     DependencyError,
     GeometryError,
     InputError,
@@ -22,16 +23,8 @@ from .core.errors import (
     ResourceError,
     TumorSynthError,
 )
-from .synthesis.base import Synthesis
-from .anatomy.site import TumorSpec
-
-
-def synthesize(*args, **kwargs):  # type: ignore[no-untyped-def]
-    """See ``TumorSynthLib.synthesis.api.synthesize``."""
-    from .synthesis.api import synthesize as _synthesize
-
-    return _synthesize(*args, **kwargs)
-
+from .synthesis.api import synthesize  # noqa: E402
+from .synthesis.result import Synthesis  # noqa: E402
 
 __all__ = [
     "__version__",

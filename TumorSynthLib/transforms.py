@@ -1,222 +1,317 @@
 """MONAI transforms: online tumor synthesis during segmentation training.
 
-``RandTumorSynthd`` adds synthetic tumors to healthy training samples as they are drawn, so a
-model sees a new tumor (position, size, shape, texture) at every epoch. Place it in a MONAI
-pipeline after loading, orientation and resampling but *before* intensity windowing: the
-synthesis methods work in Hounsfield units relative to the organ parenchyma.
+``RandTumorSynth`` (array: image, label -> image, label) and ``RandTumorSynthd`` (dictionary)
+follow MONAI's pattern: ``RandomizableTransform(prob)``, every random number drawn in
+``randomize()`` from ``self.R`` (apply?, stage, tumor count, one integer seed for the synthesis,
+so ``set_determinism``, ``Compose.set_random_state`` and MONAI's worker seeding make runs
+repeatable), then an application without randomness of its own.
 
-Randomness: the transform draws from its own ``self.R`` (MONAI ``Randomizable``) a fixed number
-of values per call (apply?, stage, tumor count, one integer seed); the integer seeds the
-synthesis (``TumorSpec.seed``), so ``set_determinism``, ``Compose.set_random_state`` and MONAI's
-DataLoader worker seeding make runs repeatable.
+Place it after loading, orientation and resampling but *before* intensity windowing: synthesis
+works in Hounsfield units relative to the organ. It acts on samples that hold the organ and no
+real tumor. Synthesis runs on the organ's box plus ``CROP_MARGIN_MM`` and only the tumors' ROI
+patches are written back (``inplace=True`` writes them into the input tensors, which is safe
+after ``CacheDataset``, which hands random transforms a copy; the default copies first).
 
-Cost: synthesis runs on the organ's bounding box plus ``CROP_MARGIN_MM`` and is pasted back, so
-the scan-wide checks and copies of ``synthesize`` scale with the organ, not the scan.
+What it did is recorded in the sample: the image's ``meta["tumorsynth"]`` and (dictionary
+version) the sample's ``"tumorsynth"`` entry hold a JSON text (so that batches collate) of
+``{"seed", "applied": bool, "skipped": reason or null, "seconds": s, "tumors": [{organ, method,
+stage, diameter_mm, center_ras, seed}, ...]}`` (``read_record`` parses it). The dictionary entry
+survives later transforms that drop metadata, so a training loop sees the work of its loader
+workers too (``SynthesisTally``). Lazy resampling: the transform declares
+``requires_current_data`` (it must see the voxels), so a ``Compose(lazy=True)`` applies pending
+operations before it.
 """
 from __future__ import annotations
 
+import json
 import logging
 import time
 from typing import Any, Hashable, Mapping, Sequence
 
 import numpy as np
+import torch
 from monai.config import KeysCollection
-from monai.transforms import MapTransform, Randomizable
+from monai.data import MetaTensor
+from monai.transforms import MapTransform, RandomizableTransform
+from monai.transforms.traits import LazyTrait
+from monai.utils.type_conversion import convert_to_dst_type, convert_to_numpy
 
-from .core.errors import DependencyError, InputError, TumorSynthError
 from .anatomy.organs import (
-    CONVENTIONS,
-    DEFAULT_STAGE_MIX,
     canonical_organ,
+    check_convention,
     organ_label_ids,
     parse_stage_mix,
     tumor_label_id,
 )
 from .anatomy.site import TumorSpec
-from .core.volume import Box, Volume
+from .core.errors import DependencyError, InputError, TumorSynthError
+from .core.files import json_text
+from .core.volume import Volume, bounding_box
+from .synthesis import registry
+from .synthesis.api import synthesize
 
 log = logging.getLogger(__name__)
 
 #: Context (mm) kept around the organ when synthesising on its box instead of the whole scan.
 CROP_MARGIN_MM = 40.0
+META_KEY = "tumorsynth"
 _MAX_SEED = 2**31 - 1
 
 
-def _as_volume(data: Any, key: Hashable) -> tuple[np.ndarray, np.ndarray, bool]:
-    """(3D numpy array, 4x4 affine, had_channel_dim) of a MetaTensor / array in a MONAI dict."""
-    affine = getattr(data, "affine", None)
-    if affine is None:
-        raise InputError(
-            f"RandTumorSynthd needs '{key}' as a MONAI MetaTensor with an affine (sizes are in mm); "
-            "load it with LoadImaged / LoadVolumed, not as a bare array"
-        )
-    arr = data.detach().cpu().numpy() if hasattr(data, "detach") else np.asarray(data)
-    had_channel = arr.ndim == 4
-    if had_channel:
-        if arr.shape[0] != 1:
-            raise InputError(f"'{key}' must have one channel, got shape {arr.shape}")
-        arr = arr[0]
-    aff = affine.detach().cpu().numpy() if hasattr(affine, "detach") else np.asarray(affine)
-    return arr, np.asarray(aff, dtype=float), had_channel
-
-
-def _replace_array(data: Any, array: np.ndarray, had_channel: bool) -> Any:
-    """A tensor like ``data`` (type, dtype, metadata) holding ``array`` (no extra copy)."""
-    import torch
-    from monai.data import MetaTensor
-
-    arr = np.ascontiguousarray(array[None] if had_channel else array)
-    tensor = torch.from_numpy(arr).to(data.dtype)
-    if isinstance(data, MetaTensor):
-        return MetaTensor(tensor, meta=dict(data.meta), applied_operations=list(data.applied_operations))
-    return tensor
-
-
-def _ids_mask(labels: np.ndarray, ids: Sequence[int]) -> np.ndarray:
-    """``labels`` in ``ids`` (one comparison per id: faster than ``np.isin`` for a few ids)."""
-    mask = labels == ids[0]
-    for i in ids[1:]:
-        mask |= labels == i
-    return mask
-
-
-def organ_box(organ: np.ndarray, spacing: Sequence[float], margin_mm: float) -> Box | None:
-    """Box around the true voxels of ``organ`` widened by ``margin_mm`` (clipped), or None."""
-    lo, hi = [], []
-    for axis in range(3):
-        present = np.flatnonzero(organ.any(axis=tuple(a for a in range(3) if a != axis)))
-        if present.size == 0:
-            return None
-        margin = int(np.ceil(margin_mm / float(spacing[axis])))
-        lo.append(max(0, int(present[0]) - margin))
-        hi.append(min(organ.shape[axis], int(present[-1]) + 1 + margin))
-    return Box(tuple(lo), tuple(hi))  # type: ignore[arg-type]
-
-
-class RandTumorSynthd(Randomizable, MapTransform):
-    """Synthesise tumors online in samples that have none.
+class RandTumorSynth(RandomizableTransform, LazyTrait):
+    """Synthesise tumors in one (image, label) pair of channel-first MetaTensors / arrays.
 
     Args:
-        keys: (image key, label key). The image is in HU, the label in ``labels`` convention.
-        organ: organ receiving the tumors ("liver", "pancreas", "kidney", ...).
-        method: any registered synthesis method (``synthesis.base.method_names()``).
+        organ: organ receiving the tumors ("liver", "pancreas", "kidney", "spleen").
+        method: a synthesis method of the engine catalogue.
         prob: probability that a healthy sample receives tumors.
         stage_mix: stage weights, e.g. ``{"early": 0.8, "intermediate": 0.1, "advanced": 0.1}``.
-        labels: label convention of the label at this point of the pipeline ("binary" after the
-            training pipeline's task mapping: organ 1, tumor 2).
+        labels: label convention of the label at this point of the pipeline.
         num_tumors: tumors per sample, an int or an inclusive (low, high) range.
-        quality: optional quality filter (FreeTumor): an object with ``accept(synthesis) ->
-            bool`` or a callable ``(synthesis) -> score`` kept when ``score >= threshold``.
-        max_tries: draws (variants of the seed) tried before leaving a sample unchanged.
-        options: extra ``TumorSpec.options`` for the method.
-
-    Samples whose label already holds a tumor id, or that lack the organ, pass unchanged.
-    ``stats`` counts calls, applied syntheses, failures and seconds spent (this process only).
+        quality: optional quality check ``(image_roi, mask, affine_roi, organ) -> P`` (a
+            ``segmentation.quality.QualityFilter``); a tumor is kept when P >= ``threshold``.
+        max_tries: draws per tumor (quality or a sampled place that does not fit).
+        options: extra ``TumorSpec.options`` (validated by the engine).
+        inplace: write the tumors into the given tensors instead of copies.
     """
 
-    def __init__(self, keys: KeysCollection = ("image", "label"), organ: str = "liver",
-                 method: str = "handcrafted", prob: float = 0.5,
+    def __init__(self, organ: str = "liver", method: str = "handcrafted", prob: float = 0.5,
                  stage_mix: Mapping[str, float] | str | None = None, labels: str = "binary",
-                 num_tumors: int | Sequence[int] = 1, quality: Any = None,
-                 threshold: float = 0.7, max_tries: int = 3,
-                 options: Mapping[str, Any] | None = None, allow_missing_keys: bool = False) -> None:
-        MapTransform.__init__(self, keys, allow_missing_keys)
-        if len(self.keys) != 2:
-            raise InputError("RandTumorSynthd keys must be (image key, label key)")
+                 num_tumors: int | Sequence[int] = 1, quality: Any = None, threshold: float = 0.7,
+                 max_tries: int = 3, options: Mapping[str, Any] | None = None, inplace: bool = False) -> None:
         if not 0.0 <= float(prob) <= 1.0:
             raise InputError(f"prob must be in [0, 1], got {prob}")
-        if labels not in CONVENTIONS:
-            raise InputError(f"unknown label convention '{labels}'; one of {', '.join(CONVENTIONS)}")
-        self.image_key, self.label_key = self.keys
+        RandomizableTransform.__init__(self, prob)
+        self.labels = check_convention(labels)
         self.organ = canonical_organ(organ)
+        registry.get_method(method)
         self.method = method
-        self.prob = float(prob)
         self.stage_mix = parse_stage_mix(stage_mix)
-        self.labels = labels
         lo, hi = (num_tumors, num_tumors) if isinstance(num_tumors, int) else tuple(num_tumors)
-        if not 1 <= lo <= hi:
+        if not 1 <= int(lo) <= int(hi):
             raise InputError(f"num_tumors must be >= 1 (or a range low <= high), got {num_tumors}")
         self.num_tumors = (int(lo), int(hi))
         self.quality, self.threshold, self.max_tries = quality, float(threshold), max(1, int(max_tries))
         self.options = dict(options or {})
-        self.organ_ids = organ_label_ids(self.organ, labels)
-        self.tumor_ids = tuple(sorted({tumor_label_id(i, labels) for i in self.organ_ids}))
-        self.stats = {"calls": 0, "applied": 0, "skipped_real_tumor": 0, "skipped_no_organ": 0,
-                      "failed": 0, "rejected_quality": 0, "seconds": 0.0}
-        self._do, self._stage, self._count, self._seed = False, "early", 1, 0
+        self.inplace = bool(inplace)
+        self.organ_ids = organ_label_ids(self.organ, self.labels)
+        self.tumor_ids = tuple(sorted({tumor_label_id(i, self.labels) for i in self.organ_ids}))
+        self._stage, self._count, self._seed = "early", 1, 0
 
+    # -- LazyTrait: the transform needs the voxels, so pending operations are applied first -----
+    @property
+    def lazy(self) -> bool:
+        return False
+
+    @lazy.setter
+    def lazy(self, enabled: bool) -> None:
+        if enabled:
+            raise InputError("RandTumorSynth cannot run lazily: it needs the voxels (HU)")
+
+    @property
+    def requires_current_data(self) -> bool:
+        return True
+
+    # -- randomness -------------------------------------------------------------------------------
     def randomize(self, data: Any = None) -> None:
-        """Always four draws, whatever the sample, so the stream stays aligned across samples."""
+        """Always four draws (apply?, stage, count, seed) so the stream stays aligned."""
+        super().randomize(None)
         stages = list(self.stage_mix)
-        self._do = bool(self.R.rand() < self.prob)
         self._stage = stages[int(self.R.choice(len(stages), p=[self.stage_mix[s] for s in stages]))]
         self._count = int(self.R.randint(self.num_tumors[0], self.num_tumors[1] + 1))
         self._seed = int(self.R.randint(0, _MAX_SEED))
 
-    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+    # -- application ------------------------------------------------------------------------------
+    def __call__(self, image: Any, label: Any, randomize: bool = True, lazy: bool | None = None) -> tuple[Any, Any]:
+        if randomize:
+            self.randomize()
+        record: dict[str, Any] = {"seed": self._seed, "applied": False, "skipped": None, "seconds": 0.0, "tumors": []}
+        if not self._do_transform:
+            record["skipped"] = "not drawn"
+            return self._with_record(image, record), label
+        t0 = time.perf_counter()
+        try:
+            image, label = self._apply(image, label, record)
+        finally:
+            record["seconds"] = time.perf_counter() - t0
+        return self._with_record(image, record), label
+
+    def _apply(self, image: Any, label: Any, record: dict[str, Any]) -> tuple[Any, Any]:
+        affine = _affine(image)
+        img = _spatial(convert_to_numpy(image, wrap_sequence=False), "image")
+        lab = np.rint(_spatial(convert_to_numpy(label, wrap_sequence=False), "label")).astype(np.int32)
+        if np.isin(lab, self.tumor_ids).any():
+            record["skipped"] = "real tumor"
+            return image, label
+        spacing = np.linalg.norm(affine[:3, :3], axis=0)
+        box = bounding_box(np.isin(lab, self.organ_ids), np.ceil(CROP_MARGIN_MM / spacing).astype(int))
+        if box is None:
+            record["skipped"] = "no organ"
+            return image, label
+        crop_image = Volume(img, affine).crop(box)
+        result = self._synthesize(crop_image, Volume(lab, affine).crop(box))
+        if result is None:
+            record["skipped"] = "no valid place"
+            return image, label
+        if any(not r.get("quality", {}).get("passed", True) for r in result.reports):
+            record["skipped"] = "rejected by quality"  # FreeTumor: a rejected sample stays as it was
+            return image, label
+        out_image = image if self.inplace else _copy(image)
+        out_label = label if self.inplace else _copy(label)
+        _write_patches(out_image, out_label, result, box)
+        record["applied"] = True
+        record["tumors"] = [_tumor_record(r) for r in result.reports]
+        return out_image, out_label
+
+    def _synthesize(self, image: Volume, labels: Volume) -> Any:
+        options = {**self.options, "count": self._count} if self._count > 1 else dict(self.options)
+        spec = TumorSpec(organ=self.organ, stage=self._stage, method=self.method, seed=self._seed, options=options)
+        try:
+            return synthesize(image, labels, spec, labels=self.labels, quality=self.quality,
+                              quality_threshold=self.threshold, tries=self.max_tries)
+        except DependencyError:
+            raise
+        except TumorSynthError as exc:  # no room in this organ, too few parenchyma voxels, ...
+            log.debug("tumor synthesis failed: %s", exc)
+            return None
+
+    @staticmethod
+    def _with_record(image: Any, record: dict[str, Any]) -> Any:
+        if isinstance(image, MetaTensor):
+            image.meta[META_KEY] = json_text(record).strip()
+        return image
+
+
+class RandTumorSynthd(RandomizableTransform, MapTransform, LazyTrait):
+    """Dictionary version of ``RandTumorSynth``: ``keys`` = (image key, label key); the other
+    arguments are ``RandTumorSynth``'s. ``stats`` counts what this process did (the per-sample
+    record in the image's metadata also works across loader workers)."""
+
+    def __init__(self, keys: KeysCollection = ("image", "label"), organ: str = "liver",
+                 method: str = "handcrafted", prob: float = 0.5,
+                 stage_mix: Mapping[str, float] | str | None = None, labels: str = "binary",
+                 num_tumors: int | Sequence[int] = 1, quality: Any = None, threshold: float = 0.7,
+                 max_tries: int = 3, options: Mapping[str, Any] | None = None, inplace: bool = False,
+                 allow_missing_keys: bool = False) -> None:
+        MapTransform.__init__(self, keys, allow_missing_keys)
+        if len(self.keys) != 2:
+            raise InputError("RandTumorSynthd keys must be (image key, label key)")
+        RandomizableTransform.__init__(self, 1.0)
+        self.synth = RandTumorSynth(organ, method, prob, stage_mix, labels, num_tumors, quality, threshold,
+                                    max_tries, options, inplace)
+        self.image_key, self.label_key = self.keys
+        self.stats = {"calls": 0, "applied": 0, "skipped_real_tumor": 0, "skipped_no_organ": 0,
+                      "failed": 0, "rejected_quality": 0, "seconds": 0.0}
+
+    lazy = RandTumorSynth.lazy
+    requires_current_data = RandTumorSynth.requires_current_data
+
+    def set_random_state(self, seed: int | None = None, state: np.random.RandomState | None = None) -> "RandTumorSynthd":
+        super().set_random_state(seed, state)
+        self.synth.set_random_state(seed, state)
+        return self
+
+    def randomize(self, data: Any = None) -> None:
+        self.synth.randomize(None)
+
+    def __call__(self, data: Mapping[Hashable, Any], lazy: bool | None = None) -> dict[Hashable, Any]:
         d = dict(data)
         self.randomize()
         self.stats["calls"] += 1
-        if not self._do or self.image_key not in d or self.label_key not in d:
+        if self.image_key not in d or self.label_key not in d:
+            if not self.allow_missing_keys:
+                raise InputError(f"RandTumorSynthd needs the keys {self.keys}; the sample has {list(d)}")
             return d
-        t0 = time.perf_counter()
-        try:
-            self._synthesize_into(d)
-        finally:
-            self.stats["seconds"] += time.perf_counter() - t0
+        d[self.image_key], d[self.label_key] = self.synth(d[self.image_key], d[self.label_key], randomize=False)
+        record = read_record(d[self.image_key])
+        d[META_KEY] = json_text(record).strip()
+        self._count(record)
         return d
 
-    def _synthesize_into(self, d: dict[Hashable, Any]) -> None:
-        """Synthesise on the organ's box (plus ``CROP_MARGIN_MM``) only and paste it back: the
-        scan-wide work of ``synthesize`` (checks, copies) then scales with the organ."""
-        image, affine, img_ch = _as_volume(d[self.image_key], self.image_key)
-        label, _, lab_ch = _as_volume(d[self.label_key], self.label_key)
-        label = np.rint(label).astype(np.int16)
-        if _ids_mask(label, self.tumor_ids).any():
+    def _count(self, record: Mapping[str, Any]) -> None:
+        self.stats["seconds"] += float(record.get("seconds", 0.0))
+        skipped = record.get("skipped")
+        if record.get("applied"):
+            self.stats["applied"] += 1
+        elif skipped == "real tumor":
             self.stats["skipped_real_tumor"] += 1
-            return
-        spacing = np.linalg.norm(affine[:3, :3], axis=0)
-        box = organ_box(_ids_mask(label, self.organ_ids), spacing, CROP_MARGIN_MM)
-        if box is None:
+        elif skipped == "no organ":
             self.stats["skipped_no_organ"] += 1
-            return
-        result = self._first_accepted(Volume(image, affine).crop(box), Volume(label, affine).crop(box))
-        if result is None:
-            return
-        new_image, new_label = image.copy(), label
-        new_image[box.slices] = result.image.array
-        new_label[box.slices] = result.labels.array
-        d[self.image_key] = _replace_array(d[self.image_key], new_image, img_ch)
-        d[self.label_key] = _replace_array(d[self.label_key], new_label, lab_ch)
-        self.stats["applied"] += 1
-
-    def _first_accepted(self, image: Volume, labels: Volume) -> Any:
-        """The first synthesis (seed variants 0, 1, ...) that places and passes the filter."""
-        from .synthesis.api import synthesize
-
-        options = {**self.options, "count": self._count} if self._count > 1 else dict(self.options)
-        spec = TumorSpec(organ=self.organ, stage=self._stage, method=self.method,
-                         seed=self._seed, options=options)
-        for variant in range(self.max_tries):
-            try:
-                result = synthesize(image, labels, [spec], labels=self.labels, variant=variant)
-            except DependencyError:
-                raise
-            except TumorSynthError as exc:  # no room in this organ, too few parenchyma voxels, ...
-                log.debug("tumor synthesis failed (variant %d): %s", variant, exc)
-                continue
-            if self._passes_quality(result):
-                return result
+        elif skipped == "no valid place":
+            self.stats["failed"] += 1
+        elif skipped == "rejected by quality":
             self.stats["rejected_quality"] += 1
-        self.stats["failed"] += 1
-        return None
-
-    def _passes_quality(self, result: Any) -> bool:
-        if self.quality is None:
-            return True
-        if hasattr(self.quality, "accept"):
-            return bool(self.quality.accept(result))
-        return float(self.quality(result)) >= self.threshold
 
 
-__all__ = ["RandTumorSynthd", "parse_stage_mix", "DEFAULT_STAGE_MIX"]
+class SynthesisTally:
+    """Counts of what ``RandTumorSynth`` did, read from the records in batches' metadata, so a
+    training loop sees the work of its loader workers too (each sample's record once, however
+    many patches of it a batch holds)."""
+
+    def __init__(self) -> None:
+        self.stats = {"samples": 0, "applied": 0, "tumors": 0, "skipped_real_tumor": 0, "skipped_no_organ": 0,
+                      "failed": 0, "rejected_quality": 0, "seconds": 0.0}
+
+    def add(self, batch: Mapping[Hashable, Any]) -> None:
+        """Count the records of a collated batch (its ``"tumorsynth"`` entry)."""
+        texts = batch.get(META_KEY)
+        if texts is None:
+            return
+        for text in dict.fromkeys([texts] if isinstance(texts, str) else list(texts)):
+            record = json.loads(text)
+            self.stats["samples"] += 1
+            self.stats["seconds"] += float(record.get("seconds", 0.0))
+            self.stats["tumors"] += len(record.get("tumors", []))
+            key = {"real tumor": "skipped_real_tumor", "no organ": "skipped_no_organ",
+                   "no valid place": "failed", "rejected by quality": "rejected_quality"}.get(record.get("skipped"))
+            if record.get("applied"):
+                self.stats["applied"] += 1
+            elif key:
+                self.stats[key] += 1
+
+
+def read_record(image: Any) -> dict[str, Any]:
+    """The synthesis record a ``RandTumorSynth`` left in a MetaTensor's metadata ({} if none)."""
+    text = image.meta.get(META_KEY) if isinstance(image, MetaTensor) else None
+    return json.loads(text) if isinstance(text, str) else {}
+
+
+def _affine(data: Any) -> np.ndarray:
+    affine = getattr(data, "affine", None)
+    if affine is None:
+        raise InputError("RandTumorSynth needs the image as a MONAI MetaTensor with an affine (sizes are "
+                         "in mm); load it with LoadImaged, not as a bare array")
+    return np.asarray(convert_to_numpy(affine), dtype=float)
+
+
+def _spatial(array: np.ndarray, what: str) -> np.ndarray:
+    """The 3D spatial array of a channel-first (1, i, j, k) or plain (i, j, k) array."""
+    if array.ndim == 4:
+        if array.shape[0] != 1:
+            raise InputError(f"the {what} must have one channel, got shape {array.shape}")
+        return array[0]
+    if array.ndim != 3:
+        raise InputError(f"the {what} must be 3D (optionally with one channel), got shape {array.shape}")
+    return array
+
+
+def _copy(data: Any) -> Any:
+    return data.clone() if isinstance(data, torch.Tensor) else np.array(data, copy=True)
+
+
+def _write_patches(image: Any, label: Any, result: Any, box: Any) -> None:
+    """Write the synthesis' patches (on the crop ``box``) into ``image`` and ``label``."""
+    for p in result.patches:
+        region = tuple(slice(b.start + s.start, b.start + s.stop) for b, s in zip(box.slices, p.box.slices))
+        for target, values in ((image, p.image), (label, p.labels)):
+            index = (slice(None),) * (target.ndim - 3) + region
+            target[index] = convert_to_dst_type(values.astype(np.float32), target[index])[0]
+
+
+def _tumor_record(report: Mapping[str, Any]) -> dict[str, Any]:
+    return {"organ": report["organ"], "method": report["method"], "stage": report["stage"],
+            "diameter_mm": report["diameter_measured_mm"], "center_ras": report["center_placed_ras"],
+            "seed": report["seed"]}
+
+
+__all__ = ["CROP_MARGIN_MM", "META_KEY", "RandTumorSynth", "RandTumorSynthd", "SynthesisTally", "read_record"]

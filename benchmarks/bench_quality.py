@@ -34,7 +34,7 @@ from TumorSynthLib import TumorSpec, synthesize  # noqa: E402
 from TumorSynthLib.core.errors import TumorSynthError  # noqa: E402
 from TumorSynthLib.datasets.phantom_pool import render_phantom  # noqa: E402
 from TumorSynthLib.phantom.lesions import add_sphere_lesion, lesion_centre  # noqa: E402
-from TumorSynthLib.segmentation.datasets import task_label_array  # noqa: E402
+from TumorSynthLib.segmentation.tasks import task_label_array  # noqa: E402
 
 BENCH_SEED_BASE = 3000
 ORGANS = ("liver", "pancreas", "kidney")

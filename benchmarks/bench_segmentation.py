@@ -40,7 +40,7 @@ from benchmarks.markdown_section import table, write_section  # noqa: E402
 from TumorSynthLib import TumorSpec, synthesize  # noqa: E402
 from TumorSynthLib.core.errors import TumorSynthError  # noqa: E402
 from TumorSynthLib.datasets.phantom_pool import render_phantom  # noqa: E402
-from TumorSynthLib.segmentation.datasets import task_label_array  # noqa: E402
+from TumorSynthLib.segmentation.tasks import task_label_array  # noqa: E402
 from TumorSynthLib.segmentation.metrics import SIZE_BUCKETS, dice, size_bucket, surface_dice  # noqa: E402
 from TumorSynthLib.segmentation.postprocess import components, equivalent_diameter_mm  # noqa: E402
 
@@ -166,7 +166,8 @@ def passes(s: dict[str, Any]) -> bool:
 def run(model_ref: str, seeds: list[int], log: Any) -> dict[str, Any]:
     import torch
 
-    from TumorSynthLib.core.model_registry import resolve_model, sha256_file
+    from TumorSynthLib.core.files import sha256_file
+    from TumorSynthLib.core.model_registry import resolve_model
     from TumorSynthLib.segmentation.infer import load_segmentation_model, segment_volume
 
     path = resolve_model(model_ref)

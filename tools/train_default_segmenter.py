@@ -45,7 +45,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from TumorSynthLib.core.events import EventStream  # noqa: E402
-from TumorSynthLib.core.model_registry import sha256_file  # noqa: E402
+from TumorSynthLib.core.files import sha256_file  # noqa: E402
 from TumorSynthLib.datasets.phantom_pool import write_phantom_pool  # noqa: E402
 
 ORGANS = "liver,pancreas,kidney"
@@ -129,16 +129,10 @@ def build_data(args: argparse.Namespace, log: Any) -> tuple[Path, dict[str, Any]
 
 
 def available_methods() -> str:
-    from TumorSynthLib.core.errors import TumorSynthError
-    from TumorSynthLib.synthesis.base import get_method, method_names
+    from TumorSynthLib.synthesis.registry import availability, methods
 
-    names = []
-    for name in method_names():
-        try:
-            get_method(name)
-            names.append(name)
-        except TumorSynthError:
-            continue
+    names = [name for name, pair in methods().items()
+             if availability("geometry", pair.geometry)[0] and availability("appearance", pair.appearance)[0]]
     return ",".join(sorted(names))
 
 

@@ -10,7 +10,8 @@ pytest.importorskip("torch")
 from TumorSynthLib import TumorSpec
 from TumorSynthLib.core.errors import InputError, PlacementError
 from TumorSynthLib.synthesis.api import synthesize
-from TumorSynthLib.synthesis.cellular import CellularGrowth, CellularMethod
+from TumorSynthLib.synthesis.live import SynthesisJob
+from TumorSynthLib.synthesis.registry import provider
 from TumorSynthLib.core.volume import Volume
 
 #: Diameters (mm) inside each stage's range that the small phantom's organs can hold.
@@ -40,7 +41,7 @@ def test_phantom_sizes_every_organ_and_stage(phantom, organ, stage):
                                            method="cellular", seed=4))
     rep = res.reports[0]
     assert _size_ok(rep), rep
-    det = rep["details"]
+    det = rep["geometry_info"]
     assert det["steps"] > 0 and det["h_mm"] == pytest.approx(min(max(d / 32, 0.5), 3.0))
     assert det["grid_cells"] <= 63 and det["device"] == "cpu"
     if rep["n_voxels"] >= 8:            # (1-2 voxel tumors are mostly partial volume)
@@ -117,7 +118,7 @@ def test_determinism_chunking_inputs_and_roi(phantom):
     assert np.array_equal(a.image.array, b.image.array) and np.array_equal(a.labels.array, b.labels.array)
     strip = [{k: v for k, v in r.items() if k != "timing"} for r in (a.reports[0], b.reports[0])]
     assert strip[0] == strip[1]
-    live = CellularGrowth(ct, organs, spec)
+    live = SynthesisJob(ct, organs, spec)
     for _ in range(20):
         live.advance(1)
     while not live.advance(13).done:
@@ -128,21 +129,23 @@ def test_determinism_chunking_inputs_and_roi(phantom):
     outside[a.roi.slices] = False
     assert np.array_equal(a.image.array[outside], ct.array[outside])
     assert np.array_equal(a.labels.array[outside], organs.array[outside])
-    assert a.reports[0]["details"]["necrosis_steps"] > 0
+    assert a.reports[0]["geometry_info"]["necrosis_steps"] > 0
 
 
 def test_live_growth_stopped_early_is_a_valid_smaller_tumor(phantom):
     ct, organs = phantom
     spec = TumorSpec(organ="liver", stage="intermediate", diameter_mm=40.0, method="cellular", seed=2)
-    growth = CellularGrowth(ct, organs, spec)
+    growth = SynthesisJob(ct, organs, spec)
     first = growth.advance(10)
+    first_voxels = int(first.mask.sum())
     state = growth.advance(15)
-    assert state.step == 25 and not state.done and state.phase == "growth"
-    assert 0 < first.equivalent_diameter_mm < state.equivalent_diameter_mm < 40.0
-    assert state.mask.shape == state.roi.shape and state.mask.any()
+    assert state.step == 25 and not state.done and state.stage == "geometry"
+    assert 0 < first_voxels < int(state.mask.sum())
+    assert state.mask.shape == state.roi.shape and 0 < state.fraction < 1
+    growth.stop()
     res = growth.result()
     rep = res.reports[0]
-    assert rep["details"]["stopped_early"] and rep["details"]["steps"] == 25
+    assert rep["geometry_info"]["stop_reason"] == "stopped-early" and rep["geometry_info"]["steps"] == 25
     assert not rep["size_limited_by_organ"]
     assert 0 < rep["diameter_measured_mm"] < 0.8 * 40.0
     assert np.count_nonzero(res.labels.array == rep["tumor_id"]) == rep["n_voxels"] > 0
@@ -155,7 +158,7 @@ def test_steps_option_runs_exactly_n_steps(phantom):
     ct, organs = phantom
     rep = synthesize(ct, organs, TumorSpec(organ="kidney", stage="early", method="cellular", seed=1,
                                            options={"steps": 37})).reports[0]
-    assert rep["details"]["steps"] == 37 and rep["details"]["stop_reason"] == "steps"
+    assert rep["geometry_info"]["steps"] == 37 and rep["geometry_info"]["stop_reason"] == "steps"
 
 
 @pytest.mark.parametrize("steps", [-1, 2.5, "many", True, float("inf"), 10**6])
@@ -176,7 +179,7 @@ def test_bad_sizes_and_clicks():
 
 
 def test_method_contract():
-    method = CellularMethod()
+    method = provider("geometry", "cellular")
     assert method.available() == (True, "")
     assert method.roi_radius_mm(15.0, "early") >= 15.0
     assert method.roi_radius_mm(100.0, "advanced") >= 93.0
@@ -212,9 +215,10 @@ def test_thin_organ_limits_the_size_and_says_so():
     image += np.random.default_rng(1).normal(0, 5, shape).astype(np.float32)
     res = synthesize(Volume(image, np.eye(4)), Volume(labels, np.eye(4)),
                      TumorSpec(organ="liver", center_voxel=(85, 20, 20), diameter_mm=25.0,
-                               stage="intermediate", method="cellular", seed=2))
+                               stage="intermediate", method="cellular", seed=2,
+                               options={"mass_effect": False}))
     rep = res.reports[0]
-    assert rep["size_limited_by_organ"] and rep["details"]["stop_reason"] in ("stalled", "budget")
+    assert rep["size_limited_by_organ"] and rep["geometry_info"]["stop_reason"] in ("stalled", "budget")
     assert rep["organ_fill_fraction"] >= 0.9
     assert not np.any((res.tumor_instances.array > 0) & (labels != 5))
 

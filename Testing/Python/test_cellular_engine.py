@@ -11,15 +11,15 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from TumorSynthLib.core.errors import DependencyError, InputError
-from TumorSynthLib.synthesis import cellular_engine as ce
-from TumorSynthLib.synthesis.cellular_grid import (
+from TumorSynthLib.synthesis.automaton import engine as ce
+from TumorSynthLib.synthesis.automaton.grid import (
     CAGrid,
     expected_steps,
     load_calibration,
     steps_for_diameter,
     volume_preserving_mask,
 )
-from TumorSynthLib.synthesis.cellular_render import edge_weight
+from TumorSynthLib.synthesis.geometry.cellular import edge_weight
 
 
 def _automaton(state, acceptance=1.0, seed=0, yield_at=None, vessel_yield=0):

@@ -57,7 +57,7 @@ def one_error_line(stderr: str) -> str:
 
 @pytest.mark.parametrize("command", [None, *COMMAND_MODULES])
 def test_help_of_each_command_exits_0(command, capsys):
-    assert main(([command] if command else []) + ["--help"]) == 0
+    assert main(([command.replace("_", "-")] if command else []) + ["--help"]) == 0   # export_dicom -> export-dicom
     out = capsys.readouterr().out
     assert "examples:" in out and "usage: tumorsynth" in out
 
@@ -167,6 +167,9 @@ def test_demo_writes_one_case_per_stage(tmp_path, capsys):
             assert (out / case["folder"] / name).stat().st_size > 0
     assert (out / "phantom" / "ct.nii.gz").exists()
     assert str(out) in capsys.readouterr().err
+    teaching = index["teaching"]                      # the DICOM teaching case (CT + SEG)
+    assert len(list((out / teaching["ct"]).glob("IM*.dcm"))) == 48 and (out / teaching["seg"]).is_file()
+    assert [s.split(" (")[0] for s in teaching["segments"]] == ["Tumor 1", "Tumor 2", "Tumor 3"]
 
 
 def test_console_script_exit_code_and_single_error_line(tmp_path):
@@ -205,7 +208,7 @@ def test_tumor_strings_become_specs():
     from TumorSynthLib.core.errors import InputError
 
     spec = parse_tumor("organ=kidney, stage=advanced,diameter=45.5,point=1:-2.5:3,method=cellular,"
-                       "count=2,clip=0,necrosis=1,enhancement=hyper,steps=40,opt.lobulation=0.4",
+                       "count=2,clip=0,necrosis=1,enhancement=hyper,steps=40,lobulation=0.4",
                        default_seed=7, extra_options={"tumor_label": 9})
     assert (spec.organ, spec.stage, spec.diameter_mm, spec.method, spec.seed) == \
         ("kidney", "advanced", 45.5, "cellular", 7)
@@ -214,7 +217,8 @@ def test_tumor_strings_become_specs():
                                   "necrosis": True, "enhancement": "hyper", "steps": 40,
                                   "lobulation": 0.4}
     assert parse_tumor("voxel=1:2:3,seed=4").center_voxel == (1.0, 2.0, 3.0)
-    for bad, message in (("point=1:2", "three numbers"), ("clip=maybe", "expected 0 or 1"),
+    for bad, message in (("point=1:2", "three numbers"), ("clip=maybe", "is a switch"), ("organ=liver,organ=kidney", "given twice"),
+                         ("opt.lobulation=0.4", "unknown key"), ("steps=-2", "steps"),
                          ("point=1:2:3,voxel=1:2:3", "not both"), ("organ", "not key=value"),
                          ("diameter=big", "bad value for 'diameter'")):
         with pytest.raises(InputError, match=message):

@@ -52,7 +52,7 @@ def test_registry_entry_file_and_checkpoint(default_entry):
 
 @pytest.mark.parametrize("organ", ORGANS)
 def test_quality_p_of_visible_and_invisible_lesions(coarse_phantom, organ):
-    from TumorSynthLib.segmentation.datasets import task_label_array
+    from TumorSynthLib.segmentation.tasks import task_label_array
     from TumorSynthLib.segmentation.quality import QualityFilter
 
     ct, labels, _ = coarse_phantom
@@ -66,7 +66,7 @@ def test_quality_p_of_visible_and_invisible_lesions(coarse_phantom, organ):
 
 
 def test_segment_cli_uses_the_default_model(coarse_phantom, tmp_path):
-    from TumorSynthLib.segmentation.datasets import task_label_array
+    from TumorSynthLib.segmentation.tasks import task_label_array
 
     ct, labels, _ = coarse_phantom
     liver = task_label_array(np.asarray(labels.array), "liver", "totalseg") == 1

@@ -13,8 +13,9 @@ from TumorSynthLib.core.errors import InputError, ModelError
 from TumorSynthLib.segmentation import train as train_module
 from TumorSynthLib.segmentation.checkpoint import check_label_set, load_checkpoint
 from TumorSynthLib.segmentation.config import TrainConfig, task_methods
-from TumorSynthLib.segmentation.datasets import (
-    check_cases, covers, find_cases, task_label_array, task_label_names, task_name, task_organs,
+from TumorSynthLib.segmentation.datasets import check_cases, find_cases
+from TumorSynthLib.segmentation.tasks import (
+    covers, task_label_array, task_label_names, task_name, task_organs,
 )
 from TumorSynthLib.segmentation.pipeline import SeededDataset, sampling_classes, training_transform
 
@@ -55,9 +56,9 @@ def test_online_tumors_in_every_organ_and_patches_on_each(seg_phantom_dataset, t
     cases, _ = find_cases(seg_phantom_dataset.datalist)
     ds = SeededDataset(cases[:1], training_transform(cfg, "totalseg"), seed=0)
     synths = [t for t in ds.transform.transforms if type(t).__name__ == "RandTumorSynthd"]
-    assert [(s.organ, s.method) for s in synths] == [(o, m) for o in ("liver", "pancreas", "kidney")
+    assert [(s.synth.organ, s.synth.method) for s in synths] == [(o, m) for o in ("liver", "pancreas", "kidney")
                                                      for m in ("handcrafted", "cellular")]
-    assert [s.prob for s in synths] == [0.5, 1.0] * 3               # each organ: one method, 50/50
+    assert [s.synth.prob for s in synths] == [0.5, 1.0] * 3               # each organ: one method, 50/50
     patches = ds[(0, 0)]
     assert len(patches) == 6 and not {"crop_classes", "crop_indices"} & set(patches[0])
     assert all(tuple(p["image"].shape) == (1, 32, 32, 32) for p in patches)

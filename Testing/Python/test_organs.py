@@ -15,13 +15,13 @@ from TumorSynthLib.anatomy.organs import (
     lesion_label_ids,
     organ_label_ids,
     organ_region_label_ids,
-    parenchyma_stats,
     stage_diameter_range,
     tnm_categories,
     tnm_diameter_range,
     tumor_label_id,
     vessel_label_ids,
 )
+from TumorSynthLib.anatomy.parenchyma import parenchyma_stats
 
 
 @pytest.mark.parametrize("name, organ", [

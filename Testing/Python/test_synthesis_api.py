@@ -9,7 +9,8 @@ from scipy import ndimage
 
 import synthesis_cases
 from TumorSynthLib import GeometryError, InputError, PlacementError, TumorSpec, synthesize
-from TumorSynthLib.synthesis.api import CaseBuilder, expand_specs
+from TumorSynthLib.synthesis.api import expand_specs
+from TumorSynthLib.synthesis.live import SynthesisJob
 from TumorSynthLib.core.volume import Volume
 from TumorSynthLib.core.volume_io import load_volume
 
@@ -169,16 +170,17 @@ def test_expand_specs_and_labels_options():
     assert res.case_report["label_names"]["42"]
 
 
-def test_case_builder_steps_match_synthesize():
+def test_live_job_steps_match_synthesize():
     image, organs = synthesis_cases.toy_case()
-    spec = TumorSpec(organ="liver", center_ras=LIVER, diameter_mm=20, seed=4)
-    builder = CaseBuilder(image, organs, "totalseg", case_id="toy")
-    method, site, rng = builder.prepare(spec, 0)
-    report = builder.add(site, method.render(site, rng))
-    res = builder.result()
-    ref = synthesize(image, organs, spec)
+    spec = TumorSpec(organ="liver", center_ras=LIVER, diameter_mm=20, seed=4, stage="intermediate")
+    job = SynthesisJob(image, organs, spec, "totalseg", case_id="toy")
+    states = [job.advance(1) for _ in range(3)]
+    assert [s.stage for s in states] == ["appearance", "done", "done"] and states[-1].done
+    res = job.result()
+    ref = synthesize(image, organs, spec, case_id="toy")
     assert np.array_equal(res.image.array, ref.image.array)
-    assert report["case_id"] == "toy" == ref.reports[0]["case_id"]
+    assert np.array_equal(res.labels.array, ref.labels.array)
+    assert res.reports[0]["case_id"] == "toy" == ref.reports[0]["case_id"]
     assert res.case_report["versions"]["tumorsynth"]
 
 
@@ -195,13 +197,13 @@ def test_quality_filter_retries_and_reports():
     image, organs = synthesis_cases.toy_case()
     spec = TumorSpec(organ="liver", diameter_mm=12, stage="early", seed=6)
     scores = iter([0.2, 0.9, 0.5])
-    res = synthesize(image, organs, spec, quality=lambda img, mask, site: next(scores))
+    res = synthesize(image, organs, spec, quality=lambda img, mask, affine, organ: next(scores))
     q = res.reports[0]["quality"]
     assert q["passed"] and q["attempts"] == 2 and q["kept_attempt"] == 2 and q["score"] == 0.9
     plain = synthesize(image, organs, spec)
     assert "quality" not in plain.reports[0]
     assert plain.reports[0]["center_voxel"] != res.reports[0]["center_voxel"]  # a new draw
-    never = synthesize(image, organs, spec, quality=lambda *a: 0.1, quality_tries=2)
+    never = synthesize(image, organs, spec, quality=lambda *a: 0.1, tries=2)
     assert not never.reports[0]["quality"]["passed"] and never.reports[0]["warnings"]
 
 

@@ -1,6 +1,8 @@
 """RandTumorSynthd: online synthesis in MONAI pipelines (phantoms stand in for real CT)."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -9,7 +11,7 @@ from monai.transforms import Compose, ScaleIntensityRanged
 from monai.utils import set_determinism
 
 from TumorSynthLib.core.errors import InputError
-from TumorSynthLib.segmentation.datasets import task_label_array
+from TumorSynthLib.anatomy.task_labels import task_label_array
 from TumorSynthLib.segmentation.pipeline import LoadVolumed, TaskLabelsd
 from TumorSynthLib.transforms import RandTumorSynthd, parse_stage_mix
 from TumorSynthLib.core.volume_io import load_volume
@@ -121,20 +123,20 @@ def test_parse_stage_mix_and_bad_arguments():
 
 
 def test_quality_filter_hook_rejects_and_accepts(healthy_sample):
-    class Judge:
-        def __init__(self, verdict):
-            self.verdict, self.seen = verdict, []
+    """The one quality contract: (image ROI HU, tumor mask, ROI affine, organ) -> P."""
+    seen = []
 
-        def accept(self, synthesis):
-            self.seen.append(int((synthesis.labels.array == 2).sum()))
-            return self.verdict
+    def strict(image_roi, mask, affine, organ):
+        seen.append((int(mask.sum()), organ, image_roi.shape == mask.shape, affine.shape))
+        return 0.1
 
     sample = {"image": healthy_sample["image"], "label": healthy_sample["label"]}
-    strict = Judge(False)
     t = _synth(quality=strict, max_tries=2)
     out = t(dict(sample))
     assert torch.equal(out["label"], sample["label"])                    # every draw rejected
-    assert len(strict.seen) == 2 and all(n > 0 for n in strict.seen)
-    assert t.stats["rejected_quality"] == 2 and t.stats["failed"] == 1
-    lenient = _synth(quality=lambda synthesis: 0.9, threshold=0.7)       # a score callable
+    assert len(seen) == 2 and all(n > 0 and organ == "liver" and same and aff == (4, 4)
+                                  for n, organ, same, aff in seen)
+    assert t.stats["rejected_quality"] == 1 and t.stats["applied"] == 0
+    assert json.loads(out["image"].meta["tumorsynth"])["skipped"] == "rejected by quality"
+    lenient = _synth(quality=lambda *args: 0.9, threshold=0.7)
     assert (lenient(dict(sample))["label"] == 2).any()

@@ -1,5 +1,5 @@
-"""Live cellular growth from a timer: a preview segment grows tick by tick; finishing records
-the tumor like a one-shot placement, stopping leaves the scene as before the click."""
+"""Live tumors from a timer (cellular growth): a preview segment grows tick by tick; finishing
+records the tumor like a one-shot placement, stopping leaves the scene as before the click."""
 from __future__ import annotations
 
 import importlib.util
@@ -20,7 +20,7 @@ def _job(ct_node, organ_mask, session=None):
     session = session or output_logic.TumorSession(ct_node)
     request = placement_logic.TumorRequest(organ="liver", stage="early", diameterMm=9.0,
                                            method="cellular", seed=1)
-    return session, placement_logic.GrowthJob(session, voxel_to_world([26, 22, 11]), request,
+    return session, placement_logic.LiveJob(session, voxel_to_world([26, 22, 11]), request,
                                               organMask=organ_mask, stepsPerTick=6)
 
 
@@ -34,7 +34,7 @@ def test_growth_preview_grows_then_is_recorded(scene, ct_node, organ_mask, engin
         job.tick()
         ids = segment_logic.segment_ids(session.segmentation)
         assert [segment_logic.segment_name(session.segmentation, s) for s in ids] == \
-            ["Tumor 1 (growing)"]
+            ["Tumor 1 (forming)"]
         sizes.append(segment_logic.segment_mask(session.segmentation, ids[0], ct_node).sum())
     assert sizes[0] < sizes[-1]                                     # it grows between ticks
     placement = job.finish()

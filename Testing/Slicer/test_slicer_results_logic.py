@@ -66,13 +66,46 @@ def test_task_labels_from_segmentation_and_labelmap(scene, ct_node):
     seg = segment_logic.new_segmentation_for(ct_node, "manual")
     segment_logic.add_mask_segment(seg, "liver", ref >= 1, (0, 0, 0), ct_node)
     segment_logic.add_mask_segment(seg, "Liver tumor", ref == 2, (0, 0, 0), ct_node)
-    assert np.array_equal(results_logic.task_labels(seg, ct_node), ref)
+    segment_logic.add_mask_segment(seg, "kidney_right", np.zeros_like(ref, bool), (0, 0, 0), ct_node)
+    assert np.array_equal(results_logic.task_labels(seg, ct_node, "liver"), ref)
     totalseg = np.where(ref == 2, 205, np.where(ref == 1, 5, 0)).astype(np.int16)
     labelmap = labelmap_on_grid(ct_node, totalseg, "ts")
-    assert np.array_equal(results_logic.task_labels(labelmap, ct_node), ref)
+    assert np.array_equal(results_logic.task_labels(labelmap, ct_node, "liver"), ref)
     small = labelmap_on_grid(ct_node, totalseg[:-1], "cropped")
     with pytest.raises(NodeGeometryError, match="resample"):
-        results_logic.task_labels(small, ct_node)
+        results_logic.task_labels(small, ct_node, "liver")
+
+
+def test_totalseg_kidney_is_never_tumor_and_matches_the_cli_evaluation(scene, ct_node, tmp_path):
+    """A TotalSegmentator map's right kidney (id 2) is organ for a kidney task and nothing for a
+    liver task; the Trainer's task labels give the same figures as ``tumorsynth evaluate`` on
+    the raw TotalSegmentator files."""
+    from TumorSynthLib.core.volume_io import save_volume
+    from TumorSynthLib.segmentation.evaluate import evaluate_predictions
+    from TumorSynthLib.volume import Volume
+    from TumorSynthSlicer import results_logic
+    from TumorSynthSlicer.volume_logic import labelmap_on_grid, world_affine
+
+    ref = _task_labels(ct_node.GetImageData().GetDimensions())
+    ts = np.where(ref == 2, 205, np.where(ref == 1, 5, 0)).astype(np.int16)
+    ts[:3] = np.where(ts[:3] == 0, 2, ts[:3])                   # right kidney beside the liver
+    pred = ts.copy()
+    pred[ts == 205] = 5                                         # the prediction misses the tumor
+    pred[10:13, 10:13, 5:7] = 205                               # and finds a false one
+    ref_node, pred_node = labelmap_on_grid(ct_node, ts, "ref"), labelmap_on_grid(ct_node, pred, "pred")
+    liver_task = results_logic.task_labels(ref_node, ct_node, "liver")
+    assert np.array_equal(liver_task, ref) and not (liver_task[:3][ts[:3] == 2]).any()
+    assert (results_logic.task_labels(ref_node, ct_node, "kidney")[ts == 2] == 1).all()
+    affine = world_affine(ct_node)
+    raw, task = tmp_path / "raw", tmp_path / "task"
+    for folder, arrays in ((raw, (pred, ts)), (task, (results_logic.task_labels(pred_node, ct_node, "liver"),
+                                                       results_logic.task_labels(ref_node, ct_node, "liver")))):
+        save_volume(Volume(arrays[0], affine), folder / "pred" / "case.nii.gz")
+        save_volume(Volume(arrays[1], affine), folder / "gt" / "case.nii.gz")
+    a = evaluate_predictions(raw / "pred", raw / "gt", tmp_path / "a", organ="liver")
+    b = evaluate_predictions(task / "pred", task / "gt", tmp_path / "b", organ="liver")
+    for key in ("tumor_dsc", "organ_dsc", "sensitivity", "false_positives_per_case"):
+        assert a[key] == b[key], key
 
 
 def test_metrics_table_and_sensitivity_chart(scene):

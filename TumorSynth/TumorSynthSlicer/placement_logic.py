@@ -5,8 +5,10 @@ this module itself imports only slicer, vtk and numpy. The engine sees the *outp
 voxels (a copy of the CT made on the first tumor) as an ``[i, j, k]`` view with its world
 affine; the input volume node is never handed over, so it stays bit-identical.
 
-Fast methods run at once (``place_tumor``). The cellular automaton can instead be grown a few
-steps per timer tick (``GrowthJob``) so the user watches it grow and can stop it.
+Fast methods run at once (``place_tumor``). Methods that run in steps (cellular growth,
+diffusion denoising; the engine catalogue says which) can instead be advanced a few steps per
+timer tick (``LiveJob``, over the engine's ``SynthesisJob``) so the user watches the tumor form
+and can stop it.
 
 With a quality filter (``load_quality_filter``: the shipped ``default`` segmentation model by
 default) every placed tumor is scored: ``report["quality_p"]`` is the share of the tumor the
@@ -50,43 +52,90 @@ class Placement:
     reports: list[dict[str, Any]]
     result: Any = None
 
+    @property
+    def warnings(self) -> list[str]:
+        """The reports' warnings, once each (numbered by tumor when there are several)."""
+        from TumorSynthLib.synthesis.report import report_warnings
+
+        return report_warnings(self.reports)
+
 
 def engine() -> Any:
-    """The ``TumorSynthLib`` modules the placement needs, or a clear error if absent."""
+    """The ``TumorSynthLib`` entry points the placement needs, or a clear error if absent."""
     try:
-        from TumorSynthLib.synthesis import api, base
-        from TumorSynthLib.core import volume
+        import TumorSynthLib
+        from TumorSynthLib.synthesis.live import SynthesisJob
+        from TumorSynthLib.volume import Volume
     except ImportError as exc:
         raise MissingDependencyError(
-            f"the TumorSynth engine could not be loaded ({exc}); install the extension's "
-            "Python dependencies (button 'Install dependencies') and restart Slicer"
+            f"the TumorSynth engine could not be loaded ({exc}); install the extension's Python "
+            "dependencies (button 'Install dependencies') and restart Slicer"
         ) from exc
-    return api, base, volume
+    return TumorSynthLib, SynthesisJob, Volume
 
 
-def make_specs(request: TumorRequest, ras: Sequence[float]) -> list[Any]:
-    """The engine's ``TumorSpec`` list for a click at world RAS ``ras`` (mm).
-
-    ``options["count"] = k`` gives the clicked tumor plus k - 1 tumors at locations the engine
-    samples in the organ (k tumors at one click would overlap)."""
-    _api, base, _volume = engine()
-    options = dict(request.options)
-    count = int(options.pop("count", 1) or 1)
-    common = {"organ": request.organ, "diameter_mm": request.diameterMm,
-              "stage": request.stage, "method": request.method, "seed": int(request.seed),
-              "options": options}
-    clicked = base.TumorSpec(center_ras=tuple(float(v) for v in ras), **common)
-    return [clicked] + [base.TumorSpec(center_ras=None, **common) for _ in range(count - 1)]
+def make_spec(request: TumorRequest, ras: Sequence[float]) -> Any:
+    """The engine's ``TumorSpec`` for a click at world RAS ``ras`` (mm). ``options["count"] = k``
+    means, as everywhere in the engine, the clicked tumor plus k - 1 at sampled places."""
+    lib, _job, _volume = engine()
+    return lib.TumorSpec(center_ras=tuple(float(v) for v in ras), organ=request.organ,
+                         diameter_mm=request.diameterMm, stage=request.stage, method=request.method,
+                         seed=int(request.seed), options=dict(request.options))
 
 
 def engine_inputs(session: TumorSession, organMask: np.ndarray | None) -> tuple[Any, Any, Any]:
     """(image Volume, organ labels Volume or None, the labels array passed) for the engine."""
-    _api, _base, volume = engine()
+    _lib, _job, Volume = engine()
     image_array, affine = session.engineImage()
     passed = session.engineLabels(organMask)
-    image = volume.Volume(image_array, affine, {"case_id": session.inputVolume.GetName()})
-    organs = None if passed is None else volume.Volume(passed, affine)
+    image = Volume(image_array, affine, {"case_id": session.inputVolume.GetName()})
+    organs = None if passed is None else Volume(passed, affine)
     return image, organs, passed
+
+
+class PendingPlacement:
+    """One click split where threads meet: the constructor reads the engine's inputs from the
+    scene (main thread), ``run()`` calls the engine (any thread: it touches no MRML node), and
+    ``record()`` writes the result into the outputs (main thread). A front end that must keep
+    its views responsive (the web front end) runs ``run()`` in a worker thread; ``place_tumor``
+    runs the three in a row.
+
+    While ``run()`` is under way the output volume must not change (its voxels are what the
+    engine reads): front ends refuse further clicks, undo and clear meanwhile (``ClickGate``).
+    """
+
+    def __init__(self, session: TumorSession, ras: Sequence[float], request: TumorRequest,
+                 organMask: np.ndarray | None = None,
+                 synthesize: Callable[..., Any] | None = None, quality: Any = None) -> None:
+        self.session = session
+        self.request = request
+        self.quality = quality
+        self._fresh = not session.hasOutputs
+        self.result: Any = None
+        try:
+            self._image, self._organs, self._passed = engine_inputs(session, organMask)
+            self._synthesize = synthesize or engine()[0].synthesize
+            self._spec = make_spec(request, ras)
+        except Exception:
+            self.discard()
+            raise
+
+    def run(self) -> Any:
+        """Call the engine (no MRML access); returns and keeps its result."""
+        self.result = self._synthesize(self._image, self._organs, [self._spec], labels="binary",
+                                       case_id=self.session.inputVolume.GetName())
+        return self.result
+
+    def record(self) -> Placement:
+        """Write the engine's result into the session's outputs (main thread)."""
+        if self.result is None:
+            raise RuntimeError("record() before run(): the engine has not run yet")
+        return _record(self.session, self.result, self._passed, self.request.organ, self.quality)
+
+    def discard(self) -> None:
+        """Forget the click: outputs created for it (first tumor) are removed again."""
+        if self._fresh and self.session.tumorCount == 0:
+            self.session.removeOutputs()
 
 
 def place_tumor(session: TumorSession, ras: Sequence[float], request: TumorRequest,
@@ -100,17 +149,13 @@ def place_tumor(session: TumorSession, ras: Sequence[float], request: TumorReque
     (a ``QualityFilter``) that scores each tumor before it is recorded. On failure the outputs
     are left as they were (and removed again if this was the first tumor).
     """
-    fresh = not session.hasOutputs
+    pending = PendingPlacement(session, ras, request, organMask, synthesize, quality)
     try:
-        image, organs, passed = engine_inputs(session, organMask)
-        call = synthesize or engine()[0].synthesize
-        result = call(image, organs, make_specs(request, ras), labels="binary",
-                      case_id=session.inputVolume.GetName())
+        pending.run()
     except Exception:
-        if fresh:
-            session.removeOutputs()
+        pending.discard()
         raise
-    return _record(session, result, passed, request.organ, quality)
+    return pending.record()
 
 
 def load_quality_filter(model: str = "default", device: str = "auto") -> tuple[Any, str]:
@@ -152,53 +197,86 @@ def _record(session: TumorSession, result: Any, passed: np.ndarray | None,
     return Placement(ids, list(result.reports), result)
 
 
-class GrowthJob:
-    """Live growth of one cellular-automaton tumor, advanced from a timer.
+class LiveJob:
+    """One tumor formed step by step from a timer (cellular growth, diffusion denoising).
 
-    ``tick()`` advances ``stepsPerTick`` automaton steps and shows the current tumor as a
-    "Tumor N (growing)" segment; ``finish()`` records the final tumor like ``place_tumor``;
-    ``stop()`` abandons it and removes the preview. The caller's timer decides the pace.
+    ``tick()`` advances ``stepsPerTick`` engine steps and shows the current tumor as a
+    "Tumor N (forming)" segment; ``finish()`` records the final tumor like ``place_tumor``;
+    ``stop()`` abandons it and removes the preview. The caller's timer decides the pace; the
+    caller must ignore further clicks while a job runs (``click_logic.ClickGate``). ``tick()``
+    is ``show(advance())``: a front end may run ``advance()`` in a worker thread.
     ``quality`` scores the final tumor as in ``place_tumor``.
     """
 
     def __init__(self, session: TumorSession, ras: Sequence[float], request: TumorRequest,
                  organMask: np.ndarray | None = None, stepsPerTick: int = 5,
-                 growthFactory: Callable[..., Any] | None = None, quality: Any = None) -> None:
+                 jobFactory: Callable[..., Any] | None = None, start: bool = True,
+                 quality: Any = None) -> None:
         self.session = session
         self.request = request
         self.quality = quality
         self.stepsPerTick = max(1, int(stepsPerTick))
         self._fresh = not session.hasOutputs
-        try:
-            image, organs, self._passed = engine_inputs(session, organMask)
-            factory = growthFactory or _cellular_growth_class()
-            self.growth = factory(image, organs, make_specs(request, ras)[0], labels="binary",
-                                  case_id=session.inputVolume.GetName())
-        except Exception:
-            if self._fresh:
-                session.removeOutputs()
-            raise
+        self.job: Any = None
         self.state: Any = None
         self._previewId: str | None = None
+        try:
+            self._image, self._organs, self._passed = engine_inputs(session, organMask)
+            self._factory = jobFactory or engine()[1]
+            self._spec = make_spec(request, ras)
+        except Exception:
+            self.stop()
+            raise
+        if start:
+            try:
+                self.begin()
+            except Exception:
+                self.stop()
+                raise
+
+    def begin(self) -> Any:
+        """Create the engine job: the tumor is placed (a click outside the organ raises here).
+        No MRML access: with ``start=False`` a front end may call it in a worker thread (and
+        ``stop()`` on the main thread if it raises)."""
+        self.job = self._factory(self._image, self._organs, self._spec, labels="binary",
+                                 case_id=self.session.inputVolume.GetName())
+        return self.job
 
     @property
     def done(self) -> bool:
         return self.state is not None and bool(self.state.done)
 
     def tick(self) -> Any:
-        """Advance the automaton and refresh the preview segment; returns the growth state."""
-        self.state = self.growth.advance(self.stepsPerTick)
-        self._showPreview(self.state)
-        return self.state
+        """Advance the job and refresh the preview segment; returns the engine's state."""
+        return self.show(self.advance())
+
+    def advance(self) -> Any:
+        """Advance the engine ``stepsPerTick`` steps (no MRML access: any thread)."""
+        return self.job.advance(self.stepsPerTick)
+
+    def show(self, state: Any) -> Any:
+        """Show ``state`` (from ``advance``) as the preview segment (main thread)."""
+        self.state = state
+        self._showPreview(state)
+        return state
 
     def finish(self) -> Placement:
-        """Record the final tumor (ends the growth if it is still running)."""
+        """Record the tumor as it is now (a growing geometry is stopped first)."""
+        return self.record(self.finalize())
+
+    def finalize(self) -> Any:
+        """Stop the growth and let the engine finish the tumor (appearance, report); returns
+        the engine's result. No MRML access: any thread."""
+        self.job.stop()
+        return self.job.result()
+
+    def record(self, result: Any) -> Placement:
+        """Replace the preview with the finished tumor in the outputs (main thread)."""
         self._removePreview()
-        return _record(self.session, self.growth.result(), self._passed, self.request.organ,
-                       self.quality)
+        return _record(self.session, result, self._passed, self.request.organ, self.quality)
 
     def stop(self) -> None:
-        """Abandon the growth: the outputs are as before the click."""
+        """Abandon the job: the outputs are as before the click."""
         self._removePreview()
         if self._fresh and self.session.tumorCount == 0:
             self.session.removeOutputs()
@@ -209,7 +287,7 @@ class GrowthJob:
             return
         seg = self.session.segmentation
         if self._previewId is None:
-            name = f"Tumor {self.session.tumorCount + 1} (growing)"
+            name = f"Tumor {self.session.tumorCount + 1} (forming)"
             self._previewId = segment_logic.add_mask_segment(
                 seg, name, mask, lo, self.session.outputVolume,
                 color=segment_logic.tumor_color(self.session.tumorCount + 1))
@@ -224,86 +302,14 @@ class GrowthJob:
 
 
 def preview_mask(state: Any) -> tuple[np.ndarray | None, tuple[int, int, int]]:
-    """(boolean tumor mask on the ROI grid, ROI offset) of a ``GrowthState``; (None, ...)
+    """(boolean tumor mask on the ROI grid, ROI offset) of an engine ``LiveState``; (None, ...)
     before the tumor has any voxel."""
+    if state.mask is None:
+        return None, (0, 0, 0)
     mask = np.asarray(state.mask, dtype=bool)
     if not mask.any():
         return None, (0, 0, 0)
     return mask, tuple(int(v) for v in state.roi.lo)  # type: ignore[return-value]
-
-
-def _cellular_growth_class() -> Callable[..., Any]:
-    try:
-        from TumorSynthLib.synthesis.cellular import CellularGrowth
-    except ImportError as exc:
-        raise MissingDependencyError(
-            f"the cellular method needs PyTorch ({exc}); install it with the PyTorch "
-            "extension (PyTorch Utils module) or choose the handcrafted method"
-        ) from exc
-    return CellularGrowth
-
-
-# -- what the panel offers ------------------------------------------------------------------------
-#: Methods the panel lists, in order (unavailable ones are shown greyed with the reason).
-PANEL_METHODS = ("handcrafted", "cellular", "diffusion", "adversarial")
-#: Diameter ranges (mm) used when the engine cannot be loaded (common.md "Stage and size").
-FALLBACK_STAGE_RANGES = {"tiny": (4.0, 8.0), "early": (8.0, 20.0), "intermediate": (20.0, 50.0),
-                         "advanced": (50.0, 100.0)}
-
-
-def method_availability(names: Sequence[str] = PANEL_METHODS) -> dict[str, tuple[bool, str]]:
-    """{method: (usable here, reason if not)} for the panel's method list."""
-    try:
-        _api, base, _volume = engine()
-    except MissingDependencyError as exc:
-        return {name: (False, str(exc)) for name in names}
-    out = {}
-    for name in names:
-        try:
-            base.get_method(name)
-            out[name] = (True, "")
-        except Exception as exc:   # DependencyError / InputError carry the reason to show
-            out[name] = (False, _panel_reason(name, str(exc)))
-    return out
-
-
-def _panel_reason(method: str, reason: str) -> str:
-    """The engine's reason, with advice that fits Slicer (no bare ``pip install``)."""
-    if "unknown method" in reason:
-        return f"the '{method}' method is not part of this TumorSynth version"
-    if "torch" in reason.lower():
-        return (f"the '{method}' method needs PyTorch: install it with the PyTorch extension "
-                "(module PyTorch Utils), then restart Slicer")
-    return reason
-
-
-def diameter_range(stage: str, organ: str) -> tuple[float, float]:
-    """Default diameter range (mm) of a stage for an organ (the slider's range)."""
-    try:
-        from TumorSynthLib.anatomy.organs import stage_diameter_range
-        return stage_diameter_range(stage, organ)
-    except Exception:
-        return FALLBACK_STAGE_RANGES.get(stage, (4.0, 100.0))
-
-
-def guess_organ(*names: str) -> str | None:
-    """liver / pancreas / kidney named by any of ``names`` (segment name, terminology text),
-    or None."""
-    try:
-        from TumorSynthLib.anatomy.organs import guess_organ_from_name
-    except ImportError:
-        guess_organ_from_name = None
-    for name in names:
-        if not name:
-            continue
-        for part in [name] + name.replace("^", "~").split("~"):
-            organ = guess_organ_from_name(part) if guess_organ_from_name else None
-            if organ is None:
-                organ = next((o for o in ("liver", "pancreas", "kidney") if o in part.lower()),
-                             None)
-            if organ in ("liver", "pancreas", "kidney"):
-                return organ
-    return None
 
 
 def organ_options(massEffect: str = "auto", necrosis: str = "auto", capsule: str = "auto",

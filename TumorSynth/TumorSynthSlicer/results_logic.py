@@ -20,7 +20,7 @@ import numpy as np
 import slicer
 
 from . import segment_logic, table_logic
-from .errors import NodeGeometryError
+from .errors import MissingDependencyError, NodeGeometryError
 from .volume_logic import array_ijk, labelmap_from_array, world_affine
 
 TASK_NAMES = {1: "Organ", 2: "Tumor"}
@@ -98,27 +98,45 @@ def tumor_rows(summary: Mapping[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
-def task_labels(node: slicer.vtkMRMLNode, reference: slicer.vtkMRMLVolumeNode) -> np.ndarray:
-    """Task labels {0, 1 organ, 2 tumor} (uint8 ``[i, j, k]``) of a labelmap or segmentation
-    node on ``reference``'s grid. Segments whose name says "tumor" (or "lesion") are tumor,
-    the others organ; labelmap values 2 and >= 200 are tumor, other non-zero values organ."""
+def task_labels(node: slicer.vtkMRMLNode, reference: slicer.vtkMRMLVolumeNode, organ: str,
+                convention: str = "auto") -> np.ndarray:
+    """Task labels {0, 1 organ, 2 tumor} of ``organ`` (uint8 ``[i, j, k]``) of a labelmap or
+    segmentation node on ``reference``'s grid, with the engine's label conventions: a labelmap
+    is read in ``convention`` (``auto``: the engine's guess, as ``tumorsynth evaluate`` does),
+    so a TotalSegmentator map's right kidney (id 2) is organ, never tumor. A segmentation's
+    segments are tumor when their name says so (tumor, lesion, neoplasm), organ when the engine
+    reads the name as ``organ``, and ignored otherwise."""
+    engine = _task_engine()
     out = np.zeros(array_ijk(reference).shape, dtype=np.uint8)
     if node.IsA("vtkMRMLSegmentationNode"):
         for segment_id in segment_logic.segment_ids(node):
+            name = segment_logic.segment_name(node, segment_id)
+            is_tumor = any(word in name.lower() for word in ("tumor", "tumour", "lesion", "neoplasm"))
+            if not is_tumor and engine.guess_organ_from_name(name) != engine.canonical_organ(organ):
+                continue
             mask = segment_logic.segment_mask(node, segment_id, reference)
-            name = segment_logic.segment_name(node, segment_id).lower()
-            is_tumor = any(word in name for word in ("tumor", "tumour", "lesion", "neoplasm"))
             out[mask & (out < 2)] = 2 if is_tumor else 1
         return out
     values = array_ijk(node)
-    if values.shape != out.shape or not np.allclose(world_affine(node), world_affine(reference),
-                                                     atol=1e-3):
+    if values.shape != out.shape or not np.allclose(world_affine(node), world_affine(reference), atol=1e-3):
         raise NodeGeometryError(
             f"'{node.GetName()}' is not on the grid of '{reference.GetName()}'; resample it "
             "first (Resample Image (BRAINS) or Crop Volume) or use a segmentation node")
-    out[values > 0] = 1
-    out[(values == 2) | (values >= 200)] = 2
-    return out
+    conv = engine.guess_convention(values, organ) if convention == "auto" else convention
+    return engine.task_label_array(values, organ, conv)
+
+
+def _task_engine():
+    """The engine's label-convention functions (imported lazily, as everywhere here)."""
+    import types
+
+    try:
+        from TumorSynthLib.anatomy.organs import canonical_organ, guess_organ_from_name
+        from TumorSynthLib.anatomy.task_labels import guess_convention, task_label_array
+    except ImportError as exc:
+        raise MissingDependencyError(f"the TumorSynth engine could not be loaded ({exc})") from exc
+    return types.SimpleNamespace(canonical_organ=canonical_organ, guess_organ_from_name=guess_organ_from_name,
+                                 guess_convention=guess_convention, task_label_array=task_label_array)
 
 
 def outcome_masks(pred: np.ndarray, ref: np.ndarray) -> dict[str, np.ndarray]:

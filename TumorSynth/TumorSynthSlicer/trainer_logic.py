@@ -105,7 +105,7 @@ class BackgroundJobs:
 
         return self._start("train", args, finish, onUpdate, onLog, onDone)
 
-    def segment(self, model: str, volume: Any, organs: Any = None, device: str = "auto",
+    def segment(self, model: str, volume: Any, organs: Any = None, device: str = "auto", organ: str = "liver",
                 onUpdate: Callable[[RunProgress], None] | None = None,
                 onLog: Callable[[str], None] | None = None,
                 onDone: Callable[[JobResult], None] | None = None) -> RunProgress:
@@ -114,7 +114,7 @@ class BackgroundJobs:
         organs_path = None
         if organs is not None:
             organs_path = str(files_logic.write_volume(
-                volume, work / "organs.nii.gz", results_logic.task_labels(organs, volume)))
+                volume, work / "organs.nii.gz", results_logic.task_labels(organs, volume, organ)))
         pred = work / "pred.nii.gz"
         args = process_logic.segment_args(model, str(image), str(pred), organs=organs_path,
                                           device=device)
@@ -137,8 +137,8 @@ class BackgroundJobs:
                  onLog: Callable[[str], None] | None = None,
                  onDone: Callable[[JobResult], None] | None = None) -> dict[str, Any]:
         """Show TP / FP / FN at once, then score in the background. Returns the outcome nodes."""
-        pred = results_logic.task_labels(prediction, grid)
-        ref = results_logic.task_labels(reference, grid)
+        pred = results_logic.task_labels(prediction, grid, organ)
+        ref = results_logic.task_labels(reference, grid, organ)
         outcomes = segment_logic.new_segmentation_for(grid, f"{prediction.GetName()} vs "
                                                                f"{reference.GetName()}")
         ids = results_logic.add_outcome_segments(outcomes, results_logic.outcome_masks(pred, ref),

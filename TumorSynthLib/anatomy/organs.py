@@ -23,24 +23,11 @@ import json
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
 from ..core.errors import InputError
-from .site import STAGES
-
-CONVENTIONS = ("totalseg", "msd", "lits", "kits", "binary")
-#: Organs a tumor can be placed in (``synthesis.base.ORGANS`` plus the spleen).
-KNOWN_ORGANS = ("liver", "pancreas", "kidney", "spleen")
-#: MAD values are scaled by this so they estimate a Gaussian standard deviation.
-MAD_TO_SIGMA = 1.4826
-#: Floor (HU) of the scaled MAD, so that a noise-free organ still gets a usable window.
-MAD_FLOOR_HU = 1.0
-#: Lower bound (HU) of the parenchyma window: drops fat and partial volume with fat.
-PARENCHYMA_LOW_HU = -30.0
-#: Fewest parenchyma voxels ``parenchyma_stats`` accepts.
-MIN_PARENCHYMA_VOXELS = 10
 
 
 @lru_cache(maxsize=1)
@@ -49,7 +36,18 @@ def _profiles() -> dict[str, Any]:
     return json.loads(text)
 
 
-def _check_convention(convention: str) -> str:
+#: Label conventions the engine reads (totalseg, msd, lits, kits, binary).
+CONVENTIONS: tuple[str, ...] = tuple(_profiles()["conventions"])
+#: Stages in order, and every organ the engine knows (the tables of organ_profiles.json).
+STAGES: tuple[str, ...] = tuple(_profiles()["stages"]["default"])
+KNOWN_ORGANS: tuple[str, ...] = tuple(_profiles()["organs"])
+#: The organs front ends offer for tumors (liver, pancreas, kidney).
+ORGANS: tuple[str, ...] = tuple(n for n, e in _profiles()["organs"].items() if e.get("offered", True))
+
+
+def check_convention(convention: str) -> str:
+    """The convention name (lower-case) or InputError listing ``CONVENTIONS``: the one check
+    every reader of a labelmap uses."""
     conv = str(convention).strip().lower()
     if conv not in CONVENTIONS:
         raise InputError(
@@ -95,7 +93,7 @@ def organ_label_ids(organ: str, convention: str) -> tuple[int, ...]:
     kidney (2, 3), spleen (1,); every other convention: (1,)). Lesions are not included: see
     ``organ_region_label_ids``."""
     organ = canonical_organ(organ)
-    entry = _profiles()["conventions"][_check_convention(convention)]
+    entry = _profiles()["conventions"][check_convention(convention)]
     ids = entry["organ_ids"]
     if isinstance(ids, dict):
         return tuple(int(v) for v in ids[organ])
@@ -104,7 +102,7 @@ def organ_label_ids(organ: str, convention: str) -> tuple[int, ...]:
 
 def tumor_label_id(organ_label_id: int, convention: str) -> int:
     """The id tumor voxels receive: ``200 + organ id`` for totalseg, else 2."""
-    entry = _profiles()["conventions"][_check_convention(convention)]
+    entry = _profiles()["conventions"][check_convention(convention)]
     if "tumor_offset" in entry:
         return int(entry["tumor_offset"]) + int(organ_label_id)
     return int(entry["tumor_id"])
@@ -113,7 +111,7 @@ def tumor_label_id(organ_label_id: int, convention: str) -> int:
 def lesion_label_ids(organ: str, convention: str) -> tuple[int, ...]:
     """Ids of lesions already inside the organ (existing or earlier synthetic tumors, KiTS
     cysts): part of the organ region, but occupied."""
-    conv = _check_convention(convention)
+    conv = check_convention(convention)
     entry = _profiles()["conventions"][conv]
     if conv == "totalseg":
         return tuple(tumor_label_id(i, conv) for i in organ_label_ids(organ, conv))
@@ -128,14 +126,14 @@ def organ_region_label_ids(organ: str, convention: str) -> tuple[int, ...]:
 def vessel_label_ids(convention: str) -> tuple[int, ...]:
     """Ids of labelled vessels (walls for the tumor): totalseg 52 aorta, 53-60 thoracic
     vessels, 62 SVC, 63 IVC, 64 portal/splenic vein, 65-68 iliac arteries/veins; others ()."""
-    return tuple(int(v) for v in _profiles()["conventions"][_check_convention(convention)]["vessel_ids"])
+    return tuple(int(v) for v in _profiles()["conventions"][check_convention(convention)]["vessel_ids"])
 
 
 def label_names(convention: str, organ: str | None = None) -> dict[int, str]:
     """Id -> name of every label the convention uses, tumor ids included (e.g. 205
     "liver_tumor"). For msd / lits / binary, ``organ`` names label 1 (default "organ"; lits
     means liver)."""
-    conv = _check_convention(convention)
+    conv = check_convention(convention)
     entry = _profiles()["conventions"][conv]
     if "names" in entry:
         names = {int(k): v for k, v in entry["names"].items()}
@@ -244,80 +242,26 @@ class IntensityProfile:
 
     organ: str
     f_range: tuple[float, float]
+    parenchyma_floor_hu: float      # darker voxels are fat, not parenchyma
 
 
 def intensity_profile(organ: str) -> IntensityProfile:
     """The organ's intensity profile (f ranges: liver 0.35-0.75, pancreas 0.30-0.60, kidney
-    0.35-0.70)."""
+    0.35-0.70; parenchyma floor -30 HU, 0 HU for the often fatty pancreas)."""
     organ = canonical_organ(organ)
-    lo, hi = _profiles()["intensity"][organ]["f_range"]
-    return IntensityProfile(organ=organ, f_range=(float(lo), float(hi)))
-
-
-@dataclass(frozen=True)
-class ParenchymaStats:
-    """Robust HU statistics of the organ parenchyma around a site. ``mad_hu`` is the median
-    absolute deviation scaled by 1.4826 (a standard-deviation estimate), floored at 1 HU;
-    ``vessel_threshold_hu = median_hu + 3 * mad_hu``; ``n_voxels`` were used."""
-
-    median_hu: float
-    mad_hu: float
-    vessel_threshold_hu: float
-    n_voxels: int
-
-
-def robust_median_mad(values: np.ndarray) -> tuple[float, float]:
-    """(median, scaled MAD floored at ``MAD_FLOOR_HU``) of a 1D array of HU."""
-    med = float(np.median(values))
-    mad = float(np.median(np.abs(values - med))) * MAD_TO_SIGMA
-    return med, max(mad, MAD_FLOOR_HU)
-
-
-def parenchyma_values(values: np.ndarray) -> np.ndarray:
-    """Organ HU values restricted to the parenchyma window [-30 HU, median + 3 MAD], where
-    median and MAD are first taken over all ``values``."""
-    med, mad = robust_median_mad(values)
-    keep = (values >= PARENCHYMA_LOW_HU) & (values <= med + 3.0 * mad)
-    return values[keep]
-
-
-def parenchyma_stats(
-    image: np.ndarray, organ_mask: np.ndarray, center_vox: Sequence[float],
-    spacing: Sequence[float], radius_mm: float = 30.0,
-) -> ParenchymaStats:
-    """Median / MAD of the organ voxels within ``radius_mm`` (mm, anisotropic spacing) of
-    ``center_vox`` that lie in [-30 HU, median + 3 MAD] (first pass: all organ voxels in the
-    ball; second pass: the window). Drops fat, partial volume and enhanced vessels.
-    Only the box around the ball is read. InputError if fewer than 10 voxels remain."""
-    spacing = np.asarray(spacing, dtype=float)
-    c = np.asarray(center_vox, dtype=float)
-    half = np.ceil(radius_mm / spacing)
-    lo = np.maximum(np.floor(c - half).astype(int), 0)
-    hi = np.minimum(np.ceil(c + half).astype(int) + 1, np.asarray(image.shape))
-    box = tuple(slice(a, b) for a, b in zip(lo, hi))
-    grids = np.ogrid[box]
-    d2 = sum(((g - ci) * s) ** 2 for g, ci, s in zip(grids, c, spacing))
-    sel = np.asarray(organ_mask[box], dtype=bool) & (d2 <= radius_mm**2)
-    values = np.asarray(image[box], dtype=np.float64)[sel]
-    kept = parenchyma_values(values) if values.size else values
-    if kept.size < MIN_PARENCHYMA_VOXELS:
-        raise InputError(
-            f"only {kept.size} organ parenchyma voxels (HU in [-30, median + 3 MAD]) lie within "
-            f"{radius_mm:g} mm of the site; the organ mask is too small here or the image is not "
-            "CT in HU: check the organ labels and the image"
-        )
-    med, mad = robust_median_mad(kept)
-    return ParenchymaStats(
-        median_hu=med, mad_hu=mad, vessel_threshold_hu=med + 3.0 * mad, n_voxels=int(kept.size)
-    )
+    entry = _profiles()["intensity"][organ]
+    lo, hi = entry["f_range"]
+    return IntensityProfile(organ=organ, f_range=(float(lo), float(hi)),
+                            parenchyma_floor_hu=float(entry["parenchyma_floor_hu"]))
 
 
 __all__ = [
     "CONVENTIONS",
     "KNOWN_ORGANS",
+    "ORGANS",
+    "check_convention",
     "STAGES",
     "IntensityProfile",
-    "ParenchymaStats",
     "canonical_organ",
     "check_stage",
     "guess_organ_from_name",
@@ -326,9 +270,6 @@ __all__ = [
     "lesion_label_ids",
     "organ_label_ids",
     "organ_region_label_ids",
-    "parenchyma_stats",
-    "parenchyma_values",
-    "robust_median_mad",
     "stage_diameter_range",
     "tnm_categories",
     "tnm_diameter_range",

@@ -1,12 +1,14 @@
 """The organ a tumor goes into, as a region that answers questions box by box.
 
-``placement.prepare_site`` never builds a whole-image organ mask in click mode: it asks the
-region for the tissue / lesion masks of the boxes it works on. Two sources:
+Placement never builds a whole-image organ mask: it asks the region for the tissue / lesion
+masks of the boxes it works on. Two sources:
 
-* ``LabelledRegion``: voxels of one organ id in a labelmap (tissue) plus the lesions already in it
-  (existing or earlier synthetic tumors, KiTS cysts), which count as organ but are occupied;
-* ``GrownRegion``: a region grown from a click when there are no labels (common.md: flood fill of
-  voxels within +-2.5 MAD of the local median HU, <= 60 mm from the click, 2 mm opening, the
+* ``LabelledRegion``: voxels of one organ in a labelmap (tissue) plus the lesions already in it
+  (existing or earlier synthetic tumors, KiTS cysts), which count as organ but are occupied.
+  Boxes are read through a ``ScanView``, so tumors placed earlier in the same call are seen;
+  whole-organ facts (volume, box, present ids) come from the cached ``ScanAnalysis``.
+* ``GrownRegion``: a region grown from a click when there are no labels (common.md: flood fill
+  of voxels within +-2.5 MAD of the local median HU, <= 60 mm from the click, 2 mm opening, the
   connected component holding the click).
 """
 from __future__ import annotations
@@ -17,8 +19,10 @@ import numpy as np
 from scipy import ndimage
 
 from ..core.errors import PlacementError
-from .organs import lesion_label_ids, organ_label_ids, robust_median_mad
-from ..core.volume import Box, bounding_box, box_around
+from ..core.volume import Box, box_around
+from .analysis import ScanView
+from .organs import lesion_label_ids, organ_label_ids
+from .parenchyma import robust_median_mad
 
 #: Region growing defaults (mm / multiples of the scaled MAD).
 GROW_RADIUS_MM = 60.0
@@ -33,18 +37,24 @@ def ball_d2(shape: Sequence[int], center: Sequence[float], spacing: Sequence[flo
     return sum(((g - c) * s) ** 2 for g, c, s in zip(grids, center, spacing))  # type: ignore[return-value]
 
 
-def _is_any(arr: np.ndarray, ids: Sequence[int]) -> np.ndarray:
-    out = arr == ids[0]
-    for i in ids[1:]:
-        out |= arr == i
-    return out
+def is_any(arr: np.ndarray, ids: Sequence[int]) -> np.ndarray:
+    """``arr`` in ``ids`` (labels >= 0): one comparison per id for one or two ids, else one
+    look-up table pass (several times faster than ``np.isin`` or a comparison per id)."""
+    ids = [int(i) for i in ids]
+    if len(ids) <= 2:
+        out = np.zeros(arr.shape, dtype=bool)
+        for i in ids:
+            out |= arr == i
+        return out
+    lut = np.zeros(max(ids) + 2, dtype=bool)
+    lut[ids] = True
+    return np.take(lut, arr, mode="clip")
 
 
-def nearest_organ_voxel(
-    mask: np.ndarray, point_vox: Sequence[float], spacing: Sequence[float]
-) -> tuple[np.ndarray, float] | None:
-    """(integer voxel index, distance mm) of the organ voxel whose centre is nearest to
-    ``point_vox`` (continuous index in ``mask``'s coordinates); None for an empty mask."""
+def nearest_voxel(mask: np.ndarray, point_vox: Sequence[float],
+                  spacing: Sequence[float]) -> tuple[np.ndarray, float] | None:
+    """(integer index, distance mm) of the true voxel of ``mask`` nearest to ``point_vox``
+    (continuous index in ``mask``'s coordinates); None for an empty mask."""
     idx = np.argwhere(mask)
     if idx.size == 0:
         return None
@@ -53,17 +63,15 @@ def nearest_organ_voxel(
     return idx[best], float(np.sqrt(d2[best]))
 
 
-def snap_to_organ(
-    mask: np.ndarray, point_vox: Sequence[float], spacing: Sequence[float],
-    max_mm: float = 3.0,
-) -> tuple[np.ndarray, float] | None:
+def snap_to_organ(mask: np.ndarray, point_vox: Sequence[float], spacing: Sequence[float],
+                  max_mm: float = 3.0) -> tuple[np.ndarray, float] | None:
     """The placed centre for a click: the click itself (distance 0) when its voxel is in the
     organ, the nearest organ voxel centre when that is within ``max_mm``, else None."""
     p = np.asarray(point_vox, dtype=float)
     v = np.rint(p).astype(int)
     if np.all(v >= 0) and np.all(v < mask.shape) and mask[tuple(v)]:
         return p.copy(), 0.0
-    near = nearest_organ_voxel(mask, p, spacing)
+    near = nearest_voxel(mask, p, spacing)
     if near is None or near[1] > max_mm:
         return None
     return near[0].astype(float), near[1]
@@ -74,47 +82,44 @@ class LabelledRegion:
 
     source = "labels"
 
-    def __init__(self, lab: np.ndarray, organ: str, organ_label_id: int,
-                 tissue_ids: tuple[int, ...], lesion_ids: tuple[int, ...], convention: str):
-        self.lab = lab
+    def __init__(self, view: ScanView, organ: str, tissue_ids: tuple[int, ...],
+                 lesion_ids: tuple[int, ...]) -> None:
+        self.view = view
         self.organ = organ
-        self.organ_label_id = int(organ_label_id)
         self.tissue_ids = tissue_ids
         self.lesion_ids = lesion_ids
-        self.convention = convention
+        self.organ_label_id = int(tissue_ids[0])
 
     def masks(self, box: Box) -> tuple[np.ndarray, np.ndarray]:
-        """(tissue, lesion) bool masks of the voxels inside ``box``."""
-        sub = self.lab[box.slices]
-        return _is_any(sub, self.tissue_ids), _is_any(sub, self.lesion_ids)
+        """(tissue, lesion) bool masks of the voxels inside ``box``, as the scan is now."""
+        sub = self.view.labels_box(box)
+        lesion = is_any(sub, self.lesion_ids) | (self.view.occupied_box(box) & is_any(sub, self.tissue_ids))
+        return is_any(sub, self.tissue_ids) & ~lesion, lesion
 
-    def volume_ml(self, spacing: Sequence[float]) -> float:
-        """Tissue + lesion volume (ml): the one whole-labelmap pass of click mode."""
-        n = sum(int(np.count_nonzero(self.lab == i)) for i in self.tissue_ids + self.lesion_ids)
-        return n * float(np.prod(spacing)) / 1000.0
+    def volume_ml(self) -> float:
+        n = self.view.analysis.count(self.tissue_ids + self.lesion_ids)
+        return n * float(np.prod(self.view.analysis.spacing)) / 1000.0
 
-    def tissue_full(self) -> np.ndarray:
-        return _is_any(self.lab, self.tissue_ids)
-
-    def full_mask(self) -> np.ndarray:
-        return _is_any(self.lab, self.tissue_ids + self.lesion_ids)
-
-    def bbox(self, margin_vox: int) -> Box:
-        box = bounding_box(self.full_mask(), margin_vox)
+    def bbox(self, margin_vox: int = 0) -> Box:
+        box = self.view.analysis.box(self.tissue_ids + self.lesion_ids, margin_vox)
         if box is None:
-            raise PlacementError(self.absent_message(self.organ, self.convention))
+            raise PlacementError(self.absent_message())
         return box
 
-    def nearest(self, point_vox: Sequence[float], spacing: Sequence[float]) -> tuple[np.ndarray, float] | None:
-        return nearest_organ_voxel(self.full_mask(), point_vox, spacing)
+    def nearest(self, point_vox: Sequence[float]) -> tuple[np.ndarray, float] | None:
+        box = self.view.analysis.box(self.tissue_ids + self.lesion_ids)
+        if box is None:
+            return None
+        tissue, lesion = self.masks(box)
+        near = nearest_voxel(tissue | lesion, np.asarray(point_vox) - np.asarray(box.lo),
+                             self.view.analysis.spacing)
+        return None if near is None else (near[0] + np.asarray(box.lo), near[1])
 
-    def absent_message(self, organ: str, convention: str) -> str:
-        found = sorted(int(v) for v in np.unique(self.lab) if v != 0)
-        return (
-            f"the {organ} is absent from the labels (convention {convention}: ids "
-            f"{organ_label_ids(organ, convention)}; ids found: {found[:30]}); "
-            "check the label convention (--labels) and the organ"
-        )
+    def absent_message(self) -> str:
+        analysis = self.view.analysis
+        return (f"the {self.organ} is absent from the labels (convention {analysis.convention}: "
+                f"ids {list(self.tissue_ids)}; ids found: {analysis.present_ids[:30]}); "
+                "check the label convention (--labels) and the organ")
 
 
 class GrownRegion:
@@ -123,7 +128,8 @@ class GrownRegion:
     source = "region-grown"
     lesion_ids: tuple[int, ...] = ()
 
-    def __init__(self, organ: str, box: Box, mask: np.ndarray, organ_label_id: int):
+    def __init__(self, view: ScanView, organ: str, box: Box, mask: np.ndarray, organ_label_id: int):
+        self.view = view
         self.organ = organ
         self.box = box
         self.mask = mask
@@ -137,50 +143,49 @@ class GrownRegion:
             dst = tuple(slice(a - o, b - o) for a, b, o in zip(lo, hi, box.lo))
             src = tuple(slice(a - o, b - o) for a, b, o in zip(lo, hi, self.box.lo))
             tissue[dst] = self.mask[src]
-        return tissue, np.zeros(box.shape, dtype=bool)
+        occupied = self.view.occupied_box(box)
+        return tissue & ~occupied, tissue & occupied
 
-    def volume_ml(self, spacing: Sequence[float]) -> float:
-        return int(np.count_nonzero(self.mask)) * float(np.prod(spacing)) / 1000.0
+    def volume_ml(self) -> float:
+        return int(np.count_nonzero(self.mask)) * float(np.prod(self.view.analysis.spacing)) / 1000.0
 
-    def bbox(self, margin_vox: int) -> Box:
+    def bbox(self, margin_vox: int = 0) -> Box:
         return self.box
 
-    def nearest(self, point_vox: Sequence[float], spacing: Sequence[float]) -> tuple[np.ndarray, float] | None:
-        near = nearest_organ_voxel(self.mask, np.asarray(point_vox) - np.asarray(self.box.lo), spacing)
+    def nearest(self, point_vox: Sequence[float]) -> tuple[np.ndarray, float] | None:
+        near = nearest_voxel(self.mask, np.asarray(point_vox) - np.asarray(self.box.lo),
+                             self.view.analysis.spacing)
         return None if near is None else (near[0] + np.asarray(self.box.lo), near[1])
 
-    def absent_message(self, organ: str, convention: str) -> str:
-        return (
-            f"no organ-like tissue could be grown from the click; click well inside the {organ} "
-            "or give organ labels"
-        )
+    def absent_message(self) -> str:
+        return (f"no organ-like tissue could be grown from the click; click well inside the "
+                f"{self.organ} or give organ labels")
 
 
-def labelled_region(
-    lab: np.ndarray, organ: str, convention: str, click_vox: np.ndarray | None,
-    spacing: Sequence[float] | None, snap_mm: float, organ_label_id: int | None = None,
-) -> LabelledRegion:
-    """The organ region of a labelmap. With several organ ids (kidneys) and a click, the id is
-    the one at (or nearest within ``snap_mm`` of) the click; without a match every id is kept
-    (the caller then reports the distance to the nearest of them)."""
+def labelled_region(view: ScanView, organ: str, click_vox: np.ndarray | None = None,
+                    snap_mm: float = 3.0, organ_label_id: int | None = None) -> LabelledRegion:
+    """The organ region of the labelmap. With several organ ids (kidneys) and a click, the id
+    is the one at (or nearest within ``snap_mm`` of) the click; without a match every id is
+    kept (the caller then reports the distance to the nearest of them)."""
+    convention = view.analysis.convention
     ids = organ_label_ids(organ, convention)
-    if organ_label_id is None and len(ids) > 1 and click_vox is not None and spacing is not None:
-        organ_label_id = _id_near_click(lab, organ, convention, click_vox, spacing, snap_mm)
+    if organ_label_id is None and len(ids) > 1 and click_vox is not None:
+        organ_label_id = _id_near_click(view, organ, click_vox, snap_mm)
     tissue = (int(organ_label_id),) if organ_label_id is not None else ids
     if convention == "totalseg":
         lesions = tuple(200 + i for i in tissue)
     else:
         lesions = lesion_label_ids(organ, convention)
-    oid = tissue[0]
-    return LabelledRegion(lab, organ, oid, tissue, lesions, convention)
+    return LabelledRegion(view, organ, tissue, lesions)
 
 
-def _id_near_click(lab: np.ndarray, organ: str, convention: str, click: np.ndarray,
-                   spacing: Sequence[float], snap_mm: float) -> int | None:
-    box = box_around(click, snap_mm + float(max(spacing)), spacing, lab.shape)
-    sub = lab[box.slices]
+def _id_near_click(view: ScanView, organ: str, click: np.ndarray, snap_mm: float) -> int | None:
+    spacing = view.analysis.spacing
+    convention = view.analysis.convention
+    box = box_around(click, snap_mm + float(max(spacing)), spacing, view.analysis.shape)
+    sub = view.labels_box(box)
     ids = organ_label_ids(organ, convention)
-    region = _is_any(sub, ids + tuple(lesion_label_ids(organ, convention)))
+    region = is_any(sub, ids + tuple(lesion_label_ids(organ, convention)))
     snapped = snap_to_organ(region, click - np.asarray(box.lo), spacing, snap_mm)
     if snapped is None:
         return None
@@ -195,23 +200,22 @@ def _structure_mm(radius_mm: float, spacing: Sequence[float]) -> np.ndarray:
     return sum((g / n) ** 2 for g, n in zip(grids, r)) <= 1.0
 
 
-def grow_organ_region(
-    image: np.ndarray, click_vox: Sequence[float], spacing: Sequence[float], organ: str = "organ",
-    *, radius_mm: float = GROW_RADIUS_MM, tolerance_mad: float = GROW_TOLERANCE_MAD,
-    local_radius_mm: float = GROW_LOCAL_RADIUS_MM, opening_mm: float = GROW_OPENING_MM,
-    organ_label_id: int = 1,
-) -> GrownRegion:
-    """Grow an organ region from a click (continuous voxel index) in an HU image: voxels within
+def grow_organ_region(view: ScanView, click_vox: Sequence[float], organ: str = "organ", *,
+                      organ_label_id: int = 1, radius_mm: float = GROW_RADIUS_MM,
+                      tolerance_mad: float = GROW_TOLERANCE_MAD,
+                      local_radius_mm: float = GROW_LOCAL_RADIUS_MM,
+                      opening_mm: float = GROW_OPENING_MM) -> GrownRegion:
+    """Grow an organ region from a click (continuous voxel index): voxels within
     ``tolerance_mad`` scaled MADs of the median HU of a ``local_radius_mm`` ball around the
     click, within ``radius_mm`` of it, opened by an ellipsoid of ``opening_mm`` (>= 1 voxel per
     axis), the connected component holding the click (or nearest to it), holes filled."""
-    spacing = np.asarray(spacing, dtype=float)
+    spacing = view.analysis.spacing
     click = np.asarray(click_vox, dtype=float)
-    box = box_around(click, radius_mm, spacing, image.shape)
-    sub = np.asarray(image[box.slices], dtype=np.float32)
+    box = box_around(click, radius_mm, spacing, view.analysis.shape)
+    sub = view.image_box(box)
     c = click - np.asarray(box.lo)
     d2 = ball_d2(sub.shape, c, spacing)
-    local_r = max(local_radius_mm, 1.01 * float(spacing.max()))
+    local_r = max(local_radius_mm, 1.01 * float(np.max(spacing)))
     med, mad = robust_median_mad(sub[d2 <= local_r**2].astype(np.float64))
     cand = (d2 <= radius_mm**2) & (np.abs(sub - med) <= tolerance_mad * mad)
     opened = ndimage.binary_opening(cand, structure=_structure_mm(opening_mm, spacing))
@@ -223,10 +227,13 @@ def grow_organ_region(
         )
     v = np.rint(c).astype(int)
     if comps[tuple(v)] == 0:
-        v = nearest_organ_voxel(opened, c, spacing)[0]  # type: ignore[index]
+        v = nearest_voxel(opened, c, spacing)[0]  # type: ignore[index]
     mask = ndimage.binary_fill_holes(comps == comps[tuple(v)])
-    return GrownRegion(organ, box, mask, organ_label_id=organ_label_id)
+    return GrownRegion(view, organ, box, mask, organ_label_id)
 
 
 #: Either kind of region (they share masks / volume_ml / bbox / nearest / absent_message).
 OrganRegion = LabelledRegion | GrownRegion
+
+__all__ = ["GrownRegion", "LabelledRegion", "OrganRegion", "ball_d2", "grow_organ_region",
+           "is_any", "labelled_region", "nearest_voxel", "snap_to_organ"]

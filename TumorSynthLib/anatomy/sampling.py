@@ -1,11 +1,13 @@
 """Sampled placement (no click): a tumor centre drawn uniformly over the organ voxels that are
-at least min(r, 5 mm) inside the surface, not brighter than the vessel threshold, more than r
-from earlier tumors and, for the liver, in the central 30-70 % of its cranio-caudal (RAS S)
-extent (common.md "Placement"). Used by ``placement.prepare_site``.
+at least min(r, 5 mm) inside the surface, not brighter than the organ's vessel threshold, more
+than r from earlier tumors and lesions, far enough from the scan's edges that the tumor fits in
+the field of view and, for the liver, in the central 30-70 % of its cranio-caudal (RAS S) extent
+(common.md "Placement").
 
-Rejection sampling with local checks keeps this fast (no whole-organ distance transform); after
-``REJECTION_TRIES`` misses the exact eligible set is computed once with distance transforms, so
-the draw stays uniform over the same set either way.
+The candidate voxels and the vessel threshold are organ-wide facts computed once per scan
+(``ScanAnalysis``); each draw then checks only a small box around the candidate (rejection
+sampling). After ``REJECTION_TRIES`` misses the exact eligible set is computed once with
+distance transforms on the organ's box, so the draw stays uniform over the same set either way.
 """
 from __future__ import annotations
 
@@ -13,129 +15,187 @@ import numpy as np
 from scipy import ndimage
 
 from ..core.errors import InputError, PlacementError
+from ..core.resample import dilate_mm
+from ..core.volume import box_around
 from .region import LabelledRegion, ball_d2
-from .organs import parenchyma_values, robust_median_mad
-from .site import TumorSpec
-from ..core.volume import Volume, box_around
 
 #: Sampled centres keep at least min(r, this) mm from the organ surface.
 SURFACE_MARGIN_MM = 5.0
 #: Default cranio-caudal band (fractions of the liver's S extent) for sampled liver tumors.
 LIVER_CC_RANGE = (0.3, 0.7)
+#: Sampled tumors keep this many radii from the scan's edges (a deformed tumor reaches ~1.3 r).
+FOV_REACH = 1.3
+#: Exophytic tumors keep this far (mm) from the organ's hilum (the fat its closing encloses).
+HILUM_CLOSING_MM = 8.0
+HILUM_CLEARANCE_MM = 6.0
 #: Random draws tried before the exact eligible set is computed.
 REJECTION_TRIES = 200
 
 
-def sample_location(
-    candidates: np.ndarray, surface_mm: np.ndarray, min_surface_mm: float,
-    rng: np.random.Generator,
-) -> np.ndarray | None:
-    """A voxel index drawn uniformly among ``candidates`` (bool) whose distance to the organ
-    surface (``surface_mm``, same shape) is at least ``min_surface_mm``; None if there is none."""
-    idx = np.flatnonzero(candidates & (surface_mm >= min_surface_mm))
-    if idx.size == 0:
-        return None
-    return np.array(np.unravel_index(int(idx[rng.integers(idx.size)]), candidates.shape))
-
-
-def sample_center(
-    image: Volume, region: LabelledRegion, spec: TumorSpec,
-    radius: float, occ: np.ndarray | None, rng: np.random.Generator, warnings: list[str],
-    draws: dict[str, object],
-) -> np.ndarray:
-    """Uniform over tissue voxels >= min(r, 5 mm) inside the surface, not brighter than the
-    vessel threshold, > r from earlier tumors and, for the liver, in the central cranio-caudal
-    band. Vessel-label voxels are never organ voxels, so they are avoided by construction.
-    Rejection sampling with local checks (no whole-organ distance transform); after
-    ``REJECTION_TRIES`` misses the exact set is computed once (``sample_location``)."""
-    shape = image.shape
-    flat = np.flatnonzero(region.tissue_full())
-    coords = np.unravel_index(flat, shape)
-    values = np.asarray(image.array[coords], dtype=np.float64)
-    keep = values <= _global_vessel_threshold(values)
+def sample_center(region: LabelledRegion, radius: float, options: dict, rng: np.random.Generator,
+                  warnings: list[str], draws: dict[str, object], *, surface: bool = False) -> np.ndarray:
+    """A centre (full-image voxel index, float) for a tumor of ``radius`` mm (see the module
+    docstring); ``surface``: an exophytic tumor, centred just under the organ's surface away
+    from its hilum (``surface_center``). PlacementError when the organ has no such place."""
+    if surface:
+        pick = surface_center(region, radius, rng)
+        if pick is not None:
+            draws["center_voxel"] = [int(v) for v in pick]
+            return pick.astype(float)
+        warnings.append(f"no place under the {region.organ}'s surface away from its hilum; sampled inside it")
     need = min(radius, SURFACE_MARGIN_MM)
-    tries = [flat[keep & band]] if (band := _liver_band(image, coords, spec, region.organ)) is not None else []
-    tries.append(flat[keep])
-    for n_try, cand in enumerate(tries):
-        if n_try == 1 and len(tries) == 2:
+    rules = _Rules(region, radius, options)
+    passes = [True, False] if rules.band is not None else [False]
+    for use_band in passes:
+        if not use_band and rules.band is not None:
             warnings.append("no room in the central cranio-caudal band of the liver; sampled the whole liver")
-        pick = _draw_by_rejection(cand, shape, image.spacing, region, need, radius, occ, rng)
+        pick = _draw_by_rejection(region, rules, use_band, need, radius, rng)
         if pick is None:
-            pick = _draw_exhaustive(cand, image, region, need, radius, occ, rng)
+            pick = _draw_exhaustive(region, rules.eligible(use_band), need, radius, rng)
         if pick is not None:
             draws["center_voxel"] = [int(v) for v in pick]
             return pick.astype(float)
     raise PlacementError(
-        f"no place in the {region.organ} is {need:.1f} mm inside the surface, off vessels and "
-        f"{radius:.1f} mm from earlier tumors; ask for a smaller tumor or click a point"
+        f"no place in the {region.organ} is {need:.1f} mm inside the surface, off vessels, "
+        f"{radius:.1f} mm from earlier tumors and inside the field of view; ask for a smaller "
+        "tumor or click a point"
     )
 
 
-def _fits(v: np.ndarray, shape: tuple[int, int, int], spacing: np.ndarray, region: LabelledRegion,
-          need: float, radius: float, occ: np.ndarray | None) -> bool:
-    """True when no non-organ voxel (nor the outside of the image) lies closer than ``need`` mm
-    and no occupied voxel within ``radius`` mm of voxel ``v``: the local form of the EDT tests."""
+class _Rules:
+    """The per-voxel rules of a sampled centre, checkable one candidate at a time (cheap) or
+    for every organ voxel at once (the exhaustive fallback)."""
+
+    def __init__(self, region: LabelledRegion, radius: float, options: dict) -> None:
+        analysis = region.view.analysis
+        self.analysis = analysis
+        self.flat = analysis.indices(region.tissue_ids)
+        self.threshold = analysis.vessel_threshold(region.tissue_ids)
+        shape, spacing = np.asarray(analysis.shape), analysis.spacing
+        reach = np.floor(np.minimum(FOV_REACH * radius / spacing, 0.5 * (shape - 1)))
+        self.lo, self.hi = reach, shape - 1 - reach
+        self.band = _liver_band(region, options)
+
+    def ok(self, v: np.ndarray, use_band: bool) -> bool:
+        if np.any(v < self.lo) or np.any(v > self.hi):
+            return False
+        if float(self.analysis.image.array[tuple(v)]) > self.threshold:
+            return False
+        return not use_band or self.band is None or self.band[0] <= _s_of(self.analysis, v) <= self.band[1]
+
+    def eligible(self, use_band: bool) -> np.ndarray:
+        coords = np.unravel_index(self.flat, self.analysis.shape)
+        keep = self.analysis.image.array[coords] <= self.threshold
+        for c, lo, hi in zip(coords, self.lo, self.hi):
+            keep &= (c >= lo) & (c <= hi)
+        if use_band and self.band is not None:
+            s = _s_of(self.analysis, np.stack(coords, axis=-1))
+            keep &= (s >= self.band[0]) & (s <= self.band[1])
+        return self.flat[keep]
+
+
+def _s_of(analysis, v: np.ndarray) -> np.ndarray | float:
+    """RAS S (mm) of voxel index(es) ``v`` (..., 3)."""
+    aff = analysis.image.affine
+    return np.asarray(v, dtype=float) @ aff[2, :3] + aff[2, 3]
+
+
+def surface_center(region: LabelledRegion, radius: float, rng: np.random.Generator) -> np.ndarray | None:
+    """A centre for an exophytic tumor: uniform over organ voxels 2 mm to ``max(0.25 r, 3 mm)``
+    under the surface, at least ``HILUM_CLEARANCE_MM`` from the hilum (the fat the organ
+    encloses: its closing by ``HILUM_CLOSING_MM`` minus itself), off lesions and earlier tumors,
+    inside the field of view; so the tumor bulges out of the cortex and leaves most of the organ."""
+    analysis = region.view.analysis
+    spacing = np.asarray(analysis.spacing, dtype=float)
+    box = region.bbox(int(np.ceil((HILUM_CLOSING_MM + radius) / spacing.min())) + 1)
+    tissue, lesion = region.masks(box)
+    organ = tissue | lesion
+    depth = ndimage.distance_transform_edt(np.pad(organ, 1), sampling=spacing)[1:-1, 1:-1, 1:-1]
+    closed = ~dilate_mm(~dilate_mm(organ, HILUM_CLOSING_MM, spacing), HILUM_CLOSING_MM, spacing)
+    hilum = closed & ~organ
+    near_hilum = dilate_mm(hilum, HILUM_CLEARANCE_MM, spacing) if hilum.any() else hilum
+    ok = tissue & (depth >= 2.0) & (depth <= max(0.25 * radius, 3.0)) & ~near_hilum
+    if lesion.any():
+        ok &= ndimage.distance_transform_edt(~lesion, sampling=spacing) > radius
+    coords = np.nonzero(ok)
+    lo = np.asarray(box.lo)
+    shape = np.asarray(analysis.shape)
+    reach = np.floor(np.minimum(FOV_REACH * radius / spacing, 0.5 * (shape - 1)))
+    keep = np.all([(c + o >= r) & (c + o <= n - 1 - r) for c, o, r, n in zip(coords, lo, reach, shape)], axis=0)
+    idx = np.flatnonzero(keep)
+    if idx.size == 0:
+        return None
+    pick = int(idx[rng.integers(idx.size)])
+    return np.array([c[pick] for c in coords]) + lo
+
+
+def _fits(v: np.ndarray, region: LabelledRegion, need: float, radius: float) -> bool:
+    """True when no non-organ voxel lies closer than ``need`` mm and no lesion or earlier
+    tumor within ``radius`` mm of voxel ``v``: the local form of the distance-transform tests."""
+    analysis = region.view.analysis
+    spacing, shape = analysis.spacing, analysis.shape
     if np.any((v + 1) * spacing < need) or np.any((np.asarray(shape) - v) * spacing < need):
         return False
-    box = box_around(v, need, spacing, shape)
+    box = box_around(v, max(need, radius), spacing, shape)
     tissue, lesion = region.masks(box)
-    if np.any(~(tissue | lesion) & (ball_d2(box.shape, v - np.asarray(box.lo), spacing) < need**2)):
+    d2 = ball_d2(box.shape, v - np.asarray(box.lo), spacing)
+    if np.any(~(tissue | lesion) & (d2 < need**2)):
         return False
-    box = box_around(v, radius, spacing, shape)
-    _, occupied = region.masks(box)
-    if occ is not None:
-        occupied |= occ[box.slices]
-    return not np.any(occupied & (ball_d2(box.shape, v - np.asarray(box.lo), spacing) <= radius**2))
+    return not np.any(lesion & (d2 <= radius**2))
 
 
-def _draw_by_rejection(cand: np.ndarray, shape: tuple[int, int, int], spacing: np.ndarray,
-                       region: LabelledRegion, need: float, radius: float,
-                       occ: np.ndarray | None, rng: np.random.Generator) -> np.ndarray | None:
-    if cand.size == 0:
+def _draw_by_rejection(region: LabelledRegion, rules: _Rules, use_band: bool, need: float,
+                       radius: float, rng: np.random.Generator) -> np.ndarray | None:
+    flat = rules.flat
+    if flat.size == 0:
         return None
+    shape = region.view.analysis.shape
     for _ in range(REJECTION_TRIES):
-        v = np.array(np.unravel_index(int(cand[rng.integers(cand.size)]), shape))
-        if _fits(v, shape, spacing, region, need, radius, occ):
+        v = np.array(np.unravel_index(int(flat[rng.integers(flat.size)]), shape))
+        if rules.ok(v, use_band) and _fits(v, region, need, radius):
             return v
     return None
 
 
-def _draw_exhaustive(cand: np.ndarray, image: Volume, region: LabelledRegion, need: float,
-                     radius: float, occ: np.ndarray | None, rng: np.random.Generator) -> np.ndarray | None:
+def _draw_exhaustive(region: LabelledRegion, cand: np.ndarray, need: float, radius: float,
+                     rng: np.random.Generator) -> np.ndarray | None:
     """The exact eligible set on the organ's box (distance transforms), then one uniform draw."""
     if cand.size == 0:
         return None
-    spacing = image.spacing
+    analysis = region.view.analysis
+    spacing = analysis.spacing
     box = region.bbox(int(np.ceil(radius / spacing.min())) + 1)
     tissue, lesion = region.masks(box)
-    ok = np.zeros(image.shape, dtype=bool)
-    ok.flat[cand] = True
-    ok = ok[box.slices]
+    local = np.unravel_index(cand, analysis.shape)
+    ok = np.zeros(box.shape, dtype=bool)
+    inside = np.all([(c >= lo) & (c < hi) for c, lo, hi in zip(local, box.lo, box.hi)], axis=0)
+    ok[tuple(c[inside] - lo for c, lo in zip(local, box.lo))] = True
     surface = ndimage.distance_transform_edt(np.pad(tissue | lesion, 1), sampling=spacing)[1:-1, 1:-1, 1:-1]
-    occupied = lesion | (occ[box.slices] if occ is not None else False)
-    if occupied.any():
-        ok &= ndimage.distance_transform_edt(~occupied, sampling=spacing) > radius
-    pick = sample_location(ok, surface, need, rng)
-    return None if pick is None else pick + np.asarray(box.lo)
-
-
-def _global_vessel_threshold(values: np.ndarray) -> float:
-    kept = parenchyma_values(values.astype(np.float64))
-    med, mad = robust_median_mad(kept if kept.size else values.astype(np.float64))
-    return med + 3.0 * mad
-
-
-def _liver_band(image: Volume, coords: tuple[np.ndarray, ...], spec: TumorSpec,
-                organ: str) -> np.ndarray | None:
-    """For the liver: which of the organ voxels ``coords`` lie in the central band
-    ``options["liver_cc_range"]`` (default 0.3-0.7) of its RAS S extent; None otherwise."""
-    if organ != "liver":
+    if lesion.any():
+        ok &= ndimage.distance_transform_edt(~lesion, sampling=spacing) > radius
+    idx = np.flatnonzero(ok & (surface >= need))
+    if idx.size == 0:
         return None
-    lo_f, hi_f = spec.options.get("liver_cc_range", LIVER_CC_RANGE) if spec.options else LIVER_CC_RANGE
+    pick = np.array(np.unravel_index(int(idx[rng.integers(idx.size)]), box.shape))
+    return pick + np.asarray(box.lo)
+
+
+def _liver_band(region: LabelledRegion, options: dict) -> tuple[float, float] | None:
+    """For the liver: the RAS S interval (mm) of the central band ``options["liver_cc_range"]``
+    (default 0.3-0.7) of its cranio-caudal extent; None for other organs."""
+    if region.organ != "liver":
+        return None
+    lo_f, hi_f = options.get("liver_cc_range", LIVER_CC_RANGE)
     if not 0.0 <= float(lo_f) < float(hi_f) <= 1.0:
         raise InputError(f"liver_cc_range must be two fractions 0 <= lo < hi <= 1, got {(lo_f, hi_f)}")
-    s = sum(image.affine[2, a] * coords[a] for a in range(3)) + image.affine[2, 3]
-    if s.size == 0:
-        return np.zeros(0, dtype=bool)
-    s_min, ext = s.min(), s.max() - s.min()
-    return (s >= s_min + float(lo_f) * ext) & (s <= s_min + float(hi_f) * ext)
+    box = region.view.analysis.box(region.tissue_ids)
+    if box is None:
+        return None
+    corners = np.array([[a, b, c] for a in (box.lo[0], box.hi[0] - 1) for b in (box.lo[1], box.hi[1] - 1)
+                        for c in (box.lo[2], box.hi[2] - 1)])
+    s = _s_of(region.view.analysis, corners)
+    s_min, ext = float(np.min(s)), float(np.ptp(s))
+    return s_min + float(lo_f) * ext, s_min + float(hi_f) * ext
+
+
+__all__ = ["LIVER_CC_RANGE", "SURFACE_MARGIN_MM", "sample_center"]

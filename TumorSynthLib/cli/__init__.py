@@ -3,7 +3,8 @@
 Adding a command: write ``TumorSynthLib/cli/<name>.py`` with
 ``add_parser(subparsers) -> argparse.ArgumentParser`` (use ``common.command_parser``, which adds
 the common flags and ``set_defaults(run=...)``; ``run(args) -> int``) and append ``<name>`` to
-``COMMAND_MODULES``. Command modules import heavy packages inside ``run`` so ``--help`` is fast.
+``COMMAND_MODULES`` (a module ``a_b`` may register the command ``a-b``, as ``export_dicom`` does).
+Command modules import heavy packages inside ``run`` so ``--help`` is fast.
 """
 from __future__ import annotations
 
@@ -13,10 +14,11 @@ import sys
 from typing import Sequence
 
 from .. import __version__
-from .common import EXIT_OK, EXIT_USER_ERROR, run_command
+from .common import EXIT_OK, EXIT_USER_ERROR, OneLineParser, run_command
 
 #: Command modules, in the order ``tumorsynth --help`` lists them.
-COMMAND_MODULES = ["synth", "demo", "info", "generate", "train", "segment", "evaluate", "models"]
+COMMAND_MODULES = ["synth", "demo", "info", "generate", "train", "segment", "evaluate", "models",
+                   "readerstudy", "export_dicom", "web"]
 
 EPILOG = """examples:
   tumorsynth demo --out demo-output/
@@ -29,7 +31,7 @@ Every synthetic image written is marked as synthetic (file header and report.jso
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="tumorsynth",
         description="Realistic synthetic tumors in CT scans (liver, pancreas, kidney).",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,

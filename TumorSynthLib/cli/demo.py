@@ -6,6 +6,9 @@ Layout of ``--out`` (decided here and documented in the README):
     tiny/ early/ intermediate/ advanced/       one case per stage: a liver, a pancreas and a
                                                kidney tumor at sampled places (no click), each
                                                with image, label, report.json and preview.png
+    teaching/early-dicom/                      the "early" case as a DICOM CT series marked
+                                               synthetic (burned-in mark) + a DICOM SEG of its
+                                               three tumors (``datasets/dicom_export.py``)
     index.json                                 what is where, with each tumor's size and centre
 
 One case per stage keeps the tumors of a case in different organs, so they never overlap, and
@@ -21,7 +24,16 @@ from typing import Any
 
 import numpy as np
 
+from ..anatomy.organs import STAGES
+from ..anatomy.site import TumorSpec
+from ..core.events import event_session
+from ..core.volume_io import save_volume
+from ..datasets.dicom_export import SeriesText, export_case
+from ..datasets.dicom_segments import segments_from_instances
+from ..phantom import make_abdomen
+from ..synthesis.api import synthesize
 from .common import command_parser, write_json
+from .synth import summary, write_case
 
 EPILOG = """examples:
   tumorsynth demo --out demo-output/
@@ -62,22 +74,15 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def demo_specs(stage: str, method: str, seed: int) -> list:
-    from ..anatomy.site import TumorSpec
 
     return [TumorSpec(organ=organ, stage=stage, diameter_mm=DEMO_DIAMETERS_MM[stage][organ],
                       method=method, seed=seed) for organ in DEMO_ORGANS]
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..core.events import event_session
-    from ..phantom import make_abdomen
-    from ..synthesis.api import synthesize
-    from ..anatomy.site import STAGES
-    from ..core.volume_io import save_volume
-    from .synth import summary, write_case
 
     out: Path = args.out
-    with event_session(args.events, total=1 + len(STAGES), desc="demo") as events:
+    with event_session(args.events, total=2 + len(STAGES), desc="demo") as events:
         events.start(0, command="demo")
         ct, organs, label_names = make_abdomen(seed=args.seed, **(SMALL_PHANTOM if args.small else {}))
         ct = ct.with_array(np.rint(ct.array).astype(np.int16))  # whole HU, as scanners store CT
@@ -102,11 +107,30 @@ def run(args: argparse.Namespace) -> int:
             index["cases"].append(case_entry(stage, result.reports))
             events.log(summary(case_dir, result.reports))
             events.progress(step, message=f"case '{stage}' written")
+            if stage == TEACHING_STAGE:
+                index["teaching"] = write_teaching(out, stage, result, args)
+        events.progress(2 + len(STAGES), message="teaching case written")
         write_json(out / "index.json", index)
         events.log(f"demo written to {out}/: phantom/, {', '.join(s + '/' for s in STAGES)} "
                    f"and index.json; look at {out / 'advanced' / 'preview.png'} first")
-        events.done(1 + len(STAGES), out=str(out), index=str(out / "index.json"))
+        events.done(2 + len(STAGES), out=str(out), index=str(out / "index.json"))
     return 0
+
+
+TEACHING_STAGE = "early"
+
+
+def write_teaching(out: Path, stage: str, result: Any, args: argparse.Namespace) -> dict[str, Any]:
+    """``teaching/<stage>-dicom/``: the case as DICOM CT (marked synthetic) + SEG."""
+
+    folder = out / "teaching" / f"{stage}-dicom"
+    segments = segments_from_instances(result.tumor_instances, result.reports)
+    exported = export_case(result.image, segments, folder, text=SeriesText(), seed=args.seed, provenance={
+        "synthetic": True, "command": ["tumorsynth", *getattr(args, "argv", [])],
+        "source": {"case": f"{stage}/", "note": "demo case on the procedural phantom"}})
+    return {"folder": f"teaching/{stage}-dicom/", "ct": f"teaching/{stage}-dicom/ct/",
+            "seg": f"teaching/{stage}-dicom/seg/tumors.dcm", "series_uid": exported.series_uid,
+            "segments": [s["label"] for s in exported.segments]}
 
 
 def case_entry(stage: str, reports: list[dict[str, Any]]) -> dict[str, Any]:

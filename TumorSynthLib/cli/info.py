@@ -6,8 +6,15 @@ import json
 import platform
 from typing import Any
 
+import numpy
+
+from .. import __version__
+from ..core import model_registry
 from ..core.errors import TumorSynthError
-from .common import command_parser, jsonable
+from ..core.events import EventStream
+from ..synthesis.catalogue import catalogue, method_entries
+from ..core.files import to_jsonable
+from .common import command_parser
 
 EPILOG = """examples:
   tumorsynth info
@@ -44,30 +51,14 @@ def torch_facts(requested: str = "auto") -> dict[str, Any]:
 
 
 def method_facts() -> dict[str, dict[str, Any]]:
-    """{method: {"available": bool, "reason": str}} for every known method."""
-    from ..synthesis.base import get_method, method_names
-
-    facts = {}
-    for name in method_names():
-        try:
-            get_method(name)
-            facts[name] = {"available": True, "reason": ""}
-        except TumorSynthError as exc:
-            facts[name] = {"available": False, "reason": str(exc)}
-    return facts
+    """{method: {"geometry", "appearance", "available", "reason", ...}} from the catalogue."""
+    return method_entries()
 
 
-def model_facts() -> list[dict[str, Any]] | None:
-    """The models the registry knows, or None when the registry module is not there."""
+def model_facts() -> list[dict[str, Any]]:
+    """The models the registry knows (an error entry when the registry cannot be read)."""
     try:
-        from ..core import model_registry as weights
-    except ImportError:
-        return None
-    lister = getattr(weights, "list_models", None)
-    if lister is None:
-        return None
-    try:
-        models = lister()
+        models = model_registry.list_models()
     except TumorSynthError as exc:
         return [{"error": str(exc)}]
     return [m if isinstance(m, dict) else getattr(m, "to_dict", lambda m=m: {"id": str(m)})()
@@ -75,9 +66,6 @@ def model_facts() -> list[dict[str, Any]] | None:
 
 
 def collect(device: str = "auto") -> dict[str, Any]:
-    import numpy
-
-    from .. import __version__
 
     return {
         "tumorsynth": __version__,
@@ -86,14 +74,13 @@ def collect(device: str = "auto") -> dict[str, Any]:
         **torch_facts(device),
         "methods": method_facts(),
         "models": model_facts(),
+        "catalogue": catalogue(),
     }
 
 
 def run(args: argparse.Namespace) -> int:
-    facts = jsonable(collect(args.device))
+    facts = to_jsonable(collect(args.device))
     if args.events == "jsonl":  # stdout carries only event lines: the facts ride on "done"
-        from ..core.events import EventStream
-
         EventStream("jsonl").done(0, info=facts)
     elif args.json:
         print(json.dumps(facts, indent=2))
@@ -112,7 +99,8 @@ def render(facts: dict[str, Any]) -> str:
         lines.append(f"  note: {facts['problem']}")
     lines.append("methods:")
     for name, m in facts["methods"].items():
-        lines.append(f"  {name:<12} {'available' if m['available'] else 'not available: ' + m['reason']}")
+        pair = f"{m['geometry']} + {m['appearance']}"
+        lines.append(f"  {name:<12} {pair:<26} {'available' if m['available'] else 'not available: ' + m['reason']}")
     models = facts.get("models")
     if models is None:
         lines.append("models: (model registry not installed)")

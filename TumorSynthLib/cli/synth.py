@@ -2,53 +2,24 @@
 from __future__ import annotations
 
 import argparse
-import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from ..anatomy.organs import CONVENTIONS, ORGANS, STAGES
+from ..anatomy.site import TumorSpec
 from ..core.errors import InputError
-from .common import command_parser, split_timing, write_json
+from ..datasets import outputs
+from ..segmentation.quality import QualityFilter
+from ..synthesis.api import synthesize
+from ..core.events import event_session
+from ..core.volume_io import ensure_not_overwriting, load_volume
+from ..synthesis.report import report_warnings
+from ..synthesis.options import OPTIONS, coerce_option, option_names, validate_options
+from ..synthesis.registry import appearance_names, geometry_names, method_names, resolve
+from .common import command_parser, finite_float
 
 OUTPUT_FILES = {"image": "image.nii.gz", "labels": "label.nii.gz",
                 "report": "report.json", "preview": "preview.png"}
-
-EPILOG = """tumor keys (comma-separated key=value; give --tumor once per tumor):
-  organ=liver|pancreas|kidney   stage=tiny|early|intermediate|advanced
-  diameter=MM                   equivalent-sphere diameter in mm (default: drawn from the stage)
-  point=X:Y:Z                   click in RAS mm (as 3D Slicer shows it)
-  voxel=I:J:K                   click as array indices; neither point nor voxel: a sampled place
-  method=handcrafted|cellular   seed=N (default: --seed)
-  count=K  clip=0|1  enhancement=hypo|hyper  necrosis=0|1  capsule=0|1  satellites=0|1
-  mass_effect=0|1  steps=N (cellular)  tnm=CATEGORY (e.g. T1a, instead of a diameter)
-  opt.NAME=VALUE                any other option of the method, passed as is
-
-quality filter (FreeTumor): with --quality MODEL each tumor is scored by a segmentation model,
-P = |tumor AND predicted tumor| / |tumor|, and redrawn (new seed variant) while P < --threshold,
-up to --quality-tries draws; the best draw is kept and report.json says so ("quality" of each
-tumor). `--quality default` uses the shipped liver / pancreas / kidney model.
-
-examples:
-  tumorsynth synth --image ct.nii.gz --organs organs.nii.gz \\
-      --tumor "organ=liver,stage=early,diameter=15,point=-60:10:120,seed=3" --out case1/
-  tumorsynth synth --image ct.nii.gz --organs organs.nii.gz \\
-      --tumor "organ=pancreas,stage=intermediate" --quality default --out case4/
-  tumorsynth synth --image ct.nii.gz --organs organs.nii.gz \\
-      --tumor "organ=liver,stage=advanced" --tumor "organ=kidney,stage=early,count=2" --out case2/
-  tumorsynth synth --image ct.nii.gz --tumor "organ=liver,voxel=60:40:70" --out case3/
-      (no organ labels: the organ is region-grown from the click)
-
-outputs in --out: image.nii.gz (marked synthetic), label.nii.gz, report.json, preview.png.
-The same command with the same seed writes the same bytes (report.json differs only in 'timing')."""
-
-
-def _flag(value: str) -> bool:
-    text = value.strip().lower()
-    if text in ("1", "true", "yes", "on"):
-        return True
-    if text in ("0", "false", "no", "off"):
-        return False
-    raise ValueError(f"expected 0 or 1, got '{value}'")
-
 
 def _triple(value: str) -> tuple[float, float, float]:
     parts = [float(p) for p in value.split(":")]
@@ -57,57 +28,84 @@ def _triple(value: str) -> tuple[float, float, float]:
     return parts[0], parts[1], parts[2]
 
 
-#: key -> (TumorSpec field or options key, parser).
+#: --tumor key -> (TumorSpec field, parser). Every other key is an option of the engine's table.
 SPEC_KEYS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "organ": ("organ", str), "stage": ("stage", str), "diameter": ("diameter_mm", float),
-    "point": ("center_ras", _triple), "voxel": ("center_voxel", _triple),
-    "method": ("method", str), "seed": ("seed", int),
+    "point": ("center_ras", _triple), "voxel": ("center_voxel", _triple), "method": ("method", str),
+    "geometry": ("geometry", str), "appearance": ("appearance", str), "seed": ("seed", int),
 }
-OPTION_KEYS: dict[str, tuple[str, Callable[[str], Any]]] = {
-    "count": ("count", int), "clip": ("clip_to_organ", _flag), "steps": ("steps", int),
-    "enhancement": ("enhancement", str), "necrosis": ("necrosis", _flag),
-    "capsule": ("capsule", _flag), "satellites": ("satellites", _flag),
-    "mass_effect": ("mass_effect", _flag), "tnm": ("tnm", str),
-}
+#: Short --tumor names of option keys.
+OPTION_ALIASES = {"clip": "clip_to_organ"}
 
 
-def _literal(value: str) -> Any:
-    """A number when ``value`` reads as one, else the text."""
-    for parse in (int, float):
-        try:
-            return parse(value)
-        except ValueError:
-            pass
-    return value
+def tumor_keys_help() -> str:
+    """The --tumor keys, from the engine catalogue (so the help lists what exists)."""
+
+    lines = ["tumor keys (comma-separated key=value; give --tumor once per tumor; each key once):",
+             f"  organ={'|'.join(ORGANS)}   stage={'|'.join(STAGES)}",
+             "  diameter=MM          equivalent-sphere diameter in mm (default: drawn from the stage)",
+             "  point=X:Y:Z          click in RAS mm (as 3D Slicer shows it)",
+             "  voxel=I:J:K          click as array indices; neither point nor voxel: a sampled place",
+             f"  method={'|'.join(method_names())}   seed=N (default: --seed)",
+             f"  geometry={'|'.join(geometry_names())}   appearance={'|'.join(appearance_names())}"
+             "   (override one half of the method)"]
+    alias = {v: k for k, v in OPTION_ALIASES.items()}
+    for o in OPTIONS:
+        key = alias.get(o.name, o.name)
+        reader = "" if o.reader == "shared" else f" [{o.reader}]"
+        lines.append(f"  {key + '=' + o.kind.upper():<28} {o.help}{reader}")
+    return "\n".join(lines)
 
 
-def _method_option(key: str) -> tuple[str | None, Callable[[str], Any]]:
-    """``opt.NAME`` passes NAME straight to the method's options (e.g. ``opt.lobulation=0.4``)."""
-    if key.startswith("opt.") and len(key) > 4:
-        return key[4:], _literal
-    return None, str
+QUALITY_HELP = """quality filter (FreeTumor): with --quality MODEL each tumor is scored by a segmentation model,
+P = |tumor AND predicted tumor| / |tumor|, and redrawn (new seed variant) while P < --threshold,
+up to --quality-tries draws; the best draw is kept and report.json says so ("quality" of each
+tumor). `--quality default` uses the shipped liver / pancreas / kidney model."""
+
+
+EXAMPLES = """examples:
+  tumorsynth synth --image ct.nii.gz --organs organs.nii.gz \\
+      --tumor "organ=liver,stage=early,diameter=15,point=-60:10:120,seed=3" --out case1/
+  tumorsynth synth --image ct.nii.gz --organs organs.nii.gz \\
+      --tumor "organ=liver,stage=advanced" --tumor "organ=kidney,stage=early,count=2" --out case2/
+  tumorsynth synth --image ct.nii.gz --tumor "organ=liver,voxel=60:40:70" --out case3/
+      (no organ labels: the organ is region-grown from the click)
+  tumorsynth synth ... --tumor "organ=liver,stage=intermediate,geometry=cellular,appearance=procedural"
+  tumorsynth synth --image ct.nii.gz --organs organs.nii.gz \\
+      --tumor "organ=pancreas,stage=intermediate" --quality default --out case4/
+
+outputs in --out: image.nii.gz (marked synthetic), label.nii.gz, report.json, preview.png.
+The same command with the same seed writes the same bytes (report.json differs only in 'timing')."""
 
 
 def parse_tumor(text: str, default_seed: int = 0, extra_options: dict[str, Any] | None = None):
-    """A ``TumorSpec`` from ``"organ=liver,stage=early,diameter=15,point=X:Y:Z,..."``."""
-    from ..anatomy.site import TumorSpec
+    """A ``TumorSpec`` from ``"organ=liver,stage=early,diameter=15,point=X:Y:Z,..."``: spec
+    keys, and option keys typed by the engine's option table. A key given twice, an unknown key
+    or a value of the wrong type is an InputError that says what is allowed."""
 
     fields: dict[str, Any] = {"seed": default_seed}
     options: dict[str, Any] = dict(extra_options or {})
+    seen: set[str] = set()
     for item in filter(None, (part.strip() for part in text.split(","))):
         key, sep, value = item.partition("=")
-        key = key.strip().lower()
-        if not sep or not value.strip():
+        key, value = key.strip().lower(), value.strip()
+        if not sep or not value:
             raise InputError(f"--tumor '{text}': '{item}' is not key=value")
-        target = fields if key in SPEC_KEYS else options
-        name, parse = SPEC_KEYS.get(key) or OPTION_KEYS.get(key) or _method_option(key)
-        if name is None:
-            known = ", ".join([*SPEC_KEYS, *OPTION_KEYS, "opt.NAME"])
+        if key in seen:
+            raise InputError(f"--tumor '{text}': '{key}' is given twice; give each key once")
+        seen.add(key)
+        name = OPTION_ALIASES.get(key, key)
+        if key in SPEC_KEYS:
+            field, parse = SPEC_KEYS[key]
+            try:
+                fields[field] = parse(value)
+            except ValueError as exc:
+                raise InputError(f"--tumor '{text}': bad value for '{key}': {exc}") from None
+        elif name in option_names():
+            options[name] = coerce_option(name, value)
+        else:
+            known = ", ".join([*SPEC_KEYS, *OPTION_ALIASES, *(n for n in option_names() if n not in OPTION_ALIASES.values())])
             raise InputError(f"--tumor '{text}': unknown key '{key}'; known keys: {known}")
-        try:
-            target[name] = parse(value.strip())
-        except ValueError as exc:
-            raise InputError(f"--tumor '{text}': bad value for '{key}': {exc}") from None
     if "center_ras" in fields and "center_voxel" in fields:
         raise InputError(f"--tumor '{text}': give point= or voxel=, not both")
     return TumorSpec(**fields, options=options)
@@ -118,14 +116,13 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         subparsers, "synth", help="put synthetic tumors into a CT scan",
         description="Put one or more synthetic tumors into a CT scan (NIfTI, NRRD or a DICOM "
                     "folder) and write the new image, labels, a provenance report and a preview.",
-        epilog=EPILOG, run=run,
+        epilog=tumor_keys_help() + "\n\n" + QUALITY_HELP + "\n\n" + EXAMPLES, run=run,
     )
     parser.add_argument("--image", required=True, type=Path, help="CT scan in HU")
     parser.add_argument("--organs", type=Path,
                         help="organ labelmap on the same grid (default: none, the organ is "
                              "region-grown from each click)")
-    parser.add_argument("--labels", default="totalseg",
-                        choices=("totalseg", "msd", "lits", "kits", "binary"),
+    parser.add_argument("--labels", default="totalseg", choices=CONVENTIONS,
                         help="label convention of --organs (default: totalseg)")
     parser.add_argument("--tumor", action="append", required=True, metavar="SPEC",
                         help="one tumor as key=value pairs (keys below); repeat for more")
@@ -138,7 +135,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--quality", metavar="MODEL",
                         help="keep only tumors this segmentation model finds (checkpoint, model id, "
                              "or `default`); see 'quality filter' below")
-    parser.add_argument("--threshold", type=float, default=None,
+    parser.add_argument("--threshold", type=finite_float, default=None,
                         help="quality filter: minimum share P of the tumor found (default 0.7)")
     parser.add_argument("--quality-tries", type=int, default=3,
                         help="quality filter: draws per tumor before keeping the best (default 3)")
@@ -158,48 +155,67 @@ def tumor_options(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..core.events import event_session
 
     specs = [parse_tumor(t, args.seed, tumor_options(args)) for t in args.tumor]
     if args.threshold is not None and args.quality is None:
         raise InputError("--threshold needs --quality MODEL (the segmentation model that scores tumors)")
     if args.quality_tries < 1:
         raise InputError(f"--quality-tries must be >= 1, got {args.quality_tries}")
+    check_specs(specs)
+    out = output_folder(args.out)
+    inputs = {"image": args.image, "organs": args.organs}
+    given = tuple(v for v in inputs.values() if v is not None)
     # A few seconds at most: events for programs, no progress bar for people (so an error is
-    # the only line on stderr).
-    with event_session(args.events, total=3, desc="synth") as events:
+    # the only line on stderr). The case folder appears only when complete.
+    with event_session(args.events, total=3, desc="synth") as events, outputs.case_folder(out, given) as stage:
         events.emit("start", 0, command="synth")
-        image, organs = load_inputs(args.image, args.organs, args.out)
+        image, organs = load_inputs(args.image, args.organs, out)
         quality = quality_filter(args)
         events.emit("progress", 1, message="inputs loaded")
-        from ..synthesis.api import synthesize
-
         result = synthesize(image, organs, specs, args.labels, case_id=args.case_id, quality=quality,
                             quality_threshold=0.7 if quality is None else quality.threshold,
-                            quality_tries=args.quality_tries)
+                            tries=args.quality_tries)
         events.emit("progress", 2, message=f"{len(result.reports)} tumor(s) synthesized")
+        for warning in report_warnings(result.reports):
+            events.warning(warning)
         extra = None if quality is None else {"quality_filter": {**quality.describe(),
                                                                  "tries": args.quality_tries}}
-        outputs = write_case(args.out, result, command=["tumorsynth", *getattr(args, "argv", [])],
-                             inputs={"image": args.image, "organs": args.organs}, extra=extra)
-        events.emit("done", 3, outputs={k: str(v) for k, v in outputs.items()})
-        events.log(summary(args.out, result.reports))
+        write_into(stage, result, command=["tumorsynth", *getattr(args, "argv", [])], inputs=inputs,
+                   extra=extra)
+    written = {k: out / name for k, name in outputs.CASE_FILES.items()}
+    events.emit("done", 3, outputs={k: str(v) for k, v in written.items()})
+    events.log(summary(out, result.reports))
     return 0
+
+
+def check_specs(specs: Sequence[TumorSpec]) -> None:
+    """Method names and option keys of every tumor, checked before any input is read."""
+    for spec in specs:
+        geometry, appearance = resolve(spec.method, spec.geometry, spec.appearance)
+        validate_options({k: v for k, v in spec.options.items() if k != "count"}, (geometry, appearance))
+
+
+def output_folder(out: Path) -> Path:
+    """``--out`` as given (a symlink the user names is followed: it is their choice); a file
+    there is refused before any work."""
+    folder = Path(out).expanduser()
+    if folder.is_symlink():
+        folder = folder.resolve()
+    if folder.exists() and not folder.is_dir():
+        raise InputError(f"--out '{out}' is a file, not a folder; choose a folder for the case")
+    return folder
 
 
 def quality_filter(args: argparse.Namespace) -> Any:
     """The ``QualityFilter`` of ``--quality`` (None without it)."""
     if args.quality is None:
         return None
-    from ..segmentation.quality import QualityFilter
-
     threshold = 0.7 if args.threshold is None else args.threshold
     return QualityFilter(args.quality, threshold=threshold, device=args.device)
 
 
 def load_inputs(image_path: Path, organs_path: Path | None, out_dir: Path):
     """(image, organs or None), after checking no output file would overwrite an input."""
-    from ..core.volume_io import ensure_not_overwriting, load_volume
 
     for name in OUTPUT_FILES.values():
         ensure_not_overwriting(out_dir / name, image_path, organs_path)
@@ -208,35 +224,29 @@ def load_inputs(image_path: Path, organs_path: Path | None, out_dir: Path):
     return image, organs
 
 
-def write_case(out_dir: Path, result: Any, *, command: Sequence[str], inputs: dict[str, Any],
-               extra: dict[str, Any] | None = None) -> dict[str, Path]:
-    """Write image, labels, report.json and preview.png of one ``Synthesis`` into ``out_dir``."""
-    from ..datasets.preview import write_preview
-    from ..core.volume_io import save_volume
+def case_header(command: Sequence[str], inputs: dict[str, Any],
+                extra: dict[str, Any] | None = None) -> tuple[dict[str, Any], tuple[Any, ...]]:
+    """(report header, input paths given) of a case made by a command."""
+    header = {"command": list(command), "inputs": {k: (None if v is None else str(v)) for k, v in inputs.items()},
+              **(extra or {})}
+    return header, tuple(v for v in inputs.values() if v is not None)
 
-    t0 = time.perf_counter()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    paths = {key: out_dir / name for key, name in OUTPUT_FILES.items()}
-    save_volume(result.image, paths["image"], synthetic=True, description="image")
-    save_volume(result.labels, paths["labels"], synthetic=True, description="labels")
-    write_preview(result.image, result.labels, result.reports, paths["preview"],
-                  instances=result.tumor_instances)
-    case, case_timing = split_timing(result.case_report, "case")
-    tumors, tumor_timing = split_timing(result.reports, "tumors")
-    report = {
-        "synthetic": True,
-        "note": "contains synthetic tumors made by TumorSynth; not for diagnosis",
-        "command": list(command),
-        "inputs": {k: (None if v is None else str(v)) for k, v in inputs.items()},
-        "outputs": dict(OUTPUT_FILES),
-        "label_names": {str(k): v for k, v in sorted(result.label_names.items())},
-        **(extra or {}),
-        "case": case,
-        "tumors": tumors,
-        "timing": {**case_timing, **tumor_timing, "write_s": time.perf_counter() - t0},
-    }
-    write_json(paths["report"], report)
-    return paths
+
+def write_into(stage: Path, result: Any, *, command: Sequence[str], inputs: dict[str, Any],
+               extra: dict[str, Any] | None = None) -> dict[str, Path]:
+    """The case files of one ``Synthesis`` in the staging folder of ``outputs.case_folder``."""
+    header, given = case_header(command, inputs, extra)
+    paths = outputs.case_paths(stage)
+    return outputs.write_case(paths, result, header, given, preview=paths["preview"])
+
+
+def write_case(folder: Path, result: Any, *, command: Sequence[str], inputs: dict[str, Any],
+               extra: dict[str, Any] | None = None) -> dict[str, Path]:
+    """Image, labels, preview.png and report.json of one ``Synthesis`` as the case folder
+    ``folder``, which appears only when complete (``datasets.outputs.write_case_folder``: the
+    one writer of synthetic cases)."""
+    header, given = case_header(command, inputs, extra)
+    return outputs.write_case_folder(Path(folder), result, header, given)
 
 
 def summary(out_dir: Path, reports: Sequence[dict[str, Any]]) -> str:

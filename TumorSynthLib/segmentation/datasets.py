@@ -10,7 +10,7 @@ Accepted data (``find_cases``):
   flat ``NAME.nii.gz`` + ``NAME_label.nii.gz`` (``_seg``, ``_labels``, ``_organs``).
 
 Labels of any convention (``organs.CONVENTIONS``) are mapped to the task labels
-{0 background, 1 organ, 2 tumor} (``task_label_array``). A task is one organ ("liver") or
+{0 background, 1 organ, 2 tumor} (``tasks.task_label_array``). A task is one organ ("liver") or
 several ("liver,pancreas,kidney", ``task_organs``): label 1 is then the union of the organs and
 label 2 a tumor in any of them, so every model keeps the same 3 classes; a multi-organ task
 needs a convention that tells the organs apart (totalseg). "Has a real tumor" means one of the
@@ -30,17 +30,12 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..core.errors import InputError, TumorSynthError
-from ..anatomy.organs import (
-    CONVENTIONS,
-    canonical_organ,
-    label_names,
-    organ_region_label_ids,
-    tumor_label_id,
-    organ_label_ids,
-)
+from ..anatomy.analysis import labelmap_array
+from ..anatomy.organs import CONVENTIONS
+from ..core.errors import ConventionError, InputError, TumorSynthError
 from ..core.volume import GRID_TOLERANCE_MM
 from ..core.volume_io import load_volume
+from .tasks import check_task_convention, guessing_organ, task_name, task_organ_ids, tumor_ids
 
 VOLUME_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
 _IMAGE_NAMES = ("image", "ct", "img", "volume")
@@ -89,6 +84,22 @@ def case_id_of(path: str | Path) -> str:
     stem = re.sub(r"_\d{4}$", "", stem)
     return re.sub(r"_(image|ct|img|label|labels|seg|segmentation|organs|mask|gt|pred)$", "", stem,
                   flags=re.IGNORECASE)
+
+
+#: File stems that name a role, not a case ("case7/label.nii.gz" is case "case7").
+GENERIC_STEMS = frozenset({"image", "ct", "img", "volume", "label", "labels", "seg", "segmentation", "organs",
+                           "mask", "pred", "prediction", "gt", "reference"})
+
+
+def case_name_of(path: str | Path) -> str:
+    """The case a single file belongs to: ``case_id_of``, or the folder's name when the file
+    name only says its role (``image.nii.gz``, ``label.nii.gz``, ``pred.nii.gz`` ...)."""
+    p = Path(path).expanduser()
+    cid = case_id_of(p)
+    if cid.lower() in GENERIC_STEMS or strip_volume_suffix(p.name).lower() in GENERIC_STEMS:
+        parent = p.resolve().parent.name
+        return parent or cid
+    return cid
 
 
 def _volumes_in(folder: Path) -> list[Path]:
@@ -175,94 +186,6 @@ def _flat_pairs(folder: Path) -> list[Case]:
             for p in files if p not in labels.values() and case_id_of(p) in labels]
 
 
-# -- tasks ------------------------------------------------------------------------------------
-def task_organs(organ: str | Sequence[str]) -> tuple[str, ...]:
-    """The canonical organs of a task: "liver" -> ("liver",); "liver,pancreas,kidney" (or a
-    sequence of names) -> each canonical, in the given order, without repeats."""
-    names = organ.split(",") if isinstance(organ, str) else list(organ)
-    out: list[str] = []
-    for name in (str(n).strip() for n in names):
-        if name and canonical_organ(name) not in out:
-            out.append(canonical_organ(name))
-    if not out:
-        raise InputError(f"no organ given ('{organ}'); use e.g. liver or liver,pancreas,kidney")
-    return tuple(out)
-
-
-def task_name(organ: str | Sequence[str]) -> str:
-    """The canonical text of a task's organs ("liver", "liver,pancreas,kidney")."""
-    return ",".join(task_organs(organ))
-
-
-def covers(model_organ: str, wanted: str | Sequence[str]) -> bool:
-    """True when a model trained for ``model_organ`` segments every organ of ``wanted``."""
-    return set(task_organs(wanted)) <= set(task_organs(model_organ))
-
-
-def check_task_convention(organ: str | Sequence[str], convention: str) -> None:
-    """InputError when ``convention`` gives two organs of the task the same id (msd, lits, kits
-    and binary have one organ id): the organs could not be told apart."""
-    organs = task_organs(organ)
-    seen: dict[int, str] = {}
-    for name in organs:
-        for i in organ_label_ids(name, convention):
-            if i in seen and seen[i] != name:
-                raise InputError(
-                    f"the '{convention}' labels use id {i} for both the {seen[i]} and the {name}: a "
-                    f"task with several organs ({task_name(organs)}) needs labels that tell them "
-                    "apart, such as TotalSegmentator's (--labels totalseg)")
-            seen[i] = name
-
-
-# -- labels -----------------------------------------------------------------------------------
-def guess_convention(labels: np.ndarray, organ: str | Sequence[str]) -> str:
-    """The convention a labelmap most likely uses: totalseg when ids above 3 occur, kits for
-    a kidney task with id 3, msd (organ 1, tumor 2) otherwise."""
-    top = int(np.max(labels)) if labels.size else 0
-    if top > 3:
-        return "totalseg"
-    if top == 3 and task_organs(organ) == ("kidney",):
-        return "kits"
-    return "msd"
-
-
-def tumor_ids(organ: str | Sequence[str], convention: str) -> tuple[int, ...]:
-    """The tumor ids of the task's organs in ``convention``."""
-    return tuple(sorted({tumor_label_id(i, convention) for name in task_organs(organ)
-                         for i in organ_label_ids(name, convention)}))
-
-
-def task_organ_ids(organ: str | Sequence[str], convention: str) -> tuple[int, ...]:
-    """The tissue ids of the task's organs in ``convention``."""
-    return tuple(sorted({i for name in task_organs(organ) for i in organ_label_ids(name, convention)}))
-
-
-def task_region_ids(organ: str | Sequence[str], convention: str) -> tuple[int, ...]:
-    """Tissue and lesion ids of the task's organs (what becomes task label 1 or 2)."""
-    return tuple(sorted({i for name in task_organs(organ)
-                         for i in organ_region_label_ids(name, convention)}))
-
-
-def task_label_array(labels: np.ndarray, organ: str | Sequence[str], convention: str) -> np.ndarray:
-    """uint8 task labels: 1 where the region of a task organ (tissue, cysts, tumors) is, 2 on
-    their tumor ids, 0 elsewhere. The input is not modified."""
-    lab = np.asarray(labels)
-    out = np.zeros(lab.shape, dtype=np.uint8)
-    out[np.isin(lab, task_region_ids(organ, convention))] = 1
-    out[np.isin(lab, tumor_ids(organ, convention))] = 2
-    return out
-
-
-def task_label_names(organ: str | Sequence[str]) -> dict[int, str]:
-    """The checkpoint's label map: {0: "background", 1: organ, 2: "<organ>_tumor"} for one
-    organ; {0: "background", 1: "liver|pancreas|kidney", 2: "tumor"} for several."""
-    organs = task_organs(organ)
-    if len(organs) > 1:
-        return {0: "background", 1: "|".join(organs), 2: "tumor"}
-    names = label_names("msd", organs[0])
-    return {0: "background", 1: names[1], 2: names[2]}
-
-
 # -- checks -----------------------------------------------------------------------------------
 def _grid(path: str) -> tuple[tuple[int, ...], np.ndarray]:
     """(shape, voxel->RAS affine) of a file, from the header alone for NIfTI."""
@@ -285,16 +208,16 @@ def _check_one(case: Case, organ: str, convention: str) -> tuple[str, str | None
     if label.shape != image_shape or not np.allclose(label.affine, image_affine, atol=GRID_TOLERANCE_MM):
         return convention, (f"image grid {image_shape} and label grid {label.shape} (or their affines) "
                             "differ; resample the label onto the image")
-    conv = guess_convention(label.array, organ) if convention == "auto" else convention
+    array, conv = labelmap_array(label, convention, organ=guessing_organ(organ), what="the labels")
     try:
         check_task_convention(organ, conv)
     except InputError as exc:
         return conv, str(exc)
     ids = task_organ_ids(organ, conv)
-    if not np.isin(label.array, ids + tumor_ids(organ, conv)).any():
+    if not np.isin(array, ids + tumor_ids(organ, conv)).any():
         return conv, (f"the label has no {organ.replace(',', ' or ')} (ids {list(ids)} in the "
                       f"'{conv}' convention); check --organ and --labels")
-    case.has_tumor = bool(np.isin(label.array, tumor_ids(organ, conv)).any())
+    case.has_tumor = bool(np.isin(array, tumor_ids(organ, conv)).any())
     case.convention = conv
     return conv, None
 
@@ -311,8 +234,12 @@ def check_cases(cases: list[Case], organ: str, convention: str = "auto",
     for case in cases:
         try:
             _, reason = _check_one(case, organ, convention)
+        except ConventionError:
+            if convention != "auto":
+                raise                   # the declared convention is wrong for the data: a user error
+            reason = "its ids fit no label convention; relabel it"
         except TumorSynthError as exc:
-            reason = f"unreadable ({exc})"
+            reason = f"not usable ({exc})"
         if reason is None:
             kept.append(case)
             continue
@@ -346,7 +273,6 @@ def split_cases(data: str | Path, organ: str, convention: str = "auto", *, seed:
 
 __all__ = [
     "Case", "CaseSplit", "TASK_CLASSES", "find_cases", "check_cases", "split_cases",
-    "case_id_of", "guess_convention", "task_label_array", "task_label_names", "tumor_ids",
-    "task_organs", "task_name", "covers", "check_task_convention", "task_organ_ids", "task_region_ids",
+    "case_id_of", "case_name_of", "GENERIC_STEMS",
     "is_volume_file", "strip_volume_suffix",
 ]

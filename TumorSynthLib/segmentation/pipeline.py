@@ -20,15 +20,26 @@ import numpy as np
 import torch
 from monai.data import CacheDataset, MetaTensor
 from monai.transforms import (
-    Compose, CropForegroundd, EnsureTyped, MapTransform, Orientationd, RandCropByLabelClassesd,
-    RandScaleIntensityd, RandShiftIntensityd, ScaleIntensityRanged, SpatialPadd, Spacingd, Transform,
+    Compose,
+    CropForegroundd,
+    EnsureTyped,
+    MapTransform,
+    Orientationd,
+    RandCropByLabelClassesd,
+    RandScaleIntensityd,
+    RandShiftIntensityd,
+    ScaleIntensityRanged,
+    Spacingd,
+    SpatialPadd,
+    Transform,
 )
 from torch.utils.data import Dataset, Sampler
 
-from ..transforms import RandTumorSynthd
 from ..core.volume_io import load_volume
+from ..transforms import RandTumorSynthd
 from .config import TrainConfig, task_methods
-from .datasets import Case, task_label_array, task_organs, task_region_ids, tumor_ids
+from .datasets import Case
+from .tasks import task_label_array, task_organs, task_region_ids, tumor_ids
 
 #: Voxels above this HU are "body" for the foreground crop.
 BODY_HU = -500.0

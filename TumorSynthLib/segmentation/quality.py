@@ -11,22 +11,24 @@ it is padded by mirroring the crop (not with a constant, which the model never s
 padding is dropped again before the prediction is mapped back to the scan's grid. The tumor
 class is the raw arg-max of the model (no size filter or organ constraint), as in FreeTumor.
 
-``QualityFilter`` is usable in three places with the same object:
-
-* ``synthesize(..., quality=qf, quality_threshold=qf.threshold)``: called as
-  ``qf(image_roi_hu, tumor_mask_roi, site) -> P`` (the ``synthesis.api.QualityCheck`` shape);
-* ``RandTumorSynthd(..., quality=qf)``: ``qf.accept(synthesis) -> bool`` (every tumor passes);
-* Slicer / scripts: ``qf.score_volume(image, tumor_mask) -> P`` for a whole result.
+``QualityFilter`` follows the engine's one quality contract (``synthesis.api.QualityCheck``):
+``qf(image_roi_hu, tumor_mask_roi, affine_roi, organ) -> P``. ``synthesize(..., quality=qf,
+quality_threshold=qf.threshold)`` and ``RandTumorSynthd(..., quality=qf)`` call it that way;
+Slicer and scripts score a tumor in a whole image with ``qf.score_volume(image, tumor_mask)``.
 """
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ..anatomy.organs import canonical_organ
 from ..core.errors import InputError, ModelError
+from ..core.model_registry import resolve_model
 from ..core.volume import Box, Volume, bounding_box
+from .tasks import covers, task_name
 
 #: Context (mm) kept around the tumor's bounding box on each side.
 DEFAULT_MARGIN_MM = 24.0
@@ -100,29 +102,26 @@ class QualityFilter:
                 "margin_mm": self.margin_mm, "model_spacing_mm": list(self.loaded.spacing_mm),
                 "window_hu": list(self.loaded.window_hu), "patch": list(self.loaded.patch)}
 
-    # -- the QualityCheck hook of synthesize ----------------------------------------------------
-    def __call__(self, image_roi_hu: np.ndarray, tumor_mask_roi: np.ndarray, site: Any) -> float:
-        """P for a tumor rendered in a synthesis ROI (``site.affine_roi`` places the ROI)."""
-        organ = getattr(site, "organ", None)
-        if organ is not None and organ not in self.organs:
+    # -- the QualityCheck contract ----------------------------------------------------------------
+    def __call__(self, image_roi_hu: np.ndarray, tumor_mask_roi: np.ndarray, affine_roi: np.ndarray,
+                 organ: str) -> float:
+        """P for a tumor rendered in a synthesis ROI (``affine_roi`` places the ROI)."""
+        if not self.accepts_organ(organ):
             raise ModelError(f"the quality model '{self.model_path}' was trained for the {self.organ}, "
                              f"but this tumor is in the {organ}; use a model that covers the {organ} "
                              "(e.g. `default`)")
-        image = Volume(np.asarray(image_roi_hu, dtype=np.float32), np.asarray(site.affine_roi))
+        image = Volume(np.asarray(image_roi_hu, dtype=np.float32), np.asarray(affine_roi, dtype=float))
         return self._score(image, tumor_mask_roi, widen_to_patch=False)
+
+    def accepts_organ(self, organ: str) -> bool:
+        """True when the model segments tumors of ``organ``."""
+
+        return canonical_organ(organ) in self.organs
 
     def score_volume(self, image: Volume, tumor_mask: np.ndarray) -> float:
         """P for a tumor mask (bool, same grid) in a whole image in HU, e.g. a finished
         synthesis or a tumor placed in Slicer."""
         return self._score(image, tumor_mask, widen_to_patch=True)
-
-    def accept(self, synthesis: Any) -> bool:
-        """True when every tumor of a ``Synthesis`` scores at least ``threshold`` (the hook of
-        ``RandTumorSynthd``)."""
-        instances = np.asarray(synthesis.tumor_instances.array)
-        ids = [int(i) for i in np.unique(instances) if i > 0]
-        return bool(ids) and all(self.score_volume(synthesis.image, instances == i) >= self.threshold
-                                 for i in ids)
 
     # -- work -----------------------------------------------------------------------------------
     def context_box(self, image: Volume, tumor_mask: np.ndarray, widen_to_patch: bool = True) -> Box:
@@ -157,7 +156,6 @@ class QualityFilter:
         return argmax_on_grid(probs, image) == 2
 
     def _score(self, image: Volume, tumor_mask: np.ndarray, widen_to_patch: bool) -> float:
-        import time
 
         t0 = time.perf_counter()
         mask = self._check_mask(image, tumor_mask)
@@ -184,7 +182,6 @@ class QualityFilter:
 
 def _load(model: Any, device: str, organ: str | None) -> Any:
     """A ``LoadedModel`` from a path / model id, or the given one after the same checks."""
-    from .datasets import covers, task_name
     from .infer import LoadedModel, load_segmentation_model
 
     wanted = None if organ is None else task_name(organ)
@@ -201,7 +198,6 @@ def _load(model: Any, device: str, organ: str | None) -> Any:
         raise InputError(f"the quality model must be a checkpoint path, a model id or a LoadedModel, "
                          f"got {type(model).__name__}")
     from .device import resolve_device
-    from ..core.model_registry import resolve_model
 
     return load_segmentation_model(resolve_model(model), resolve_device(device), wanted)
 

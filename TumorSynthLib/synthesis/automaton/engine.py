@@ -37,7 +37,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 import torch
 
-from ..core.errors import DependencyError, InputError
+from ...core.errors import DependencyError, InputError
 
 HEALTHY, DEAD, WALL, VESSEL, RIGID = 0, -1, -2, -3, -4
 MAX_POPULATION = 10

@@ -3,7 +3,7 @@
 Why a grid of its own: growth is counted in cells, so the automaton must not see the scan's
 voxels (thick slices would stretch tumors along them). The grid has spacing
 ``h = clamp(d / 32, 0.5, 3)`` mm, so every tumor is ~32 cells across, and ``2 * half + 1``
-cells per axis (at most 63) centred on the placed centre. NumPy / SciPy only (no torch).
+cells per axis (at most 63) centred on the placed centre.
 
 * ``CAGrid``: cell <-> ROI voxel coordinates; separable resampling (nearest for masks and
   labels, linear for HU fields) both ways, and area-weighted averaging of cells over each
@@ -27,10 +27,16 @@ from importlib import resources
 from typing import Any, Sequence
 
 import numpy as np
+import torch
 from scipy import ndimage
 
-from ..anatomy.site import Site
-from .texture import TRUNCATE
+from ...anatomy.site import Site
+from ...core.resample import resample
+from ..contour import capped_organ
+from ..contracts import Scene
+from ..effects.mass_effect import AIR_HU, BONE_HU
+from ..texture import TRUNCATE
+from .engine import ACCEPTANCE, HEALTHY, RIGID, VESSEL, WALL, cpu_threads
 
 #: Target tumor size in cells, and the limits of the cell size (mm).
 CELLS_ACROSS = 32.0
@@ -56,38 +62,6 @@ def ca_half_cells(diameter_mm: float) -> int:
     """Cells on each side of the centre: room for the tumor out to ``d`` from the centre
     (elongated organs, irregular growth), at most ``MAX_HALF_CELLS``."""
     return int(min(MAX_HALF_CELLS, np.ceil(float(diameter_mm) / ca_spacing_mm(diameter_mm))))
-
-
-def _axis_sample(array: np.ndarray, axis: int, coords: np.ndarray, order: int, fill: Any) -> np.ndarray:
-    """``array`` sampled at continuous indices ``coords`` along ``axis`` (nearest or linear);
-    positions more than half a voxel outside the axis get ``fill``."""
-    n = array.shape[axis]
-    valid = (coords >= -0.5) & (coords <= n - 0.5)
-    c = np.clip(coords, 0, n - 1)
-    if order == 0:
-        out = np.take(array, np.rint(c).astype(np.intp), axis=axis)
-    else:
-        i0 = np.minimum(np.floor(c).astype(np.intp), max(n - 2, 0))
-        i1 = np.minimum(i0 + 1, n - 1)
-        shape = [1, 1, 1]
-        shape[axis] = len(c)
-        w = (c - i0).astype(np.float32).reshape(shape)
-        out = np.take(array, i0, axis=axis) * (1 - w) + np.take(array, i1, axis=axis) * w
-    if not valid.all():
-        index = [slice(None)] * 3
-        index[axis] = ~valid
-        out[tuple(index)] = fill
-    return out
-
-
-def resample(array: np.ndarray, coords: Sequence[np.ndarray], order: int, fill: Any = 0) -> np.ndarray:
-    """Separable resampling of a 3D array at per-axis coordinates (grids are axis-aligned)."""
-    out = np.asarray(array)
-    if order == 1:
-        out = out.astype(np.float32)
-    for axis, c in enumerate(coords):
-        out = _axis_sample(out, axis, np.asarray(c, dtype=float), order, fill)
-    return out
 
 
 @dataclass(frozen=True)
@@ -155,16 +129,19 @@ class CAGrid:
 
     def to_roi_average(self, cell_array: np.ndarray) -> np.ndarray:
         """A cell field averaged over each ROI voxel's footprint (area-weighted: partial volume
-        of thick slices, the field's integral kept); 0 beyond the grid. Float32."""
+        of thick slices, the field's integral kept); 0 beyond the grid. Float32. The three
+        separable products run in torch on one thread (``engine.cpu_threads``): BLAS with two
+        threads on a busy 2-core machine was measured 4x slower."""
         box = self.covered_box()
         out = np.zeros(self.roi_shape, dtype=np.float32)
         if any(b.stop <= b.start for b in box):
             return out
-        m0, m1, m2 = self.overlap_matrices(box)
-        a = np.asarray(cell_array, dtype=np.float32)
-        a = (m0 @ a.reshape(self.n, -1)).reshape(len(m0), self.n, self.n)
-        a = np.matmul(m1, a)                      # (v0, v1, n)
-        out[box] = np.matmul(a, m2.T)
+        m0, m1, m2 = (torch.from_numpy(m) for m in self.overlap_matrices(box))
+        a = torch.from_numpy(np.ascontiguousarray(cell_array, dtype=np.float32))
+        with cpu_threads(torch.device("cpu")):
+            a = (m0 @ a.reshape(self.n, -1)).reshape(len(m0), self.n, self.n)
+            a = torch.matmul(m1, a)                      # (v0, v1, n)
+            out[box] = torch.matmul(a, m2.T).numpy()
         return out
 
     def to_roi(self, cell_array: np.ndarray, order: int, fill: Any = 0) -> np.ndarray:
@@ -188,12 +165,12 @@ class CellFields:
     vessels: np.ndarray        # bool: vessel cells at the start
 
 
-def tissue_levels(site: Site, grid: CAGrid) -> np.ndarray:
+def tissue_levels(site: Site, scene: Scene, grid: CAGrid) -> np.ndarray:
     """Density level 1..3 of every cell (from the smoothed ROI HU; see the module docstring)."""
     box = grid.covered_box()
     sigma_vox = np.maximum(max(LEVEL_SMOOTH_MM, 0.5 * grid.h_mm) / site.spacing, LEVEL_SMOOTH_MIN_VOXELS)
     smooth = np.zeros(grid.roi_shape, dtype=np.float32)
-    smooth[box] = ndimage.gaussian_filter(np.asarray(site.image_roi[box], dtype=np.float32),
+    smooth[box] = ndimage.gaussian_filter(np.asarray(scene.image[box], dtype=np.float32),
                                           sigma_vox, mode="nearest", truncate=TRUNCATE)
     hu = grid.to_cells(smooth, 1, fill=0.0)
     mad = max(float(site.organ_mad_hu), LEVEL_MAD_FLOOR_HU)
@@ -213,27 +190,28 @@ def volume_preserving_mask(occupancy: np.ndarray, allowed: np.ndarray, n_voxels:
     return out
 
 
-def cell_fields(site: Site, grid: CAGrid, *, bulge_mm: float, vessel_push: bool,
+def cell_fields(site: Site, scene: Scene, grid: CAGrid, *, bulge_mm: float, vessel_push: bool,
                 acceptance_scale: np.ndarray | None = None) -> CellFields:
     """States, acceptance and wall thresholds of the cells for ``site``.
 
-    Organ tissue -> healthy; vessels -> VESSEL (move when pushed if ``vessel_push``); other
+    Organ tissue the tumor may take (``contour.capped_organ``) -> healthy; vessels -> VESSEL (move when pushed if ``vessel_push``); other
     voxels outside the organ -> WALL (gives way within ``bulge_mm`` of the organ, in unlabelled
-    tissue only); other organs, earlier tumors and cells beyond the ROI -> RIGID.
+    soft tissue only); other organs, lesions, earlier tumors, bone, air and cells beyond the
+    ROI -> RIGID.
     ``acceptance_scale`` (optional, per cell, in (0, 1]) modulates growth (lobulation).
     """
-    from .cellular_engine import ACCEPTANCE, HEALTHY, RIGID, VESSEL, WALL
-
     inside = grid.inside_roi()
-    organ = grid.to_cells(site.organ_mask, 0, False) & inside
-    vessels = grid.to_cells(site.vessel_mask, 0, False) & inside
-    other = (np.asarray(site.labels_roi) != 0) & ~site.organ_mask & ~site.vessel_mask
-    blocked = grid.to_cells(other | (site.occupied != 0), 0, True) | ~inside
+    takeable = capped_organ(site, scene)
+    organ = grid.to_cells(takeable, 0, False) & inside
+    vessels = grid.to_cells(scene.vessels, 0, False) & inside
+    other = ((np.asarray(scene.labels) != 0) | scene.organ) & ~takeable & ~scene.vessels
+    hard = (scene.image >= BONE_HU) | (scene.image <= AIR_HU)
+    blocked = grid.to_cells(other | site.occupied | hard, 0, True) | ~inside
     state = np.full(grid.shape, WALL, dtype=np.int8)
     state[organ] = HEALTHY
     state[vessels] = VESSEL
     state[blocked & ~vessels] = RIGID
-    levels = np.where(state == HEALTHY, tissue_levels(site, grid), 0).astype(np.uint8)
+    levels = np.where(state == HEALTHY, tissue_levels(site, scene, grid), 0).astype(np.uint8)
     acceptance = np.asarray(ACCEPTANCE, dtype=np.float32)[np.clip(levels, 1, 3) - 1]
     if acceptance_scale is not None:
         acceptance = acceptance * acceptance_scale.astype(np.float32)
@@ -294,7 +272,6 @@ __all__ = [
     "expected_steps",
     "load_calibration",
     "nearest_tissue_cell",
-    "resample",
     "steps_for_diameter",
     "tissue_levels",
     "volume_preserving_mask",

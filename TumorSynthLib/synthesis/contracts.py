@@ -1,0 +1,172 @@
+"""The typed hand-overs between the synthesis stages, and the two kinds of provider.
+
+One tumor passes through (``pipeline.TumorJob``)::
+
+    Site (placement)                      where, how large, parenchyma statistics, ROI arrays
+      -> EffectPlan  (effects.plan)       which stage effects, drawn once in one order
+      -> Scene       (effects.mass_effect) the ROI with the tissue pushed aside (or as it was)
+      -> Geometry    (a GeometryProvider)  the tumor's occupancy in the ROI
+      -> Appearance  (an AppearanceProvider) the smooth HU change inside it
+      -> shading     (effects.shading)    vessels, capsule, necrosis -> the ROI's HU change
+      -> composite                        new ROI image and labels, the scan's grain kept
+      -> report                           declared fields (report.py)
+
+A provider is a class registered with one decorator (``registry.register_geometry`` /
+``register_appearance``) in one file under ``geometry/`` or ``appearance/``. A provider that
+works in steps (cellular growth, diffusion denoising) also offers ``start(...) -> StepJob`` so
+that live front ends can advance it from a timer; ``pipeline`` wraps one-shot providers.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol, Union, runtime_checkable
+
+import numpy as np
+from scipy import ndimage
+
+from ..anatomy.site import Site
+from ..core.volume import Box, bounding_box
+
+#: The low-pass of ``Scene.low_frequencies`` is cut at this many sigmas.
+LOW_PASS_TRUNCATE = 3.0
+#: Soft-edge blur of the tumor weight, sigma in mm (common.md "Edge").
+EDGE_SIGMA_RANGE_MM = (1.0, 2.0)
+
+
+def tumor_box(mask: np.ndarray, spacing: np.ndarray) -> Box | None:
+    """Where a tumor's change lives: the mask's bounding box plus the soft edge's reach (3
+    sigmas of the largest edge blur, and a voxel), clipped to the ROI; None for an empty mask."""
+    reach = np.ceil(3.0 * EDGE_SIGMA_RANGE_MM[1] / np.asarray(spacing, dtype=float)).astype(int) + 1
+    return bounding_box(mask, reach)
+
+
+@dataclass
+class EffectPlan:
+    """Which stage effects one tumor gets (common.md "Edge, blending, effects"); drawn once per
+    tumor, in one order, before any provider runs (``effects.plan.draw_effect_plan``)."""
+
+    necrosis: bool
+    capsule: bool
+    satellites: bool
+    mass_effect: bool
+    draws: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, bool]:
+        return {"necrosis": self.necrosis, "capsule": self.capsule, "satellites": self.satellites,
+                "mass_effect": self.mass_effect}
+
+
+@dataclass
+class Scene:
+    """The ROI a tumor is built in and painted on: the site's arrays after the mass effect (or
+    the site's own arrays when there is none). Same shapes as the site's ROI arrays."""
+
+    image: np.ndarray               # float32 HU
+    labels: np.ndarray              # integer labels (tumor not yet written)
+    organ: np.ndarray               # bool: organ (tissue and lesions)
+    vessels: np.ndarray             # bool: walls
+    moved_voxels: int = 0           # voxels the mass effect changed
+    displacement_mm: float = 0.0    # largest displacement applied (mm)
+    _low: dict = field(default_factory=dict, repr=False)
+
+    def low_frequencies(self, box: Box) -> np.ndarray:
+        """The image in ``box`` blurred by a 1-voxel Gaussian (float32): the level that targets
+        are measured against, so that the grain (image minus this) stays on top (cached)."""
+        key = (box.lo, box.hi)
+        if key not in self._low:
+            self._low[key] = ndimage.gaussian_filter(self.image[box.slices], 1.0, mode="nearest",
+                                                     truncate=LOW_PASS_TRUNCATE)
+        return self._low[key]
+
+
+@dataclass
+class Geometry:
+    """What a geometry provider returns: the tumor's occupancy in the ROI.
+
+    ``weight`` is the soft occupancy in [0, 1] that blends the appearance in (None: the
+    pipeline blurs ``mask`` by the soft-edge sigma). A provider that grows necrosis or
+    satellites itself sets ``necrosis`` / ``satellites``; otherwise the shared effects add them.
+    A provider that changes the tissue (the automaton pushes vessels) returns that ``scene``.
+    ``info`` holds the provider's facts for the report (JSON-able)."""
+
+    mask: np.ndarray
+    weight: np.ndarray | None = None
+    necrosis: np.ndarray | None = None
+    satellites: bool = False
+    size_limited: bool = False
+    scene: Scene | None = None
+    draws: dict[str, Any] = field(default_factory=dict)
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Appearance:
+    """What an appearance provider returns: ``change_hu`` (float32, ROI shape), the HU to add
+    inside the tumor (negative: darker). It must be smooth (no voxel-scale noise): the scene's
+    own grain stays in the tumor, so a provider never makes noise; a provider that generates
+    absolute HU with noise of its own turns them into a smooth change with
+    ``appearance.common.change_towards``. ``target_drop_hu``
+    is the mean drop the provider aimed at (None when it has no target); ``info`` names a
+    learned model (id, SHA256) and other facts for the report."""
+
+    change_hu: np.ndarray
+    target_drop_hu: float | None = None
+    draws: dict[str, Any] = field(default_factory=dict)
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+@runtime_checkable
+class StepJob(Protocol):
+    """A stage that runs in steps (``advance``) so that front ends can show it growing."""
+
+    @property
+    def step(self) -> int: ...
+
+    @property
+    def total_steps(self) -> int: ...
+
+    @property
+    def done(self) -> bool: ...
+
+    def advance(self, n: int = 1) -> None: ...
+
+    def preview(self) -> np.ndarray | None:
+        """The current tumor mask (geometry) or HU change (appearance) of the ROI, or None."""
+
+    def finish(self) -> Union[Geometry, Appearance]:
+        """Run the remaining steps (or stop where it is, if ``stop()`` was called) and return."""
+
+
+class GeometryProvider(Protocol):
+    """Makes the tumor's occupancy. ``options`` lists the ``TumorSpec.options`` keys it reads
+    (``synthesis.options`` declares their types)."""
+
+    name: str
+    description: str
+    options: tuple[str, ...]
+
+    def available(self) -> tuple[bool, str]:
+        """(True, "") when usable here, else (False, what the user can do about it)."""
+
+    def roi_radius_mm(self, diameter_mm: float, stage: str) -> float:
+        """How far (mm) from the centre the tumor and its effects may reach."""
+
+    def build(self, site: Site, scene: Scene, plan: EffectPlan, rng: np.random.Generator) -> Geometry:
+        """The tumor of ``site`` in ``scene``; all randomness from ``rng``."""
+
+
+class AppearanceProvider(Protocol):
+    """Paints the inside of a geometry (see ``Appearance``)."""
+
+    name: str
+    description: str
+    options: tuple[str, ...]
+
+    def available(self) -> tuple[bool, str]: ...
+
+    def render(self, site: Site, scene: Scene, geometry: Geometry, rng: np.random.Generator) -> Appearance:
+        """The HU change inside ``geometry.mask``; all randomness from ``rng``."""
+
+
+__all__ = ["Appearance", "AppearanceProvider", "EDGE_SIGMA_RANGE_MM", "EffectPlan", "Geometry",
+           "GeometryProvider", "LOW_PASS_TRUNCATE", "Scene", "StepJob", "tumor_box"]

@@ -1,0 +1,120 @@
+"""The ``ellipsoid`` geometry: a randomly rotated ellipsoid deformed by a smooth random
+displacement field, clipped to the organ and grown to the requested size (methods.md 1).
+
+1. radii +-25 % around d/2 (geometric mean d/2), random rotation, surface displaced by up to
+   ~15 % of the radius early, ~30 % advanced (``shapes``);
+2. the shape is clipped to where the tumor may be (``synthesis.contour``: the organ, or for an
+   exophytic tumor also the soft tissue around it), kept off vessels, lesions and earlier
+   tumors, reduced to the part connected to the centre, then
+   rescaled (a few iterations) until the measured equivalent diameter matches the request;
+   when the organ cannot hold it the tumor grows as far as it can and is "size limited".
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from scipy import ndimage
+
+from ...anatomy.site import Site
+from ...core.volume import bounding_box
+from ..contour import allowed_region
+from ..contracts import EDGE_SIGMA_RANGE_MM, EffectPlan, Geometry, Scene
+from ..registry import register_geometry
+from ..shapes import EllipsoidShape, draw_radii, draw_shape, rasterise
+
+#: Surface displacement (fraction of the radius) drawn per stage.
+DEFORM_RANGE = {"tiny": (0.05, 0.10), "early": (0.08, 0.15), "intermediate": (0.15, 0.25),
+                "advanced": (0.22, 0.30)}
+#: Largest per-axis radius over d/2 after the geometric-mean rescale (1.25 / (1.25 .75 .75)^(1/3)).
+MAX_AXIS_FACTOR = 1.41
+#: Accept a clipped volume within this ratio of the target volume (diameter within ~2.5 %).
+VOLUME_TOLERANCE = 0.08
+SIZE_ITERATIONS = 4
+#: Size limited: the diameter stays below this fraction of the request, ...
+LIMITED_DIAMETER_FRACTION = 0.8
+#: ... or clipping to the organ removed more than this fraction of the drawn shape.
+CLIPPED_LIMIT = 0.2
+#: The mass effect reaches 2 radii: the ROI covers it.
+MASS_EFFECT_REACH = 2.0
+
+
+@register_geometry("ellipsoid", description="deformed ellipsoid clipped to the organ")
+class EllipsoidGeometry:
+    """Deformed ellipsoid (numpy / scipy only)."""
+
+    name = "ellipsoid"
+    description = "randomly rotated ellipsoid with a smooth surface deformation, clipped to the organ"
+    options = ()
+
+    def available(self) -> tuple[bool, str]:
+        return True, ""
+
+    def roi_radius_mm(self, diameter_mm: float, stage: str) -> float:
+        """The longest axis with its deformation (and room to grow against clipping), the mass
+        effect's reach, and the soft edge's blur."""
+        r = 0.5 * float(diameter_mm)
+        deform = DEFORM_RANGE.get(stage, DEFORM_RANGE["advanced"])[1]
+        return max(MASS_EFFECT_REACH * r, MAX_AXIS_FACTOR * (1.0 + deform) * r * 1.15) + 3 * EDGE_SIGMA_RANGE_MM[1] + 2.0
+
+    def build(self, site: Site, scene: Scene, plan: EffectPlan, rng: np.random.Generator) -> Geometry:
+        draws: dict[str, Any] = {}
+        radii = draw_radii(site.diameter_mm, rng)
+        deform = float(rng.uniform(*DEFORM_RANGE[site.stage]))
+        shape = draw_shape(radii, rng, deform, float(radii.max() / site.spacing.min()))
+        draws.update(shape.to_draws())
+        allowed, exophytic = allowed_region(site, scene)
+        room = self.roi_radius_mm(site.diameter_mm, site.stage) - 3 * EDGE_SIGMA_RANGE_MM[1]
+        fit = _fit_size(site, shape, allowed, room)
+        mask = fit["mask"]
+        info = {"size_scale": fit["scale"], "clip_kept_fraction": fit["kept_fraction"],
+                "exophytic_voxels": int(np.count_nonzero(mask & ~scene.organ)) if exophytic else 0}
+        return Geometry(mask=mask, size_limited=fit["limited"], draws=draws, info=info)
+
+
+def _fit_size(site: Site, shape: EllipsoidShape, allowed: np.ndarray, room_mm: float) -> dict[str, Any]:
+    """Rasterise, clip, keep the part connected to the centre, and rescale until the volume
+    matches the request (or the organ / ROI stops the growth)."""
+    voxel_mm3 = float(np.prod(site.spacing))
+    target = np.pi / 6.0 * site.diameter_mm**3 / voxel_mm3
+    scale_max = max(room_mm / shape.extent_mm(1.0), 1.0)
+    scale, best, kept = 1.0, None, 1.0
+    for it in range(SIZE_ITERATIONS):
+        raw = rasterise(shape, allowed.shape, site.center_vox, site.spacing, scale)
+        clipped = raw & allowed
+        mask = clipped if np.array_equal(clipped, raw) else connected_to_centre(clipped, site.center_vox)
+        n = int(np.count_nonzero(mask))
+        if it == 0:
+            kept = n / max(int(np.count_nonzero(raw)), 1)
+        if best is None or abs(np.log(max(n, 1) / target)) < abs(np.log(max(best[1], 1) / target)):
+            best = (mask, n, scale)
+        if n == 0 or abs(n / target - 1.0) <= VOLUME_TOLERANCE:
+            break
+        new = float(np.clip(scale * np.clip((target / n) ** (1 / 3), 0.7, 1.6), 0.3, scale_max))
+        if abs(new - scale) < 1e-3:
+            break
+        scale = new
+    mask, n, scale = best
+    short = (n / target) ** (1 / 3) < LIMITED_DIAMETER_FRACTION
+    return {"mask": mask, "scale": float(scale), "kept_fraction": float(kept),
+            "limited": bool(short or kept < 1.0 - CLIPPED_LIMIT)}
+
+
+def connected_to_centre(mask: np.ndarray, center_vox: np.ndarray) -> np.ndarray:
+    """The connected part of ``mask`` holding the centre voxel (else its largest part)."""
+    box = bounding_box(mask)
+    if box is None:
+        return mask
+    sub = mask[box.slices]
+    lab, n = ndimage.label(sub)
+    if n <= 1:
+        return mask
+    v = np.rint(np.asarray(center_vox) - np.asarray(box.lo)).astype(int)
+    inside = np.all(v >= 0) and np.all(v < sub.shape) and lab[tuple(v)] > 0
+    keep = lab[tuple(v)] if inside else int(np.argmax(np.bincount(lab.ravel())[1:]) + 1)
+    out = np.zeros_like(mask)
+    out[box.slices] = lab == keep
+    return out
+
+
+__all__ = ["EllipsoidGeometry", "connected_to_centre"]
