@@ -9,20 +9,27 @@ data only, with tumors of every available synthesis method made online:
   seeds also on a coarse 3 mm grid) and the TotalSegmentator example CT (real, non-contrast,
   3 mm) when ``../shared/data`` is present; validation on other phantom seeds. The benchmark
   (``benchmarks/bench_segmentation.py``) uses seeds from ``BENCH_SEED_BASE`` on, never seen here.
-* recipe: 2.5 mm voxels, 48^3 patches (120 mm), 4 per step, centred on background, each organ
-  and tumors (1:1:1:1:3); tumors in each organ with probability 0.7, stages early /
-  intermediate / advanced 0.3 / 0.5 / 0.2, 1-2 tumors per organ, methods used equally often;
-  batch Dice + cross-entropy, AdamW (peak 2e-3), warm-up + cosine fitted to ``--minutes`` (the first steps measure this machine's speed,
-  ``TrainConfig.fit_schedule``).
+* recipe (chosen for speed per CPU-minute on a shared 2-core machine): 3 mm voxels, 40^3
+  patches (120 mm), 4 per step, centred on background, each organ and tumors (1:1:1:1:4);
+  tumors in each organ with probability 0.7, stages early / intermediate / advanced
+  0.3 / 0.5 / 0.2, 1-2 tumors per organ, methods used equally often; each case keeps its
+  synthetic tumors for ``--synth-reuse`` epochs (new patches every time: synthesis, about 2 s
+  per case, then costs a quarter of a step); one torch thread (``--threads``); batch Dice +
+  cross-entropy, AdamW (peak 2e-3), warm-up + cosine fitted to ``--minutes`` (the first steps
+  measure this machine's speed, ``TrainConfig.fit_schedule``).
 * outputs: the weights-only checkpoint ``--out`` (default
   ``TumorSynthLib/resources/models/default-segmentation.pt``), ``<out stem>.train.json`` beside
   it (command, seed, data, config, loss curve, validations, timing) and, unless
   ``--no-register``, the ``default`` entry of ``TumorSynthLib/resources/Models.json`` with the
   file's SHA256.
 
-Retrain (one line; ~90 min on 2 CPU cores)::
+Retrain (one line; about an hour on 2 shared CPU cores)::
 
-    python tools/train_default_segmenter.py --minutes 80
+    nice -n 10 python tools/train_default_segmenter.py --minutes 55
+
+Ship the best checkpoint of a run that is still going (or was killed) without waiting::
+
+    python tools/train_default_segmenter.py --export-only
 
 Trial run without touching the shipped model::
 
@@ -61,7 +68,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 epilog=__doc__.split("\n\n", 1)[1],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--minutes", type=float, default=80.0, help="training budget in minutes (default 80)")
+    p.add_argument("--minutes", type=float, default=55.0, help="training budget in minutes (default 55)")
     p.add_argument("--seed", type=int, default=0, help="seed of the run (sample order, tumors, init)")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="checkpoint to write")
     p.add_argument("--work", type=Path, default=REPO / "build" / "default-segmenter",
@@ -74,18 +81,25 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--val-seeds", type=int, default=2, help="phantom seeds for validation (x2 phases)")
     p.add_argument("--methods", default=None, help="synthesis methods (default: every available one)")
     p.add_argument("--channels", default="16,32,64,128", help="UNet widths (default 16,32,64,128)")
-    p.add_argument("--spacing", type=float, default=2.5, help="model voxel size in mm (default 2.5)")
-    p.add_argument("--patch", type=int, default=48, help="patch side in voxels (default 48: 120 mm)")
+    p.add_argument("--spacing", type=float, default=3.0, help="model voxel size in mm (default 3)")
+    p.add_argument("--patch", type=int, default=40, help="patch side in voxels (default 40: 120 mm)")
     p.add_argument("--samples-per-case", type=int, default=4, help="patches per case and step (default 4)")
-    p.add_argument("--tumor-weight", type=float, default=3.0,
-                   help="patch centres: background 1, each organ 1, tumors this (default 3)")
+    p.add_argument("--tumor-weight", type=float, default=4.0,
+                   help="patch centres: background 1, each organ 1, tumors this (default 4)")
+    p.add_argument("--synth-reuse", type=int, default=4,
+                   help="epochs a case keeps its synthetic tumors, new patches each time (default 4)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch threads of the training process (default 1: the machine is shared)")
     p.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (default 2e-3)")
     p.add_argument("--prob", type=float, default=0.7, help="chance that an organ gets tumors (default 0.7)")
     p.add_argument("--steps", type=int, default=None,
                    help="fixed step count (default: measured speed x --minutes)")
-    p.add_argument("--val-every", type=int, default=500, help="validate every N steps (default 500)")
+    p.add_argument("--val-every", type=int, default=600, help="validate every N steps (default 600)")
     p.add_argument("--workers", type=int, default=1, help="data loading processes (default 1)")
     p.add_argument("--no-example-ct", action="store_true", help="phantoms only")
+    p.add_argument("--export-only", action="store_true",
+                   help="no training: ship the best (else the last) checkpoint of the run in WORK/run, "
+                        "e.g. while it is still running")
     return p.parse_args(argv)
 
 
@@ -144,7 +158,7 @@ def train_config(args: argparse.Namespace, datalist: Path, run_dir: Path, max_st
         data=str(datalist), out=str(run_dir), organ=ORGANS, method=args.methods, labels="totalseg",
         model="unet", channels=tuple(int(c) for c in args.channels.split(",")), spacing_mm=args.spacing,
         patch=args.patch, batch_size=1, samples_per_case=args.samples_per_case,
-        tumor_weight=args.tumor_weight, lr=args.lr,
+        tumor_weight=args.tumor_weight, lr=args.lr, synth_reuse=args.synth_reuse,
         max_steps=max_steps, val_every=args.val_every, ckpt_every=100, max_val_cases=2 * args.val_seeds,
         seed=args.seed, device="cpu", workers=args.workers, prob=args.prob, stage_mix=dict(STAGE_MIX),
         num_tumors=(1, 2), warmup_steps=min(200, max(20, max_steps // 25)))
@@ -268,30 +282,63 @@ def main(argv: list[str] | None = None) -> int:
     datalist, data = build_data(args, log)
     log(f"data: {data['n_training']} training and {data['n_validation']} validation cases "
         f"({data['prepare_s']:.0f} s)")
-    result, facts = run_training(args, datalist, log)
-    source = result.best or result.last
+    if args.export_only:
+        source, facts, synthesis = run_so_far(args.work / "run")
+        log(f"exporting {source} of the run in {args.work / 'run'} (step {facts['steps']}, {facts['stopped']})")
+    else:
+        import torch
+
+        torch.set_num_threads(max(1, args.threads))
+        result, facts = run_training(args, datalist, log)
+        source, synthesis = Path(result.best or result.last), result.synthesis
+    ship(args, command, data, source, facts, synthesis, log)
+    return 0
+
+
+def run_so_far(run_dir: Path) -> tuple[Path, dict[str, Any], dict[str, Any]]:
+    """(best checkpoint, else last; timing facts; synthesis counts) of a run that may still be
+    going: what ``--export-only`` ships."""
+    from TumorSynthLib.segmentation.checkpoint import load_checkpoint
+
+    source = next((run_dir / n for n in ("best.pt", "last.pt") if (run_dir / n).is_file()), None)
+    if source is None:
+        raise SystemExit(f"--export-only: no checkpoint in {run_dir} yet")
+    last = load_checkpoint(run_dir / "last.pt") if (run_dir / "last.pt").is_file() else load_checkpoint(source)
+    events = [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines() if line.strip()]
+    done = next((e for e in reversed(events) if e.get("event") == "done"), None)
+    facts = {"planned_steps": _saved_max_steps(run_dir), "steps": int(last["step"]),
+             "stopped": done.get("reason") if done else "still running (exported while training)",
+             "exported_at_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    return source, facts, (done or {}).get("synthesis") or {}
+
+
+def ship(args: argparse.Namespace, command: str, data: dict[str, Any], source: Path, facts: dict[str, Any],
+         synthesis: dict[str, Any], log: Any) -> None:
+    """Export ``source`` to ``--out`` with its provenance record, and register it."""
+    from TumorSynthLib.segmentation.checkpoint import load_checkpoint
+
     curve, validations = loss_curve(args.work / "run")
+    payload = load_checkpoint(source)
     provenance = {
         "command": command, "seed": args.seed, "git_commit": git_commit(), "data": data,
         "config": json.loads((args.work / "run" / "config.json").read_text()),
-        "checkpoint_source": Path(source).name, "timing": facts,
-        "synthesis": result.synthesis if result.synthesis.get("calls") else
-        "counted in the data-loading worker process (not available with --workers >= 1)",
-        "best_validation_tumor_dsc": result.best_metric, "validations": validations, "loss_curve": curve,
+        "checkpoint_source": source.name, "checkpoint_step": int(payload["step"]), "timing": facts,
+        "synthesis": synthesis if synthesis.get("samples") else
+        "counted in the data-loading worker process (not available here)",
+        "best_validation_tumor_dsc": payload.get("best_metric"), "validations": validations, "loss_curve": curve,
     }
-    out = export(Path(source), args.out, provenance)
+    out = export(source, args.out, provenance)
     record = args.out.with_name(args.out.stem + ".train.json")
     record.write_text(json.dumps(provenance, indent=1) + "\n")
-    log(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB, step {result.step}, "
-        f"best validation tumor DSC {result.best_metric}) and {record.name}")
+    log(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB, step {payload['step']}, "
+        f"best validation tumor DSC {payload.get('best_metric')}) and {record.name}")
     if not args.no_register:
         trained_on = (f"{data['n_training']} healthy cases ({len(data['phantom_train_seeds'])} phantom seeds x "
                       f"2 phases, {len(data['phantom_coarse_seeds'])} on a 3 mm grid"
                       f"{', the TotalSegmentator example CT' if data['example_ct'] else ''}) with online "
-                      f"{args.methods.replace(',', ' + ')} tumors; {result.step} steps")
+                      f"{args.methods.replace(',', ' + ')} tumors; {payload['step']} steps")
         entry = register(out, {"trained_on": trained_on})
         log(f"registered '{entry['id']}' in {REGISTRY} (sha256 {entry['sha256'][:12]}...)")
-    return 0
 
 
 if __name__ == "__main__":

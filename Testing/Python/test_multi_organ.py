@@ -103,3 +103,22 @@ def test_fit_schedule_ends_the_cosine_within_the_budget(seg_phantom_dataset, tmp
     assert lr == pytest.approx(kwargs["lr"] * 0.01, rel=1e-6)      # annealed to the floor
     with pytest.raises(InputError, match="needs --max-minutes"):
         TrainConfig(**{**kwargs, "max_minutes": None})
+
+
+def test_synth_reuse_keeps_tumors_for_a_group_of_epochs_and_draws_new_patches(seg_phantom_dataset, tmp_path):
+    cfg = TrainConfig(**tiny_train_kwargs(seg_phantom_dataset, tmp_path / "run", organ=ABDOMEN, prob=1.0,
+                                          stage_mix={"intermediate": 1.0}, synth_reuse=2))
+    cases, _ = find_cases(seg_phantom_dataset.datalist)
+    ds = SeededDataset(cases[:1], training_transform(cfg, "totalseg"), seed=0, reuse=2)
+    synths = [t for t in ds.head.transforms if type(t).__name__ == "RandTumorSynthd"]
+    first = ds[(0, 0)]
+    made = sum(s.stats["applied"] for s in synths)
+    second = ds[(1, 0)]                                  # same group: the case is not made again
+    assert sum(s.stats["applied"] for s in synths) == made > 0
+    assert not all(np.array_equal(a["image"], b["image"]) for a, b in zip(first, second))
+    again = SeededDataset(cases[:1], training_transform(cfg, "totalseg"), seed=0, reuse=2)[(1, 0)]
+    assert all(np.array_equal(a["image"], b["image"]) for a, b in zip(second, again))  # resume-safe
+    ds[(2, 0)]                                           # next group: new tumors, the old case dropped
+    assert sum(s.stats["applied"] for s in synths) > made and list(ds._made) == [(1, 0)]
+    with pytest.raises(InputError, match="synth-reuse"):
+        TrainConfig(**{**tiny_train_kwargs(seg_phantom_dataset, tmp_path / "r2"), "synth_reuse": 0})

@@ -94,6 +94,9 @@ def add_train_flags(parser: argparse.ArgumentParser) -> None:
     p("--stage-mix", default="early=0.8,intermediate=0.1,advanced=0.1",
       help="stage weights of the synthetic tumors (default early=0.8,intermediate=0.1,advanced=0.1)")
     p("--tumors-per-image", type=_ints, default=(1,), help="tumors per sample: N or LOW,HIGH (default 1)")
+    p("--synth-reuse", type=int, default=1, metavar="R",
+      help="keep each case's synthetic tumors for R epochs, drawing new patches from it every time "
+           "(synthesis costs 1/R per step; default 1: new tumors every time)")
     p("--cache-rate", type=finite_float, default=1.0, help="share of preprocessed cases kept in RAM (default 1)")
     p("--quality", default=None, metavar="MODEL",
       help="keep only synthetic tumors this segmentation model finds (FreeTumor quality filter): "
@@ -120,7 +123,7 @@ def config_from_args(args: argparse.Namespace) -> Any:
         fit_schedule=args.fit_schedule,
         stop_at=args.stop_at,
         val_every=args.val_every, ckpt_every=args.ckpt_every, seed=args.seed, device=args.device,
-        workers=args.workers, cache_rate=args.cache_rate, prob=args.prob,
+        workers=args.workers, cache_rate=args.cache_rate, synth_reuse=args.synth_reuse, prob=args.prob,
         stage_mix=parse_stage_mix(args.stage_mix), num_tumors=(tumors[0], tumors[-1]), resume=args.resume,
         quality_model=args.quality, quality_threshold=args.threshold,
     )

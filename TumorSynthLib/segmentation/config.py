@@ -48,6 +48,7 @@ class TrainConfig:
     device: str = "auto"
     workers: int = 1
     cache_rate: float = 1.0
+    synth_reuse: int = 1                  # epochs a case keeps its synthetic tumors (patches differ)
     prob: float = 0.5                     # probability of synthetic tumors in a healthy sample
     stage_mix: dict[str, float] = field(
         default_factory=lambda: {"early": 0.8, "intermediate": 0.1, "advanced": 0.1})
@@ -91,8 +92,10 @@ class TrainConfig:
             raise InputError("--fit-schedule needs --max-minutes (the budget the schedule is fitted to)")
         if self.spacing_mm <= 0:
             raise InputError(f"--spacing must be > 0 mm, got {self.spacing_mm}")
-        if self.patch < 16 or self.patch % 16:
-            raise InputError(f"--patch must be a multiple of 16 (>= 16), got {self.patch}")
+        if self.patch < 16 or self.patch % 8:
+            raise InputError(f"--patch must be a multiple of 8 (>= 16; the network may need more), got {self.patch}")
+        if self.synth_reuse < 1:
+            raise InputError(f"--synth-reuse must be >= 1, got {self.synth_reuse}")
         if self.batch_size < 1 or self.samples_per_case < 1:
             raise InputError("--batch-size and --samples-per-case must be >= 1")
         if self.tumor_weight < 0:

@@ -211,22 +211,57 @@ class SeededDataset(Dataset):
 
     Items may be fetched by ``(epoch, index)`` (from ``EpochSampler``) or by ``index``
     (epoch 0). The deterministic prefix of ``transform`` is cached once (``cache_rate``).
+
+    ``reuse`` > 1 (training only): a case with its synthetic tumors (everything before the
+    patch sampling, ``sampling_start``) is made once per ``reuse`` epochs, seeded by the first
+    epoch of that group, and kept in memory (of each loader worker) while its group lasts; the
+    patches and intensity jitter are still drawn for every ``(epoch, index)``. Synthesis then
+    costs ``1 / reuse`` per step, and the samples stay the same whether the run was resumed or not.
     """
 
     def __init__(self, cases: Sequence[Case], transform: Compose, seed: int,
-                 cache_rate: float = 1.0, cache_workers: int = 0) -> None:
-        self.transform, self.seed = transform, int(seed)
+                 cache_rate: float = 1.0, cache_workers: int = 0, reuse: int = 1) -> None:
+        self.transform, self.seed, self.reuse = transform, int(seed), max(1, int(reuse))
         items = [c.item() for c in cases]
-        self.base = CacheDataset(items, transform, cache_rate=cache_rate,
+        split = sampling_start(transform) if self.reuse > 1 else len(transform.transforms)
+        self.head = Compose(transform.transforms[:split]) if split < len(transform.transforms) else transform
+        self.tail = Compose(transform.transforms[split:]) if split < len(transform.transforms) else None
+        self.base = CacheDataset(items, self.head, cache_rate=cache_rate,
                                  num_workers=cache_workers or None, progress=False)
+        self._made: dict[tuple[int, int], Any] = {}
 
     def __len__(self) -> int:
         return len(self.base)
 
     def __getitem__(self, key: int | tuple[int, int]) -> Any:
         epoch, index = key if isinstance(key, (tuple, list)) else (0, key)
-        self.transform.set_random_state(seed=sample_seed(self.seed, epoch, index))
-        return self.base[int(index)]
+        epoch, index = int(epoch), int(index)
+        if self.tail is None:
+            self.transform.set_random_state(seed=sample_seed(self.seed, epoch, index))
+            return self.base[index]
+        case = self._case(epoch // self.reuse, index)
+        self.tail.set_random_state(seed=sample_seed(self.seed, epoch, index))
+        return self.tail({k: (v.clone() if isinstance(v, torch.Tensor) else v) for k, v in case.items()})
+
+    def _case(self, group: int, index: int) -> Any:
+        """The case with its tumors for epoch group ``group`` (made on first use; older groups
+        are dropped, the sampler never returns to them)."""
+        made = self._made.get((group, index))
+        if made is None:
+            self.head.set_random_state(seed=sample_seed(self.seed, group * self.reuse, index))
+            made = self.base[index]
+            self._made = {k: v for k, v in self._made.items() if k[0] >= group}
+            self._made[(group, index)] = made
+        return made
+
+
+def sampling_start(transform: Compose) -> int:
+    """Index of the first patch-sampling transform (the padding) of a training transform: what
+    comes before makes a case with its tumors, what follows draws patches from it."""
+    for i, t in enumerate(transform.transforms):
+        if isinstance(t, SpatialPadd):
+            return i
+    return len(transform.transforms)
 
 
 class EpochSampler(Sampler):
@@ -261,5 +296,5 @@ class EpochSampler(Sampler):
 __all__ = [
     "LoadVolumed", "TaskLabelsd", "ClassIndicesd", "sampling_classes", "preprocess_transforms",
     "synthesis_transforms", "patch_transforms", "training_transform",
-    "validation_transform", "SeededDataset", "EpochSampler", "sample_seed", "VALIDATION_EPOCH",
+    "validation_transform", "SeededDataset", "EpochSampler", "sample_seed", "sampling_start", "VALIDATION_EPOCH",
 ]

@@ -172,7 +172,7 @@ class Trainer:
         cfg = self.cfg
         quality = quality if quality is not None else self._quality_filter()
         dataset = SeededDataset(self.split.training, training_transform(cfg, self.split.convention, quality),
-                                cfg.seed, cache_rate=cfg.cache_rate)
+                                cfg.seed, cache_rate=cfg.cache_rate, reuse=cfg.synth_reuse)
         self.tally = SynthesisTally()
         sampler = EpochSampler(len(dataset), cfg.seed, self.ctx.rank, self.ctx.world_size,
                                start=self.start_step * cfg.batch_size)
