@@ -62,7 +62,7 @@ class TumorSynthTrainer(ScriptedLoadableModule):
         self.parent.title = _("TumorSynth Trainer")
         self.parent.categories = [translate("qSlicerAbstractCoreModule", "Segmentation")]
         self.parent.dependencies = []
-        self.parent.contributors = ["TumorSynth contributors"]
+        self.parent.contributors = ["TumorSynth developers (TumorSynth project)"]
         self.parent.helpText = _(
             "Train a tumor segmentation model on CT scans with synthetic tumors added on the fly, "
             "apply it to a volume, and evaluate predictions against references. Jobs run in the "
@@ -226,12 +226,14 @@ class TumorSynthTrainerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
 
     # -- apply / evaluate ----------------------------------------------------------------------
     def refreshModels(self) -> None:
+        """Fill Apply's model list; keep the selection, else select the shipped default model."""
         combo = self.ui.modelComboBox
+        current = self._currentModel()
+        choices = self.logic.modelChoices()
         combo.clear()
-        for entry in self.logic.models():
-            combo.addItem(f"{entry['id']}  ({entry.get('source', '')}, {entry.get('organ', '')})", entry["id"])
-        for path in self.logic.trainedCheckpoints():
-            combo.addItem(_("this session: {path}").format(path=path), path)
+        for label, value in choices:
+            combo.addItem(label, value)
+        combo.setCurrentIndex(trainerModules().trainer.choice_index(choices, current))
         self.ui.modelsFolderLabel.text = self.logic.modelsFolderText()
 
     def _currentModel(self):
@@ -362,9 +364,8 @@ class TumorSynthTrainerLogic(ScriptedLoadableModuleLogic):
         return os.path.join(os.path.expanduser("~"), "TumorSynthRuns")
 
     def ensureDependencies(self, confirm) -> None:
-        install = trainerModules().install
-        install.ensure_torch(askConfirmation=True)
-        install.ensure_python_packages(confirm)
+        # PyTorch first (PyTorch extension), then the rest (install_logic says why)
+        trainerModules().install.ensure_python_packages(confirm)
 
     def train(self, p, data, runDir, resume, onUpdate=None, onLog=None, onDone=None):
         trainer = trainerModules().trainer
@@ -409,6 +410,10 @@ class TumorSynthTrainerLogic(ScriptedLoadableModuleLogic):
 
     def trainedCheckpoints(self):
         return [c for c in self._checkpoints if os.path.exists(c)]
+
+    def modelChoices(self):
+        """(label, id or path) of Apply's model list, the shipped default model first."""
+        return trainerModules().trainer.model_choices(self.models(), self.trainedCheckpoints())
 
     def registerLastCheckpoint(self):
         checkpoints = self.trainedCheckpoints()

@@ -24,7 +24,7 @@ FACADES = {"TumorSynthLib", "TumorSynthLib.volume"}
 #: Packages that may be imported inside functions (heavy or optional, costly at start-up).
 LAZY_OK = ("torch", "monai", "matplotlib", "nibabel", "nrrd", "pydicom", "highdicom", "tqdm",
            "scipy.spatial", "scipy.interpolate", "einops", "PIL", "multiprocessing",
-           "concurrent.futures", "skimage")
+           "concurrent.futures", "skimage", "TumorSynthWeb", "trame_slicer")
 
 
 def _modules() -> dict[str, Path]:

@@ -10,6 +10,10 @@ diffusion denoising; the engine catalogue says which) can instead be advanced a 
 timer tick (``LiveJob``, over the engine's ``SynthesisJob``) so the user watches the tumor form
 and can stop it.
 
+With a quality filter (``load_quality_filter``: the shipped ``default`` segmentation model by
+default) every placed tumor is scored: ``report["quality_p"]`` is the share of the tumor the
+model finds (FreeTumor's P), shown in the "Quality P" column of the tumors table.
+
 Example::
 
     session = TumorSession(ctNode)
@@ -89,31 +93,103 @@ def engine_inputs(session: TumorSession, organMask: np.ndarray | None) -> tuple[
     return image, organs, passed
 
 
+class PendingPlacement:
+    """One click split where threads meet: the constructor reads the engine's inputs from the
+    scene (main thread), ``run()`` calls the engine (any thread: it touches no MRML node), and
+    ``record()`` writes the result into the outputs (main thread). A front end that must keep
+    its views responsive (the web front end) runs ``run()`` in a worker thread; ``place_tumor``
+    runs the three in a row.
+
+    While ``run()`` is under way the output volume must not change (its voxels are what the
+    engine reads): front ends refuse further clicks, undo and clear meanwhile (``ClickGate``).
+    """
+
+    def __init__(self, session: TumorSession, ras: Sequence[float], request: TumorRequest,
+                 organMask: np.ndarray | None = None,
+                 synthesize: Callable[..., Any] | None = None, quality: Any = None) -> None:
+        self.session = session
+        self.request = request
+        self.quality = quality
+        self._fresh = not session.hasOutputs
+        self.result: Any = None
+        try:
+            self._image, self._organs, self._passed = engine_inputs(session, organMask)
+            self._synthesize = synthesize or engine()[0].synthesize
+            self._spec = make_spec(request, ras)
+        except Exception:
+            self.discard()
+            raise
+
+    def run(self) -> Any:
+        """Call the engine (no MRML access); returns and keeps its result."""
+        self.result = self._synthesize(self._image, self._organs, [self._spec], labels="binary",
+                                       case_id=self.session.inputVolume.GetName())
+        return self.result
+
+    def record(self) -> Placement:
+        """Write the engine's result into the session's outputs (main thread)."""
+        if self.result is None:
+            raise RuntimeError("record() before run(): the engine has not run yet")
+        return _record(self.session, self.result, self._passed, self.request.organ, self.quality)
+
+    def discard(self) -> None:
+        """Forget the click: outputs created for it (first tumor) are removed again."""
+        if self._fresh and self.session.tumorCount == 0:
+            self.session.removeOutputs()
+
+
 def place_tumor(session: TumorSession, ras: Sequence[float], request: TumorRequest,
                 organMask: np.ndarray | None = None,
-                synthesize: Callable[..., Any] | None = None) -> Placement:
+                synthesize: Callable[..., Any] | None = None, quality: Any = None) -> Placement:
     """Synthesize the tumor(s) of one click and write them into the session's outputs.
 
     ``organMask`` is a boolean ``[i, j, k]`` mask on the CT grid (None: the engine grows an
     organ region from the click). ``synthesize`` defaults to the engine's; tests may inject
-    another with the same signature. On failure the outputs are left as they were (and
-    removed again if this was the first tumor).
+    another with the same signature. ``quality``: an object with ``score_volume(image, mask)``
+    (a ``QualityFilter``) that scores each tumor before it is recorded. On failure the outputs
+    are left as they were (and removed again if this was the first tumor).
     """
-    fresh = not session.hasOutputs
+    pending = PendingPlacement(session, ras, request, organMask, synthesize, quality)
     try:
-        image, organs, passed = engine_inputs(session, organMask)
-        call = synthesize or engine()[0].synthesize
-        result = call(image, organs, [make_spec(request, ras)], labels="binary",
-                      case_id=session.inputVolume.GetName())
+        pending.run()
     except Exception:
-        if fresh:
-            session.removeOutputs()
+        pending.discard()
         raise
-    return _record(session, result, passed, request.organ)
+    return pending.record()
+
+
+def load_quality_filter(model: str = "default", device: str = "auto") -> tuple[Any, str]:
+    """(``QualityFilter`` of ``model``, "") or (None, the reason it is not available: engine or
+    torch missing, model not installed, ...). Never raises: the score is an extra."""
+    try:
+        from TumorSynthLib.segmentation.quality import QualityFilter
+    except ImportError as exc:
+        return None, f"the segmentation engine is not available ({exc})"
+    try:
+        return QualityFilter(model, device=device), ""
+    except Exception as exc:  # a missing or damaged model must not stop tumor placement
+        return None, str(exc)
+
+
+def score_tumors(result: Any, quality: Any) -> None:
+    """Set ``report["quality_p"]`` of each tumor of ``result`` (a ``Synthesis``) to the share
+    of it that ``quality`` finds; a tumor it cannot score gets ``report["quality_error"]``."""
+    if quality is None:
+        return
+    instances = np.asarray(result.tumor_instances.array)
+    for number, report in enumerate(result.reports, start=1):
+        mask = instances == number
+        if not mask.any():
+            continue
+        try:
+            report["quality_p"] = float(quality.score_volume(result.image, mask))
+        except Exception as exc:  # e.g. a model that does not cover this organ
+            report["quality_error"] = str(exc)
 
 
 def _record(session: TumorSession, result: Any, passed: np.ndarray | None,
-            organ: str) -> Placement:
+            organ: str, quality: Any = None) -> Placement:
+    score_tumors(result, quality)
     if result.roi is None or result.roi.is_empty:
         return Placement([], list(result.reports), result)
     ids = session.record(result.image.array, result.labels.array, result.tumor_instances.array,
@@ -127,27 +203,44 @@ class LiveJob:
     ``tick()`` advances ``stepsPerTick`` engine steps and shows the current tumor as a
     "Tumor N (forming)" segment; ``finish()`` records the final tumor like ``place_tumor``;
     ``stop()`` abandons it and removes the preview. The caller's timer decides the pace; the
-    caller must ignore further clicks while a job runs (``busy``).
+    caller must ignore further clicks while a job runs (``click_logic.ClickGate``). ``tick()``
+    is ``show(advance())``: a front end may run ``advance()`` in a worker thread.
+    ``quality`` scores the final tumor as in ``place_tumor``.
     """
 
     def __init__(self, session: TumorSession, ras: Sequence[float], request: TumorRequest,
                  organMask: np.ndarray | None = None, stepsPerTick: int = 5,
-                 jobFactory: Callable[..., Any] | None = None) -> None:
+                 jobFactory: Callable[..., Any] | None = None, start: bool = True,
+                 quality: Any = None) -> None:
         self.session = session
         self.request = request
+        self.quality = quality
         self.stepsPerTick = max(1, int(stepsPerTick))
         self._fresh = not session.hasOutputs
-        try:
-            image, organs, self._passed = engine_inputs(session, organMask)
-            factory = jobFactory or engine()[1]
-            self.job = factory(image, organs, make_spec(request, ras), labels="binary",
-                               case_id=session.inputVolume.GetName())
-        except Exception:
-            if self._fresh:
-                session.removeOutputs()
-            raise
+        self.job: Any = None
         self.state: Any = None
         self._previewId: str | None = None
+        try:
+            self._image, self._organs, self._passed = engine_inputs(session, organMask)
+            self._factory = jobFactory or engine()[1]
+            self._spec = make_spec(request, ras)
+        except Exception:
+            self.stop()
+            raise
+        if start:
+            try:
+                self.begin()
+            except Exception:
+                self.stop()
+                raise
+
+    def begin(self) -> Any:
+        """Create the engine job: the tumor is placed (a click outside the organ raises here).
+        No MRML access: with ``start=False`` a front end may call it in a worker thread (and
+        ``stop()`` on the main thread if it raises)."""
+        self.job = self._factory(self._image, self._organs, self._spec, labels="binary",
+                                 case_id=self.session.inputVolume.GetName())
+        return self.job
 
     @property
     def done(self) -> bool:
@@ -155,15 +248,32 @@ class LiveJob:
 
     def tick(self) -> Any:
         """Advance the job and refresh the preview segment; returns the engine's state."""
-        self.state = self.job.advance(self.stepsPerTick)
-        self._showPreview(self.state)
-        return self.state
+        return self.show(self.advance())
+
+    def advance(self) -> Any:
+        """Advance the engine ``stepsPerTick`` steps (no MRML access: any thread)."""
+        return self.job.advance(self.stepsPerTick)
+
+    def show(self, state: Any) -> Any:
+        """Show ``state`` (from ``advance``) as the preview segment (main thread)."""
+        self.state = state
+        self._showPreview(state)
+        return state
 
     def finish(self) -> Placement:
         """Record the tumor as it is now (a growing geometry is stopped first)."""
-        self._removePreview()
+        return self.record(self.finalize())
+
+    def finalize(self) -> Any:
+        """Stop the growth and let the engine finish the tumor (appearance, report); returns
+        the engine's result. No MRML access: any thread."""
         self.job.stop()
-        return _record(self.session, self.job.result(), self._passed, self.request.organ)
+        return self.job.result()
+
+    def record(self, result: Any) -> Placement:
+        """Replace the preview with the finished tumor in the outputs (main thread)."""
+        self._removePreview()
+        return _record(self.session, result, self._passed, self.request.organ, self.quality)
 
     def stop(self) -> None:
         """Abandon the job: the outputs are as before the click."""
