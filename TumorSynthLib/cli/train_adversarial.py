@@ -4,8 +4,10 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from ..core.errors import InputError
 from ..core.events import event_session
 from ..core.files import prepare_output_folder
+from ..synthesis.learned.gan import GanConfig
 from .common import EXIT_INTERRUPTED, EXIT_OK, command_parser, finite_float
 
 EPILOG = """what it does (after FreeTumor, methods.md section 4): a small generator (MONAI UNet, one
@@ -57,9 +59,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..core.errors import InputError
     from ..generative.adversarial_train import AdversarialConfig, train_adversarial
-    from ..synthesis.learned.gan import GanConfig
 
     out = prepare_output_folder(args.out)
     with event_session(args.events, desc="train-adversarial", log_path=out / "events.jsonl") as events:

@@ -25,7 +25,7 @@ from ...anatomy.site import Site
 from ...core.errors import ModelError
 from ..contracts import Appearance, Geometry, Scene, tumor_box
 from ..intensity import TUMOR_FLOOR_HU, solid_change
-from ..learned.gan import drop_base_hu, organ_index
+from ..learned.gan import difference_map, drop_base_hu, organ_index
 from ..learned.gan_checkpoint import GeneratorModel, default_generator_ref, load_generator
 from ..registry import register_appearance
 from ..texture import STAGE_HETEROGENEITY, make_texture
@@ -90,8 +90,6 @@ def difference_in_box(model: GeneratorModel, image_roi: np.ndarray, spacing: np.
     (``CONTEXT_MM`` per side) resampled to the model's isotropic grid, windowed, run through
     the generator and read back on the ROI's voxels."""
     import torch
-
-    from ..learned.gan import difference_map
 
     cfg = model.config
     spacing = np.asarray(spacing, dtype=float)

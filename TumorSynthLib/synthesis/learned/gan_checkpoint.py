@@ -20,6 +20,7 @@ from typing import Any
 
 from ...core import checkpoints
 from ...core.errors import ModelError
+from ...core.model_registry import list_models, resolve_model, sha256_file, shipped_models, user_models
 from .gan import GanConfig, build_generator
 
 TASK = "adversarial"
@@ -74,8 +75,6 @@ class GeneratorModel:
 def _reference(ref: str | Path) -> tuple[Path, str]:
     """(file, id) of a model id (SHA256-checked by the registry) or a path (its registered id
     when it is a registered file, else its file name)."""
-    from ...core.model_registry import list_models, resolve_model
-
     path = resolve_model(ref).resolve()
     for entry in list_models():
         if Path(entry.path).resolve() == path:
@@ -86,8 +85,6 @@ def _reference(ref: str | Path) -> tuple[Path, str]:
 def default_generator_ref() -> str | None:
     """The model used when none is named: the first shipped adversarial model, else the first
     the user registered; None when there is none."""
-    from ...core.model_registry import shipped_models, user_models
-
     for entries in (shipped_models, user_models):
         try:
             found = [e for e in entries() if e.task == TASK and Path(e.path).is_file()]
@@ -102,7 +99,6 @@ def load_generator(ref: str | Path | None = None, device: Any = "auto", *,
                    expected_sha256: str | None = None) -> GeneratorModel:
     """The generator ``ref`` (id or path; None: ``default_generator_ref()``) on ``device``;
     ``expected_sha256`` refuses any other file. Cached by file, hash and device."""
-    from ...core.model_registry import sha256_file
     from ..automaton.engine import resolve_device
 
     ref = ref if ref not in (None, "") else default_generator_ref()
