@@ -103,6 +103,7 @@ class TumorSynthParameterNode:
     capsule: Annotated[str, Choice(SWITCH)] = "auto"
     satellites: Annotated[str, Choice(SWITCH)] = "auto"
     liveGrowth: bool = True
+    qualityScore: bool = True
     exportFormat: Annotated[str, Choice(("nii.gz", "nrrd"))] = "nii.gz"
 
 
@@ -372,9 +373,14 @@ class TumorSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._updateButtons()
 
     def _showPlacement(self, placement) -> None:
-        diameters = [r.get("diameter_measured_mm") for r in placement.reports]
-        text = ", ".join(f"{d:.1f} mm" for d in diameters if d is not None)
-        message = _("Placed {count} tumor(s): {sizes}").format(count=len(placement.reports), sizes=text)
+        parts = []
+        for report in placement.reports:
+            d, q = report.get("diameter_measured_mm"), report.get("quality_p")
+            if d is not None:
+                parts.append(f"{d:.1f} mm" + ("" if q is None else _(" (quality P {p:.2f})").format(p=q)))
+        message = _("Placed {count} tumor(s): {sizes}").format(count=len(placement.reports), sizes=", ".join(parts))
+        if self._parameterNode.qualityScore and self.logic.qualityUnavailable:
+            message += "  " + _("No quality score: {reason}").format(reason=self.logic.qualityUnavailable)
         warnings = placement.warnings
         self.showMessage("\n".join([message] + [_("Warning: {text}").format(text=w) for w in warnings]),
                          warning=bool(warnings))
@@ -563,6 +569,8 @@ class TumorSynthLogic(ScriptedLoadableModuleLogic):
     def __init__(self) -> None:
         ScriptedLoadableModuleLogic.__init__(self)
         self._sessions = {}
+        self._quality = None
+        self.qualityUnavailable = ""
 
     def getParameterNode(self):
         return TumorSynthParameterNode(super().getParameterNode())
@@ -602,11 +610,22 @@ class TumorSynthLogic(ScriptedLoadableModuleLogic):
             return None
         return self.lib().segment.segment_mask(p.organSegmentation, p.organSegmentId, p.inputVolume)
 
+    def qualityFilter(self, p):
+        """The default model's quality filter when the panel asks for scores (loaded once; None
+        with the reason in ``qualityUnavailable`` when it cannot be loaded)."""
+        if not p.qualityScore:
+            return None
+        if self._quality is None and not self.qualityUnavailable:
+            self._quality, self.qualityUnavailable = self.lib().placement.load_quality_filter("default")
+        return self._quality
+
     def placeTumor(self, p, ras):
-        return self.lib().placement.place_tumor(self.session(p.inputVolume), ras, self.request(p), self.organMask(p))
+        return self.lib().placement.place_tumor(self.session(p.inputVolume), ras, self.request(p), self.organMask(p),
+                                                quality=self.qualityFilter(p))
 
     def startLiveJob(self, p, ras):
-        return self.lib().placement.LiveJob(self.session(p.inputVolume), ras, self.request(p), self.organMask(p))
+        return self.lib().placement.LiveJob(self.session(p.inputVolume), ras, self.request(p), self.organMask(p),
+                                            quality=self.qualityFilter(p))
 
     def undo(self, inputVolume) -> None:
         self.session(inputVolume).undo()

@@ -226,12 +226,14 @@ class TumorSynthTrainerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
 
     # -- apply / evaluate ----------------------------------------------------------------------
     def refreshModels(self) -> None:
+        """Fill Apply's model list; keep the selection, else select the shipped default model."""
         combo = self.ui.modelComboBox
+        current = self._currentModel()
+        choices = self.logic.modelChoices()
         combo.clear()
-        for entry in self.logic.models():
-            combo.addItem(f"{entry['id']}  ({entry.get('source', '')}, {entry.get('organ', '')})", entry["id"])
-        for path in self.logic.trainedCheckpoints():
-            combo.addItem(_("this session: {path}").format(path=path), path)
+        for label, value in choices:
+            combo.addItem(label, value)
+        combo.setCurrentIndex(trainerModules().trainer.choice_index(choices, current))
         self.ui.modelsFolderLabel.text = self.logic.modelsFolderText()
 
     def _currentModel(self):
@@ -408,6 +410,10 @@ class TumorSynthTrainerLogic(ScriptedLoadableModuleLogic):
 
     def trainedCheckpoints(self):
         return [c for c in self._checkpoints if os.path.exists(c)]
+
+    def modelChoices(self):
+        """(label, id or path) of Apply's model list, the shipped default model first."""
+        return trainerModules().trainer.model_choices(self.models(), self.trainedCheckpoints())
 
     def registerLastCheckpoint(self):
         checkpoints = self.trainedCheckpoints()

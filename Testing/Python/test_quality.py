@@ -168,3 +168,25 @@ def test_filter_plugs_into_rand_tumor_synthd(phantom_small):
         results[name] = (t.stats, int((out["label"].numpy() == 205).sum()))
     assert results["never"][0]["rejected_quality"] == 1 and results["never"][1] == 0
     assert results["always"][0]["applied"] == 1 and results["always"][1] > 0
+
+
+def test_synth_cli_quality_flag(tiny_segmentation_run, phantom_small, tmp_path, capsys):
+    import json
+
+    from TumorSynthLib.cli import main
+    from TumorSynthLib.core.volume_io import save_volume
+
+    ct, organs, _ = phantom_small
+    image, labels = save_volume(ct, tmp_path / "ct.nii.gz"), save_volume(organs, tmp_path / "organs.nii.gz")
+    args = ["synth", "--image", str(image), "--organs", str(labels), "--out", str(tmp_path / "case"),
+            "--tumor", "organ=liver,stage=intermediate,seed=5", "--device", "cpu"]
+    assert main(args + ["--quality", str(tiny_segmentation_run.checkpoint), "--threshold", "0.2",
+                        "--quality-tries", "2"]) == 0
+    report = json.loads((tmp_path / "case" / "report.json").read_text())
+    verdict = report["tumors"][0]["quality"]
+    assert 0.0 <= verdict["score"] <= 1.0 and verdict["threshold"] == 0.2 and 1 <= verdict["attempts"] <= 2
+    assert report["quality_filter"]["model"] == str(tiny_segmentation_run.checkpoint)
+    assert report["quality_filter"]["tries"] == 2
+    assert "quality P" in capsys.readouterr().err
+    assert main(args + ["--threshold", "0.5"]) == 2                  # --threshold without --quality
+    assert "needs --quality" in capsys.readouterr().err

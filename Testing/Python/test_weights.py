@@ -65,9 +65,13 @@ def test_tampered_or_foreign_files_are_refused(home, tmp_path):
     ckpt = write_untrained_checkpoint(tmp_path / "best.pt")
     weights.add_model(ckpt, "liver-test")
     stored = home / "models" / "liver-test.pt"
+    assert weights.resolve_model(stored) == stored                  # a registered file, by path
     stored.write_bytes(stored.read_bytes()[:-10] + b"0123456789")
     with pytest.raises(ModelError, match="SHA256"):
         weights.resolve_model("liver-test")
+    with pytest.raises(ModelError, match="SHA256"):
+        weights.resolve_model(stored)                               # by path: checked as well
+    assert weights.resolve_model(ckpt) == ckpt                      # an unregistered file passes
     junk = tmp_path / "junk.pt"
     junk.write_bytes(b"not a checkpoint")
     with pytest.raises(ModelError):
@@ -81,13 +85,15 @@ def test_tampered_or_foreign_files_are_refused(home, tmp_path):
 
 def test_models_cli(home, tmp_path, capsys):
     ckpt = write_untrained_checkpoint(tmp_path / "best.pt", organ="pancreas")
+    shipped = [(e.id, e.organ, "shipped") for e in weights.shipped_models()]
     assert main(["models", "list"]) == 0
-    assert "no models" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert all(line.split()[:2] == [i, "shipped"] for line, (i, _o, _s) in zip(out.splitlines(), shipped))
     assert main(["models", "add", str(ckpt), "--id", "panc-1"]) == 0
     assert "added panc-1" in capsys.readouterr().out
     assert main(["models", "list", "--json"]) == 0
     listed = json.loads(capsys.readouterr().out)
-    assert [(m["id"], m["organ"], m["source"]) for m in listed] == [("panc-1", "pancreas", "user")]
+    assert [(m["id"], m["organ"], m["source"]) for m in listed] == shipped + [("panc-1", "pancreas", "user")]
     assert main(["models", "remove", "panc-1"]) == 0
     assert main(["models", "remove"]) == 2                            # missing ID: a user error
     assert "needs a model ID" in capsys.readouterr().err

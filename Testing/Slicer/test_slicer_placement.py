@@ -143,3 +143,40 @@ def test_a_cyst_from_the_lesion_menu_is_placed_and_reported_benign(scene, ct_nod
     placement = placement_logic.place_tumor(session, voxel_to_world(CLICK_VOXEL), request, organMask=organ)
     report = placement.reports[0]
     assert report["lesion"] == "cyst" and report["benign"] is True and report["appearance"] == "cyst"
+
+
+class FixedScore:
+    """A stand-in quality filter: every tumor scores ``p`` (records the masks it saw)."""
+
+    def __init__(self, p: float) -> None:
+        self.p, self.sizes = p, []
+
+    def score_volume(self, image, mask) -> float:
+        assert mask.shape == image.shape
+        self.sizes.append(int(mask.sum()))
+        return self.p
+
+
+def test_quality_p_fills_the_table_when_a_filter_is_given(scene, ct_node, organ_segmentation, engine):
+    from TumorSynthSlicer import output_logic, placement_logic, segment_logic, table_logic
+
+    seg, segment_id = organ_segmentation
+    organ = segment_logic.segment_mask(seg, segment_id, ct_node)
+    session = output_logic.TumorSession(ct_node)
+    plain = placement_logic.place_tumor(session, voxel_to_world(CLICK_VOXEL), _request(), organMask=organ)
+    assert "quality_p" not in plain.reports[0]
+    scorer = FixedScore(0.83)
+    scored = placement_logic.place_tumor(session, voxel_to_world(SECOND_VOXEL), _request(seed=4),
+                                         organMask=organ, quality=scorer)
+    assert scored.reports[0]["quality_p"] == 0.83
+    assert scorer.sizes == [int((scored.result.tumor_instances.array == 1).sum())]
+    assert table_logic.column_values(session.table, "Quality P") == ["nan", "0.83"]
+
+
+def test_default_quality_filter_loads_or_says_why(tiny_segmentation_run, tmp_path):
+    from TumorSynthSlicer import placement_logic
+
+    quality, reason = placement_logic.load_quality_filter(str(tiny_segmentation_run.checkpoint), "cpu")
+    assert quality is not None and reason == "" and quality.organ == "liver"
+    missing, reason = placement_logic.load_quality_filter(str(tmp_path / "none.pt"), "cpu")
+    assert missing is None and "neither" in reason

@@ -127,3 +127,20 @@ def test_metrics_table_and_sensitivity_chart(scene):
     assert table_logic.column_values(table, "Sensitivity")[:2] == ["0.5", "1"]
     series = chart.GetNthPlotSeriesNode(0)
     assert series.GetPlotType() == series.PlotTypeBar and series.GetYColumnName() == "Sensitivity"
+
+
+def test_apply_offers_the_shipped_default_model_first(monkeypatch, tmp_path):
+    from TumorSynthSlicer import trainer_logic
+
+    monkeypatch.setenv("TUMORSYNTH_HOME", str(tmp_path / "home"))
+    entries = [{"id": "liver-1", "source": "user", "organ": "liver"},
+               {"id": "default", "source": "shipped", "organ": "liver,pancreas,kidney"}]
+    choices = trainer_logic.model_choices(entries, ["/runs/a/best.pt"])
+    assert [value for _label, value in choices] == ["default", "liver-1", "/runs/a/best.pt"]
+    assert choices[0][0].startswith("default: shipped model (liver, pancreas, kidney")
+    assert trainer_logic.choice_index(choices) == 0                  # a new user: the default
+    assert trainer_logic.choice_index(choices, "/runs/a/best.pt") == 2   # keeps the user's pick
+    assert trainer_logic.choice_index(choices[1:], "gone") == 0
+    assert trainer_logic.choice_index([]) == -1
+    listed = [m["id"] for m in trainer_logic.list_models()]
+    assert "default" in listed                                       # the registry ships it

@@ -10,6 +10,10 @@ diffusion denoising; the engine catalogue says which) can instead be advanced a 
 timer tick (``LiveJob``, over the engine's ``SynthesisJob``) so the user watches the tumor form
 and can stop it.
 
+With a quality filter (``load_quality_filter``: the shipped ``default`` segmentation model by
+default) every placed tumor is scored: ``report["quality_p"]`` is the share of the tumor the
+model finds (FreeTumor's P), shown in the "Quality P" column of the tumors table.
+
 Example::
 
     session = TumorSession(ctNode)
@@ -102,9 +106,10 @@ class PendingPlacement:
 
     def __init__(self, session: TumorSession, ras: Sequence[float], request: TumorRequest,
                  organMask: np.ndarray | None = None,
-                 synthesize: Callable[..., Any] | None = None) -> None:
+                 synthesize: Callable[..., Any] | None = None, quality: Any = None) -> None:
         self.session = session
         self.request = request
+        self.quality = quality
         self._fresh = not session.hasOutputs
         self.result: Any = None
         try:
@@ -125,7 +130,7 @@ class PendingPlacement:
         """Write the engine's result into the session's outputs (main thread)."""
         if self.result is None:
             raise RuntimeError("record() before run(): the engine has not run yet")
-        return _record(self.session, self.result, self._passed, self.request.organ)
+        return _record(self.session, self.result, self._passed, self.request.organ, self.quality)
 
     def discard(self) -> None:
         """Forget the click: outputs created for it (first tumor) are removed again."""
@@ -135,15 +140,16 @@ class PendingPlacement:
 
 def place_tumor(session: TumorSession, ras: Sequence[float], request: TumorRequest,
                 organMask: np.ndarray | None = None,
-                synthesize: Callable[..., Any] | None = None) -> Placement:
+                synthesize: Callable[..., Any] | None = None, quality: Any = None) -> Placement:
     """Synthesize the tumor(s) of one click and write them into the session's outputs.
 
     ``organMask`` is a boolean ``[i, j, k]`` mask on the CT grid (None: the engine grows an
     organ region from the click). ``synthesize`` defaults to the engine's; tests may inject
-    another with the same signature. On failure the outputs are left as they were (and
-    removed again if this was the first tumor).
+    another with the same signature. ``quality``: an object with ``score_volume(image, mask)``
+    (a ``QualityFilter``) that scores each tumor before it is recorded. On failure the outputs
+    are left as they were (and removed again if this was the first tumor).
     """
-    pending = PendingPlacement(session, ras, request, organMask, synthesize)
+    pending = PendingPlacement(session, ras, request, organMask, synthesize, quality)
     try:
         pending.run()
     except Exception:
@@ -152,8 +158,38 @@ def place_tumor(session: TumorSession, ras: Sequence[float], request: TumorReque
     return pending.record()
 
 
+def load_quality_filter(model: str = "default", device: str = "auto") -> tuple[Any, str]:
+    """(``QualityFilter`` of ``model``, "") or (None, the reason it is not available: engine or
+    torch missing, model not installed, ...). Never raises: the score is an extra."""
+    try:
+        from TumorSynthLib.segmentation.quality import QualityFilter
+    except ImportError as exc:
+        return None, f"the segmentation engine is not available ({exc})"
+    try:
+        return QualityFilter(model, device=device), ""
+    except Exception as exc:  # a missing or damaged model must not stop tumor placement
+        return None, str(exc)
+
+
+def score_tumors(result: Any, quality: Any) -> None:
+    """Set ``report["quality_p"]`` of each tumor of ``result`` (a ``Synthesis``) to the share
+    of it that ``quality`` finds; a tumor it cannot score gets ``report["quality_error"]``."""
+    if quality is None:
+        return
+    instances = np.asarray(result.tumor_instances.array)
+    for number, report in enumerate(result.reports, start=1):
+        mask = instances == number
+        if not mask.any():
+            continue
+        try:
+            report["quality_p"] = float(quality.score_volume(result.image, mask))
+        except Exception as exc:  # e.g. a model that does not cover this organ
+            report["quality_error"] = str(exc)
+
+
 def _record(session: TumorSession, result: Any, passed: np.ndarray | None,
-            organ: str) -> Placement:
+            organ: str, quality: Any = None) -> Placement:
+    score_tumors(result, quality)
     if result.roi is None or result.roi.is_empty:
         return Placement([], list(result.reports), result)
     ids = session.record(result.image.array, result.labels.array, result.tumor_instances.array,
@@ -169,13 +205,16 @@ class LiveJob:
     ``stop()`` abandons it and removes the preview. The caller's timer decides the pace; the
     caller must ignore further clicks while a job runs (``click_logic.ClickGate``). ``tick()``
     is ``show(advance())``: a front end may run ``advance()`` in a worker thread.
+    ``quality`` scores the final tumor as in ``place_tumor``.
     """
 
     def __init__(self, session: TumorSession, ras: Sequence[float], request: TumorRequest,
                  organMask: np.ndarray | None = None, stepsPerTick: int = 5,
-                 jobFactory: Callable[..., Any] | None = None, start: bool = True) -> None:
+                 jobFactory: Callable[..., Any] | None = None, start: bool = True,
+                 quality: Any = None) -> None:
         self.session = session
         self.request = request
+        self.quality = quality
         self.stepsPerTick = max(1, int(stepsPerTick))
         self._fresh = not session.hasOutputs
         self.job: Any = None
@@ -234,7 +273,7 @@ class LiveJob:
     def record(self, result: Any) -> Placement:
         """Replace the preview with the finished tumor in the outputs (main thread)."""
         self._removePreview()
-        return _record(self.session, result, self._passed, self.request.organ)
+        return _record(self.session, result, self._passed, self.request.organ, self.quality)
 
     def stop(self) -> None:
         """Abandon the job: the outputs are as before the click."""

@@ -121,5 +121,5 @@ def tumor_row(label: str, report: Mapping[str, Any]) -> dict[str, Any]:
                                  "diameter_mm", "spec.diameter_mm"),
         "R": centre[0], "A": centre[1], "S": centre[2],
         "Seed": first_value(report, "seed", "spec.seed"),
-        "Quality P": first_value(report, "quality_p", "quality.p"),
+        "Quality P": first_value(report, "quality_p", "quality.score"),
     }

@@ -227,6 +227,36 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 
 # -- the model registry (shipped models + $TUMORSYNTH_HOME/models) -------------------------------
+#: Id of the shipped tumor segmentation model (liver, pancreas, kidney): Apply's default.
+DEFAULT_MODEL_ID = "default"
+
+
+def model_choices(entries: Sequence[dict[str, Any]], checkpoints: Sequence[str] = ()) -> list[tuple[str, str]]:
+    """(label, model id or checkpoint path) of Apply's model list: the shipped default model
+    first, then the other registered models, then this session's checkpoints."""
+    ordered = sorted(entries, key=lambda e: (e.get("id") != DEFAULT_MODEL_ID, e.get("source") != "shipped"))
+    choices = []
+    for entry in ordered:
+        organ = str(entry.get("organ", "")).replace(",", ", ")
+        if entry.get("id") == DEFAULT_MODEL_ID:
+            label = f"default: shipped model ({organ} tumors)"
+        else:
+            label = f"{entry['id']}  ({entry.get('source', '')}, {organ})"
+        choices.append((label, str(entry["id"])))
+    choices += [(f"this session: {path}", str(path)) for path in checkpoints]
+    return choices
+
+
+def choice_index(choices: Sequence[tuple[str, str]], current: str | None = None) -> int:
+    """Which choice to select: ``current`` while it is still listed, else the shipped default
+    model (so a new user can segment without training), else the first; -1 when empty."""
+    values = [value for _label, value in choices]
+    for wanted in (current, DEFAULT_MODEL_ID):
+        if wanted in values:
+            return values.index(wanted)
+    return 0 if values else -1
+
+
 def list_models() -> list[dict[str, Any]]:
     """Every registered model as a dict (id, source, task, organ, path, description, ...)."""
     from TumorSynthLib.core import model_registry as weights

@@ -4,9 +4,9 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from ..anatomy.organs import canonical_organ
 from ..core.events import event_session
 from ..segmentation.evaluate import evaluate_predictions
+from ..segmentation.tasks import task_name
 from .common import EXIT_OK, command_parser, finite_float
 
 EPILOG = """metrics: tumor DSC, tumor NSD at --tolerance-mm (2 mm, spacing aware), organ DSC (organ
@@ -34,7 +34,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p("--pred", required=True, help="predicted labelmap, or folder of them")
     p("--gt", required=True, help="reference labelmap, or folder of them (same case ids)")
     p("--out", required=True, help="folder for the CSV, JSON and PNG files")
-    p("--organ", default="liver", help="organ of the task (default liver)")
+    p("--organ", default="liver",
+      help="organ of the task, or several as one task (liver,pancreas,kidney: the default model's) "
+           "(default liver)")
     p("--labels", default="auto", help="convention of --gt (auto, totalseg, msd, lits, kits, binary)")
     p("--pred-labels", default="auto", help="convention of --pred (default auto; segment writes msd-style 0/1/2)")
     p("--images", default=None, help="CT file or folder, drawn under the worst-case montage")
@@ -44,10 +46,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-
     with event_session(args.events, desc="evaluate") as events:
         summary = evaluate_predictions(
-            args.pred, args.gt, args.out, organ=canonical_organ(args.organ), gt_labels=args.labels,
+            args.pred, args.gt, args.out, organ=task_name(args.organ), gt_labels=args.labels,
             pred_labels=args.pred_labels, images=args.images, min_radius_mm=args.min_radius_mm,
             tolerance_mm=args.tolerance_mm, events=events)
         dsc, sens = summary["tumor_dsc"]["mean"], summary["sensitivity"]

@@ -36,7 +36,8 @@ examples:
   tumorsynth generate --input healthy/ --organ liver --method handcrafted --shard 0/4 --out synth/
       (run 1/4, 2/4 and 3/4 elsewhere, same --out: together they equal one unsharded run)
   tumorsynth generate --input healthy/ --organ liver --method handcrafted \\
-      --quality runs/liver1/best.pt --threshold 0.7 --out synth/"""
+      --quality runs/liver1/best.pt --threshold 0.7 --out synth/
+  tumorsynth generate --input healthy/ --organ kidney --method cellular --quality default --out synth/"""
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -58,7 +59,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p("--workers", type=int, default=1, metavar="K", help="parallel processes (default 1)")
     p("--shard", default=None, metavar="I/N", help="do only part I of N of the work (I in 0..N-1)")
     p("--quality", default=None, metavar="MODEL",
-      help="segmentation checkpoint or model id used as quality filter (default: none)")
+      help="segmentation checkpoint or model id used as quality filter, e.g. `default` (the shipped "
+           "liver / pancreas / kidney model) (default: none)")
     p("--threshold", type=finite_float, default=None, help="quality threshold P (default 0.7; needs --quality)")
     p("--quality-tries", type=int, default=3, help="draws per tumor with --quality (default 3)")
     p("--labels", default="auto", help="label convention of the input: auto (default), totalseg, msd, "

@@ -11,7 +11,9 @@ from ..core.files import to_jsonable
 from .common import EXIT_OK, command_parser
 
 EPILOG = """user models live in $TUMORSYNTH_HOME/models (default ~/.tumorsynth/models); shipped models
-are read-only. A registered id can be given to `segment --model` instead of a path.
+are read-only. A registered id can be given to `segment --model` (and to --quality of synth,
+generate and train) instead of a path; `default` is the shipped liver / pancreas / kidney tumor
+model.
 
 examples:
   tumorsynth models list
@@ -48,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"no models (add one with `tumorsynth models add PATH`; user models: {weights.user_models_dir()})")
         else:
             for e in entries:
-                print(f"{e.id:<32} {e.source:<8} {e.task:<13} {e.organ:<9} {e.description}")
+                print(f"{e.id:<32} {e.source:<8} {e.task:<13} {e.organ:<22} {e.description}")
         return EXIT_OK
     if args.action == "add":
         entry = weights.add_model(args.target, args.id, args.description)

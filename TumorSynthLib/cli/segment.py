@@ -20,7 +20,13 @@ summary (tumor count, volumes in ml, equivalent and RECIST diameters in mm, cent
 otherwise a folder receiving CASE.nii.gz + CASE.json per input. Predicted tumors must touch the
 organ (predicted, or --organs) and components below --min-radius-mm are removed.
 
+models: `default` (used when --model is not given) is the shipped model for tumors of the liver,
+pancreas and kidneys (label 1 = any of those organs); trained on synthetic tumors in phantoms
+only, so treat its output on real scans as a research aid, not a diagnosis. Any checkpoint
+written by `tumorsynth train`, or a model id of `tumorsynth models list`, works too.
+
 examples:
+  tumorsynth segment --image ct.nii.gz --out pred.nii.gz          (the default model)
   tumorsynth segment --model runs/liver1/best.pt --image ct.nii.gz --out pred.nii.gz
   tumorsynth segment --model liver-unet-1a2b3c4d --image scans/ --out preds/
   tumorsynth segment --model best.pt --image ct.nii.gz --organs organs.nii.gz --out pred/"""
@@ -36,7 +42,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         epilog=EPILOG, run=run,
     )
     p = parser.add_argument
-    p("--model", required=True, help="checkpoint (.pt) or a model id from `tumorsynth models list`")
+    p("--model", default="default",
+      help="checkpoint (.pt) or a model id from `tumorsynth models list` (default: default, the "
+           "shipped liver / pancreas / kidney tumor model)")
     p("--image", required=True, help="CT file, DICOM series folder, or folder of CT files")
     p("--organs", default=None, help="organ labelmap (file, or folder matched by case id) bounding tumors")
     p("--labels", default="auto", help="convention of --organs (auto, totalseg, msd, lits, kits, binary)")

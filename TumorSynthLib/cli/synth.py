@@ -9,6 +9,7 @@ from ..anatomy.organs import CONVENTIONS, ORGANS, STAGES
 from ..anatomy.site import TumorSpec
 from ..core.errors import InputError
 from ..datasets import outputs
+from ..segmentation.quality import QualityFilter
 from ..synthesis.api import synthesize
 from ..core.events import event_session
 from ..core.volume_io import ensure_not_overwriting, load_volume
@@ -16,7 +17,7 @@ from ..synthesis.report import report_warnings
 from ..synthesis.options import OPTIONS, coerce_option, option_names, validate_options
 from ..synthesis.lesion_types import resolve_spec
 from ..synthesis.registry import appearance_names, geometry_names, method_names
-from .common import command_parser
+from .common import command_parser, finite_float
 
 OUTPUT_FILES = {"image": "image.nii.gz", "labels": "label.nii.gz",
                 "report": "report.json", "preview": "preview.png"}
@@ -57,6 +58,12 @@ def tumor_keys_help() -> str:
     return "\n".join(lines)
 
 
+QUALITY_HELP = """quality filter (FreeTumor): with --quality MODEL each tumor is scored by a segmentation model,
+P = |tumor AND predicted tumor| / |tumor|, and redrawn (new seed variant) while P < --threshold,
+up to --quality-tries draws; the best draw is kept and report.json says so ("quality" of each
+tumor). `--quality default` uses the shipped liver / pancreas / kidney model."""
+
+
 EXAMPLES = """examples:
   tumorsynth synth --image ct.nii.gz --organs organs.nii.gz \\
       --tumor "organ=liver,stage=early,diameter=15,point=-60:10:120,seed=3" --out case1/
@@ -65,9 +72,11 @@ EXAMPLES = """examples:
   tumorsynth synth --image ct.nii.gz --tumor "organ=liver,voxel=60:40:70" --out case3/
       (no organ labels: the organ is region-grown from the click)
   tumorsynth synth ... --tumor "organ=liver,stage=intermediate,geometry=cellular,appearance=procedural"
-  tumorsynth synth ... --tumor "organ=liver,lesion=cyst,diameter=20" \
+  tumorsynth synth ... --tumor "organ=liver,lesion=cyst,diameter=20" \\
       --tumor "organ=liver,lesion=hemangioma,diameter=25,phase=arterial"
       (benign distractors for teaching; the report says lesion type and benign)
+  tumorsynth synth --image ct.nii.gz --organs organs.nii.gz \\
+      --tumor "organ=pancreas,stage=intermediate" --quality default --out case4/
 
 outputs in --out: image.nii.gz (marked synthetic), label.nii.gz, report.json, preview.png.
 The same command with the same seed writes the same bytes (report.json differs only in 'timing')."""
@@ -111,7 +120,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         subparsers, "synth", help="put synthetic tumors into a CT scan",
         description="Put one or more synthetic tumors into a CT scan (NIfTI, NRRD or a DICOM "
                     "folder) and write the new image, labels, a provenance report and a preview.",
-        epilog=tumor_keys_help() + "\n\n" + EXAMPLES, run=run,
+        epilog=tumor_keys_help() + "\n\n" + QUALITY_HELP + "\n\n" + EXAMPLES, run=run,
     )
     parser.add_argument("--image", required=True, type=Path, help="CT scan in HU")
     parser.add_argument("--organs", type=Path,
@@ -127,6 +136,13 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                         "(default: 200 + organ id for totalseg, else 2)")
     parser.add_argument("--necrosis-label", type=int,
                         help="separate label id for necrosis (default: necrosis keeps the tumor id)")
+    parser.add_argument("--quality", metavar="MODEL",
+                        help="keep only tumors this segmentation model finds (checkpoint, model id, "
+                             "or `default`); see 'quality filter' below")
+    parser.add_argument("--threshold", type=finite_float, default=None,
+                        help="quality filter: minimum share P of the tumor found (default 0.7)")
+    parser.add_argument("--quality-tries", type=int, default=3,
+                        help="quality filter: draws per tumor before keeping the best (default 3)")
     return parser
 
 
@@ -145,6 +161,10 @@ def tumor_options(args: argparse.Namespace) -> dict[str, Any]:
 def run(args: argparse.Namespace) -> int:
 
     specs = [parse_tumor(t, args.seed, tumor_options(args)) for t in args.tumor]
+    if args.threshold is not None and args.quality is None:
+        raise InputError("--threshold needs --quality MODEL (the segmentation model that scores tumors)")
+    if args.quality_tries < 1:
+        raise InputError(f"--quality-tries must be >= 1, got {args.quality_tries}")
     check_specs(specs)
     out = output_folder(args.out)
     inputs = {"image": args.image, "organs": args.organs}
@@ -154,12 +174,18 @@ def run(args: argparse.Namespace) -> int:
     with event_session(args.events, total=3, desc="synth") as events, outputs.case_folder(out, given) as stage:
         events.emit("start", 0, command="synth")
         image, organs = load_inputs(args.image, args.organs, out)
+        quality = quality_filter(args)
         events.emit("progress", 1, message="inputs loaded")
-        result = synthesize(image, organs, specs, args.labels, case_id=args.case_id)
+        result = synthesize(image, organs, specs, args.labels, case_id=args.case_id, quality=quality,
+                            quality_threshold=0.7 if quality is None else quality.threshold,
+                            tries=args.quality_tries)
         events.emit("progress", 2, message=f"{len(result.reports)} tumor(s) synthesized")
         for warning in report_warnings(result.reports):
             events.warning(warning)
-        write_into(stage, result, command=["tumorsynth", *getattr(args, "argv", [])], inputs=inputs)
+        extra = None if quality is None else {"quality_filter": {**quality.describe(),
+                                                                 "tries": args.quality_tries}}
+        write_into(stage, result, command=["tumorsynth", *getattr(args, "argv", [])], inputs=inputs,
+                   extra=extra)
     written = {k: out / name for k, name in outputs.CASE_FILES.items()}
     events.emit("done", 3, outputs={k: str(v) for k, v in written.items()})
     events.log(summary(out, result.reports))
@@ -184,6 +210,14 @@ def output_folder(out: Path) -> Path:
     return folder
 
 
+def quality_filter(args: argparse.Namespace) -> Any:
+    """The ``QualityFilter`` of ``--quality`` (None without it)."""
+    if args.quality is None:
+        return None
+    threshold = 0.7 if args.threshold is None else args.threshold
+    return QualityFilter(args.quality, threshold=threshold, device=args.device)
+
+
 def load_inputs(image_path: Path, organs_path: Path | None, out_dir: Path):
     """(image, organs or None), after checking no output file would overwrite an input."""
 
@@ -202,9 +236,10 @@ def case_header(command: Sequence[str], inputs: dict[str, Any],
     return header, tuple(v for v in inputs.values() if v is not None)
 
 
-def write_into(stage: Path, result: Any, *, command: Sequence[str], inputs: dict[str, Any]) -> dict[str, Path]:
+def write_into(stage: Path, result: Any, *, command: Sequence[str], inputs: dict[str, Any],
+               extra: dict[str, Any] | None = None) -> dict[str, Path]:
     """The case files of one ``Synthesis`` in the staging folder of ``outputs.case_folder``."""
-    header, given = case_header(command, inputs)
+    header, given = case_header(command, inputs, extra)
     paths = outputs.case_paths(stage)
     return outputs.write_case(paths, result, header, given, preview=paths["preview"])
 
@@ -222,7 +257,10 @@ def summary(out_dir: Path, reports: Sequence[dict[str, Any]]) -> str:
     lines = [f"wrote {out_dir}/: {', '.join(OUTPUT_FILES.values())}"]
     for n, r in enumerate(reports, 1):
         centre = ", ".join(f"{v:.1f}" for v in (r.get("centroid_ras") or []))
+        quality = r.get("quality")
+        found = "" if not quality else f", quality P {quality['score']:.2f}" + (
+            "" if quality.get("passed") else f" (below {quality['threshold']:g}: best of {quality['attempts']})")
         lines.append(f"  tumor {n}: {r.get('organ')} {r.get('stage')} "
                      f"{r.get('diameter_measured_mm', 0.0):.1f} mm at RAS ({centre}), "
-                     f"label {r.get('tumor_id')}")
+                     f"label {r.get('tumor_id')}{found}")
     return "\n".join(lines)

@@ -6,11 +6,11 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ..anatomy.organs import canonical_organ
 from ..core.errors import InputError
 from ..core.events import event_session
 from ..core.files import prepare_output_folder
-from ..segmentation.config import TrainConfig
+from ..segmentation.config import TrainConfig, task_methods
+from ..segmentation.tasks import task_name
 from ..synthesis.registry import provider, resolve
 from .common import EXIT_INTERRUPTED, EXIT_OK, command_parser, finite_float
 
@@ -31,6 +31,10 @@ examples:
   tumorsynth train --data datalist.json --organ pancreas --method cellular --max-minutes 60 \\
       --events jsonl --out runs/panc
   tumorsynth train --data healthy_livers/ --organ liver --method handcrafted --resume --out runs/liver1
+  tumorsynth train --data totalseg_cases/ --organ liver,pancreas,kidney --method handcrafted,cellular \
+      --spacing 2 --out runs/abdomen          (one model for the three organs, as the default model)
+  tumorsynth train --data healthy_livers/ --organ liver --quality default --out runs/liver-q
+      (FreeTumor filter: keep only synthetic tumors the shipped model finds)
   torchrun --nproc-per-node 4 -m TumorSynthLib.cli train --data ... --out runs/ddp"""
 
 
@@ -56,13 +60,21 @@ def add_train_flags(parser: argparse.ArgumentParser) -> None:
     p = parser.add_argument
     p("--data", required=True, help="folder of image/label pairs or a datalist JSON")
     p("--out", required=True, help="run folder (checkpoints, config, events)")
-    p("--organ", default="liver", help="organ of the task: liver, pancreas, kidney (default liver)")
-    p("--method", default="handcrafted", help="synthesis method for healthy cases (default handcrafted)")
+    p("--organ", default="liver",
+      help="organ of the task: liver, pancreas, kidney, or several as one task, e.g. "
+           "liver,pancreas,kidney (label 1 = any of them; needs totalseg labels) (default liver)")
+    p("--method", default="handcrafted",
+      help="synthesis method for healthy cases, or several used equally often, e.g. "
+           "handcrafted,cellular (default handcrafted)")
     p("--labels", default="auto", help="label convention of the data: auto, totalseg, msd, lits, kits, binary")
     p("--model", default="unet", help="unet (default), swinunetr or dynunet")
     p("--channels", type=_ints, default=None, help="feature widths, e.g. 16,32,64,128 (SwinUNETR: 24)")
     p("--max-steps", type=int, default=2000, help="optimizer steps (default 2000)")
     p("--max-minutes", type=finite_float, default=None, help="stop (and save) after this many minutes")
+    p("--fit-schedule", action="store_true",
+      help="with --max-minutes: measure the speed over the first steps, then set --max-steps so the "
+           "learning-rate schedule ends when the time is up (the new step count is saved; pass it "
+           "as --max-steps with --resume)")
     p("--stop-at", type=int, default=None,
       help="save last.pt and stop at this step without changing the schedule (continue with --resume)")
     p("--resume", action="store_true", help="continue the run in --out from last.pt")
@@ -70,6 +82,9 @@ def add_train_flags(parser: argparse.ArgumentParser) -> None:
     p("--patch", type=int, default=None, help="patch side in voxels (default 64 on CPU, 96 on GPU)")
     p("--batch-size", type=int, default=1, help="cases per step (default 1)")
     p("--samples-per-case", type=int, default=2, help="patches drawn per case (default 2)")
+    p("--tumor-weight", type=finite_float, default=2.0,
+      help="patch centres are drawn on background, each organ and tumors in the ratio 1 : 1 : W "
+           "(default 2)")
     p("--lr", type=finite_float, default=1e-3, help="peak learning rate of AdamW (default 1e-3)")
     p("--warmup-steps", type=int, default=None, help="linear warm-up steps (default 5%% of --max-steps)")
     p("--val-every", type=int, default=250, help="validate every N steps (0: never; default 250)")
@@ -79,9 +94,13 @@ def add_train_flags(parser: argparse.ArgumentParser) -> None:
     p("--stage-mix", default="early=0.8,intermediate=0.1,advanced=0.1",
       help="stage weights of the synthetic tumors (default early=0.8,intermediate=0.1,advanced=0.1)")
     p("--tumors-per-image", type=_ints, default=(1,), help="tumors per sample: N or LOW,HIGH (default 1)")
+    p("--synth-reuse", type=int, default=1, metavar="R",
+      help="keep each case's synthetic tumors for R epochs, drawing new patches from it every time "
+           "(synthesis costs 1/R per step; default 1: new tumors every time)")
     p("--cache-rate", type=finite_float, default=1.0, help="share of preprocessed cases kept in RAM (default 1)")
     p("--quality", default=None, metavar="MODEL",
-      help="keep only synthetic tumors this segmentation model finds (FreeTumor quality filter)")
+      help="keep only synthetic tumors this segmentation model finds (FreeTumor quality filter): "
+           "a checkpoint, a model id, or `default` (the shipped liver/pancreas/kidney model)")
     p("--threshold", type=finite_float, default=0.7, help="quality filter: minimum share found (default 0.7)")
 
 
@@ -98,18 +117,19 @@ def config_from_args(args: argparse.Namespace) -> Any:
     return TrainConfig(
         data=str(args.data), out=str(args.out), organ=args.organ, method=args.method,
         labels=args.labels, model=args.model, channels=args.channels, spacing_mm=args.spacing,
-        patch=patch, batch_size=args.batch_size, samples_per_case=args.samples_per_case, lr=args.lr,
+        patch=patch, batch_size=args.batch_size, samples_per_case=args.samples_per_case,
+        tumor_weight=args.tumor_weight, lr=args.lr,
         warmup_steps=args.warmup_steps, max_steps=args.max_steps, max_minutes=args.max_minutes,
+        fit_schedule=args.fit_schedule,
         stop_at=args.stop_at,
         val_every=args.val_every, ckpt_every=args.ckpt_every, seed=args.seed, device=args.device,
-        workers=args.workers, cache_rate=args.cache_rate, prob=args.prob,
+        workers=args.workers, cache_rate=args.cache_rate, synth_reuse=args.synth_reuse, prob=args.prob,
         stage_mix=parse_stage_mix(args.stage_mix), num_tumors=(tumors[0], tumors[-1]), resume=args.resume,
         quality_model=args.quality, quality_threshold=args.threshold,
     )
 
 
 def run(args: argparse.Namespace) -> int:
-
     out = Path(args.out).expanduser()
     is_main = int(os.environ.get("RANK", "0")) == 0
     if is_main:
@@ -117,9 +137,10 @@ def run(args: argparse.Namespace) -> int:
     with event_session(args.events, desc="train", enabled=is_main,
                        log_path=out / "events.jsonl" if is_main else None) as events:
         try:
-            args.organ = canonical_organ(args.organ)
-            for kind, name in zip(("geometry", "appearance"), resolve(args.method)):
-                provider(kind, name)
+            args.organ = task_name(args.organ)
+            for method in task_methods(args.method):
+                for kind, name in zip(("geometry", "appearance"), resolve(method)):
+                    provider(kind, name)
             cfg = config_from_args(args)
             from ..segmentation.train import train
 

@@ -1,13 +1,16 @@
 """Model registry: the models shipped with the package plus the user's own.
 
 * Shipped models are listed in ``TumorSynthLib/resources/Models.json`` (schema:
-  ``Models.schema.json``) with a SHA256 per file; the list may be empty. They are read-only.
+  ``Models.schema.json``) with a SHA256 per file. They are read-only. ``default`` is the
+  shipped tumor segmentation model for the liver, pancreas and kidneys (made by
+  ``tools/train_default_segmenter.py``).
 * User models live in ``$TUMORSYNTH_HOME/models/`` (``TUMORSYNTH_HOME`` defaults to
   ``~/.tumorsynth``): the ``.pt`` files and an index ``models.json`` of the same schema.
   ``tumorsynth models add PATH`` copies a checkpoint there; ``remove ID`` deletes it.
 
-Nothing is ever written into the installed package. Every file is checked against its SHA256
-before use (``resolve_model``), so a damaged or replaced file is refused with ModelError.
+Nothing is ever written into the installed package. Every registered file is checked against
+its SHA256 before use (``resolve_model``), whether given by id or by path, so a damaged or
+replaced file is refused with ModelError.
 """
 from __future__ import annotations
 
@@ -174,27 +177,55 @@ def find_model(model_id: str) -> ModelEntry:
         if entry.id == model_id:
             return entry
     known = ", ".join(e.id for e in list_models()) or "none"
+    if model_id == "default":
+        raise ModelError("the default segmentation model is not installed with this copy of TumorSynth "
+                         f"(known models: {known}); reinstall, or build it with "
+                         "`python tools/train_default_segmenter.py` from a source checkout")
     raise InputError(f"no model with id '{model_id}' (known: {known}); see `tumorsynth models list`")
 
 
+def registered_entry_for(path: str | Path) -> ModelEntry | None:
+    """The registered model whose file is ``path`` (shipped or user), or None. An unreadable
+    user index is ignored here (only the shipped list is searched then)."""
+    target = Path(path).expanduser().resolve()
+    entries = shipped_models()
+    try:
+        entries += user_models()
+    except ModelError:
+        pass
+    for entry in entries:
+        if Path(entry.path).resolve() == target:
+            return entry
+    return None
+
+
+def verify_entry(entry: ModelEntry) -> Path:
+    """The entry's file after checking it exists and matches its SHA256 (ModelError otherwise)."""
+    file = Path(entry.path)
+    if not file.is_file():
+        hint = ("reinstall TumorSynth" if entry.source == "shipped" else
+                f"remove it (`tumorsynth models remove {entry.id}`) and add it again")
+        raise ModelError(f"model '{entry.id}' is registered but its file '{file}' is missing; {hint}")
+    if sha256_file(file) != entry.sha256:
+        hint = ("reinstall TumorSynth (or retrain it with tools/train_default_segmenter.py)"
+                if entry.source == "shipped" else f"remove and re-add model '{entry.id}'")
+        raise ModelError(f"model file '{file}' does not match the SHA256 registered for '{entry.id}' "
+                         f"(damaged or replaced); {hint}")
+    return file
+
+
 def resolve_model(ref: str | Path) -> Path:
-    """The checkpoint file for ``ref``: an existing path, or a registered id (file checked
-    against its SHA256; ModelError when missing or changed)."""
+    """The checkpoint file for ``ref``: a registered id (e.g. ``default``, the shipped model), or
+    an existing path. Registered files are checked against their SHA256, also when given by
+    path; ModelError when missing or changed."""
     path = Path(ref).expanduser()
     if path.is_file():
-        return path
+        entry = registered_entry_for(path)
+        return path if entry is None else verify_entry(entry)
     if not _ID_PATTERN.match(str(ref)):
         raise ModelError(f"model '{ref}' is neither an existing file nor a model id; "
                          "see `tumorsynth models list`")
-    entry = find_model(str(ref))
-    file = Path(entry.path)
-    if not file.is_file():
-        raise ModelError(f"model '{entry.id}' is registered but its file '{file}' is missing; "
-                         f"remove it (`tumorsynth models remove {entry.id}`) and add it again")
-    if sha256_file(file) != entry.sha256:
-        raise ModelError(f"model file '{file}' does not match its SHA256 (damaged or replaced); "
-                         f"remove and re-add model '{entry.id}'")
-    return file
+    return verify_entry(find_model(str(ref)))
 
 
 # -- writing (user registry only) ---------------------------------------------------------------
@@ -261,6 +292,7 @@ def remove_model(model_id: str) -> ModelEntry:
 
 __all__ = [
     "ModelEntry", "tumorsynth_home", "user_models_dir", "list_models", "shipped_models",
-    "user_models", "find_model", "resolve_model", "add_model", "remove_model", "sha256_file",
+    "user_models", "find_model", "resolve_model", "registered_entry_for", "verify_entry", "add_model",
+    "remove_model", "sha256_file",
     "schema_errors", "check_registry", "registry_schema",
 ]

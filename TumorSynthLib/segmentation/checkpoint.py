@@ -22,6 +22,7 @@ import torch
 from ..core import checkpoints
 from ..core.errors import InputError, ModelError
 from ..core.files import shown
+from .tasks import covers
 
 TASK = "segmentation"
 FORMAT = checkpoints.FORMAT_PREFIX + TASK
@@ -49,8 +50,9 @@ def label_names_of(payload: dict[str, Any]) -> dict[int, str]:
 
 
 def check_label_set(payload: dict[str, Any], path: str | Path, organ: str | None = None) -> None:
-    """ModelError unless the checkpoint is a 3-class {background, organ, tumor} model (for
-    ``organ`` when given)."""
+    """ModelError unless the checkpoint is a 3-class {background, organ, tumor} model that
+    covers ``organ`` when given (one organ or a comma list; a multi-organ model covers each of
+    its organs)."""
     try:
         names = label_names_of(payload)
         out_channels = int(payload["model_config"].get("out_channels", -1))
@@ -64,9 +66,17 @@ def check_label_set(payload: dict[str, Any], path: str | Path, organ: str | None
             f"checkpoint '{path}' is for another label set ({out_channels} outputs, labels {names}); "
             "TumorSynth segments {0 background, 1 organ, 2 tumor}: use a model trained by `tumorsynth train`"
         )
-    if organ is not None and trained_for != organ:
+    if organ is not None and not _covers(trained_for, organ, path):
         raise ModelError(f"checkpoint '{path}' was trained for the {trained_for}, not the {organ}; "
-                         f"use a {organ} model or pass --organ {trained_for}")
+                         f"use a model that covers the {organ} (e.g. `default`) or pass --organ {trained_for}")
+
+
+def _covers(trained_for: str, organ: str, path: str | Path) -> bool:
+    try:
+        return covers(trained_for, organ)
+    except InputError as exc:
+        raise ModelError(f"checkpoint '{path}' names an unknown organ '{trained_for}' ({exc}); "
+                         "use a checkpoint written by `tumorsynth train`") from exc
 
 
 def check_resumable(payload: dict[str, Any], path: str | Path, config: dict[str, Any],

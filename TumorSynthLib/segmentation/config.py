@@ -8,6 +8,7 @@ from typing import Any
 
 from ..core.errors import InputError
 from ..core.files import shown
+from .tasks import task_name
 
 #: HU window mapped to [0, 1] before the network (abdominal soft tissue).
 WINDOW_HU = (-175.0, 250.0)
@@ -22,8 +23,8 @@ class TrainConfig:
 
     data: str
     out: str
-    organ: str = "liver"
-    method: str = "handcrafted"
+    organ: str = "liver"                  # one organ, or several: "liver,pancreas,kidney"
+    method: str = "handcrafted"           # one method, or several used equally: "handcrafted,cellular"
     labels: str = "auto"                  # label convention of the dataset (auto: guessed)
     model: str = "unet"                   # unet | swinunetr | dynunet
     channels: tuple[int, ...] | None = None   # feature widths (None: the model's CPU/GPU default)
@@ -31,11 +32,13 @@ class TrainConfig:
     patch: int = 64
     batch_size: int = 1                   # cases per step; each gives samples_per_case patches
     samples_per_case: int = 2
+    tumor_weight: float = 2.0             # patch centres: background 1, each organ 1, tumor this
     lr: float = 1e-3
     weight_decay: float = 1e-5
     warmup_steps: int | None = None       # None: 5 % of max_steps (at most 200)
     max_steps: int = 2000
     max_minutes: float | None = None
+    fit_schedule: bool = False            # measure the speed, then fit max_steps to max_minutes
     stop_at: int | None = None            # save and stop at this step (schedule unchanged)
     val_every: int = 250                  # 0: no validation (and no best.pt)
     ckpt_every: int = 50
@@ -45,6 +48,7 @@ class TrainConfig:
     device: str = "auto"
     workers: int = 1
     cache_rate: float = 1.0
+    synth_reuse: int = 1                  # epochs a case keeps its synthetic tumors (patches differ)
     prob: float = 0.5                     # probability of synthetic tumors in a healthy sample
     stage_mix: dict[str, float] = field(
         default_factory=lambda: {"early": 0.8, "intermediate": 0.1, "advanced": 0.1})
@@ -56,6 +60,8 @@ class TrainConfig:
     resume: bool = False
 
     def __post_init__(self) -> None:
+        self.organ = task_name(self.organ)
+        self.method = ",".join(task_methods(self.method))
         self.check()
 
     def check(self) -> None:
@@ -82,18 +88,25 @@ class TrainConfig:
             raise InputError(f"--max-steps must be >= 1, got {self.max_steps}")
         if self.max_minutes is not None and self.max_minutes <= 0:
             raise InputError(f"--max-minutes must be > 0, got {self.max_minutes}")
+        if self.fit_schedule and self.max_minutes is None:
+            raise InputError("--fit-schedule needs --max-minutes (the budget the schedule is fitted to)")
         if self.spacing_mm <= 0:
             raise InputError(f"--spacing must be > 0 mm, got {self.spacing_mm}")
-        if self.patch < 16 or self.patch % 16:
-            raise InputError(f"--patch must be a multiple of 16 (>= 16), got {self.patch}")
+        if self.patch < 16 or self.patch % 8:
+            raise InputError(f"--patch must be a multiple of 8 (>= 16; the network may need more), got {self.patch}")
+        if self.synth_reuse < 1:
+            raise InputError(f"--synth-reuse must be >= 1, got {self.synth_reuse}")
         if self.batch_size < 1 or self.samples_per_case < 1:
             raise InputError("--batch-size and --samples-per-case must be >= 1")
+        if self.tumor_weight < 0:
+            raise InputError(f"--tumor-weight must be >= 0, got {self.tumor_weight}")
         if not 0.0 <= self.prob <= 1.0:
             raise InputError(f"--prob must be in [0, 1], got {self.prob}")
         if self.lr <= 0:
             raise InputError(f"--lr must be > 0, got {self.lr}")
         if self.workers < 0:
             raise InputError(f"--workers must be >= 0, got {self.workers}")
+        task_methods(self.method)
 
     @property
     def warmup(self) -> int:
@@ -118,4 +131,16 @@ class TrainConfig:
         return cls(**kwargs)
 
 
-__all__ = ["TrainConfig", "WINDOW_HU", "FROZEN_ON_RESUME"]
+def task_methods(method: str) -> tuple[str, ...]:
+    """The synthesis methods of a run: "handcrafted" -> ("handcrafted",); "handcrafted,cellular"
+    -> both (each makes an equal share of the tumors). InputError when none is given."""
+    out: list[str] = []
+    for name in (m.strip().lower() for m in str(method).split(",")):
+        if name and name not in out:
+            out.append(name)
+    if not out:
+        raise InputError(f"no synthesis method given ('{method}'); use e.g. handcrafted or handcrafted,cellular")
+    return tuple(out)
+
+
+__all__ = ["TrainConfig", "WINDOW_HU", "FROZEN_ON_RESUME", "task_methods"]

@@ -10,8 +10,11 @@ Accepted data (``find_cases``):
   flat ``NAME.nii.gz`` + ``NAME_label.nii.gz`` (``_seg``, ``_labels``, ``_organs``).
 
 Labels of any convention (``organs.CONVENTIONS``) are mapped to the task labels
-{0 background, 1 organ, 2 tumor} of one organ (``task_label_array``). "Has a real tumor" means
-the convention's tumor id is present.
+{0 background, 1 organ, 2 tumor} (``tasks.task_label_array``). A task is one organ ("liver") or
+several ("liver,pancreas,kidney", ``task_organs``): label 1 is then the union of the organs and
+label 2 a tumor in any of them, so every model keeps the same 3 classes; a multi-organ task
+needs a convention that tells the organs apart (totalseg). "Has a real tumor" means one of the
+task's tumor ids is present.
 
 Faults (``check_cases``): a pair whose image and label grids differ, a label without the organ
 and an unreadable file are **skipped with a warning** naming the file and the fix; if no case
@@ -27,16 +30,12 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..anatomy.organs import (
-    CONVENTIONS,
-    canonical_organ,
-    organ_label_ids,
-)
 from ..anatomy.analysis import labelmap_array
-from ..anatomy.task_labels import tumor_ids
+from ..anatomy.organs import CONVENTIONS
 from ..core.errors import ConventionError, InputError, TumorSynthError
 from ..core.volume import GRID_TOLERANCE_MM
 from ..core.volume_io import load_volume
+from .tasks import check_task_convention, guessing_organ, task_name, task_organ_ids, tumor_ids
 
 VOLUME_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
 _IMAGE_NAMES = ("image", "ct", "img", "volume")
@@ -209,9 +208,14 @@ def _check_one(case: Case, organ: str, convention: str) -> tuple[str, str | None
     if label.shape != image_shape or not np.allclose(label.affine, image_affine, atol=GRID_TOLERANCE_MM):
         return convention, (f"image grid {image_shape} and label grid {label.shape} (or their affines) "
                             "differ; resample the label onto the image")
-    array, conv = labelmap_array(label, convention, organ=organ, what="the labels")
-    if not np.isin(array, organ_label_ids(organ, conv) + tumor_ids(organ, conv)).any():
-        return conv, (f"the label has no {organ} (ids {list(organ_label_ids(organ, conv))} in the "
+    array, conv = labelmap_array(label, convention, organ=guessing_organ(organ), what="the labels")
+    try:
+        check_task_convention(organ, conv)
+    except InputError as exc:
+        return conv, str(exc)
+    ids = task_organ_ids(organ, conv)
+    if not np.isin(array, ids + tumor_ids(organ, conv)).any():
+        return conv, (f"the label has no {organ.replace(',', ' or ')} (ids {list(ids)} in the "
                       f"'{conv}' convention); check --organ and --labels")
     case.has_tumor = bool(np.isin(array, tumor_ids(organ, conv)).any())
     case.convention = conv
@@ -221,8 +225,9 @@ def _check_one(case: Case, organ: str, convention: str) -> tuple[str, str | None
 def check_cases(cases: list[Case], organ: str, convention: str = "auto",
                 warn: Any = None) -> tuple[list[Case], list[dict[str, str]]]:
     """(usable cases, skipped [{case_id, file, reason}]). Each skip is also passed to ``warn``
-    (a callable taking one message). Reads every label once."""
-    organ = canonical_organ(organ)
+    (a callable taking one message). Reads every label once; labels that cannot tell the organs
+    of a multi-organ task apart are skipped with that reason."""
+    organ = task_name(organ)
     if convention != "auto" and convention not in CONVENTIONS:
         raise InputError(f"unknown --labels '{convention}'; choose auto or one of {', '.join(CONVENTIONS)}")
     kept, skipped = [], []

@@ -15,7 +15,6 @@ from typing import Any
 import numpy as np
 
 from ..anatomy.analysis import labelmap_array
-from ..anatomy.task_labels import task_label_array
 from ..core.errors import InputError
 from ..core.events import EventStream
 from ..core.files import prepare_output_folder
@@ -25,6 +24,7 @@ from .datasets import case_id_of, case_name_of, is_volume_file
 from .metrics import NSD_TOLERANCE_MM, evaluate_case, summarize
 from .postprocess import MIN_RADIUS_MM
 from .report import worst_case_slice, write_montage, write_plots, write_tables
+from .tasks import guessing_organ, task_label_array
 
 
 def _volume_files(folder: Path) -> dict[str, Path]:
@@ -51,7 +51,7 @@ def pair_files(pred: Path, gt: Path) -> list[tuple[str, Path, Path]]:
 def to_task(volume: Volume, organ: str, convention: str, what: str = "the labels") -> Volume:
     """Task labels {0, 1, 2} of a labelmap, after the checks every command shares
     (``anatomy.analysis.labelmap_array``: integer ids >= 0 that fit the convention)."""
-    arr, conv = labelmap_array(volume, convention, organ=organ, what=what)
+    arr, conv = labelmap_array(volume, convention, organ=guessing_organ(organ), what=what)
     return volume.with_array(task_label_array(arr, organ, conv))
 
 

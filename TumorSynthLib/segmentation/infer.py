@@ -18,7 +18,6 @@ import torch
 
 from ..anatomy.measure import measure_mask
 from ..anatomy.analysis import check_image, labelmap_array
-from ..anatomy.task_labels import task_label_array
 from ..core.errors import InputError, ModelError
 from ..core.files import shown
 from ..core.volume import Volume
@@ -37,6 +36,7 @@ from .postprocess import (
     keep_touching,
     remove_small_components,
 )
+from .tasks import guessing_organ, task_label_array, task_organs
 
 
 @dataclass
@@ -52,6 +52,11 @@ class LoadedModel:
     patch: tuple[int, int, int]
     device: torch.device
     payload_info: dict[str, Any]
+
+    @property
+    def organs(self) -> tuple[str, ...]:
+        """The organs the model segments (one, or several for a multi-organ model)."""
+        return task_organs(self.organ)
 
 
 def load_segmentation_model(path: str | Path, device: torch.device, organ: str | None = None) -> LoadedModel:
@@ -200,12 +205,12 @@ def segment_volume(loaded: LoadedModel, image: Volume, organs: Volume | None = N
         raise InputError(f"overlap must be in [0, 1), got {overlap}")
     check_image(image)
     organ_region = None
-    if organs is not None:
-        arr, conv = labelmap_array(organs, organs_convention, image=image, organ=loaded.organ,
+    if organs is not None:  # the organs of the model (all of them for a multi-organ model)
+        arr, conv = labelmap_array(organs, organs_convention, image=image, organ=guessing_organ(loaded.organ),
                                    what="the organ labels")
         organ_region = task_label_array(arr, loaded.organ, conv) >= 1
         if not organ_region.any():
-            raise InputError(f"the organ labels hold no {loaded.organ} ('{conv}' convention); check "
+            raise InputError(f"the organ labels hold no {' or '.join(loaded.organs)} ('{conv}' convention); check "
                              "--organs / --labels, or leave --organs out to use the predicted organ")
     x = to_model_grid(image, loaded.spacing_mm, loaded.window_hu)
     logits = predict_logits(loaded.model, x.unsqueeze(0), loaded.patch, loaded.device, overlap=overlap)

@@ -56,10 +56,14 @@ def make_scheduler(optimizer: torch.optim.Optimizer, warmup_steps: int, total_st
 
 
 def make_loss() -> torch.nn.Module:
-    """Dice + cross-entropy on softmax logits against integer labels (B, 1, ...)."""
+    """Dice + cross-entropy on softmax logits against integer labels (B, 1, ...).
+
+    The Dice is a *batch* Dice (each class pooled over all patches of the step, as nnU-Net
+    does): with per-patch Dice every tumor-free patch rewards an all-empty tumor channel so
+    strongly that small, rare tumors are learnt late or not at all."""
     from monai.losses import DiceCELoss
 
-    return DiceCELoss(to_onehot_y=True, softmax=True)
+    return DiceCELoss(to_onehot_y=True, softmax=True, batch=True)
 
 
 __all__ = ["LR_FLOOR", "WarmupCosine", "make_optimizer", "make_scheduler", "make_loss"]

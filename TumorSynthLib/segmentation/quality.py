@@ -28,6 +28,7 @@ from ..anatomy.organs import canonical_organ
 from ..core.errors import InputError, ModelError
 from ..core.model_registry import resolve_model
 from ..core.volume import Box, Volume, bounding_box
+from .tasks import covers, task_name
 
 #: Context (mm) kept around the tumor's bounding box on each side.
 DEFAULT_MARGIN_MM = 24.0
@@ -62,8 +63,9 @@ class QualityFilter:
             ``segmentation.infer.LoadedModel`` already in memory.
         threshold: a tumor passes when ``P >= threshold`` (FreeTumor uses 0.7).
         device: "auto" | "cpu" | "cuda" (ignored for a LoadedModel).
-        organ: refuse a model trained for another organ (ModelError); default: any organ, but
-            each scored tumor must be in the model's organ.
+        organ: refuse a model that does not cover this organ (or comma list of organs) with a
+            ModelError; default: any model, but each scored tumor must be in one of its organs.
+            The shipped ``default`` model covers the liver, pancreas and kidneys.
         margin_mm: context kept around the tumor's bounding box, in mm per side. Whole-volume
             scoring (``score_volume``) widens the crop to at least the model's patch.
     """
@@ -83,8 +85,12 @@ class QualityFilter:
     # -- facts ----------------------------------------------------------------------------------
     @property
     def organ(self) -> str:
+        """The model's organ(s) as text ("liver", "liver,pancreas,kidney")."""
+        return ",".join(self.loaded.organs)
 
-        return canonical_organ(self.loaded.organ)
+    @property
+    def organs(self) -> tuple[str, ...]:
+        return self.loaded.organs
 
     @property
     def model_path(self) -> str:
@@ -102,14 +108,15 @@ class QualityFilter:
         """P for a tumor rendered in a synthesis ROI (``affine_roi`` places the ROI)."""
         if not self.accepts_organ(organ):
             raise ModelError(f"the quality model '{self.model_path}' was trained for the {self.organ}, "
-                             f"but this tumor is in the {organ}; use a {organ} model")
+                             f"but this tumor is in the {organ}; use a model that covers the {organ} "
+                             "(e.g. `default`)")
         image = Volume(np.asarray(image_roi_hu, dtype=np.float32), np.asarray(affine_roi, dtype=float))
         return self._score(image, tumor_mask_roi, widen_to_patch=False)
 
     def accepts_organ(self, organ: str) -> bool:
         """True when the model segments tumors of ``organ``."""
 
-        return canonical_organ(organ) == self.organ
+        return canonical_organ(organ) in self.organs
 
     def score_volume(self, image: Volume, tumor_mask: np.ndarray) -> float:
         """P for a tumor mask (bool, same grid) in a whole image in HU, e.g. a finished
@@ -177,15 +184,15 @@ def _load(model: Any, device: str, organ: str | None) -> Any:
     """A ``LoadedModel`` from a path / model id, or the given one after the same checks."""
     from .infer import LoadedModel, load_segmentation_model
 
-    wanted = None if organ is None else canonical_organ(organ)
+    wanted = None if organ is None else task_name(organ)
     if isinstance(model, LoadedModel):
         names = {int(k): str(v) for k, v in model.label_names.items()}
         if sorted(names) != [0, 1, 2]:
             raise ModelError(f"the quality model '{model.path}' is for another label set ({names}); "
                              "use a 3-class model trained by `tumorsynth train`")
-        if wanted is not None and canonical_organ(model.organ) != wanted:
+        if wanted is not None and not covers(model.organ, wanted):
             raise ModelError(f"the quality model '{model.path}' was trained for the {model.organ}, "
-                             f"not the {wanted}; use a {wanted} model")
+                             f"not the {wanted}; use a model that covers the {wanted} (e.g. `default`)")
         return model
     if not isinstance(model, (str, Path)):
         raise InputError(f"the quality model must be a checkpoint path, a model id or a LoadedModel, "

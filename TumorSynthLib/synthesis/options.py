@@ -67,6 +67,8 @@ OPTIONS: tuple[OptionSpec, ...] = (
     OptionSpec("phase", "choice", "contrast phase a hemangioma is drawn for (default auto: "
                "estimated from the organ's HU; arterial must be given)",
                choices=("auto", "noncontrast", "arterial", "venous", "delayed"), reader="hemangioma"),
+    OptionSpec("adversarial_model", "text", "model id or .pt path of the adversarial generator "
+               "(default: the shipped one)", reader="adversarial"),
     OptionSpec("device", "choice", "where torch providers run (automaton, learned appearances; "
                "default auto: CUDA when present)", choices=("auto", "cpu", "cuda")),
 )

@@ -1,0 +1,92 @@
+"""The shipped default segmentation model: its registry entry, its file, and that it does its job on
+a clearly visible phantom lesion (and ignores an invisible one) as segmenter and quality filter.
+
+These load the real shipped weights (2-3 MB, CPU): a few seconds in all.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from TumorSynthLib.cli import main
+from TumorSynthLib.core import model_registry as registry
+from TumorSynthLib.core.errors import ModelError
+from TumorSynthLib.phantom import make_abdomen
+from TumorSynthLib.phantom.lesions import add_sphere_lesion, lesion_centre
+from TumorSynthLib.core.volume_io import save_volume
+
+ORGANS = ("liver", "pancreas", "kidney")
+
+
+@pytest.fixture(scope="module")
+def default_entry():
+    entries = {e.id: e for e in registry.shipped_models()}
+    assert "default" in entries, "Models.json has no 'default' model (tools/train_default_segmenter.py)"
+    return entries["default"]
+
+
+@pytest.fixture(scope="module")
+def coarse_phantom():
+    """A venous phantom on a 2 mm grid (the model's own spacing: nothing to resample)."""
+    return make_abdomen(seed=4242, shape=(176, 144, 96), spacing=(2.0, 2.0, 2.5))
+
+
+def test_registry_entry_file_and_checkpoint(default_entry):
+    from TumorSynthLib.segmentation.checkpoint import check_label_set, load_checkpoint
+
+    assert default_entry.task == "segmentation" and default_entry.organ == ",".join(ORGANS)
+    path = registry.resolve_model("default")
+    assert path == Path(default_entry.path) and path.stat().st_size < 10_000_000
+    assert registry.sha256_file(path) == default_entry.sha256
+    assert registry.resolve_model(str(path)) == path              # by path: verified too
+    payload = load_checkpoint(path)
+    assert "optimizer" not in payload and payload["label_names"][2] == "tumor"
+    for organ in ORGANS:
+        check_label_set(payload, path, organ)
+    assert payload["provenance"]["command"].startswith("python tools/train_default_segmenter.py")
+    assert default_entry.extra["step"] == payload["step"]
+
+
+@pytest.mark.parametrize("organ", ORGANS)
+def test_quality_p_of_visible_and_invisible_lesions(coarse_phantom, organ):
+    from TumorSynthLib.segmentation.tasks import task_label_array
+    from TumorSynthLib.segmentation.quality import QualityFilter
+
+    ct, labels, _ = coarse_phantom
+    region = task_label_array(np.asarray(labels.array), organ, "totalseg") == 1
+    centre = lesion_centre(region, ct.spacing, 20.0)
+    qf = QualityFilter("default", device="cpu", organ=organ)
+    visible, mask = add_sphere_lesion(ct, region, centre, 20.0, 40.0)
+    invisible, _ = add_sphere_lesion(ct, region, centre, 20.0, 0.0)
+    assert qf.score_volume(visible, mask) >= 0.8
+    assert qf.score_volume(invisible, mask) < qf.threshold
+
+
+def test_segment_cli_uses_the_default_model(coarse_phantom, tmp_path):
+    from TumorSynthLib.segmentation.tasks import task_label_array
+
+    ct, labels, _ = coarse_phantom
+    liver = task_label_array(np.asarray(labels.array), "liver", "totalseg") == 1
+    image, mask = add_sphere_lesion(ct, liver, lesion_centre(liver, ct.spacing, 30.0), 30.0, 45.0)
+    path = save_volume(image, tmp_path / "ct.nii.gz")
+    assert main(["segment", "--image", str(path), "--out", str(tmp_path / "pred.nii.gz"), "--device", "cpu"]) == 0
+    summary = json.loads((tmp_path / "pred.json").read_text())
+    assert summary["model"] == str(registry.resolve_model("default")) and summary["tumor_count"] >= 1
+    from TumorSynthLib.core.volume_io import load_volume
+
+    pred = np.asarray(load_volume(tmp_path / "pred.nii.gz").array)
+    assert (pred[mask] == 2).mean() > 0.5                           # the lesion is found
+
+
+def test_a_replaced_shipped_file_is_refused(default_entry, tmp_path, monkeypatch):
+    fake = tmp_path / "default-segmentation.pt"
+    fake.write_bytes(b"not the shipped model")
+    entry = registry.ModelEntry(**{**default_entry.__dict__, "path": str(fake)})
+    monkeypatch.setattr(registry, "shipped_models", lambda: [entry])
+    with pytest.raises(ModelError, match="SHA256"):
+        registry.resolve_model("default")
+    with pytest.raises(ModelError, match="SHA256"):
+        registry.resolve_model(fake)                              # given by path: checked as well

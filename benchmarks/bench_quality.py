@@ -1,0 +1,147 @@
+"""The quality filter (FreeTumor's P) with the default model: mean P, acceptance and time per check.
+
+P = |synthetic tumor AND predicted tumor| / |synthetic tumor|, predicted by the shipped
+``default`` model on a crop around the tumor (``segmentation.quality.QualityFilter``); a tumor
+is accepted when P >= 0.7. On phantom seeds the model never saw (from 3000), both contrast
+phases, for each organ:
+
+* calibration lesions (``phantom.lesions``): a 20 mm sphere 40 HU below the organ (clearly
+  visible: target P >= 0.8) and the same sphere with a 0 HU drop (invisible: must be rejected);
+* one tumor of each synthesis method per organ and case, stages cycling through early,
+  intermediate and advanced: mean P and the share accepted at 0.7, by method, organ and phase.
+
+Prints the tables and the seconds per check; writes the ``bench_quality`` section of
+``docs/benchmarks.md``.
+
+    python benchmarks/bench_quality.py [--model default] [--seeds 4] [--no-doc]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from benchmarks.markdown_section import table, write_section  # noqa: E402
+from TumorSynthLib import TumorSpec, synthesize  # noqa: E402
+from TumorSynthLib.core.errors import TumorSynthError  # noqa: E402
+from TumorSynthLib.datasets.phantom_pool import render_phantom  # noqa: E402
+from TumorSynthLib.phantom.lesions import add_sphere_lesion, lesion_centre  # noqa: E402
+from TumorSynthLib.segmentation.tasks import task_label_array  # noqa: E402
+
+BENCH_SEED_BASE = 3000
+ORGANS = ("liver", "pancreas", "kidney")
+PHASES = ("venous", "noncontrast")
+METHODS = ("handcrafted", "cellular")
+STAGES = ("early", "intermediate", "advanced")
+THRESHOLD = 0.7
+LESIONS = {"sphere 20 mm, 40 HU drop": 40.0, "sphere 20 mm, 0 HU drop": 0.0}
+
+
+def synthetic_tumor(ct: Any, labels: Any, organ: str, method: str, stage: str, seed: int) -> Any:
+    """A ``Synthesis`` with one tumor, or None when the organ has no room for any draw."""
+    for attempt in range(5):
+        spec = TumorSpec(organ=organ, stage=stage, method=method, seed=seed * 101 + attempt)
+        try:
+            return synthesize(ct, labels, [spec], labels="totalseg", case_id=f"q{seed}")
+        except TumorSynthError:
+            continue
+    return None
+
+
+def run(model: str, seeds: list[int], log: Any) -> dict[str, Any]:
+    from TumorSynthLib.segmentation.quality import QualityFilter
+
+    qf = QualityFilter(model, threshold=THRESHOLD, device="cpu")
+    rows: list[dict[str, Any]] = []
+    k = 0
+    for seed in seeds:
+        for phase in PHASES:
+            ct, labels = render_phantom(seed, phase)
+            arr = np.rint(np.asarray(labels.array)).astype(np.int32)
+            for organ in ORGANS:
+                region = task_label_array(arr, organ, "totalseg") == 1
+                centre = lesion_centre(region, ct.spacing, 20.0, np.random.default_rng([seed, k]))
+                for name, drop in LESIONS.items():
+                    image, mask = add_sphere_lesion(ct, region, centre, 20.0, drop)
+                    rows.append({"kind": name, "organ": organ, "phase": phase, "seed": seed,
+                                 "p": qf.score_volume(image, mask)})
+                for method in METHODS:
+                    stage = STAGES[k % len(STAGES)]
+                    k += 1
+                    result = synthetic_tumor(ct, labels, organ, method, stage, seed * 10 + k)
+                    if result is None:
+                        continue
+                    mask = np.asarray(result.tumor_instances.array) == 1
+                    rows.append({"kind": method, "organ": organ, "phase": phase, "seed": seed, "stage": stage,
+                                 "diameter_mm": result.reports[0]["diameter_measured_mm"],
+                                 "drop_hu": result.reports[0].get("measured_drop_hu"),
+                                 "p": qf.score_volume(result.image, mask)})
+            log(f"  seed {seed} {phase}: {len(rows)} checks so far, {qf.seconds / max(1, qf.calls):.2f} s each")
+    return {"model": qf.model_path, "threshold": THRESHOLD, "seeds": seeds, "rows": rows,
+            "checks": qf.calls, "seconds_per_check": qf.seconds / max(1, qf.calls)}
+
+
+def group(rows: list[dict[str, Any]], **match: Any) -> dict[str, Any]:
+    chosen = [r for r in rows if all(r.get(k) == v for k, v in match.items())]
+    ps = np.asarray([r["p"] for r in chosen], dtype=float)
+    return {"n": len(chosen), "mean_p": float(ps.mean()) if ps.size else None,
+            "accepted": float(np.mean(ps >= THRESHOLD)) if ps.size else None,
+            "min_p": float(ps.min()) if ps.size else None}
+
+
+def markdown(res: dict[str, Any], command: str) -> str:
+    rows = res["rows"]
+    kinds = list(LESIONS) + list(METHODS)
+    main_rows = []
+    for kind in kinds:
+        g = group(rows, kind=kind)
+        per_organ = " / ".join(f"{group(rows, kind=kind, organ=o)['mean_p']:.2f}" for o in ORGANS)
+        per_phase = " / ".join(f"{group(rows, kind=kind, phase=p)['accepted']:.2f}" for p in PHASES)
+        main_rows.append([kind, g["n"], g["mean_p"], g["min_p"], g["accepted"], per_organ, per_phase])
+    stage_rows = [[m, s, group(rows, kind=m, stage=s)["n"], group(rows, kind=m, stage=s)["mean_p"],
+                   group(rows, kind=m, stage=s)["accepted"]] for m in METHODS for s in STAGES]
+    return "\n".join([
+        "## Quality filter with the default model (`bench_quality`)", "",
+        f"Command: `{command}`  ",
+        f"Model: `{Path(res['model']).name}`; {res['checks']} checks on unseen phantom seeds "
+        f"{res['seeds'][0]}-{res['seeds'][-1]} (both phases); **{res['seconds_per_check']:.2f} s per check** "
+        f"on CPU (crop around the tumor, one model patch). P >= {THRESHOLD} accepts.", "",
+        table(["tumor", "n", "mean P", "min P", f"accepted (P >= {THRESHOLD})",
+               "mean P liver / pancreas / kidney", "accepted venous / non-contrast"], main_rows), "",
+        "By stage:", "",
+        table(["method", "stage", "n", "mean P", "accepted"], stage_rows), "",
+        "Target: the clearly visible sphere (20 mm, 40 HU drop) scores P >= 0.8 and the invisible one "
+        "(0 HU drop) is rejected. The P of synthetic tumors is what the filter uses to keep or redraw "
+        "them; faint non-contrast tumors score lower, as they should.",
+    ])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="default", help="model id or checkpoint (default: default)")
+    parser.add_argument("--seeds", type=int, default=4, help="phantom seeds (x2 phases) (default 4)")
+    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "output", help="JSON folder")
+    parser.add_argument("--no-doc", action="store_true", help="do not write docs/benchmarks.md")
+    args = parser.parse_args(argv)
+    log = lambda text: print(text, file=sys.stderr, flush=True)  # noqa: E731
+    command = "python " + shlex.join(["benchmarks/bench_quality.py", *(argv if argv is not None else sys.argv[1:])])
+    res = run(args.model, list(range(BENCH_SEED_BASE, BENCH_SEED_BASE + args.seeds)), log)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "bench_quality.json").write_text(json.dumps(res, indent=1, default=float) + "\n")
+    text = markdown(res, command)
+    print(text)
+    if not args.no_doc:
+        log(f"wrote the bench_quality section of {write_section('bench_quality', text)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
