@@ -6,7 +6,7 @@ in both contrast phases. Each case gets new synthetic tumors: two in the liver, 
 pancreas and one in a kidney, stages cycling through early / intermediate / advanced so every
 size bucket is filled, method alternating between ``handcrafted`` and ``cellular`` by case. The
 model saw both methods in training (no third method is available here), so "unseen" means new
-patients (seeds), new tumor draws and, for the 2 mm model, the 1.4 x 1.4 x 2.5 mm input grid.
+patients (seeds), new tumor draws and, for the 3 mm model, the 1.4 x 1.4 x 2.5 mm input grid.
 
 Each case is segmented as ``tumorsynth segment --model default`` does (no organ labels given),
 then scored per organ: a predicted tumor component belongs to the organ whose reference region
