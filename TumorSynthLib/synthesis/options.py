@@ -59,6 +59,13 @@ OPTIONS: tuple[OptionSpec, ...] = (
                low=0, high=5000, reader="cellular"),
     OptionSpec("lobulation", "float", "lobulated growth, 0 (round) to 0.95 (default by stage)",
                low=0.0, high=0.95, reader="cellular"),
+    OptionSpec("diffusion_model", "text", "diffusion model: a registered id (`tumorsynth models "
+               "list`) or a checkpoint path (default: the shipped model)", reader="diffusion"),
+    OptionSpec("diffusion_steps", "int", "denoiser calls per tumor (default: the model's; fewer "
+               "than its timesteps needs diffusion_sampler=ddim)", low=1, high=1000, reader="diffusion"),
+    OptionSpec("diffusion_sampler", "choice", "ddpm: ancestral, every timestep (default for T = 4 "
+               "models); ddim: deterministic, any number of steps", choices=("ddpm", "ddim"),
+               reader="diffusion"),
     OptionSpec("device", "choice", "where torch providers run (automaton, learned appearances; "
                "default auto: CUDA when present)", choices=("auto", "cpu", "cuda")),
 )
