@@ -17,7 +17,7 @@ from .. import __version__
 from .common import EXIT_OK, EXIT_USER_ERROR, run_command
 
 #: Command modules, in the order ``tumorsynth --help`` lists them.
-COMMAND_MODULES = ["synth", "demo", "info", "generate", "train", "segment", "evaluate", "models",
+COMMAND_MODULES = ["synth", "demo", "info", "generate", "train", "train_diffusion", "segment", "evaluate", "models",
                    "readerstudy", "export_dicom"]
 
 EPILOG = """examples:

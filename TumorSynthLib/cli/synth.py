@@ -140,15 +140,18 @@ def run(args: argparse.Namespace) -> int:
     from ..core.events import event_session
 
     specs = [parse_tumor(t, args.seed, tumor_options(args)) for t in args.tumor]
-    # A few seconds at most: events for programs, no progress bar for people (so an error is
-    # the only line on stderr).
+    # A few seconds at most: events for programs; for people a bar only while a stepping stage
+    # (growth, denoising) runs, cleared afterwards (so an error is the only line on stderr).
     with event_session(args.events, total=3, desc="synth") as events:
         events.emit("start", 0, command="synth")
         image, organs = load_inputs(args.image, args.organs, args.out)
         events.emit("progress", 1, message="inputs loaded")
         from ..synthesis.api import synthesize
+        from ..synthesis.pipeline import listen_steps
+        from .step_progress import StepProgress
 
-        result = synthesize(image, organs, specs, args.labels, case_id=args.case_id)
+        with StepProgress(events) as progress, listen_steps(progress):
+            result = synthesize(image, organs, specs, args.labels, case_id=args.case_id)
         events.emit("progress", 2, message=f"{len(result.reports)} tumor(s) synthesized")
         outputs = write_case(args.out, result, command=["tumorsynth", *getattr(args, "argv", [])],
                              inputs={"image": args.image, "organs": args.organs})
