@@ -13,4 +13,5 @@ os.environ.setdefault("MKL_NUM_THREADS", "1")
 pytest_plugins = [
     "Testing.fixtures.data",
     "Testing.fixtures.models",
+    "Testing.fixtures.diffusion",
 ]

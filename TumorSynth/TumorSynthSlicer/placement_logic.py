@@ -8,7 +8,8 @@ affine; the input volume node is never handed over, so it stays bit-identical.
 Fast methods run at once (``place_tumor``). Methods that run in steps (cellular growth,
 diffusion denoising; the engine catalogue says which) can instead be advanced a few steps per
 timer tick (``LiveJob``, over the engine's ``SynthesisJob``) so the user watches the tumor form
-and can stop it.
+and can stop it: a growing tumor as a segment, a tumor being denoised as the model's current
+estimate written into the output volume (one denoiser call per tick).
 
 Example::
 
@@ -26,6 +27,10 @@ import numpy as np
 from . import segment_logic
 from .errors import MissingDependencyError
 from .output_logic import TumorSession
+from .volume_logic import array_ijk, write_patch
+
+#: What each stage of a live job is called in the progress text (multi-step, one-shot).
+STAGE_WORDS = {"geometry": ("growing", "shaping"), "appearance": ("denoising", "painting")}
 
 
 @dataclass
@@ -117,10 +122,13 @@ def _record(session: TumorSession, result: Any, passed: np.ndarray | None,
 class LiveJob:
     """One tumor formed step by step from a timer (cellular growth, diffusion denoising).
 
-    ``tick()`` advances ``stepsPerTick`` engine steps and shows the current tumor as a
-    "Tumor N (forming)" segment; ``finish()`` records the final tumor like ``place_tumor``;
-    ``stop()`` abandons it and removes the preview. The caller's timer decides the pace; the
-    caller must ignore further clicks while a job runs (``busy``).
+    ``tick()`` advances the engine job -- ``stepsPerTick`` growth steps, or one denoising step
+    (one denoiser call) -- and shows the current tumor as a "Tumor N (forming)" segment and,
+    while an appearance is being denoised, its current HU estimate in the output volume's ROI;
+    ``progress`` / ``progressText`` follow the steps. ``finish()`` restores the ROI and records
+    the final tumor like ``place_tumor`` (undo then works as for any tumor); ``stop()`` abandons
+    it, restores the ROI and removes the preview. The caller's timer decides the pace; the
+    caller must ignore further clicks while a job runs.
     """
 
     def __init__(self, session: TumorSession, ras: Sequence[float], request: TumorRequest,
@@ -141,28 +149,64 @@ class LiveJob:
             raise
         self.state: Any = None
         self._previewId: str | None = None
+        self._shownBox: tuple[tuple[int, ...], tuple[int, ...], np.ndarray] | None = None
 
     @property
     def done(self) -> bool:
         return self.state is not None and bool(self.state.done)
 
+    @property
+    def progress(self) -> float:
+        """Progress of the running stage in [0, 1] (0 before the first tick)."""
+        return 0.0 if self.state is None else float(self.state.fraction)
+
+    @property
+    def progressText(self) -> str:
+        return progress_text(self.state)
+
     def tick(self) -> Any:
-        """Advance the job and refresh the preview segment; returns the engine's state."""
-        self.state = self.job.advance(self.stepsPerTick)
+        """Advance the job and refresh the previews; returns the engine's state."""
+        stage = getattr(self.job, "stage", "geometry")
+        self.state = self.job.advance(self.stepsPerTick if stage == "geometry" else 1)
         self._showPreview(self.state)
+        self._showEstimate(self.state)
         return self.state
 
     def finish(self) -> Placement:
-        """Record the tumor as it is now (a growing geometry is stopped first)."""
+        """Record the tumor as it is now (a growing geometry is stopped first; denoising keeps
+        its current estimate)."""
         self._removePreview()
+        self._restoreEstimate()
         self.job.stop()
         return _record(self.session, self.job.result(), self._passed, self.request.organ)
 
     def stop(self) -> None:
         """Abandon the job: the outputs are as before the click."""
         self._removePreview()
+        self._restoreEstimate()
         if self._fresh and self.session.tumorCount == 0:
             self.session.removeOutputs()
+
+    def _showEstimate(self, state: Any) -> None:
+        """Write the engine's current HU estimate of the ROI into the output volume (the ROI's
+        voxels from before are kept to be restored)."""
+        image = getattr(state, "image", None)
+        volume = self.session.outputVolume
+        if image is None or volume is None:
+            return
+        lo = tuple(int(v) for v in state.roi.lo)
+        hi = tuple(int(v) for v in state.roi.hi)
+        if self._shownBox is None:
+            box = tuple(slice(a, b) for a, b in zip(lo, hi))
+            self._shownBox = (lo, hi, array_ijk(volume)[box].copy())
+        write_patch(volume, (lo, hi), image)
+
+    def _restoreEstimate(self) -> None:
+        if self._shownBox is not None and self.session.outputVolume is not None \
+                and self.session.outputVolume.GetScene() is not None:
+            lo, hi, before = self._shownBox
+            write_patch(self.session.outputVolume, (lo, hi), before)
+        self._shownBox = None
 
     def _showPreview(self, state: Any) -> None:
         mask, lo = preview_mask(state)
@@ -182,6 +226,18 @@ class LiveJob:
         if self._previewId is not None and self.session.segmentation is not None:
             segment_logic.remove_segments(self.session.segmentation, [self._previewId])
         self._previewId = None
+
+
+def progress_text(state: Any) -> str:
+    """"denoising: step 2 / 4", "growing: step 30 / 90", ... of an engine ``LiveState``."""
+    if state is None:
+        return "starting"
+    if state.done:
+        return "done"
+    many, one = STAGE_WORDS.get(state.stage, (state.stage, state.stage))
+    if state.total_steps <= 1:
+        return one
+    return f"{many}: step {state.step} / {state.total_steps}"
 
 
 def preview_mask(state: Any) -> tuple[np.ndarray | None, tuple[int, int, int]]:
