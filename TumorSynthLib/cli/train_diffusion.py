@@ -17,8 +17,8 @@ the masked patch around it. Cases without tumors are skipped with a warning.
 
 configurations (--config):
   pixel   the CPU default: 32^3 patches through the window [-175, 250] HU, a small MONAI
-          DiffusionModelUNet (16, 32, 64) without attention levels, T = 4 sampled with every
-          step (or --timesteps 100: DDIM 10 steps), ~1.75 M parameters
+          DiffusionModelUNet (16, 32, 64) without attention levels, v-prediction, T = 4 sampled
+          with every step (or --timesteps 100: DDIM 10 steps), ~1.75 M parameters
   latent  for GPUs and real data: AutoencoderKL (4x smaller latents, --ae-steps first), then a
           latent denoiser conditioned on the latent of the masked crop and the mask; 96^3 crops,
           T = 200 sampled with DDIM 50
@@ -74,6 +74,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p("--ae-channels", type=_ints, default=None, help="latent: autoencoder widths (default 32,64,64: 4x smaller)")
     p("--latent-channels", type=int, default=None, help="latent: channels of the latent (default 4)")
     p("--timesteps", type=int, default=None, help="T of the noise schedule (default 4 pixel, 200 latent)")
+    p("--prediction", choices=("v_prediction", "epsilon"), default=None,
+      help="what the denoiser predicts (default: v_prediction pixel, epsilon latent)")
     p("--sampler", choices=("ddpm", "ddim"), default=None, help="default sampler stored with the model")
     p("--sample-steps", type=int, default=None, help="default DDIM steps stored with the model")
     p("--val-every", type=int, default=250, help="sample the held-out patches every N steps (0: at the end)")
@@ -94,8 +96,8 @@ def config_from_args(args: argparse.Namespace) -> Any:
     return DiffusionTrainConfig(
         data=str(args.data), out=str(args.out), config=args.config, organs=organs, labels=args.labels,
         patch=args.patch, channels=args.channels, ae_channels=args.ae_channels,
-        latent_channels=args.latent_channels, timesteps=args.timesteps, sampler=args.sampler,
-        sample_steps=args.sample_steps, batch_size=args.batch_size, lr=args.lr, ema_decay=args.ema_decay,
+        latent_channels=args.latent_channels, timesteps=args.timesteps, prediction=args.prediction,
+        sampler=args.sampler, sample_steps=args.sample_steps, batch_size=args.batch_size, lr=args.lr, ema_decay=args.ema_decay,
         max_steps=args.max_steps, ae_steps=args.ae_steps, ae_lr=args.ae_lr, max_minutes=args.max_minutes,
         val_every=args.val_every, val_patches=args.val_patches, ckpt_every=args.ckpt_every,
         val_fraction=args.val_fraction, seed=args.seed, device=args.device, precision=args.precision,

@@ -16,7 +16,7 @@ from ..synthesis.learned.config import DiffusionConfig, preset
 DDIM_STEPS = {"pixel": 10, "latent": 50}
 #: Fields of the model configuration a resumed run may not change.
 FROZEN_ON_RESUME = ("kind", "patch", "channels", "num_res_blocks", "norm_num_groups", "timesteps",
-                    "schedule", "window_hu", "mask_margin_mm", "ae_channels", "latent_channels")
+                    "schedule", "prediction", "window_hu", "mask_margin_mm", "ae_channels", "latent_channels")
 
 
 @dataclass
@@ -33,6 +33,7 @@ class DiffusionTrainConfig:
     ae_channels: tuple[int, ...] | None = None
     latent_channels: int | None = None
     timesteps: int | None = None
+    prediction: str | None = None
     sampler: str | None = None
     sample_steps: int | None = None
     batch_size: int = 8
@@ -91,6 +92,8 @@ class DiffusionTrainConfig:
             changes["ae_channels"] = tuple(int(c) for c in self.ae_channels)
         if self.latent_channels is not None:
             changes["latent_channels"] = int(self.latent_channels)
+        if self.prediction is not None:
+            changes["prediction"] = str(self.prediction)
         timesteps = int(self.timesteps or base.timesteps)
         sampler = self.sampler or (base.sampler if self.timesteps is None else ("ddpm" if timesteps <= 10 else "ddim"))
         default_steps = timesteps if sampler == "ddpm" else min(DDIM_STEPS[self.config], timesteps)

@@ -1,9 +1,10 @@
 """One optimiser step's loss of each training phase of the diffusion inpainter, and the EMA.
 
-* ``denoiser_loss`` (pixel): eps-prediction, squared error weighted 1 inside the conditioning
-  mask and ``outside_weight`` (0.1) outside it (methods.md section 3);
-* ``denoiser_loss`` (latent): L1 on the noise over the whole latent (DiffTumor's recipe), the
-  conditioning being the latent of the masked patch and the mask on the latent grid;
+* ``denoiser_loss`` (pixel): the config's target (v or eps; ``config`` says why v by default),
+  squared error weighted 1 inside the conditioning mask and ``outside_weight`` (0.1) outside it
+  (methods.md section 3);
+* ``denoiser_loss`` (latent): L1 on the target over the whole latent (DiffTumor's recipe: eps),
+  the conditioning being the latent of the masked patch and the mask on the latent grid;
 * ``autoencoder_loss``: L1 reconstruction + ``kl_weight`` x KL of the latent (no perceptual or
   adversarial term: nothing is downloaded);
 * ``ema_update``: exponential moving average of the denoiser's weights (the shipped weights).
@@ -62,10 +63,11 @@ def denoiser_loss(denoiser: Any, scheduler: Any, cfg: DiffusionConfig, x0: torch
     with _autocast(data.device, amp):
         pred = denoiser(torch.cat([noisy, condition], dim=1), t)
     pred = pred.float()
+    target = noise if cfg.prediction == "epsilon" else scheduler.get_velocity(data, noise, t)
     if cfg.kind == "latent":
-        return F.l1_loss(pred, noise)
+        return F.l1_loss(pred, target)
     weight = m + cfg.outside_weight * (1.0 - m)
-    return (weight * (pred - noise) ** 2).sum() / weight.sum()
+    return (weight * (pred - target) ** 2).sum() / weight.sum()
 
 
 def autoencoder_loss(autoencoder: Any, x: torch.Tensor, generator: torch.Generator,

@@ -10,6 +10,13 @@ Two configurations share one method (methods.md section 3):
   ``latent_scale``, one over the latents' standard deviation, measured when the denoiser's
   training starts).
 
+Parameterisation (``prediction``): ``v_prediction`` in the pixel preset, ``epsilon`` (DiffTumor's)
+in the latent one. With T = 4 and the cosine schedule the last alpha_bar is 1.4e-4, so an
+eps-predicting model's first x0 estimate ``(x_t - sqrt(1 - a) eps) / sqrt(a)`` multiplies the
+network's error by ~85: measured on a model trained here, 90 % of the masked cells of that
+estimate sat at the clip (+-1) and the later steps kept the damage (samples 2-3x noisier than
+the truth). v-prediction (Salimans & Ho 2022) keeps every step well conditioned.
+
 A patch covers a tumor at an isotropic spacing of ``h`` mm chosen from the tumor's extent (the
 conditioning mask's bounding box takes ``fill`` of the patch side, at least ``spacing_mm[0]``):
 small tumors are seen at 1 mm, larger ones coarser, so one model serves every size it was
@@ -29,6 +36,7 @@ WINDOW_HU = (-175.0, 250.0)
 KINDS = ("pixel", "latent")
 SAMPLERS = ("ddpm", "ddim")
 SCHEDULES = ("cosine", "linear_beta", "scaled_linear_beta")
+PREDICTIONS = ("epsilon", "v_prediction")
 
 
 @dataclass(frozen=True)
@@ -42,6 +50,7 @@ class DiffusionConfig:
     norm_num_groups: int = 8
     timesteps: int = 4                                # T of the training noise schedule
     schedule: str = "cosine"
+    prediction: str = "v_prediction"                  # what the denoiser predicts (see above)
     sampler: str = "ddpm"                             # default sampler: ddpm (all T) | ddim
     sample_steps: int = 4                             # default denoiser calls per sample
     window_hu: tuple[float, float] = WINDOW_HU
@@ -83,6 +92,8 @@ class DiffusionConfig:
             out.append(f"sampler '{self.sampler}' is not one of {SAMPLERS}")
         if self.schedule not in SCHEDULES:
             out.append(f"schedule '{self.schedule}' is not one of {SCHEDULES}")
+        if self.prediction not in PREDICTIONS:
+            out.append(f"prediction '{self.prediction}' is not one of {PREDICTIONS}")
         if self.timesteps < 1 or not 1 <= self.sample_steps <= self.timesteps:
             out.append(f"sample_steps {self.sample_steps} must be in [1, timesteps={self.timesteps}]")
         if self.sampler == "ddpm" and self.sample_steps != self.timesteps:
@@ -141,7 +152,7 @@ def preset(kind: str) -> DiffusionConfig:
         return DiffusionConfig()
     if kind == "latent":
         return DiffusionConfig(kind="latent", patch=96, channels=(32, 64, 64), timesteps=200,
-                               sampler="ddim", sample_steps=50, spacing_mm=(1.0, 2.0))
+                               prediction="epsilon", sampler="ddim", sample_steps=50, spacing_mm=(1.0, 2.0))
     raise ModelError(f"unknown diffusion configuration '{kind}'; choose one of {KINDS}")
 
 
@@ -157,4 +168,4 @@ def to_hu(unit: np.ndarray, window: tuple[float, float] = WINDOW_HU) -> np.ndarr
     return (lo + 0.5 * (np.asarray(unit, dtype=np.float32) + 1.0) * (hi - lo)).astype(np.float32)
 
 
-__all__ = ["DiffusionConfig", "KINDS", "SAMPLERS", "WINDOW_HU", "preset", "to_hu", "to_unit"]
+__all__ = ["DiffusionConfig", "KINDS", "PREDICTIONS", "SAMPLERS", "WINDOW_HU", "preset", "to_hu", "to_unit"]

@@ -2,7 +2,7 @@
 
 * denoiser: ``DiffusionModelUNet`` without attention levels (``attention_levels`` all False,
   ``with_conditioning=False``; MONAI's middle block keeps its one self-attention at the coarsest
-  level), one res block per level, eps-prediction;
+  level), one res block per level, predicting the config's ``prediction`` (v or eps);
 * autoencoder (latent configuration): ``AutoencoderKL`` without non-local attention;
 * schedulers: ``DDPMScheduler`` (ancestral, every timestep) or ``DDIMScheduler`` (eta 0).
 
@@ -64,10 +64,10 @@ def build_scheduler(cfg: DiffusionConfig, sampler: str | None = None, steps: int
     steps = int(steps or (cfg.timesteps if sampler == "ddpm" else cfg.sample_steps))
     if sampler == "ddpm":
         scheduler = DDPMScheduler(num_train_timesteps=cfg.timesteps, schedule=cfg.schedule,
-                                  clip_sample=True, prediction_type="epsilon")
+                                  clip_sample=True, prediction_type=cfg.prediction)
     else:
         scheduler = DDIMScheduler(num_train_timesteps=cfg.timesteps, schedule=cfg.schedule,
-                                  clip_sample=True, set_alpha_to_one=True, prediction_type="epsilon")
+                                  clip_sample=True, set_alpha_to_one=True, prediction_type=cfg.prediction)
     scheduler.set_timesteps(steps)
     return scheduler
 

@@ -85,7 +85,8 @@ class InpaintSampler:
 
     # -- steps ------------------------------------------------------------------------------------
     def denoise(self, x_t: Any, t: int) -> Any:
-        """The denoiser's noise prediction (float32) for ``x_t`` at timestep ``t``."""
+        """The denoiser's prediction (v or eps, the config's ``prediction``; float32) for ``x_t``
+        at timestep ``t``."""
         import torch
 
         inputs = torch.cat([x_t, self.condition], dim=1)
@@ -94,8 +95,8 @@ class InpaintSampler:
             inputs = torch.cat([inputs, inputs], dim=0)
         times = torch.full((inputs.shape[0],), int(t), dtype=torch.long, device=self.device)
         with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.device.type == "cuda"):
-            eps = self.model.denoiser(inputs, times)
-        return eps[:batch].float()
+            pred = self.model.denoiser(inputs, times)
+        return pred[:batch].float()
 
     def step(self) -> None:
         """One denoiser call and one scheduler step (no-op when done)."""
@@ -105,11 +106,11 @@ class InpaintSampler:
             return
         t = self.timesteps[self.index]
         with torch.inference_mode(), cpu_threads(self.device, CPU_THREADS):
-            eps = self.denoise(self.x, t)
+            pred = self.denoise(self.x, t)
             if self.sampler == "ddpm":
-                self.x, self._x0 = self.scheduler.step(eps, t, self.x, generator=self.generator)
+                self.x, self._x0 = self.scheduler.step(pred, t, self.x, generator=self.generator)
             else:
-                self.x, self._x0 = self.scheduler.step(eps, t, self.x, eta=0.0)
+                self.x, self._x0 = self.scheduler.step(pred, t, self.x, eta=0.0)
         self.index += 1
 
     # -- read-out ---------------------------------------------------------------------------------
