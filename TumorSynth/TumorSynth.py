@@ -29,7 +29,6 @@ from slicer.ScriptedLoadableModule import (
 from slicer.util import VTKObservationMixin
 
 SWITCH = ("auto", "on", "off")
-PLACE_SHORTCUT = "Ctrl+Shift+T"
 GROWTH_TICK_MS = 50
 
 
@@ -55,6 +54,7 @@ def logicModules():
 
     install_logic.ensure_engine_on_path(moduleDir())
     import TumorSynthSlicer.catalogue_logic as catalogue_logic
+    import TumorSynthSlicer.click_logic as click_logic
     import TumorSynthSlicer.export_logic as export_logic
     import TumorSynthSlicer.output_logic as output_logic
     import TumorSynthSlicer.placement_logic as placement_logic
@@ -63,7 +63,7 @@ def logicModules():
 
     return types.SimpleNamespace(install=install_logic, output=output_logic, placement=placement_logic,
                                  segment=segment_logic, export=export_logic, catalogue=catalogue_logic,
-                                 reader=reader_logic)
+                                 reader=reader_logic, click=click_logic)
 
 
 class TumorSynth(ScriptedLoadableModule):
@@ -72,7 +72,7 @@ class TumorSynth(ScriptedLoadableModule):
         self.parent.title = _("TumorSynth")
         self.parent.categories = [translate("qSlicerAbstractCoreModule", "Segmentation")]
         self.parent.dependencies = []
-        self.parent.contributors = ["TumorSynth contributors"]
+        self.parent.contributors = ["TumorSynth developers (TumorSynth project)"]
         self.parent.helpText = _(
             "Click inside the liver, pancreas or kidney of a CT to add a realistic synthetic "
             "tumor. The input is never changed: tumors go into a new volume '&lt;CT&gt; + tumors' "
@@ -116,6 +116,7 @@ class TumorSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._parameterNodeGuiTag = None
         self._clickNode = None
         self._growth = None
+        self._gate = None
         self._growthTimer = None
         self._shortcut = None
         self._seen = {}
@@ -128,6 +129,7 @@ class TumorSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui = slicer.util.childWidgetVariables(uiWidget)
         uiWidget.setMRMLScene(slicer.mrmlScene)
         self.logic = TumorSynthLogic()
+        self._gate = self.logic.lib().click.ClickGate()
 
         self.placeWidget = slicer.qSlicerMarkupsPlaceWidget()
         self.placeWidget.setMRMLScene(slicer.mrmlScene)
@@ -142,7 +144,8 @@ class TumorSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._growthTimer.setInterval(GROWTH_TICK_MS)
         self._growthTimer.timeout.connect(self.onGrowthTick)
         if slicer.util.mainWindow() is not None:   # none in --no-main-window test runs
-            self._shortcut = qt.QShortcut(qt.QKeySequence(PLACE_SHORTCUT), slicer.util.mainWindow())
+            shortcut = self.logic.lib().click.PLACE_SHORTCUT   # not one of Slicer's own (click_logic)
+            self._shortcut = qt.QShortcut(qt.QKeySequence(shortcut), slicer.util.mainWindow())
             self._shortcut.activated.connect(self.onTogglePlaceMode)
 
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
@@ -271,7 +274,7 @@ class TumorSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def _updateButtons(self, caller=None, event=None) -> None:
         p = self._parameterNode
         session = self.logic.existingSession(p.inputVolume) if p and p.inputVolume else None
-        self.placeWidget.enabled = bool(p and p.inputVolume) and self._growth is None
+        self.placeWidget.enabled = bool(p and p.inputVolume) and not self._gate.busy
         self.ui.undoButton.enabled = bool(session and session.canUndo)
         self.ui.clearButton.enabled = bool(session and session.tumorCount)
         self.ui.exportButton.enabled = bool(session and session.tumorCount)
@@ -327,33 +330,33 @@ class TumorSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if organ:
             p.organ = organ
 
-    def showMessage(self, text: str, error: bool = False) -> None:
+    def showMessage(self, text: str, error: bool = False, warning: bool = False) -> None:
         self.ui.statusLabel.text = text
-        self.ui.statusLabel.setStyleSheet("color: #c0392b;" if error else "")
+        style = "color: #c0392b;" if error else "color: #b9770e;" if warning else ""
+        self.ui.statusLabel.setStyleSheet(style)
 
     # -- placing ---------------------------------------------------------------------------------
     def onTogglePlaceMode(self) -> None:
         self.placeWidget.setPlaceModeEnabled(not self.placeWidget.placeModeEnabled)
 
     def onPointPlaced(self, caller, event) -> None:
-        count = caller.GetNumberOfControlPoints()
-        if count == 0:
+        ras = self.logic.lib().click.take_click(caller)
+        if ras is None:
             return
-        if self._growth is not None:   # a tumor is still forming: one job at a time
-            caller.RemoveAllControlPoints()
-            self.showMessage(_("A tumor is still forming: stop it or wait before the next click."))
+        if not self._gate.accept():   # a tumor is still forming: one job at a time
+            self.placeWidget.setPlaceModeEnabled(False)
+            self.showMessage(self._gate.message)
             return
-        ras = [0.0, 0.0, 0.0]
-        caller.GetNthControlPointPositionWorld(count - 1, ras)
+        self._gate.start("placement")
+        self.placeWidget.setPlaceModeEnabled(False)
         qt.QTimer.singleShot(0, lambda: self._placeAt(ras))   # leave the markups event first
 
     def _placeAt(self, ras) -> None:
-        self._clickNode.RemoveAllControlPoints()
         p = self._parameterNode
         try:
             if p.liveGrowth and self.logic.isLive(p.method):
                 self._growth = self.logic.startLiveJob(p, ras)
-                self.placeWidget.setPlaceModeEnabled(False)
+                self._gate.job = "growth"
                 self.ui.stopGrowthButton.visible = True
                 self._showGrowthProgress(self._growth)
                 slicer.util.setSliceViewerLayers(background=self._growth.session.outputVolume)
@@ -362,8 +365,10 @@ class TumorSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             else:
                 with slicer.util.WaitCursor():
                     placement = self.logic.placeTumor(p, ras)
+                self._gate.finish()
                 self._showPlacement(placement)
         except Exception as exc:  # shown in the panel, never as a traceback dialog
+            self._gate.finish()
             logging.debug("TumorSynth placement failed", exc_info=True)
             self.showMessage(str(exc), error=True)
         self._updateButtons()
@@ -371,7 +376,10 @@ class TumorSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def _showPlacement(self, placement) -> None:
         diameters = [r.get("diameter_measured_mm") for r in placement.reports]
         text = ", ".join(f"{d:.1f} mm" for d in diameters if d is not None)
-        self.showMessage(_("Placed {count} tumor(s): {sizes}").format(count=len(placement.reports), sizes=text))
+        message = _("Placed {count} tumor(s): {sizes}").format(count=len(placement.reports), sizes=text)
+        warnings = placement.warnings
+        self.showMessage("\n".join([message] + [_("Warning: {text}").format(text=w) for w in warnings]),
+                         warning=bool(warnings))
         session = self.logic.existingSession(self._parameterNode.inputVolume)
         slicer.util.setSliceViewerLayers(background=session.outputVolume)
 
@@ -392,9 +400,11 @@ class TumorSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self._growthTimer.stop()
             self._growth.stop()
             self._growth = None
+            self._gate.finish()
             self.ui.stopGrowthButton.visible = False
             self._showGrowthProgress(None)
             self.showMessage(str(exc), error=True)
+            self._updateButtons()
 
     def onStopGrowth(self, keep: bool = True) -> None:
         if self._growthTimer is not None:
@@ -402,6 +412,7 @@ class TumorSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if self._growth is None:
             return
         job, self._growth = self._growth, None
+        self._gate.finish()
         self.ui.stopGrowthButton.visible = False
         self._showGrowthProgress(None)
         try:
@@ -572,14 +583,9 @@ class TumorSynthLogic(ScriptedLoadableModuleLogic):
         return logicModules()
 
     def clickNode(self):
-        """The (single) markups node that receives placement clicks."""
-        node = slicer.mrmlScene.GetFirstNodeByName("TumorSynth click")
-        if node is None:
-            node = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", "TumorSynth click")
-            node.CreateDefaultDisplayNodes()
-            node.SetMaximumNumberOfControlPoints(1)
-            node.SetHideFromEditors(True)
-        return node
+        """The (single) markups node that receives placement clicks: hidden, at most one point,
+        never saved with the scene (``TumorSynthSlicer.click_logic``)."""
+        return self.lib().click.click_node(slicer.mrmlScene)
 
     def session(self, inputVolume):
         if inputVolume is None:

@@ -24,9 +24,6 @@ from slicer.ScriptedLoadableModule import (
 )
 from slicer.util import VTKObservationMixin
 
-ORGANS = ("liver", "pancreas", "kidney")
-MODELS = ("unet", "swinunetr", "dynunet")
-TRAIN_METHODS = ("handcrafted", "cellular")
 DEVICES = ("auto", "cpu", "cuda")
 LOG_LIMIT_LINES = 2000
 
@@ -49,11 +46,14 @@ def trainerModules():
     if moduleDir() not in sys.path:
         sys.path.append(moduleDir())
     import TumorSynthSlicer.install_logic as install_logic
+
+    install_logic.ensure_engine_on_path(moduleDir())
+    import TumorSynthSlicer.catalogue_logic as catalogue_logic
     import TumorSynthSlicer.process_logic as process_logic
     import TumorSynthSlicer.trainer_logic as trainer_logic
 
-    install_logic.ensure_engine_on_path(moduleDir())
-    return types.SimpleNamespace(install=install_logic, process=process_logic, trainer=trainer_logic)
+    return types.SimpleNamespace(install=install_logic, process=process_logic, trainer=trainer_logic,
+                                 catalogue=catalogue_logic)
 
 
 class TumorSynthTrainer(ScriptedLoadableModule):
@@ -62,7 +62,7 @@ class TumorSynthTrainer(ScriptedLoadableModule):
         self.parent.title = _("TumorSynth Trainer")
         self.parent.categories = [translate("qSlicerAbstractCoreModule", "Segmentation")]
         self.parent.dependencies = []
-        self.parent.contributors = ["TumorSynth contributors"]
+        self.parent.contributors = ["TumorSynth developers (TumorSynth project)"]
         self.parent.helpText = _(
             "Train a tumor segmentation model on CT scans with synthetic tumors added on the fly, "
             "apply it to a volume, and evaluate predictions against references. Jobs run in the "
@@ -77,9 +77,10 @@ class TumorSynthTrainer(ScriptedLoadableModule):
 class TumorSynthTrainerParameterNode:
     trainImage: vtkMRMLScalarVolumeNode
     trainLabel: vtkMRMLLabelMapVolumeNode
-    organ: Annotated[str, Choice(ORGANS)] = "liver"
-    model: Annotated[str, Choice(MODELS)] = "unet"
-    method: Annotated[str, Choice(TRAIN_METHODS)] = "handcrafted"
+    # organ, model (architecture) and method: combo boxes filled from the engine in setup()
+    organ: str = "liver"
+    model: str = "unet"
+    method: str = "handcrafted"
     stageMix: str = "early=0.8,intermediate=0.1,advanced=0.1"
     maxSteps: Annotated[int, WithinRange(1, 10000000)] = 2000
     maxMinutes: Annotated[float, WithinRange(0.0, 100000.0)] = 0.0
@@ -128,6 +129,9 @@ class TumorSynthTrainerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         self.ui.removeModelButton.clicked.connect(self.onRemoveModel)
         self.ui.applyButton.clicked.connect(self.onApply)
         self.ui.evaluateButton.clicked.connect(self.onEvaluate)
+        self.fillChoicesFromEngine()
+        for combo, name in self._choiceCombos():
+            combo.currentIndexChanged.connect(lambda index, c=combo, n=name: self.onChoiceChanged(c, n))
         self.initializeParameterNode()
         self.refreshModels()
         self._setRunning(False)
@@ -161,6 +165,7 @@ class TumorSynthTrainerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         self._parameterNode = inputParameterNode
         if self._parameterNode:
             self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
+            self._showChoices()
 
     # -- training ------------------------------------------------------------------------------
     def onAddPair(self) -> None:
@@ -187,6 +192,37 @@ class TumorSynthTrainerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
     def onShowChart(self) -> None:
         if self.logic.curves is not None:
             slicer.modules.plots.logic().ShowChartInLayout(self.logic.curves.chart)
+
+    # -- engine choices --------------------------------------------------------------------------
+    def _choiceCombos(self):
+        return ((self.ui.organComboBox, "organ"), (self.ui.architectureComboBox, "model"),
+                (self.ui.methodComboBox, "method"))
+
+    def fillChoicesFromEngine(self) -> None:
+        """Organs, architectures and available methods as the engine lists them."""
+        try:
+            choices = self.logic.trainingChoices()
+        except Exception as exc:   # no engine or torch yet: say how to install them
+            self.ui.statusLabel.text = str(exc)
+            return
+        for combo, name in self._choiceCombos():
+            combo.blockSignals(True)
+            combo.clear()
+            for value in choices[name]:
+                combo.addItem(value)
+            combo.blockSignals(False)
+
+    def onChoiceChanged(self, combo, name) -> None:
+        if self._parameterNode and combo.currentText:
+            setattr(self._parameterNode, name, combo.currentText)
+
+    def _showChoices(self) -> None:
+        for combo, name in self._choiceCombos():
+            index = combo.findText(getattr(self._parameterNode, name))
+            if index >= 0 and index != combo.currentIndex:
+                combo.blockSignals(True)
+                combo.setCurrentIndex(index)
+                combo.blockSignals(False)
 
     # -- apply / evaluate ----------------------------------------------------------------------
     def refreshModels(self) -> None:
@@ -266,6 +302,9 @@ class TumorSynthTrainerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
             message = _("Cancelled. Training keeps last.pt: press Resume to continue.")
         else:
             message = progress.error or _("The job failed; see the log below.")
+        if progress.warnings:
+            message += "\n" + _("{count} warning(s), e.g. {text}").format(count=len(progress.warnings),
+                                                                      text=progress.warnings[0])
         self.ui.statusLabel.text = message
         self.refreshModels()
 
@@ -315,13 +354,16 @@ class TumorSynthTrainerLogic(ScriptedLoadableModuleLogic):
                                                 libDir=str(engineDir) if engineDir else None)
         return self._jobs
 
+    def trainingChoices(self):
+        """{"organ": [...], "model": [...], "method": [...]} from the engine (methods that run here)."""
+        return trainerModules().catalogue.training_choices()
+
     def defaultRunsFolder(self) -> str:
         return os.path.join(os.path.expanduser("~"), "TumorSynthRuns")
 
     def ensureDependencies(self, confirm) -> None:
-        install = trainerModules().install
-        install.ensure_torch(askConfirmation=True)
-        install.ensure_python_packages(confirm)
+        # PyTorch first (PyTorch extension), then the rest (install_logic says why)
+        trainerModules().install.ensure_python_packages(confirm)
 
     def train(self, p, data, runDir, resume, onUpdate=None, onLog=None, onDone=None):
         trainer = trainerModules().trainer

@@ -12,10 +12,12 @@ real tumor. Synthesis runs on the organ's box plus ``CROP_MARGIN_MM`` and only t
 patches are written back (``inplace=True`` writes them into the input tensors, which is safe
 after ``CacheDataset``, which hands random transforms a copy; the default copies first).
 
-What it did is recorded in the sample: the image's ``meta["tumorsynth"]`` holds a JSON text
-(so that batches collate) of ``{"applied": bool, "skipped": reason or null, "seconds": s,
-"tumors": [{organ, method, stage, diameter_mm, center_ras, seed}, ...]}`` (``read_record``
-parses it), so a training loop sees the statistics of samples made in loader workers too. Lazy resampling: the transform declares
+What it did is recorded in the sample: the image's ``meta["tumorsynth"]`` and (dictionary
+version) the sample's ``"tumorsynth"`` entry hold a JSON text (so that batches collate) of
+``{"seed", "applied": bool, "skipped": reason or null, "seconds": s, "tumors": [{organ, method,
+stage, diameter_mm, center_ras, seed}, ...]}`` (``read_record`` parses it). The dictionary entry
+survives later transforms that drop metadata, so a training loop sees the work of its loader
+workers too (``SynthesisTally``). Lazy resampling: the transform declares
 ``requires_current_data`` (it must see the voxels), so a ``Compose(lazy=True)`` applies pending
 operations before it.
 """
@@ -34,7 +36,13 @@ from monai.transforms import MapTransform, RandomizableTransform
 from monai.transforms.traits import LazyTrait
 from monai.utils.type_conversion import convert_to_dst_type, convert_to_numpy
 
-from .anatomy.organs import canonical_organ, check_convention, organ_label_ids, parse_stage_mix, tumor_label_id
+from .anatomy.organs import (
+    canonical_organ,
+    check_convention,
+    organ_label_ids,
+    parse_stage_mix,
+    tumor_label_id,
+)
 from .anatomy.site import TumorSpec
 from .core.errors import DependencyError, InputError, TumorSynthError
 from .core.files import json_text
@@ -117,7 +125,7 @@ class RandTumorSynth(RandomizableTransform, LazyTrait):
     def __call__(self, image: Any, label: Any, randomize: bool = True, lazy: bool | None = None) -> tuple[Any, Any]:
         if randomize:
             self.randomize()
-        record: dict[str, Any] = {"applied": False, "skipped": None, "seconds": 0.0, "tumors": []}
+        record: dict[str, Any] = {"seed": self._seed, "applied": False, "skipped": None, "seconds": 0.0, "tumors": []}
         if not self._do_transform:
             record["skipped"] = "not drawn"
             return self._with_record(image, record), label
@@ -215,7 +223,9 @@ class RandTumorSynthd(RandomizableTransform, MapTransform, LazyTrait):
                 raise InputError(f"RandTumorSynthd needs the keys {self.keys}; the sample has {list(d)}")
             return d
         d[self.image_key], d[self.label_key] = self.synth(d[self.image_key], d[self.label_key], randomize=False)
-        self._count(read_record(d[self.image_key]))
+        record = read_record(d[self.image_key])
+        d[META_KEY] = json_text(record).strip()
+        self._count(record)
         return d
 
     def _count(self, record: Mapping[str, Any]) -> None:
@@ -231,6 +241,33 @@ class RandTumorSynthd(RandomizableTransform, MapTransform, LazyTrait):
             self.stats["failed"] += 1
         elif skipped == "rejected by quality":
             self.stats["rejected_quality"] += 1
+
+
+class SynthesisTally:
+    """Counts of what ``RandTumorSynth`` did, read from the records in batches' metadata, so a
+    training loop sees the work of its loader workers too (each sample's record once, however
+    many patches of it a batch holds)."""
+
+    def __init__(self) -> None:
+        self.stats = {"samples": 0, "applied": 0, "tumors": 0, "skipped_real_tumor": 0, "skipped_no_organ": 0,
+                      "failed": 0, "rejected_quality": 0, "seconds": 0.0}
+
+    def add(self, batch: Mapping[Hashable, Any]) -> None:
+        """Count the records of a collated batch (its ``"tumorsynth"`` entry)."""
+        texts = batch.get(META_KEY)
+        if texts is None:
+            return
+        for text in dict.fromkeys([texts] if isinstance(texts, str) else list(texts)):
+            record = json.loads(text)
+            self.stats["samples"] += 1
+            self.stats["seconds"] += float(record.get("seconds", 0.0))
+            self.stats["tumors"] += len(record.get("tumors", []))
+            key = {"real tumor": "skipped_real_tumor", "no organ": "skipped_no_organ",
+                   "no valid place": "failed", "rejected by quality": "rejected_quality"}.get(record.get("skipped"))
+            if record.get("applied"):
+                self.stats["applied"] += 1
+            elif key:
+                self.stats[key] += 1
 
 
 def read_record(image: Any) -> dict[str, Any]:
@@ -277,4 +314,4 @@ def _tumor_record(report: Mapping[str, Any]) -> dict[str, Any]:
             "seed": report["seed"]}
 
 
-__all__ = ["CROP_MARGIN_MM", "META_KEY", "RandTumorSynth", "RandTumorSynthd", "read_record"]
+__all__ = ["CROP_MARGIN_MM", "META_KEY", "RandTumorSynth", "RandTumorSynthd", "SynthesisTally", "read_record"]

@@ -1,14 +1,17 @@
-"""Speed and memory of the `handcrafted` method: one tumor per call, per stage.
+"""Speed of one tumor per call: size classes at 1 mm, ROI-only cost, start-up, stage split.
 
-Prints, per stage, the median latency of ``synthesize`` (one tumor, clicked in the liver) with
-its split (placement / render / paste+report), and the peak extra memory (tracemalloc, a separate
-run); on the phantom (``TumorSynthLib.phantom.abdomen.make_abdomen``, 256 x 256 x 96) and on the real
-example CT (skipped with a message when ``../shared/data`` is absent); plus the start-up cost
-(``import TumorSynthLib`` in a fresh interpreter, and import + first tumor).
+1. Size classes: the liver of a 256 x 256 x 128 phantom at 1 mm, sampled places, one tumor of
+   8 / 16 / 32 / 64 mm per call (stage tiny / early / intermediate / advanced, so the stage's
+   effects are drawn as for a user), warm, median of ``--repeats`` calls per method. Targets on
+   a quiet machine (synthesis-core issue): handcrafted <= 0.03 / 0.05 / 0.08 / 0.15 s; a 64 mm
+   cellular tumor <= 0.7 s.
+2. ROI-only cost: one early tumor at a click on the demo phantom vs the same phantom padded with
+   air to 8x the voxels (same ``Volume`` objects reused, so the scan analysis is cached), as
+   paired ratios (each pair back to back); target median ratio <= 1.25 for both methods.
+3. Where the time goes: the median seconds of each stage (from the reports' ``timing``).
+4. Start-up: ``import TumorSynthLib`` and import + first tumor in a fresh interpreter.
 
-Targets on the 2-core reference CPU: early < 0.05 s, advanced < 0.5 s, start-up < 1 s.
-
-    python benchmarks/bench_synthesis.py [--repeats 7]
+    python benchmarks/bench_synthesis.py [--repeats 9] [--methods handcrafted,cellular]
 """
 from __future__ import annotations
 
@@ -17,38 +20,23 @@ import statistics
 import subprocess
 import sys
 import time
-import tracemalloc
-from pathlib import Path
 
 import numpy as np
-from scipy import ndimage
 
 from TumorSynthLib import TumorSpec, synthesize
-from TumorSynthLib.core.volume import Volume
-from TumorSynthLib.core.volume_io import load_volume
+from TumorSynthLib.phantom import make_abdomen
+from TumorSynthLib.volume import Volume
 
-REPO = Path(__file__).resolve().parents[1]
-EXAMPLE = REPO.parent / "shared" / "data" / "totalsegmentator-example"
-STAGES = ("tiny", "early", "intermediate", "advanced")
-TARGETS_S = {"early": 0.05, "advanced": 0.5}
-LIVER_ID = 5
-
-
-def startup_seconds(code: str, repeats: int = 3) -> float:
-    """Median wall time of ``code`` in a fresh interpreter (it prints its own timing)."""
-    times = []
-    for _ in range(repeats):
-        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-        times.append(float(out.stdout.strip().splitlines()[-1]))
-    return statistics.median(times)
-
+SIZES = ((8.0, "tiny"), (16.0, "early"), (32.0, "intermediate"), (64.0, "advanced"))
+TARGETS_S = {"handcrafted": (0.03, 0.05, 0.08, 0.15), "cellular": (None, None, None, 0.7)}
+RATIO_TARGET = 1.25
 
 IMPORT_CODE = "import time; t=time.perf_counter(); import TumorSynthLib; print(time.perf_counter()-t)"
 FIRST_TUMOR_CODE = """
 import time; t=time.perf_counter()
 import numpy as np
 from TumorSynthLib import TumorSpec, synthesize
-from TumorSynthLib.core.volume import Volume
+from TumorSynthLib.volume import Volume
 lab = np.zeros((64, 64, 32), np.uint8); lab[12:52, 12:52, 6:26] = 5
 img = np.where(lab == 5, 60.0, -100.0).astype(np.float32)
 synthesize(Volume(img, np.eye(4)), Volume(lab, np.eye(4)), TumorSpec(organ="liver", center_voxel=(32, 32, 16), diameter_mm=10))
@@ -56,86 +44,85 @@ print(time.perf_counter()-t)
 """
 
 
-def deep_point(labels: np.ndarray, spacing: np.ndarray, organ_id: int) -> tuple[float, float, float]:
-    """Voxel of the organ farthest from its surface and the image border."""
-    mask = np.pad(labels == organ_id, 1)
-    edt = ndimage.distance_transform_edt(mask, sampling=spacing)[1:-1, 1:-1, 1:-1]
-    return tuple(float(v) for v in np.unravel_index(int(np.argmax(edt)), labels.shape))
+def startup_seconds(code: str, repeats: int = 3) -> float:
+    times = []
+    for _ in range(repeats):
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+        times.append(float(out.stdout.strip().splitlines()[-1]))
+    return statistics.median(times)
 
 
-def load_phantom() -> tuple[Volume, Volume, str]:
-    try:
-        from TumorSynthLib.phantom import make_abdomen
-
-        ct, organs, _ = make_abdomen(0)
-    except ImportError as exc:
-        return (*fallback_phantom(), f"ellipsoid stand-in (phantom unavailable: {exc})")
-    return ct, organs, "phantom make_abdomen(0)"
-
-
-def fallback_phantom() -> tuple[Volume, Volume]:
-    shape, spacing = (256, 256, 96), np.array([1.4, 1.4, 2.5])
-    g = np.ogrid[tuple(slice(0, n) for n in shape)]
-    d = sum(((gi * s - c) / r) ** 2 for gi, s, c, r in zip(g, spacing, (150, 160, 120), (90, 70, 80)))
-    lab = np.where(d <= 1, LIVER_ID, 0).astype(np.uint8)
-    img = np.where(lab > 0, 110.0, -100.0) + np.random.default_rng(0).normal(0, 12, shape)
-    aff = np.diag([*spacing, 1.0])
-    return Volume(img.astype(np.float32), aff), Volume(lab, aff)
+def size_classes(method: str, repeats: int) -> list[dict]:
+    ct, organs, _ = make_abdomen(0, shape=(256, 256, 128), spacing=(1.0, 1.0, 1.0))
+    synthesize(ct, organs, TumorSpec(organ="liver", stage="early", method=method, seed=99))  # warm-up
+    rows = []
+    for d, stage in SIZES:
+        times, stages = [], []
+        for seed in range(repeats):
+            spec = TumorSpec(organ="liver", stage=stage, diameter_mm=d, method=method, seed=seed)
+            t0 = time.perf_counter()
+            res = synthesize(ct, organs, spec)
+            times.append(time.perf_counter() - t0)
+            stages.append(res.reports[0]["timing"])
+        rows.append({"d": d, "stage": stage, "median_s": statistics.median(times),
+                     "stages": {k: statistics.median(t.get(k, 0.0) for t in stages)
+                                for k in ("placement_s", "mass_effect_s", "geometry_s", "appearance_s", "stages_s")}})
+    return rows
 
 
-def time_stage(image: Volume, organs: Volume, click: tuple, stage: str, repeats: int) -> dict:
-    totals, parts = [], []
+def padded(volume: Volume, factor: int = 2, fill: float = -1000.0) -> Volume:
+    """``volume`` centred in an array twice as large along each axis (8x the voxels)."""
+    shape = tuple(n * factor for n in volume.shape)
+    out = np.full(shape, fill, dtype=volume.array.dtype)
+    lo = [(n * factor - n) // 2 for n in volume.shape]
+    out[tuple(slice(a, a + n) for a, n in zip(lo, volume.shape))] = volume.array
+    shift = np.eye(4)
+    shift[:3, 3] = [-a for a in lo]
+    return Volume(out, volume.affine @ shift)
+
+
+def scan_size_ratio(method: str, repeats: int) -> tuple[float, float, float]:
+    """(median paired ratio padded / plain, median plain s, median padded s)."""
+    ct, organs, _ = make_abdomen(0)
+    big_ct, big_organs = padded(ct), padded(organs, fill=0)
+    liver = np.argwhere(organs.array == 5)
+    click = tuple(float(v) for v in ct.voxel_to_ras(liver[len(liver) // 2]))
+    spec = lambda seed: TumorSpec(organ="liver", stage="early", center_ras=click, method=method, seed=seed)  # noqa: E731
+    for image, labels in ((ct, organs), (big_ct, big_organs)):
+        synthesize(image, labels, spec(0))  # warm-up: analyses the scan once
+    ratios, plain, big = [], [], []
     for seed in range(repeats):
-        spec = TumorSpec(organ="liver", center_voxel=click, stage=stage, seed=seed)
         t0 = time.perf_counter()
-        res = synthesize(image, organs, spec)
-        totals.append(time.perf_counter() - t0)
-        parts.append(res.reports[0]["timing"])
-    tracemalloc.start()
-    synthesize(image, organs, TumorSpec(organ="liver", center_voxel=click, stage=stage, seed=0))
-    peak = tracemalloc.get_traced_memory()[1]
-    tracemalloc.stop()
-    med = statistics.median
-    return {
-        "median_s": med(totals),
-        "prepare_s": med(p["prepare_s"] for p in parts),
-        "render_s": med(p["render_s"] for p in parts),
-        "paste_s": med(t - p["prepare_s"] - p["render_s"] for t, p in zip(totals, parts)),
-        "peak_mb": peak / 1e6,
-    }
-
-
-def bench_case(name: str, image: Volume, organs: Volume, repeats: int) -> None:
-    click = deep_point(np.asarray(organs.array), image.spacing, LIVER_ID)
-    image_mb = image.array.nbytes / 1e6
-    print(f"\n== {name}: shape {image.shape}, spacing {np.round(image.spacing, 2).tolist()} mm, "
-          f"image {image_mb:.0f} MB, liver click voxel {click}")
-    synthesize(image, organs, TumorSpec(organ="liver", center_voxel=click, stage="early"))  # warm-up
-    print(f"{'stage':13s} {'median s':>9s} {'place s':>8s} {'render s':>9s} {'paste s':>8s} "
-          f"{'peak MB':>8s}  target")
-    for stage in STAGES:
-        r = time_stage(image, organs, click, stage, repeats)
-        target = TARGETS_S.get(stage)
-        verdict = "" if target is None else (f"< {target} s " + ("ok" if r["median_s"] < target else "MISSED"))
-        print(f"{stage:13s} {r['median_s']:9.4f} {r['prepare_s']:8.4f} {r['render_s']:9.4f} "
-              f"{r['paste_s']:8.4f} {r['peak_mb']:8.1f}  {verdict}")
+        synthesize(ct, organs, spec(seed))
+        t1 = time.perf_counter()
+        synthesize(big_ct, big_organs, spec(seed))
+        t2 = time.perf_counter()
+        plain.append(t1 - t0)
+        big.append(t2 - t1)
+        ratios.append((t2 - t1) / (t1 - t0))
+    return statistics.median(ratios), statistics.median(plain), statistics.median(big)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--repeats", type=int, default=9)
+    parser.add_argument("--methods", default="handcrafted,cellular")
     args = parser.parse_args()
-    imp = startup_seconds(IMPORT_CODE)
-    first = startup_seconds(FIRST_TUMOR_CODE)
-    print(f"start-up: import TumorSynthLib {imp:.3f} s; import + first tumor {first:.3f} s "
-          f"(target < 1 s: {'ok' if first < 1.0 else 'MISSED'})")
-    image, organs, label = load_phantom()
-    bench_case(label, image, organs, args.repeats)
-    ct, seg = EXAMPLE / "example_ct.nii.gz", EXAMPLE / "example_seg_fast_force_split.nii.gz"
-    if ct.exists() and seg.exists():
-        bench_case("real CT example_ct (3 mm, non-contrast)", load_volume(ct), load_volume(seg), args.repeats)
-    else:
-        print(f"\nreal CT skipped: {EXAMPLE} not found (it sits beside the repository)")
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    print(f"start-up: import TumorSynthLib {startup_seconds(IMPORT_CODE):.3f} s; import + first tumor "
+          f"{startup_seconds(FIRST_TUMOR_CODE):.3f} s")
+    for method in methods:
+        print(f"\n== {method}: liver of a 256x256x128 phantom at 1 mm, sampled places, median of "
+              f"{args.repeats} calls")
+        print(f"{'size':>6s} {'stage':13s} {'median s':>9s} {'target':>7s}  stage medians (s)")
+        for row, target in zip(size_classes(method, args.repeats), TARGETS_S.get(method, (None,) * 4)):
+            verdict = "" if target is None else f"{target:.2f} {'ok' if row['median_s'] <= target else 'MISSED'}"
+            split = " ".join(f"{k[:-2]} {v:.3f}" for k, v in row["stages"].items())
+            print(f"{row['d']:5.0f}mm {row['stage']:13s} {row['median_s']:9.4f} {verdict:>7s}  {split}")
+        ratio, plain, big = scan_size_ratio(method, args.repeats)
+        print(f"ROI-only cost, early tumor at a click: demo phantom {plain:.4f} s, padded to 8x voxels "
+              f"{big:.4f} s, median paired ratio {ratio:.2f} (target <= {RATIO_TARGET}: "
+              f"{'ok' if ratio <= RATIO_TARGET else 'MISSED'})")
 
 
 if __name__ == "__main__":

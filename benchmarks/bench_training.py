@@ -3,9 +3,10 @@
 Prints
 
 1. training steps/s of the default CPU setting (UNet (16, 32, 64, 128), 64^3 patches at 1.5 mm,
-   1 case x 2 patches per step, prob 0.5 of online tumors, in-process data loading);
-2. the share of the step time spent in ``RandTumorSynthd`` for each available synthesis method
-   (target < 10 % for ``handcrafted``);
+   1 case x 2 patches per step, prob 0.5 of online tumors, the default loader workers);
+2. the synthesis share: seconds spent in ``RandTumorSynthd`` (read from the samples' records,
+   loader workers included) over the training's wall seconds, for each available synthesis
+   method (target <= 10 % for ``handcrafted``);
 3. a longer run (``--minutes``, default 15): train on healthy phantoms with online
    ``handcrafted`` tumors, then segment phantoms carrying ``cellular`` tumors (standing in for
    real tumors: no real tumor CT is available here) and evaluate them: tumor DSC, NSD, organ DSC,
@@ -25,13 +26,12 @@ import time
 from pathlib import Path
 
 
-from TumorSynthLib import TumorSpec, synthesize
-from TumorSynthLib.core.errors import TumorSynthError
+from TumorSynthLib import TumorSpec, TumorSynthError, synthesize
 from TumorSynthLib.core.events import EventStream
 from TumorSynthLib.phantom import make_abdomen
 from TumorSynthLib.segmentation.config import TrainConfig
 from TumorSynthLib.segmentation.train import train
-from TumorSynthLib.synthesis.base import get_method, method_names
+from TumorSynthLib.synthesis.catalogue import method_entries
 from TumorSynthLib.core.volume_io import save_volume
 
 EVAL_STAGES = ("tiny", "early", "early", "intermediate")
@@ -83,13 +83,13 @@ def speed(datalist: Path, out: Path, method: str, steps: int) -> dict[str, float
     """Steps/s and synthesis share of ``steps`` steps of the default CPU setting."""
     shutil.rmtree(out / f"speed-{method}", ignore_errors=True)
     cfg = TrainConfig(data=str(datalist), out=str(out / f"speed-{method}"), method=method, max_steps=steps,
-                      val_every=0, ckpt_every=10**6, workers=0, device="cpu", warmup_steps=1)
+                      val_every=0, ckpt_every=10**6, device="cpu", warmup_steps=1)   # default loader workers
     result = train(cfg, quiet())
     stats = result.synthesis
     return {"steps_per_s": result.step / result.seconds, "step_s": result.seconds / result.step,
             "data_s": result.timing["data_s"] / result.step, "compute_s": result.timing["compute_s"] / result.step,
             "synthesis_share": stats["seconds"] / result.seconds,
-            "synthesis_s_per_tumor": stats["seconds"] / max(1, stats["applied"] + stats["failed"]),
+            "synthesis_s_per_tumor": stats["seconds"] / max(1, stats["samples"] - stats["skipped_real_tumor"]),
             "tumors": stats["applied"], "failed": stats["failed"]}
 
 
@@ -159,12 +159,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"phantoms ready in {time.monotonic() - t0:.0f} s")
 
     methods = []
-    for name in method_names():
-        try:
-            get_method(name)
+    for name, entry in method_entries().items():
+        if entry["available"]:
             methods.append(name)
-        except TumorSynthError as exc:
-            print(f"  {name}: not available ({exc})")
+        else:
+            print(f"  {name}: not available ({entry['reason']})")
     print("\ndefault CPU setting: UNet (16, 32, 64, 128), 64^3 patches at 1.5 mm, 2 patches/step, prob 0.5")
     print(f"{'method':<12} {'steps/s':>8} {'s/step':>7} {'data s':>7} {'model s':>8} {'synthesis share':>16} "
           f"{'s/tumor':>8}")

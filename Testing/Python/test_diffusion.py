@@ -13,6 +13,7 @@ from TumorSynthLib import TumorSpec, synthesize
 from TumorSynthLib.core.errors import DependencyError, InputError, ModelError
 from TumorSynthLib.core.model_registry import sha256_file
 from TumorSynthLib.synthesis import registry
+from TumorSynthLib.synthesis.appearance import diffusion as diffusion_appearance
 from TumorSynthLib.synthesis.catalogue import method_entries
 from TumorSynthLib.synthesis.learned import checkpoint as ckpt
 from TumorSynthLib.synthesis.learned.config import DiffusionConfig, to_hu, to_unit
@@ -171,7 +172,7 @@ def test_refuses_changed_or_mismatched_checkpoints(tiny_diffusion_models, diffus
         with pytest.raises(ModelError, match="configuration|weights"):
             ckpt.load_diffusion_model(tmp_path / f"{name}.pt", "cpu")
     torch.save({"format": "tumorsynth-segmentation"}, tmp_path / "seg.pt")
-    with pytest.raises(ModelError, match="not a TumorSynth diffusion model"):
+    with pytest.raises(ModelError, match="not a TumorSynth diffusion"):
         ckpt.load_diffusion_model(tmp_path / "seg.pt", "cpu")
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(ModelError, match="cannot read"):
@@ -183,7 +184,7 @@ def test_availability_and_catalogue(diffusion_home, monkeypatch):
     assert ok, why
     entry = method_entries()["diffusion"]
     assert entry["geometry"] == "ellipsoid" and entry["appearance"] == "diffusion" and entry["live"]
-    monkeypatch.setattr(ckpt, "default_model_ref", lambda: None)
+    monkeypatch.setattr(diffusion_appearance, "default_model_ref", lambda: None)
     ok, why = registry.availability("appearance", "diffusion")
     assert not ok and "train-diffusion" in why
     with pytest.raises(DependencyError):

@@ -32,6 +32,7 @@ def test_every_kind_carries_the_common_fields():
     stream.progress(1, loss=0.5, lr=1e-3)
     stream.validation(2, {"tumor_dsc": 0.4})
     stream.checkpoint(2, "/tmp/last.pt", kind="last")
+    stream.warning("cut by the field of view", tumor=1)
     stream.done(3)
     stream.error("boom")
     events = _lines(out)
@@ -41,7 +42,8 @@ def test_every_kind_carries_the_common_fields():
         assert e["v"] == PROTOCOL_VERSION and e["total"] == 10
         assert e["time"].endswith("Z")
     assert events[1]["loss"] == 0.5 and events[2]["metrics"] == {"tumor_dsc": 0.4}
-    assert events[3]["path"] == "/tmp/last.pt" and events[5]["message"] == "boom"
+    assert events[3]["path"] == "/tmp/last.pt" and events[6]["message"] == "boom"
+    assert events[4]["message"] == "cut by the field of view" and events[4]["tumor"] == 1
 
 
 def test_nan_and_numpy_values_become_strict_json():

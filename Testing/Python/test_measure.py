@@ -99,3 +99,22 @@ def test_flipped_axes_measure_the_same():
     assert plain["recist_long_mm"] == pytest.approx(24, abs=1.0)
     assert plain["recist_short_mm"] == pytest.approx(16, abs=1.0)
     np.testing.assert_allclose(flipped["centroid_ras"], (-24.0, -24.0, 20.0), atol=1e-6)
+
+
+def test_shape_metrics_are_the_radiomics_mesh_features():
+    """A voxelised ball: sphericity about 0.9 (the marching-cubes mesh keeps the staircase, as
+    pyradiomics' does), elongation and flatness 1; an ellipsoid of semi-axes 20, 15, 10 voxels
+    (anisotropic spacing): elongation 0.75 and flatness 0.5 within 0.03, and less spherical."""
+    from TumorSynthLib.anatomy.measure import shape_metrics
+
+    g = np.ogrid[-22:23, -22:23, -22:23]
+    ball = shape_metrics(sum(x * x for x in g) <= 20 * 20, (1.0, 1.0, 1.0))
+    assert 0.88 <= ball["sphericity"] <= 0.94
+    assert ball["elongation"] == pytest.approx(1.0, abs=0.01) and ball["flatness"] == pytest.approx(1.0, abs=0.01)
+    g = np.ogrid[-22:23, -17:18, -6:7]
+    ellipsoid = (g[0] / 20.0) ** 2 + (g[1] / 15.0) ** 2 + (g[2] * 2.0 / 10.0) ** 2 <= 1.0
+    m = shape_metrics(ellipsoid, (1.0, 1.0, 2.0))
+    assert m["elongation"] == pytest.approx(0.75, abs=0.03) and m["flatness"] == pytest.approx(0.5, abs=0.03)
+    assert m["sphericity"] < ball["sphericity"]
+    assert shape_metrics(np.zeros((4, 4, 4), bool), (1, 1, 1)) == {"sphericity": None, "elongation": None,
+                                                                   "flatness": None}

@@ -18,7 +18,7 @@ from TumorSynthLib import InputError, TumorSpec, synthesize
 from TumorSynthLib.cli import main
 from TumorSynthLib.core.volume import Volume
 from TumorSynthLib.core.volume_io import load_volume, save_volume
-from TumorSynthLib.datasets.outputs import output_paths, write_output
+from TumorSynthLib.datasets.outputs import output_paths, write_case
 from TumorSynthLib.datasets.readerstudy import (
     CUBE_VOXELS, NEUTRAL_NOTE, StudyConfig, blind_crop, case_sidecar, make_study,
 )
@@ -46,7 +46,7 @@ def sources(phantom_small, tmp_path_factory):
     for n, (organ, diameter) in enumerate((("liver", 25.0), ("kidney", 18.0)), start=1):
         res = synthesize(ct, organs, [TumorSpec(organ=organ, diameter_mm=diameter, seed=n)], "totalseg",
                          case_id=f"s{n}")
-        write_output(output_paths(synth, f"s{n}_v0", "folders"), res, {"name": f"s{n}_v0", "case_id": f"s{n}"})
+        write_case(output_paths(synth, f"s{n}_v0", "folders"), res, {"name": f"s{n}_v0", "case_id": f"s{n}"})
     return root
 
 

@@ -81,6 +81,7 @@ def test_sigterm_saves_and_resume_continues_identically(tiny_segmentation_run, t
     assert proc.returncode == 130, first[-1]
     done = first[-1]
     assert done["event"] == "done" and done["reason"] == "signal"
+    assert done["synthesis"]["samples"] >= done["step"] > 0   # counted from the worker's samples
     saved = load_checkpoint(tmp_path / "run" / "last.pt")["step"]
     assert saved == done["step"] and 3 <= saved < stop_at
 

@@ -183,7 +183,7 @@ def test_dicom_fractional_rescale_gives_float(tmp_path):
 def test_dicom_folder_with_two_series_needs_a_uid(dicom_case):
     folder, stored, affine = dicom_case
     write_dicom_series(folder, stored[:, :, :2], affine, "1.2.826.0.1.2")
-    with pytest.raises(InputError, match=r"2 DICOM series.*1\.2\.826\.0\.1\.1.*series_uid"):
+    with pytest.raises(InputError, match=r"2 DICOM series.*1\.2\.826\.0\.1\.1.*one \.dcm file"):
         load_volume(folder)
     assert load_volume(folder, series_uid="1.2.826.0.1.2").shape == (6, 5, 2)
 

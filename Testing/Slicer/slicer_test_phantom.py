@@ -6,7 +6,7 @@ import numpy as np
 
 SLICER_SKIP_REASON = (
     "slicer-core is not installed (pip install -e '.[slicer-test]'; the wheel needs Python "
-    "3.10-3.13 and pins vtk==9.6.2): Slicer logic tests skipped"
+    "3.10-3.13; 5.11.0.6 pins vtk==9.6.0): Slicer logic tests skipped"
 )
 
 

@@ -146,3 +146,23 @@ def test_cmake_packages_every_file_and_depends_on_pytorch():
         assert f"NAME {module}" in sub
     for resource in re.findall(r"Resources/[\w/.]+", top):
         assert (REPO / resource).is_file(), f"{resource} listed in CMake but missing"
+
+
+def test_cmake_metadata_has_a_real_screenshot_and_contributors_as_name_organization():
+    """Extensions Index metadata: screenshot URLs that point at a file of this repository (the
+    web tests take it), contributors in "Name (Organization)" form, in CMake and the modules."""
+    top = (REPO / "CMakeLists.txt").read_text()
+    urls = re.search(r'EXTENSION_SCREENSHOTURLS\s+"([^"]*)"', top).group(1).split()
+    assert urls, "EXTENSION_SCREENSHOTURLS is empty"
+    for url in urls:
+        assert url.startswith("https://") and url.endswith(".png")
+        assert (REPO / url.split("/main/", 1)[1]).is_file(), f"{url}: no such file in the repo"
+    name_org = re.compile(r"^[^(),]+ \([^()]+\)$")
+    contributors = re.search(r'EXTENSION_CONTRIBUTORS\s+"([^"]*)"', top).group(1)
+    assert all(name_org.match(c.strip()) for c in contributors.split(",")), contributors
+    for module in MODULES:
+        tree = _tree(MODULE_DIR / f"{module}.py")
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Assign) and any(getattr(t, "attr", "") == "contributors"
+                                                    for t in node.targets):
+                assert all(name_org.match(c) for c in ast.literal_eval(node.value)), module

@@ -25,7 +25,7 @@ class Clock:
 @pytest.fixture
 def study_dir(tmp_path):
     """A study folder in the format `readerstudy make` writes (4 cases, readers alice/bob)."""
-    from TumorSynthLib.datasets.outputs import write_json_atomic
+    from TumorSynthLib.core.files import write_json_atomic
     from TumorSynthLib.datasets.readerstudy import (
         StudyConfig, answer_sheet_text, reader_order, study_info, write_case,
     )

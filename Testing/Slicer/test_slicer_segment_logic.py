@@ -1,6 +1,8 @@
 """Masks <-> segments on the transformed oblique CT; terminology; labelmap import."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from slicer_test_phantom import require_slicer_core
@@ -50,3 +52,60 @@ def test_organ_is_guessed_from_segment_name_or_terminology():
     assert guess_organ("Segment_1", "") is None
     assert organ_options(massEffect="on", necrosis="off", count=3) == \
         {"mass_effect": True, "necrosis": False, "count": 3}
+
+
+def _slicer_terminologies():
+    """Slicer's terminology files, as trame-slicer ships them (the [web] extra), loaded into
+    Slicer's own terminology logic; skips when they are not installed."""
+    import importlib.util
+
+    import pytest
+    import slicer
+
+    spec = importlib.util.find_spec("trame_slicer")
+    if spec is None or not spec.submodule_search_locations:
+        pytest.skip("Slicer's terminology files come with trame-slicer (pip install -e '.[web]')")
+    folder = Path(next(iter(spec.submodule_search_locations))) / "resources" / "terminologies"
+    logic = slicer.vtkSlicerTerminologiesModuleLogic()
+    for path in sorted(folder.glob("SegmentationCategoryType*.json")):
+        assert logic.LoadTerminologyFromFile(str(path))
+    for path in sorted(folder.glob("AnatomicRegion*.json")):
+        assert logic.LoadRegionContextFromFile(str(path))
+    return logic
+
+
+def _has_type(logic, context: str, category_code: str, type_code: str) -> bool:
+    import slicer
+
+    category, kind = slicer.vtkSlicerTerminologyCategory(), slicer.vtkSlicerTerminologyType()
+    for i in range(logic.GetNumberOfCategoriesInTerminology(context)):
+        logic.GetNthCategoryInTerminology(context, i, category)
+        if category.GetCodeValue() != category_code:
+            continue
+        for j in range(logic.GetNumberOfTypesInTerminologyCategory(context, category)):
+            logic.GetNthTypeInTerminologyCategory(context, category, j, kind)
+            if kind.GetCodeValue() == type_code:
+                return True
+    return False
+
+
+def test_tumor_terminology_names_an_entry_that_exists_in_its_context():
+    """Slicer's General Anatomy list has no Neoplasm (only Mass) under Morphologically Altered
+    Structure; the DICOM master list has it, and its anatomic context has the organs."""
+    import slicer
+
+    from TumorSynthSlicer.segment_logic import tumor_terminology
+
+    logic = _slicer_terminologies()
+    general = "Segmentation category and type - 3D Slicer General Anatomy list"
+    assert not _has_type(logic, general, "49755003", "108369006")
+    assert _has_type(logic, general, "49755003", "4147007")              # Mass
+    for organ, code in (("liver", "10200004"), ("pancreas", "15776009"), ("kidney", "64033007")):
+        entry = slicer.vtkSlicerTerminologyEntry()
+        assert logic.DeserializeTerminologyEntry(tumor_terminology(organ), entry)
+        context = entry.GetTerminologyContextName()
+        assert _has_type(logic, context, entry.GetCategoryObject().GetCodeValue(),
+                         entry.GetTypeObject().GetCodeValue()), (organ, context)
+        assert entry.GetAnatomicRegionObject().GetCodeValue() == code
+        assert logic.UpdateEntryFromLoadedTerminologies(entry, [], [])
+        assert entry.GetTerminologyContextName() == context     # found where it says it is

@@ -53,6 +53,19 @@ def diameter_range(stage: str, organ: str, catalogue: dict[str, Any] | None = No
     raise MissingDependencyError(f"the engine knows no organ '{organ}'")
 
 
+def training_choices(catalogue: dict[str, Any] | None = None) -> dict[str, list[str]]:
+    """What the Trainer offers: organs, model architectures and the methods that run here."""
+    catalogue = catalogue or engine_catalogue()
+    try:
+        from TumorSynthLib.segmentation.models import MODEL_NAMES
+    except ImportError as exc:
+        raise MissingDependencyError(
+            f"training needs PyTorch and MONAI ({exc}); install PyTorch with the PyTorch extension "
+            "(module PyTorch Utils) and the extension's dependencies, then restart Slicer") from exc
+    methods = [name for name, (ok, _why) in panel_methods(catalogue).items() if ok]
+    return {"organ": panel_organs(catalogue), "model": list(MODEL_NAMES), "method": methods}
+
+
 def slicer_reason(method: str, reason: str) -> str:
     """The engine's reason, with advice that fits Slicer (no bare ``pip install``)."""
     if "torch" in reason.lower():
@@ -76,4 +89,4 @@ def guess_organ(*names: str) -> str | None:
 
 
 __all__ = ["diameter_range", "engine_catalogue", "guess_organ", "is_live", "panel_methods", "panel_organs",
-           "panel_stages", "slicer_reason"]
+           "panel_stages", "slicer_reason", "training_choices"]

@@ -53,6 +53,13 @@ class Placement:
     reports: list[dict[str, Any]]
     result: Any = None
 
+    @property
+    def warnings(self) -> list[str]:
+        """The reports' warnings, once each (numbered by tumor when there are several)."""
+        from TumorSynthLib.synthesis.report import report_warnings
+
+        return report_warnings(self.reports)
+
 
 def engine() -> Any:
     """The ``TumorSynthLib`` entry points the placement needs, or a clear error if absent."""
@@ -87,6 +94,50 @@ def engine_inputs(session: TumorSession, organMask: np.ndarray | None) -> tuple[
     return image, organs, passed
 
 
+class PendingPlacement:
+    """One click split where threads meet: the constructor reads the engine's inputs from the
+    scene (main thread), ``run()`` calls the engine (any thread: it touches no MRML node), and
+    ``record()`` writes the result into the outputs (main thread). A front end that must keep
+    its views responsive (the web front end) runs ``run()`` in a worker thread; ``place_tumor``
+    runs the three in a row.
+
+    While ``run()`` is under way the output volume must not change (its voxels are what the
+    engine reads): front ends refuse further clicks, undo and clear meanwhile (``ClickGate``).
+    """
+
+    def __init__(self, session: TumorSession, ras: Sequence[float], request: TumorRequest,
+                 organMask: np.ndarray | None = None,
+                 synthesize: Callable[..., Any] | None = None) -> None:
+        self.session = session
+        self.request = request
+        self._fresh = not session.hasOutputs
+        self.result: Any = None
+        try:
+            self._image, self._organs, self._passed = engine_inputs(session, organMask)
+            self._synthesize = synthesize or engine()[0].synthesize
+            self._spec = make_spec(request, ras)
+        except Exception:
+            self.discard()
+            raise
+
+    def run(self) -> Any:
+        """Call the engine (no MRML access); returns and keeps its result."""
+        self.result = self._synthesize(self._image, self._organs, [self._spec], labels="binary",
+                                       case_id=self.session.inputVolume.GetName())
+        return self.result
+
+    def record(self) -> Placement:
+        """Write the engine's result into the session's outputs (main thread)."""
+        if self.result is None:
+            raise RuntimeError("record() before run(): the engine has not run yet")
+        return _record(self.session, self.result, self._passed, self.request.organ)
+
+    def discard(self) -> None:
+        """Forget the click: outputs created for it (first tumor) are removed again."""
+        if self._fresh and self.session.tumorCount == 0:
+            self.session.removeOutputs()
+
+
 def place_tumor(session: TumorSession, ras: Sequence[float], request: TumorRequest,
                 organMask: np.ndarray | None = None,
                 synthesize: Callable[..., Any] | None = None) -> Placement:
@@ -97,17 +148,13 @@ def place_tumor(session: TumorSession, ras: Sequence[float], request: TumorReque
     another with the same signature. On failure the outputs are left as they were (and
     removed again if this was the first tumor).
     """
-    fresh = not session.hasOutputs
+    pending = PendingPlacement(session, ras, request, organMask, synthesize)
     try:
-        image, organs, passed = engine_inputs(session, organMask)
-        call = synthesize or engine()[0].synthesize
-        result = call(image, organs, [make_spec(request, ras)], labels="binary",
-                      case_id=session.inputVolume.GetName())
+        pending.run()
     except Exception:
-        if fresh:
-            session.removeOutputs()
+        pending.discard()
         raise
-    return _record(session, result, passed, request.organ)
+    return pending.record()
 
 
 def _record(session: TumorSession, result: Any, passed: np.ndarray | None,
@@ -128,28 +175,42 @@ class LiveJob:
     ``progress`` / ``progressText`` follow the steps. ``finish()`` restores the ROI and records
     the final tumor like ``place_tumor`` (undo then works as for any tumor); ``stop()`` abandons
     it, restores the ROI and removes the preview. The caller's timer decides the pace; the
-    caller must ignore further clicks while a job runs.
+    caller must ignore further clicks while a job runs (``click_logic.ClickGate``). ``tick()``
+    is ``show(advance())``: a front end may run ``advance()`` in a worker thread.
     """
 
     def __init__(self, session: TumorSession, ras: Sequence[float], request: TumorRequest,
                  organMask: np.ndarray | None = None, stepsPerTick: int = 5,
-                 jobFactory: Callable[..., Any] | None = None) -> None:
+                 jobFactory: Callable[..., Any] | None = None, start: bool = True) -> None:
         self.session = session
         self.request = request
         self.stepsPerTick = max(1, int(stepsPerTick))
         self._fresh = not session.hasOutputs
-        try:
-            image, organs, self._passed = engine_inputs(session, organMask)
-            factory = jobFactory or engine()[1]
-            self.job = factory(image, organs, make_spec(request, ras), labels="binary",
-                               case_id=session.inputVolume.GetName())
-        except Exception:
-            if self._fresh:
-                session.removeOutputs()
-            raise
+        self.job: Any = None
         self.state: Any = None
         self._previewId: str | None = None
         self._shownBox: tuple[tuple[int, ...], tuple[int, ...], np.ndarray] | None = None
+        try:
+            self._image, self._organs, self._passed = engine_inputs(session, organMask)
+            self._factory = jobFactory or engine()[1]
+            self._spec = make_spec(request, ras)
+        except Exception:
+            self.stop()
+            raise
+        if start:
+            try:
+                self.begin()
+            except Exception:
+                self.stop()
+                raise
+
+    def begin(self) -> Any:
+        """Create the engine job: the tumor is placed (a click outside the organ raises here).
+        No MRML access: with ``start=False`` a front end may call it in a worker thread (and
+        ``stop()`` on the main thread if it raises)."""
+        self.job = self._factory(self._image, self._organs, self._spec, labels="binary",
+                                 case_id=self.session.inputVolume.GetName())
+        return self.job
 
     @property
     def done(self) -> bool:
@@ -166,19 +227,39 @@ class LiveJob:
 
     def tick(self) -> Any:
         """Advance the job and refresh the previews; returns the engine's state."""
+        return self.show(self.advance())
+
+    def advance(self) -> Any:
+        """Advance the engine ``stepsPerTick`` growth steps or one denoising step (one denoiser
+        call). No MRML access: any thread."""
         stage = getattr(self.job, "stage", "geometry")
-        self.state = self.job.advance(self.stepsPerTick if stage == "geometry" else 1)
-        self._showPreview(self.state)
-        self._showEstimate(self.state)
-        return self.state
+        return self.job.advance(self.stepsPerTick if stage == "geometry" else 1)
+
+    def show(self, state: Any) -> Any:
+        """Show ``state`` (from ``advance``): the preview segment and, while denoising, the HU
+        estimate in the output volume (main thread)."""
+        self.state = state
+        self._showPreview(state)
+        self._showEstimate(state)
+        return state
 
     def finish(self) -> Placement:
         """Record the tumor as it is now (a growing geometry is stopped first; denoising keeps
         its current estimate)."""
+        return self.record(self.finalize())
+
+    def finalize(self) -> Any:
+        """Stop the growth and let the engine finish the tumor (appearance, report); returns
+        the engine's result. No MRML access: any thread."""
+        self.job.stop()
+        return self.job.result()
+
+    def record(self, result: Any) -> Placement:
+        """Restore the ROI, replace the preview with the finished tumor in the outputs (main
+        thread)."""
         self._removePreview()
         self._restoreEstimate()
-        self.job.stop()
-        return _record(self.session, self.job.result(), self._passed, self.request.organ)
+        return _record(self.session, result, self._passed, self.request.organ)
 
     def stop(self) -> None:
         """Abandon the job: the outputs are as before the click."""

@@ -34,6 +34,7 @@ class RunProgress:
     validations: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
     checkpoint: str | None = None
     error: str | None = None
+    warnings: list[str] = field(default_factory=list)
     last: dict[str, Any] = field(default_factory=dict)
     events: int = 0
 
@@ -56,6 +57,8 @@ class RunProgress:
             self.validations.append((self.step, dict(event.get("metrics") or {})))
         if kind == "checkpoint":
             self.checkpoint = event.get("path") or event.get("checkpoint") or self.checkpoint
+        if kind == "warning":
+            self.warnings.append(str(event.get("message") or ""))
         if kind == "error":
             self.error = str(event.get("message") or event.get("error") or "the run failed")
         if kind == "done":

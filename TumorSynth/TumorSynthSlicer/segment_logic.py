@@ -6,7 +6,7 @@ volume's *local* IJKToRAS; the segmentation node sits under the same parent tran
 volume, so both line up in world RAS. Reading a segment back goes through Slicer's own export
 to a temporary labelmap on the reference grid.
 
-Standard terminology (SNOMED CT, as in Slicer's "General Anatomy" list) is set on tumor
+Standard terminology (SNOMED CT, from Slicer's "DICOM master list") is set on tumor
 segments so that they are recognised as neoplasms of the given organ.
 
 Example::
@@ -26,7 +26,9 @@ import vtk.util.numpy_support as vtk_np
 
 from .volume_logic import array_ijk, array_to_matrix, local_ijk_to_ras
 
-_CONTEXT = "Segmentation category and type - 3D Slicer General Anatomy list"
+#: The DICOM master list: it holds Morphologically Altered Structure / Neoplasm (Slicer's General
+#: Anatomy list has only Mass under that category, so a Neoplasm entry naming it would not resolve).
+_CONTEXT = "Segmentation category and type - DICOM master list"
 _ANATOMIC_CONTEXT = "Anatomic codes - DICOM master list"
 _NEOPLASM = ("SCT^49755003^Morphologically Altered Structure", "SCT^108369006^Neoplasm")
 _ANATOMY = {

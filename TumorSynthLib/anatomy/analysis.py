@@ -20,28 +20,126 @@ from typing import Sequence
 import numpy as np
 from scipy import ndimage
 
-from ..core.errors import InputError
+from ..core.errors import ConventionError, InputError
 from ..core.volume import Box, Volume, check_integer_labels, check_same_grid
-from .organs import check_convention
+from .organs import (
+    CONVENTIONS,
+    KNOWN_ORGANS,
+    check_convention,
+    label_names,
+    organ_label_ids,
+    tumor_label_id,
+)
 from .parenchyma import parenchyma_values, robust_median_mad
+from .task_labels import guess_convention
 
 #: Analyses kept (by identity of the image and labels volumes).
 CACHE_SIZE = 8
 #: Largest number of organ voxels the organ-wide vessel threshold is estimated from.
 THRESHOLD_SAMPLE = 200_000
+#: No CT voxel lies beyond +-HU_LIMIT; the bulk of a CT (1st-99th percentile) lies within HU_BULK
+#: (air -1000, padding down to -3024 on some scanners, dense bone and metal up to a few thousand).
+HU_LIMIT = 100_000.0
+HU_BULK = (-3100.0, 5000.0)
 
 
 def check_image(image: Volume) -> None:
-    """InputError unless ``image`` holds finite real numbers (HU)."""
+    """InputError unless ``image`` holds finite real numbers that can be CT Hounsfield units:
+    no value beyond +-``HU_LIMIT`` and the bulk (1st to 99th percentile) within ``HU_BULK``."""
     if not isinstance(image, Volume):
         raise InputError(f"the image must be a Volume, got {type(image).__name__}")
-    dtype = image.array.dtype
+    arr = image.array
+    dtype = arr.dtype
     if dtype == bool or not np.issubdtype(dtype, np.number) or np.issubdtype(dtype, np.complexfloating):
         raise InputError(f"the image must hold real numbers (HU), got dtype {dtype}")
+    if arr.size == 0:
+        raise InputError(f"the image is empty (shape {image.shape}); pass a CT scan")
     if np.issubdtype(dtype, np.floating):
-        bad = int(np.count_nonzero(~np.isfinite(image.array)))
+        bad = int(np.count_nonzero(~np.isfinite(arr)))
         if bad:
             raise InputError(f"the image has {bad} NaN/inf voxels; replace them (e.g. with -1024 HU) first")
+    lo, hi = float(arr.min()), float(arr.max())
+    if lo < -HU_LIMIT or hi > HU_LIMIT:
+        raise InputError(f"the image values reach {lo:.3g} .. {hi:.3g}, which are not CT Hounsfield units (a CT "
+                         f"lies roughly within {HU_BULK[0]:g} .. {HU_BULK[1]:g} HU); convert the scan to HU first")
+    flat = arr.reshape(-1)
+    sample = flat[:: max(1, flat.size // 1_000_000)]
+    p1, p99 = (float(v) for v in np.percentile(sample, (1, 99)))
+    if p1 < HU_BULK[0] or p99 > HU_BULK[1]:
+        raise InputError(f"most image values lie in {p1:.4g} .. {p99:.4g}, outside the range of CT Hounsfield units "
+                         f"({HU_BULK[0]:g} .. {HU_BULK[1]:g} HU); pass a CT in HU (apply its rescale slope and "
+                         "intercept)")
+
+
+# -- labelmaps: the checks every command that reads one shares --------------------------------------
+def convention_ids(convention: str) -> frozenset[int]:
+    """Every id a labelmap of ``convention`` may hold (0 included): msd / lits / binary {0, 1, 2},
+    kits {0, 1, 2, 3}, totalseg 0-117 plus the tumor ids 200 + organ id."""
+    return frozenset({0, *label_names(check_convention(convention))})
+
+
+def tumor_ids_of(convention: str) -> frozenset[int]:
+    """The tumor ids of every organ in ``convention`` (lesions a new tumor id may reuse)."""
+    conv = check_convention(convention)
+    return frozenset(tumor_label_id(i, conv) for organ in KNOWN_ORGANS for i in organ_label_ids(organ, conv))
+
+
+def fitting_conventions(present: Sequence[int]) -> list[str]:
+    """The conventions whose ids include every id in ``present``."""
+    return [c for c in CONVENTIONS if set(present) <= convention_ids(c)]
+
+
+def check_convention_fit(present: Sequence[int], convention: str, what: str = "the labels") -> str:
+    """``convention`` when the label ids ``present`` (0 excluded) fit it; ConventionError naming
+    the convention they look like otherwise (a TotalSegmentator map declared as msd, an organ /
+    tumor map declared as totalseg)."""
+    conv = check_convention(convention)
+    present = sorted(int(i) for i in present if int(i) != 0)
+    allowed = convention_ids(conv)
+    foreign = [i for i in present if i not in allowed]
+    if foreign:
+        looks = fitting_conventions(present)
+        hint = (f"they look like '{looks[0]}': pass --labels {looks[0]}" if looks else
+                "relabel the map to one of the supported conventions")
+        raise ConventionError(f"{what} hold ids {_ids_text(foreign)}, which the '{conv}' convention does not use "
+                              f"(it has {_ids_text(sorted(allowed - {0}))}); {hint}")
+    if conv == "totalseg" and present and max(present) <= 3:
+        raise ConventionError(f"{what} hold only ids {_ids_text(present)}: an organ / tumor map, not a "
+                              "TotalSegmentator map (there 1 is the spleen, 2 and 3 the kidneys, 5 the liver); "
+                              "pass --labels msd (or lits, kits, binary)")
+    return conv
+
+
+def _ids_text(ids: Sequence[int]) -> str:
+    ids = list(ids)
+    if len(ids) > 8:
+        return f"{', '.join(map(str, ids[:6]))}, ... {ids[-1]}"
+    return ", ".join(map(str, ids))
+
+
+def labelmap_array(labels: Volume, convention: str = "auto", *, image: Volume | None = None,
+                   organ: str | None = None, what: str = "the labels") -> tuple[np.ndarray, str]:
+    """(integer ids >= 0, convention) of a labelmap, checked once the same way by every command:
+    integer values, no negative id, the image's grid (when ``image`` is given), and ids that fit
+    the convention (``"auto"``: guessed, which needs ``organ``)."""
+    if not isinstance(labels, Volume):
+        raise InputError(f"{what} must be a Volume, got {type(labels).__name__}")
+    if image is not None:
+        check_same_grid(image, labels, what.removeprefix("the "))
+    try:
+        lab = check_integer_labels(labels)
+    except InputError:
+        raise InputError(f"{what} are not integers (fractional or NaN values found); pass a labelmap "
+                         "(one integer id per voxel), not a probability map or an image") from None
+    if lab.dtype == bool:
+        lab = lab.astype(np.uint8)
+    if lab.size and int(lab.min()) < 0:
+        raise InputError(f"{what} hold negative ids; pass a labelmap of ids >= 0")
+    present = [int(i) for i in np.unique(lab)] if lab.size else []
+    conv = str(convention).strip().lower()
+    if conv == "auto":
+        conv = guess_convention(np.asarray(present or [0]), organ or "liver")
+    return lab, check_convention_fit(present, conv, what)
 
 
 class ScanAnalysis:
@@ -58,10 +156,7 @@ class ScanAnalysis:
         if labels is not None:
             if not isinstance(labels, Volume):
                 raise InputError(f"organ labels must be a Volume or None, got {type(labels).__name__}")
-            check_same_grid(image, labels, "organ labels")
-            lab = check_integer_labels(labels)
-            if lab.size and int(lab.min()) < 0:
-                raise InputError("the organ labels hold negative ids; pass a labelmap of ids >= 0")
+            lab, _ = labelmap_array(labels, self.convention, image=image, what="the organ labels")
             self.label_array = lab
             flat = lab.reshape(-1)
             self._counts = np.bincount(flat if flat.dtype.kind == "u" else flat.astype(np.int64, copy=False))
@@ -80,6 +175,19 @@ class ScanAnalysis:
     def present_ids(self) -> list[int]:
         """Label ids present (0 excluded), ascending."""
         return [int(i) for i in np.flatnonzero(self._counts)[1:]] if self._counts.size > 1 else []
+
+    def check_label_options(self, tumor_label: int | None, necrosis_label: int | None) -> None:
+        """InputError when ``tumor_label`` / ``necrosis_label`` is an id present in the labels
+        other than a tumor id (a custom tumor id must not turn an organ into tumor)."""
+        taken = set(self.present_ids) - set(tumor_ids_of(self.convention))
+        names = label_names(self.convention)
+        for flag, value in (("--tumor-label", tumor_label), ("--necrosis-label", necrosis_label)):
+            if value is not None and int(value) in taken:
+                meaning = names.get(int(value), "a structure")
+                free = max(max(self.present_ids, default=0), max(convention_ids(self.convention))) + 1
+                raise InputError(f"{flag} {int(value)} is already used by the labels ('{meaning}' in the "
+                                 f"'{self.convention}' convention); choose an id the labels do not hold, "
+                                 f"such as {free}")
 
     def count(self, ids: Sequence[int]) -> int:
         """Voxels holding any of ``ids``."""
@@ -177,4 +285,5 @@ class ScanView:
         return np.zeros(box.shape, dtype=bool)
 
 
-__all__ = ["ScanAnalysis", "ScanView", "analyse_scan", "check_image"]
+__all__ = ["HU_BULK", "HU_LIMIT", "ScanAnalysis", "ScanView", "analyse_scan", "check_convention_fit", "check_image",
+           "convention_ids", "fitting_conventions", "labelmap_array", "tumor_ids_of"]

@@ -29,6 +29,7 @@ import numpy as np
 
 from ..core.errors import InputError
 
+
 @lru_cache(maxsize=1)
 def _profiles() -> dict[str, Any]:
     text = resources.files("TumorSynthLib").joinpath("resources/organ_profiles.json").read_text()
@@ -241,14 +242,17 @@ class IntensityProfile:
 
     organ: str
     f_range: tuple[float, float]
+    parenchyma_floor_hu: float      # darker voxels are fat, not parenchyma
 
 
 def intensity_profile(organ: str) -> IntensityProfile:
     """The organ's intensity profile (f ranges: liver 0.35-0.75, pancreas 0.30-0.60, kidney
-    0.35-0.70)."""
+    0.35-0.70; parenchyma floor -30 HU, 0 HU for the often fatty pancreas)."""
     organ = canonical_organ(organ)
-    lo, hi = _profiles()["intensity"][organ]["f_range"]
-    return IntensityProfile(organ=organ, f_range=(float(lo), float(hi)))
+    entry = _profiles()["intensity"][organ]
+    lo, hi = entry["f_range"]
+    return IntensityProfile(organ=organ, f_range=(float(lo), float(hi)),
+                            parenchyma_floor_hu=float(entry["parenchyma_floor_hu"]))
 
 
 __all__ = [

@@ -1,7 +1,8 @@
 """Robust HU statistics of an organ's parenchyma (common.md "Intensity relative to this scan").
 
 The tumor's darkening is relative to the parenchyma measured in *this* scan: median and robust
-spread (scaled MAD) of the organ voxels near the site that lie in [-30 HU, median + 3 MAD],
+spread (scaled MAD) of the organ voxels near the site that lie in [floor, median + 3 MAD] (floor
+-30 HU; 0 HU for the often fatty pancreas, whose non-fat parenchyma is what a tumor darkens),
 which drops fat, partial volume and enhanced vessels.
 """
 from __future__ import annotations
@@ -42,20 +43,21 @@ def robust_median_mad(values: np.ndarray) -> tuple[float, float]:
     return med, max(mad, MAD_FLOOR_HU)
 
 
-def parenchyma_values(values: np.ndarray) -> np.ndarray:
-    """Organ HU values restricted to the parenchyma window [-30 HU, median + 3 MAD], where
-    median and MAD are first taken over all ``values``."""
-    med, mad = robust_median_mad(values)
-    keep = (values >= PARENCHYMA_LOW_HU) & (values <= med + 3.0 * mad)
+def parenchyma_values(values: np.ndarray, floor_hu: float = PARENCHYMA_LOW_HU) -> np.ndarray:
+    """Organ HU values restricted to the parenchyma window [``floor_hu``, median + 3 MAD], where
+    median and MAD are first taken over the values above the floor."""
+    above = values[values >= floor_hu]
+    med, mad = robust_median_mad(above if above.size else values)
+    keep = (values >= floor_hu) & (values <= med + 3.0 * mad)
     return values[keep]
 
 
 def parenchyma_stats(
     image: np.ndarray, organ_mask: np.ndarray, center_vox: Sequence[float],
-    spacing: Sequence[float], radius_mm: float = 30.0,
+    spacing: Sequence[float], radius_mm: float = 30.0, floor_hu: float = PARENCHYMA_LOW_HU,
 ) -> ParenchymaStats:
     """Median / MAD of the organ voxels within ``radius_mm`` (mm, anisotropic spacing) of
-    ``center_vox`` that lie in [-30 HU, median + 3 MAD] (first pass: all organ voxels in the
+    ``center_vox`` that lie in [``floor_hu``, median + 3 MAD] (first pass: all organ voxels in the
     ball; second pass: the window). Drops fat, partial volume and enhanced vessels.
     Only the box around the ball is read. InputError if fewer than 10 voxels remain."""
     spacing = np.asarray(spacing, dtype=float)
@@ -68,10 +70,10 @@ def parenchyma_stats(
     d2 = sum(((g - ci) * s) ** 2 for g, ci, s in zip(grids, c, spacing))
     sel = np.asarray(organ_mask[box], dtype=bool) & (d2 <= radius_mm**2)
     values = np.asarray(image[box], dtype=np.float64)[sel]
-    kept = parenchyma_values(values) if values.size else values
+    kept = parenchyma_values(values, floor_hu) if values.size else values
     if kept.size < MIN_PARENCHYMA_VOXELS:
         raise InputError(
-            f"only {kept.size} organ parenchyma voxels (HU in [-30, median + 3 MAD]) lie within "
+            f"only {kept.size} organ parenchyma voxels (HU in [{floor_hu:g}, median + 3 MAD]) lie within "
             f"{radius_mm:g} mm of the site; the organ mask is too small here or the image is not "
             "CT in HU: check the organ labels and the image"
         )

@@ -19,6 +19,7 @@ from .analysis import ScanView
 from .organs import (
     canonical_organ,
     check_stage,
+    intensity_profile,
     organ_label_ids,
     stage_diameter_range,
     tnm_diameter_range,
@@ -26,7 +27,14 @@ from .organs import (
     vessel_label_ids,
 )
 from .parenchyma import parenchyma_stats
-from .region import OrganRegion, ball_d2, grow_organ_region, is_any, labelled_region, snap_to_organ
+from .region import (
+    OrganRegion,
+    ball_d2,
+    grow_organ_region,
+    is_any,
+    labelled_region,
+    snap_to_organ,
+)
 from .sampling import sample_center
 from .site import Site, TumorSpec
 
@@ -36,6 +44,8 @@ SNAP_MM = 3.0
 ABSURD_DIAMETER_MM = 200.0
 #: Largest tumor volume as a fraction of the organ volume.
 MAX_ORGAN_FRACTION = 0.8
+#: Kidney tumors below the advanced stage grow exophytic with this probability (common.md).
+EXOPHYTIC_P = 0.5
 #: Radius (mm) of the ball the parenchyma statistics are taken from.
 STATS_RADIUS_MM = 30.0
 
@@ -90,15 +100,19 @@ def prepare_site(view: ScanView, spec: TumorSpec, rng: np.random.Generator, *,
     region = _region(view, spec, organ, click, rng, draws)
     diameter = _fit_size(organ, diameter, region.volume_ml(), drawn is not None, warnings)
     radius = diameter / 2.0
+    exophytic = _allow_exophytic(organ, stage, spec, rng, draws)
     if click is None:
-        center, snap_mm = sample_center(region, radius, dict(spec.options or {}), rng, warnings, draws), 0.0
+        center = sample_center(region, radius, dict(spec.options or {}), rng, warnings, draws,
+                               surface=exophytic and organ == "kidney")
+        snap_mm = 0.0
     else:
         center, snap_mm = _clicked_center(view, region, organ, click, warnings)
     roi = box_around(center, roi_radius_mm(diameter, stage), spacing, analysis.shape)
     stats_box = box_around(center, STATS_RADIUS_MM + float(spacing.max()), spacing, analysis.shape)
     tissue_s, _ = region.masks(stats_box)
     c_stats = center - np.asarray(stats_box.lo)
-    stats = parenchyma_stats(view.image_box(stats_box), tissue_s, c_stats, spacing, STATS_RADIUS_MM)
+    stats = parenchyma_stats(view.image_box(stats_box), tissue_s, c_stats, spacing, STATS_RADIUS_MM,
+                             intensity_profile(organ).parenchyma_floor_hu)
     tissue, lesion = region.masks(roi)
     image_roi = view.image_box(roi)
     labels_roi = view.labels_box(roi)
@@ -124,7 +138,7 @@ def prepare_site(view: ScanView, spec: TumorSpec, rng: np.random.Generator, *,
         center_placed_ras=[float(v) for v in view.image.voxel_to_ras(center)],
         parenchyma=stats, organ_source=region.source, organ_volume_ml=region.volume_ml(),
         placement="sampled" if click is None else "click", snap_distance_mm=float(snap_mm),
-        allow_exophytic=_allow_exophytic(organ, spec, rng, draws), draws=draws, warnings=warnings,
+        allow_exophytic=exophytic, draws=draws, warnings=warnings,
     )
 
 
@@ -248,7 +262,11 @@ def _check_overlap(occupied: np.ndarray, c: np.ndarray, spacing: np.ndarray, rad
                              f"{gap:.1f} mm from its centre; place it farther away or make it smaller")
 
 
-def _allow_exophytic(organ: str, spec: TumorSpec, rng: np.random.Generator, draws: dict[str, object]) -> bool:
+def _allow_exophytic(organ: str, stage: str, spec: TumorSpec, rng: np.random.Generator,
+                     draws: dict[str, object]) -> bool:
+    """Whether the tumor may grow past the organ's contour: always with ``clip_to_organ=0``,
+    never with ``clip_to_organ=1``; kidney tumors by default: advanced ones always (they bulge
+    out of the cortex and leave most of the kidney), others with probability 0.5."""
     clip = (spec.options or {}).get("clip_to_organ")
     if clip is False:
         return True
@@ -256,7 +274,7 @@ def _allow_exophytic(organ: str, spec: TumorSpec, rng: np.random.Generator, draw
         return False
     draw = float(rng.random())
     draws["exophytic_u"] = draw
-    return draw < 0.5
+    return stage == "advanced" or draw < EXOPHYTIC_P
 
 
 __all__ = ["ABSURD_DIAMETER_MM", "SNAP_MM", "Box", "choose_diameter", "prepare_site", "valid_diameter"]

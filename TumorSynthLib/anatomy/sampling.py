@@ -15,6 +15,7 @@ import numpy as np
 from scipy import ndimage
 
 from ..core.errors import InputError, PlacementError
+from ..core.resample import dilate_mm
 from ..core.volume import box_around
 from .region import LabelledRegion, ball_d2
 
@@ -22,14 +23,26 @@ from .region import LabelledRegion, ball_d2
 SURFACE_MARGIN_MM = 5.0
 #: Default cranio-caudal band (fractions of the liver's S extent) for sampled liver tumors.
 LIVER_CC_RANGE = (0.3, 0.7)
+#: Sampled tumors keep this many radii from the scan's edges (a deformed tumor reaches ~1.3 r).
+FOV_REACH = 1.3
+#: Exophytic tumors keep this far (mm) from the organ's hilum (the fat its closing encloses).
+HILUM_CLOSING_MM = 8.0
+HILUM_CLEARANCE_MM = 6.0
 #: Random draws tried before the exact eligible set is computed.
 REJECTION_TRIES = 200
 
 
 def sample_center(region: LabelledRegion, radius: float, options: dict, rng: np.random.Generator,
-                  warnings: list[str], draws: dict[str, object]) -> np.ndarray:
+                  warnings: list[str], draws: dict[str, object], *, surface: bool = False) -> np.ndarray:
     """A centre (full-image voxel index, float) for a tumor of ``radius`` mm (see the module
-    docstring); PlacementError when the organ has no such place."""
+    docstring); ``surface``: an exophytic tumor, centred just under the organ's surface away
+    from its hilum (``surface_center``). PlacementError when the organ has no such place."""
+    if surface:
+        pick = surface_center(region, radius, rng)
+        if pick is not None:
+            draws["center_voxel"] = [int(v) for v in pick]
+            return pick.astype(float)
+        warnings.append(f"no place under the {region.organ}'s surface away from its hilum; sampled inside it")
     need = min(radius, SURFACE_MARGIN_MM)
     rules = _Rules(region, radius, options)
     passes = [True, False] if rules.band is not None else [False]
@@ -59,7 +72,7 @@ class _Rules:
         self.flat = analysis.indices(region.tissue_ids)
         self.threshold = analysis.vessel_threshold(region.tissue_ids)
         shape, spacing = np.asarray(analysis.shape), analysis.spacing
-        reach = np.floor(np.minimum(radius / spacing, 0.5 * (shape - 1)))
+        reach = np.floor(np.minimum(FOV_REACH * radius / spacing, 0.5 * (shape - 1)))
         self.lo, self.hi = reach, shape - 1 - reach
         self.band = _liver_band(region, options)
 
@@ -85,6 +98,35 @@ def _s_of(analysis, v: np.ndarray) -> np.ndarray | float:
     """RAS S (mm) of voxel index(es) ``v`` (..., 3)."""
     aff = analysis.image.affine
     return np.asarray(v, dtype=float) @ aff[2, :3] + aff[2, 3]
+
+
+def surface_center(region: LabelledRegion, radius: float, rng: np.random.Generator) -> np.ndarray | None:
+    """A centre for an exophytic tumor: uniform over organ voxels 2 mm to ``max(0.25 r, 3 mm)``
+    under the surface, at least ``HILUM_CLEARANCE_MM`` from the hilum (the fat the organ
+    encloses: its closing by ``HILUM_CLOSING_MM`` minus itself), off lesions and earlier tumors,
+    inside the field of view; so the tumor bulges out of the cortex and leaves most of the organ."""
+    analysis = region.view.analysis
+    spacing = np.asarray(analysis.spacing, dtype=float)
+    box = region.bbox(int(np.ceil((HILUM_CLOSING_MM + radius) / spacing.min())) + 1)
+    tissue, lesion = region.masks(box)
+    organ = tissue | lesion
+    depth = ndimage.distance_transform_edt(np.pad(organ, 1), sampling=spacing)[1:-1, 1:-1, 1:-1]
+    closed = ~dilate_mm(~dilate_mm(organ, HILUM_CLOSING_MM, spacing), HILUM_CLOSING_MM, spacing)
+    hilum = closed & ~organ
+    near_hilum = dilate_mm(hilum, HILUM_CLEARANCE_MM, spacing) if hilum.any() else hilum
+    ok = tissue & (depth >= 2.0) & (depth <= max(0.25 * radius, 3.0)) & ~near_hilum
+    if lesion.any():
+        ok &= ndimage.distance_transform_edt(~lesion, sampling=spacing) > radius
+    coords = np.nonzero(ok)
+    lo = np.asarray(box.lo)
+    shape = np.asarray(analysis.shape)
+    reach = np.floor(np.minimum(FOV_REACH * radius / spacing, 0.5 * (shape - 1)))
+    keep = np.all([(c + o >= r) & (c + o <= n - 1 - r) for c, o, r, n in zip(coords, lo, reach, shape)], axis=0)
+    idx = np.flatnonzero(keep)
+    if idx.size == 0:
+        return None
+    pick = int(idx[rng.integers(idx.size)])
+    return np.array([c[pick] for c in coords]) + lo
 
 
 def _fits(v: np.ndarray, region: LabelledRegion, need: float, radius: float) -> bool:

@@ -8,7 +8,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from .organs import canonical_organ, label_names, organ_label_ids, organ_region_label_ids, tumor_label_id
+from .organs import (
+    canonical_organ,
+    label_names,
+    organ_label_ids,
+    organ_region_label_ids,
+    tumor_label_id,
+)
 
 
 def guess_convention(labels: np.ndarray, organ: str) -> str:

@@ -14,11 +14,11 @@ import sys
 from typing import Sequence
 
 from .. import __version__
-from .common import EXIT_OK, EXIT_USER_ERROR, run_command
+from .common import EXIT_OK, EXIT_USER_ERROR, OneLineParser, run_command
 
 #: Command modules, in the order ``tumorsynth --help`` lists them.
 COMMAND_MODULES = ["synth", "demo", "info", "generate", "train", "train_diffusion", "segment", "evaluate", "models",
-                   "readerstudy", "export_dicom"]
+                   "readerstudy", "export_dicom", "web"]
 
 EPILOG = """examples:
   tumorsynth demo --out demo-output/
@@ -31,7 +31,7 @@ Every synthetic image written is marked as synthetic (file header and report.jso
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="tumorsynth",
         description="Realistic synthetic tumors in CT scans (liver, pancreas, kidney).",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,

@@ -7,16 +7,37 @@ message says what to do) or a command-line usage error; 1 an unexpected failure;
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 import traceback
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, NoReturn
 
 from ..core.errors import TumorSynthError
+from ..core.events import format_event, make_event
+from ..core.files import write_json_atomic
 
 EXIT_OK, EXIT_FAILURE, EXIT_USER_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """An ArgumentParser whose usage errors are one line on stderr (what is wrong and where
+    the help is) and exit code 2."""
+
+    def error(self, message: str) -> NoReturn:  # type: ignore[override]
+        print(f"error: {one_line(message)} (see '{self.prog} --help')", file=sys.stderr)
+        raise SystemExit(EXIT_USER_ERROR)
+
+
+def finite_float(text: str) -> float:
+    """argparse type: a finite number (``nan`` and ``inf`` are refused)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got '{text}'") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got '{text}'")
+    return value
 
 
 def add_common_flags(parser: argparse.ArgumentParser) -> None:
@@ -66,8 +87,6 @@ def run_command(args: argparse.Namespace) -> int:
     hint = " (run with --debug for the traceback)" if code == EXIT_FAILURE and not debug else ""
     print(f"error: {message}{hint}", file=sys.stderr)
     if getattr(args, "events", "none") == "jsonl":
-        from ..core.events import format_event, make_event
-
         print(format_event(make_event("error", message=message, exit_code=code)), flush=True)
     return code
 
@@ -76,47 +95,6 @@ def one_line(text: str) -> str:
     return " ".join(text.split())
 
 
-def jsonable(value: Any) -> Any:
-    """A JSON-ready copy: numpy scalars/arrays -> Python, Paths -> str, tuple -> list,
-    dict keys -> str, NaN/inf -> None."""
-    if isinstance(value, dict):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple, set)) and not isinstance(value, str):
-        return [jsonable(v) for v in value]
-    if isinstance(value, Path):
-        return str(value)
-    if hasattr(value, "tolist") and callable(value.tolist):  # numpy scalar or array
-        return jsonable(value.tolist())
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
 def write_json(path: Path, data: Any) -> Path:
-    """Write ``data`` as indented UTF-8 JSON (stable: the same data give the same bytes)."""
-    path.write_text(json.dumps(jsonable(data), indent=2) + "\n", encoding="utf-8")
-    return path
-
-
-def split_timing(report: Any, where: str = "") -> tuple[Any, dict[str, Any]]:
-    """``report`` without any ``timing`` entries, and those entries keyed by where they were,
-    so that a written report has exactly one ``timing`` object (the only part that may differ
-    between two runs with the same seed)."""
-    timings: dict[str, Any] = {}
-    if isinstance(report, dict):
-        clean = {}
-        for key, value in report.items():
-            if key == "timing":
-                timings[where or "case"] = value
-                continue
-            clean[key], inner = split_timing(value, f"{where}.{key}" if where else str(key))
-            timings.update(inner)
-        return clean, timings
-    if isinstance(report, list):
-        out = []
-        for i, value in enumerate(report):
-            item, inner = split_timing(value, f"{where}[{i}]")
-            out.append(item)
-            timings.update(inner)
-        return out, timings
-    return report, timings
+    """Indented JSON written atomically (``core.files``: same data, same bytes)."""
+    return write_json_atomic(path, data)

@@ -24,7 +24,16 @@ from typing import Any
 
 import numpy as np
 
+from ..anatomy.organs import STAGES
+from ..anatomy.site import TumorSpec
+from ..core.events import event_session
+from ..core.volume_io import save_volume
+from ..datasets.dicom_export import SeriesText, export_case
+from ..datasets.dicom_segments import segments_from_instances
+from ..phantom import make_abdomen
+from ..synthesis.api import synthesize
 from .common import command_parser, write_json
+from .synth import summary, write_case
 
 EPILOG = """examples:
   tumorsynth demo --out demo-output/
@@ -65,19 +74,12 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def demo_specs(stage: str, method: str, seed: int) -> list:
-    from ..anatomy.site import TumorSpec
 
     return [TumorSpec(organ=organ, stage=stage, diameter_mm=DEMO_DIAMETERS_MM[stage][organ],
                       method=method, seed=seed) for organ in DEMO_ORGANS]
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..core.events import event_session
-    from ..phantom import make_abdomen
-    from ..synthesis.api import synthesize
-    from ..anatomy.organs import STAGES
-    from ..core.volume_io import save_volume
-    from .synth import summary, write_case
 
     out: Path = args.out
     with event_session(args.events, total=2 + len(STAGES), desc="demo") as events:
@@ -120,8 +122,6 @@ TEACHING_STAGE = "early"
 
 def write_teaching(out: Path, stage: str, result: Any, args: argparse.Namespace) -> dict[str, Any]:
     """``teaching/<stage>-dicom/``: the case as DICOM CT (marked synthetic) + SEG."""
-    from ..datasets.dicom_export import SeriesText, export_case
-    from ..datasets.dicom_segments import segments_from_instances
 
     folder = out / "teaching" / f"{stage}-dicom"
     segments = segments_from_instances(result.tumor_instances, result.reports)

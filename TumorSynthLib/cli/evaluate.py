@@ -4,7 +4,10 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from .common import EXIT_OK, command_parser
+from ..anatomy.organs import canonical_organ
+from ..core.events import event_session
+from ..segmentation.evaluate import evaluate_predictions
+from .common import EXIT_OK, command_parser, finite_float
 
 EPILOG = """metrics: tumor DSC, tumor NSD at --tolerance-mm (2 mm, spacing aware), organ DSC (organ
 with its tumors), tumor-wise sensitivity and false positives by reference diameter (< 10, 10-20,
@@ -35,15 +38,12 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p("--labels", default="auto", help="convention of --gt (auto, totalseg, msd, lits, kits, binary)")
     p("--pred-labels", default="auto", help="convention of --pred (default auto; segment writes msd-style 0/1/2)")
     p("--images", default=None, help="CT file or folder, drawn under the worst-case montage")
-    p("--min-radius-mm", type=float, default=3.0, help="predicted components below this are ignored")
-    p("--tolerance-mm", type=float, default=2.0, help="NSD tolerance in mm (default 2)")
+    p("--min-radius-mm", type=finite_float, default=3.0, help="predicted components below this are ignored")
+    p("--tolerance-mm", type=finite_float, default=2.0, help="NSD tolerance in mm (default 2)")
     return parser
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..core.events import event_session
-    from ..anatomy.organs import canonical_organ
-    from ..segmentation.evaluate import evaluate_predictions
 
     with event_session(args.events, desc="evaluate") as events:
         summary = evaluate_predictions(

@@ -7,6 +7,10 @@ from pathlib import Path
 from typing import Any
 
 from ..core.errors import InputError
+from ..core.events import event_session
+from ..core.volume_io import load_volume
+from ..datasets.dicom_export import SeriesText, export_case
+from ..datasets.dicom_segments import segments_from_labels
 from .common import command_parser
 
 EPILOG = """input: a case folder written by `tumorsynth synth`, `generate` (folders layout) or `demo`
@@ -62,10 +66,6 @@ def case_files(args: argparse.Namespace) -> tuple[Path, Path | None, Path | None
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..core.events import event_session
-    from ..core.volume_io import load_volume
-    from ..datasets.dicom_export import SeriesText, export_case
-    from ..datasets.dicom_segments import segments_from_labels
 
     image_path, labels_path, report_path = case_files(args)
     with event_session(args.events, total=2, desc="export-dicom") as events:

@@ -6,7 +6,9 @@ from pathlib import Path
 from typing import Any
 
 from ..core.errors import InputError
-from .common import EXIT_FAILURE, EXIT_OK, command_parser
+from ..core.events import event_session
+from ..datasets.generate import GenerateConfig, generate, parse_shard, parse_stage_mix
+from .common import EXIT_FAILURE, EXIT_OK, command_parser, finite_float
 
 EPILOG = """input (--input): a folder of image/label pairs (imagesTr/+labelsTr/, images/+labels/, one
 folder per case with image.nii.gz + label.nii.gz, NAME.nii.gz + NAME_label.nii.gz) or a datalist
@@ -57,7 +59,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p("--shard", default=None, metavar="I/N", help="do only part I of N of the work (I in 0..N-1)")
     p("--quality", default=None, metavar="MODEL",
       help="segmentation checkpoint or model id used as quality filter (default: none)")
-    p("--threshold", type=float, default=None, help="quality threshold P (default 0.7; needs --quality)")
+    p("--threshold", type=finite_float, default=None, help="quality threshold P (default 0.7; needs --quality)")
     p("--quality-tries", type=int, default=3, help="draws per tumor with --quality (default 3)")
     p("--labels", default="auto", help="label convention of the input: auto (default), totalseg, msd, "
                                        "lits, kits, binary")
@@ -68,7 +70,6 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def config_from_args(args: argparse.Namespace) -> Any:
     """A checked ``GenerateConfig`` from the parsed flags."""
-    from ..datasets.generate import GenerateConfig, parse_shard, parse_stage_mix
 
     if args.threshold is not None and args.quality is None:
         raise InputError("--threshold needs --quality MODEL (the segmentation model that scores tumors)")
@@ -83,8 +84,6 @@ def config_from_args(args: argparse.Namespace) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..core.events import event_session
-    from ..datasets.generate import generate
 
     config = config_from_args(args)
     with event_session(args.events, desc="generate") as events:

@@ -6,9 +6,15 @@ import json
 import platform
 from typing import Any
 
+import numpy
+
+from .. import __version__
+from ..core import model_registry
 from ..core.errors import TumorSynthError
+from ..core.events import EventStream
 from ..synthesis.catalogue import catalogue, method_entries
-from .common import command_parser, jsonable
+from ..core.files import to_jsonable
+from .common import command_parser
 
 EPILOG = """examples:
   tumorsynth info
@@ -49,17 +55,10 @@ def method_facts() -> dict[str, dict[str, Any]]:
     return method_entries()
 
 
-def model_facts() -> list[dict[str, Any]] | None:
-    """The models the registry knows, or None when the registry module is not there."""
+def model_facts() -> list[dict[str, Any]]:
+    """The models the registry knows (an error entry when the registry cannot be read)."""
     try:
-        from ..core import model_registry as weights
-    except ImportError:
-        return None
-    lister = getattr(weights, "list_models", None)
-    if lister is None:
-        return None
-    try:
-        models = lister()
+        models = model_registry.list_models()
     except TumorSynthError as exc:
         return [{"error": str(exc)}]
     return [m if isinstance(m, dict) else getattr(m, "to_dict", lambda m=m: {"id": str(m)})()
@@ -67,9 +66,6 @@ def model_facts() -> list[dict[str, Any]] | None:
 
 
 def collect(device: str = "auto") -> dict[str, Any]:
-    import numpy
-
-    from .. import __version__
 
     return {
         "tumorsynth": __version__,
@@ -83,10 +79,8 @@ def collect(device: str = "auto") -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
-    facts = jsonable(collect(args.device))
+    facts = to_jsonable(collect(args.device))
     if args.events == "jsonl":  # stdout carries only event lines: the facts ride on "done"
-        from ..core.events import EventStream
-
         EventStream("jsonl").done(0, info=facts)
     elif args.json:
         print(json.dumps(facts, indent=2))

@@ -5,7 +5,10 @@ import argparse
 import json
 from typing import Any
 
-from .common import EXIT_OK, command_parser, jsonable
+from ..core import model_registry as weights
+from ..core.errors import InputError
+from ..core.files import to_jsonable
+from .common import EXIT_OK, command_parser
 
 EPILOG = """user models live in $TUMORSYNTH_HOME/models (default ~/.tumorsynth/models); shipped models
 are read-only. A registered id can be given to `segment --model` instead of a path.
@@ -33,8 +36,6 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..core import model_registry as weights
-    from ..core.errors import InputError
 
     if args.action != "list" and not args.target:
         raise InputError(f"`tumorsynth models {args.action}` needs a "
@@ -42,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
     if args.action == "list":
         entries = weights.list_models()
         if args.json:
-            print(json.dumps(jsonable([e.to_dict() for e in entries]), indent=2))
+            print(json.dumps(to_jsonable([e.to_dict() for e in entries]), indent=2))
         elif not entries:
             print(f"no models (add one with `tumorsynth models add PATH`; user models: {weights.user_models_dir()})")
         else:
@@ -56,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
         entry = weights.remove_model(args.target)
         verb = "removed"
     if args.json:
-        print(json.dumps(jsonable(entry.to_dict()), indent=2))
+        print(json.dumps(to_jsonable(entry.to_dict()), indent=2))
     else:
         print(f"{verb} {entry.id} ({entry.path})")
     return EXIT_OK

@@ -6,7 +6,16 @@ from pathlib import Path
 from typing import Any
 
 from ..core.errors import InputError
-from .common import add_common_flags
+from ..core.events import event_session
+from ..datasets.readerstudy import StudyConfig, make_study
+from ..datasets.readerstudy_report import write_score_files
+from ..datasets.readerstudy_score import (
+    read_answers,
+    read_key,
+    reader_name,
+    score_study,
+)
+from .common import add_common_flags, finite_float
 
 EPILOG = """make: every case (real tumor, healthy real scan, synthetic tumor) is resampled to 1 mm
 voxels, cropped to the same 64 mm cube around the lesion (healthy scans: a point >= 16 mm inside
@@ -58,7 +67,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
       help="per case: the largest lesion or each lesion (default largest)")
     m("--labels", default="auto", help="label convention of --real: auto (default), totalseg, msd, lits, kits, binary")
     m("--no-healthy", action="store_true", help="leave out real cases without a tumor")
-    m("--min-diameter", type=float, default=5.0, help="ignore real tumor components below this diameter in mm (default 5)")
+    m("--min-diameter", type=finite_float, default=5.0, help="ignore real tumor components below this diameter in mm (default 5)")
     m("--format", choices=("nifti", "dicom"), default="nifti", help="case files: nifti (default) or dicom series")
     m("--generate", type=int, default=0, metavar="N",
       help="also make N synthetic variants per healthy --real case and organ (written to <out>-generated/)")
@@ -79,8 +88,6 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def run_make(args: argparse.Namespace) -> int:
-    from ..core.events import event_session
-    from ..datasets.readerstudy import StudyConfig, make_study
 
     config = StudyConfig(out=str(args.out), real=[str(p) for p in args.real], synthetic=[str(p) for p in args.synthetic],
                          readers=[r.strip() for r in args.readers.split(",") if r.strip()],
@@ -98,9 +105,6 @@ def run_make(args: argparse.Namespace) -> int:
 
 
 def run_score(args: argparse.Namespace) -> int:
-    from ..core.events import event_session
-    from ..datasets.readerstudy_report import write_score_files
-    from ..datasets.readerstudy_score import read_answers, read_key, reader_name, score_study
 
     key = read_key(args.key)
     answers = {}

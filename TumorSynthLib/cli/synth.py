@@ -2,13 +2,22 @@
 from __future__ import annotations
 
 import argparse
-import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from ..anatomy.organs import CONVENTIONS
+from ..anatomy.organs import CONVENTIONS, ORGANS, STAGES
+from ..anatomy.site import TumorSpec
 from ..core.errors import InputError
-from .common import command_parser, split_timing, write_json
+from ..datasets import outputs
+from ..core.events import event_session
+from ..core.volume_io import ensure_not_overwriting, load_volume
+from ..synthesis.report import report_warnings
+from ..synthesis.api import synthesize
+from ..synthesis.pipeline import listen_steps
+from ..synthesis.options import OPTIONS, coerce_option, option_names, validate_options
+from ..synthesis.registry import appearance_names, geometry_names, method_names, resolve
+from .common import command_parser
+from .step_progress import StepProgress
 
 OUTPUT_FILES = {"image": "image.nii.gz", "labels": "label.nii.gz",
                 "report": "report.json", "preview": "preview.png"}
@@ -32,9 +41,6 @@ OPTION_ALIASES = {"clip": "clip_to_organ"}
 
 def tumor_keys_help() -> str:
     """The --tumor keys, from the engine catalogue (so the help lists what exists)."""
-    from ..anatomy.organs import ORGANS, STAGES
-    from ..synthesis.options import OPTIONS
-    from ..synthesis.registry import appearance_names, geometry_names, method_names
 
     lines = ["tumor keys (comma-separated key=value; give --tumor once per tumor; each key once):",
              f"  organ={'|'.join(ORGANS)}   stage={'|'.join(STAGES)}",
@@ -69,8 +75,6 @@ def parse_tumor(text: str, default_seed: int = 0, extra_options: dict[str, Any] 
     """A ``TumorSpec`` from ``"organ=liver,stage=early,diameter=15,point=X:Y:Z,..."``: spec
     keys, and option keys typed by the engine's option table. A key given twice, an unknown key
     or a value of the wrong type is an InputError that says what is allowed."""
-    from ..anatomy.site import TumorSpec
-    from ..synthesis.options import coerce_option, option_names
 
     fields: dict[str, Any] = {"seed": default_seed}
     options: dict[str, Any] = dict(extra_options or {})
@@ -137,32 +141,50 @@ def tumor_options(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..core.events import event_session
-
     specs = [parse_tumor(t, args.seed, tumor_options(args)) for t in args.tumor]
+    check_specs(specs)
+    out = output_folder(args.out)
+    inputs = {"image": args.image, "organs": args.organs}
+    given = tuple(v for v in inputs.values() if v is not None)
     # A few seconds at most: events for programs; for people a bar only while a stepping stage
     # (growth, denoising) runs, cleared afterwards (so an error is the only line on stderr).
-    with event_session(args.events, total=3, desc="synth") as events:
+    # The case folder appears only when complete.
+    with event_session(args.events, total=3, desc="synth") as events, outputs.case_folder(out, given) as stage:
         events.emit("start", 0, command="synth")
-        image, organs = load_inputs(args.image, args.organs, args.out)
+        image, organs = load_inputs(args.image, args.organs, out)
         events.emit("progress", 1, message="inputs loaded")
-        from ..synthesis.api import synthesize
-        from ..synthesis.pipeline import listen_steps
-        from .step_progress import StepProgress
-
         with StepProgress(events) as progress, listen_steps(progress):
             result = synthesize(image, organs, specs, args.labels, case_id=args.case_id)
         events.emit("progress", 2, message=f"{len(result.reports)} tumor(s) synthesized")
-        outputs = write_case(args.out, result, command=["tumorsynth", *getattr(args, "argv", [])],
-                             inputs={"image": args.image, "organs": args.organs})
-        events.emit("done", 3, outputs={k: str(v) for k, v in outputs.items()})
-        events.log(summary(args.out, result.reports))
+        for warning in report_warnings(result.reports):
+            events.warning(warning)
+        write_into(stage, result, command=["tumorsynth", *getattr(args, "argv", [])], inputs=inputs)
+    written = {k: out / name for k, name in outputs.CASE_FILES.items()}
+    events.emit("done", 3, outputs={k: str(v) for k, v in written.items()})
+    events.log(summary(out, result.reports))
     return 0
+
+
+def check_specs(specs: Sequence[TumorSpec]) -> None:
+    """Method names and option keys of every tumor, checked before any input is read."""
+    for spec in specs:
+        geometry, appearance = resolve(spec.method, spec.geometry, spec.appearance)
+        validate_options({k: v for k, v in spec.options.items() if k != "count"}, (geometry, appearance))
+
+
+def output_folder(out: Path) -> Path:
+    """``--out`` as given (a symlink the user names is followed: it is their choice); a file
+    there is refused before any work."""
+    folder = Path(out).expanduser()
+    if folder.is_symlink():
+        folder = folder.resolve()
+    if folder.exists() and not folder.is_dir():
+        raise InputError(f"--out '{out}' is a file, not a folder; choose a folder for the case")
+    return folder
 
 
 def load_inputs(image_path: Path, organs_path: Path | None, out_dir: Path):
     """(image, organs or None), after checking no output file would overwrite an input."""
-    from ..core.volume_io import ensure_not_overwriting, load_volume
 
     for name in OUTPUT_FILES.values():
         ensure_not_overwriting(out_dir / name, image_path, organs_path)
@@ -171,35 +193,28 @@ def load_inputs(image_path: Path, organs_path: Path | None, out_dir: Path):
     return image, organs
 
 
-def write_case(out_dir: Path, result: Any, *, command: Sequence[str], inputs: dict[str, Any],
-               extra: dict[str, Any] | None = None) -> dict[str, Path]:
-    """Write image, labels, report.json and preview.png of one ``Synthesis`` into ``out_dir``."""
-    from ..datasets.preview import write_preview
-    from ..core.volume_io import save_volume
+def case_header(command: Sequence[str], inputs: dict[str, Any],
+                extra: dict[str, Any] | None = None) -> tuple[dict[str, Any], tuple[Any, ...]]:
+    """(report header, input paths given) of a case made by a command."""
+    header = {"command": list(command), "inputs": {k: (None if v is None else str(v)) for k, v in inputs.items()},
+              **(extra or {})}
+    return header, tuple(v for v in inputs.values() if v is not None)
 
-    t0 = time.perf_counter()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    paths = {key: out_dir / name for key, name in OUTPUT_FILES.items()}
-    save_volume(result.image, paths["image"], synthetic=True, description="image")
-    save_volume(result.labels, paths["labels"], synthetic=True, description="labels")
-    write_preview(result.image, result.labels, result.reports, paths["preview"],
-                  instances=result.tumor_instances)
-    case, case_timing = split_timing(result.case_report, "case")
-    tumors, tumor_timing = split_timing(result.reports, "tumors")
-    report = {
-        "synthetic": True,
-        "note": "contains synthetic tumors made by TumorSynth; not for diagnosis",
-        "command": list(command),
-        "inputs": {k: (None if v is None else str(v)) for k, v in inputs.items()},
-        "outputs": dict(OUTPUT_FILES),
-        "label_names": {str(k): v for k, v in sorted(result.label_names.items())},
-        **(extra or {}),
-        "case": case,
-        "tumors": tumors,
-        "timing": {**case_timing, **tumor_timing, "write_s": time.perf_counter() - t0},
-    }
-    write_json(paths["report"], report)
-    return paths
+
+def write_into(stage: Path, result: Any, *, command: Sequence[str], inputs: dict[str, Any]) -> dict[str, Path]:
+    """The case files of one ``Synthesis`` in the staging folder of ``outputs.case_folder``."""
+    header, given = case_header(command, inputs)
+    paths = outputs.case_paths(stage)
+    return outputs.write_case(paths, result, header, given, preview=paths["preview"])
+
+
+def write_case(folder: Path, result: Any, *, command: Sequence[str], inputs: dict[str, Any],
+               extra: dict[str, Any] | None = None) -> dict[str, Path]:
+    """Image, labels, preview.png and report.json of one ``Synthesis`` as the case folder
+    ``folder``, which appears only when complete (``datasets.outputs.write_case_folder``: the
+    one writer of synthetic cases)."""
+    header, given = case_header(command, inputs, extra)
+    return outputs.write_case_folder(Path(folder), result, header, given)
 
 
 def summary(out_dir: Path, reports: Sequence[dict[str, Any]]) -> str:

@@ -6,8 +6,13 @@ import os
 from pathlib import Path
 from typing import Any
 
+from ..anatomy.organs import canonical_organ
 from ..core.errors import InputError
-from .common import EXIT_INTERRUPTED, EXIT_OK, command_parser
+from ..core.events import event_session
+from ..core.files import prepare_output_folder
+from ..segmentation.config import TrainConfig
+from ..synthesis.registry import provider, resolve
+from .common import EXIT_INTERRUPTED, EXIT_OK, command_parser, finite_float
 
 EPILOG = """data (--data): a folder of image/label pairs (imagesTr/+labelsTr/, images/+labels/, one
 folder per case with image.nii.gz + label.nii.gz, or NAME.nii.gz + NAME_label.nii.gz) or a
@@ -57,32 +62,31 @@ def add_train_flags(parser: argparse.ArgumentParser) -> None:
     p("--model", default="unet", help="unet (default), swinunetr or dynunet")
     p("--channels", type=_ints, default=None, help="feature widths, e.g. 16,32,64,128 (SwinUNETR: 24)")
     p("--max-steps", type=int, default=2000, help="optimizer steps (default 2000)")
-    p("--max-minutes", type=float, default=None, help="stop (and save) after this many minutes")
+    p("--max-minutes", type=finite_float, default=None, help="stop (and save) after this many minutes")
     p("--stop-at", type=int, default=None,
       help="save last.pt and stop at this step without changing the schedule (continue with --resume)")
     p("--resume", action="store_true", help="continue the run in --out from last.pt")
-    p("--spacing", type=float, default=1.5, help="isotropic training voxel size in mm (default 1.5)")
+    p("--spacing", type=finite_float, default=1.5, help="isotropic training voxel size in mm (default 1.5)")
     p("--patch", type=int, default=None, help="patch side in voxels (default 64 on CPU, 96 on GPU)")
     p("--batch-size", type=int, default=1, help="cases per step (default 1)")
     p("--samples-per-case", type=int, default=2, help="patches drawn per case (default 2)")
-    p("--lr", type=float, default=1e-3, help="peak learning rate of AdamW (default 1e-3)")
+    p("--lr", type=finite_float, default=1e-3, help="peak learning rate of AdamW (default 1e-3)")
     p("--warmup-steps", type=int, default=None, help="linear warm-up steps (default 5%% of --max-steps)")
     p("--val-every", type=int, default=250, help="validate every N steps (0: never; default 250)")
     p("--ckpt-every", type=int, default=50, help="write last.pt every N steps (default 50)")
     p("--workers", type=int, default=1, help="data loading processes (default 1; 0 = in-process)")
-    p("--prob", type=float, default=0.5, help="chance a healthy sample gets tumors (default 0.5)")
+    p("--prob", type=finite_float, default=0.5, help="chance a healthy sample gets tumors (default 0.5)")
     p("--stage-mix", default="early=0.8,intermediate=0.1,advanced=0.1",
       help="stage weights of the synthetic tumors (default early=0.8,intermediate=0.1,advanced=0.1)")
     p("--tumors-per-image", type=_ints, default=(1,), help="tumors per sample: N or LOW,HIGH (default 1)")
-    p("--cache-rate", type=float, default=1.0, help="share of preprocessed cases kept in RAM (default 1)")
+    p("--cache-rate", type=finite_float, default=1.0, help="share of preprocessed cases kept in RAM (default 1)")
     p("--quality", default=None, metavar="MODEL",
       help="keep only synthetic tumors this segmentation model finds (FreeTumor quality filter)")
-    p("--threshold", type=float, default=0.7, help="quality filter: minimum share found (default 0.7)")
+    p("--threshold", type=finite_float, default=0.7, help="quality filter: minimum share found (default 0.7)")
 
 
 def config_from_args(args: argparse.Namespace) -> Any:
     """The TrainConfig the flags describe (device-dependent defaults resolved)."""
-    from ..segmentation.config import TrainConfig
     from ..segmentation.device import resolve_device
     from ..transforms import parse_stage_mix
 
@@ -105,12 +109,11 @@ def config_from_args(args: argparse.Namespace) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..core.events import event_session
-    from ..anatomy.organs import canonical_organ
-    from ..synthesis.registry import provider, resolve
 
     out = Path(args.out).expanduser()
     is_main = int(os.environ.get("RANK", "0")) == 0
+    if is_main:
+        prepare_output_folder(out)      # before the event log is opened in it
     with event_session(args.events, desc="train", enabled=is_main,
                        log_path=out / "events.jsonl" if is_main else None) as events:
         try:

@@ -6,6 +6,9 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from ..anatomy.organs import ORGANS, canonical_organ
+from ..core.events import event_session
+from ..generative.config import DiffusionTrainConfig
 from .common import EXIT_INTERRUPTED, EXIT_OK, command_parser
 
 EPILOG = """data (--data): image/label pairs WITH TUMOR LABELS, in any layout `tumorsynth train` reads
@@ -89,9 +92,6 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def config_from_args(args: argparse.Namespace) -> Any:
-    from ..anatomy.organs import ORGANS, canonical_organ
-    from ..generative.config import DiffusionTrainConfig
-
     organs = tuple(canonical_organ(o) for o in (args.organs or ORGANS))
     return DiffusionTrainConfig(
         data=str(args.data), out=str(args.out), config=args.config, organs=organs, labels=args.labels,
@@ -106,8 +106,6 @@ def config_from_args(args: argparse.Namespace) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..core.events import event_session
-
     out = Path(args.out).expanduser()
     with event_session(args.events, desc="train-diffusion", log_path=out / "events.jsonl") as events:
         try:

@@ -77,7 +77,8 @@ def _choose_series(folder: Path, headers: dict, series_uid: str | None) -> tuple
             for uid, files in headers.items()
         )
         raise InputError(f"'{folder}' holds {len(headers)} DICOM series: {listing}; "
-                         "choose one with series_uid= or put each series in its own folder")
+                         "give one .dcm file of the series you want instead of the folder (its series "
+                         "is read), or put each series in its own folder")
     uid = next(iter(headers))
     return uid, headers[uid]
 

@@ -19,6 +19,11 @@ class GeometryError(InputError):
     """Two volumes that must share a voxel grid do not (shape, spacing, direction or origin)."""
 
 
+class ConventionError(InputError):
+    """A labelmap's ids do not fit the label convention it was given with (a TotalSegmentator
+    map declared as msd, ...): the same for every case of a dataset, so batch commands stop."""
+
+
 class PlacementError(TumorSynthError):
     """A tumor cannot be placed: click outside the organ, organ absent from the labels, tumor
     larger than the organ allows, overlap with an earlier tumor, a click on a vessel."""
@@ -40,6 +45,7 @@ __all__ = [
     "TumorSynthError",
     "InputError",
     "GeometryError",
+    "ConventionError",
     "PlacementError",
     "DependencyError",
     "ModelError",

@@ -9,7 +9,7 @@ With ``--events jsonl`` a command writes one JSON object per line on stdout and 
 ``event`` is one of ``EVENT_KINDS``. Every event carries ``v``, ``event``, ``time`` (UTC, ISO
 8601), ``step``, ``total`` (None when unknown), ``elapsed_s`` and ``eta_s`` (seconds, None
 when unknown); kinds add their own fields (``loss``, ``lr``, ``metrics``, ``path``,
-``message``, ...). Non-finite numbers are written as ``null`` so every line is strict JSON.
+``message``, ...). ``warning`` events (``message``) are also printed on stderr. Non-finite numbers are written as ``null`` so every line is strict JSON.
 
 Without ``--events jsonl`` (mode ``none``) people get a tqdm bar and log lines on stderr.
 Processes other than rank 0 of a distributed run use a disabled stream.
@@ -17,7 +17,6 @@ Processes other than rank 0 of a distributed run use a disabled stream.
 from __future__ import annotations
 
 import json
-import math
 import sys
 import time
 from contextlib import contextmanager
@@ -26,25 +25,11 @@ from pathlib import Path
 from typing import IO, Any, Iterator
 
 from .errors import InputError
+from .files import to_jsonable
 
 PROTOCOL_VERSION = 1
-EVENT_KINDS = ("start", "progress", "validation", "checkpoint", "done", "error")
+EVENT_KINDS = ("start", "progress", "validation", "checkpoint", "warning", "done", "error")
 EVENT_MODES = ("none", "jsonl")
-
-
-def _clean(value: Any) -> Any:
-    """JSON-able copy of ``value``: NaN/inf -> None, numpy / torch scalars -> Python numbers."""
-    if isinstance(value, dict):
-        return {str(k): _clean(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_clean(v) for v in value]
-    if isinstance(value, Path):
-        return str(value)
-    if hasattr(value, "item") and callable(value.item) and getattr(value, "ndim", 0) == 0:
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
 
 
 def utc_now() -> str:
@@ -64,12 +49,12 @@ def make_event(kind: str, /, *, step: int = 0, total: int | None = None, elapsed
         "eta_s": None if eta_s is None else round(float(eta_s), 3),
     }
     event.update(fields)
-    return _clean(event)
+    return to_jsonable(event)
 
 
 def format_event(event: dict[str, Any]) -> str:
     """The single line (no newline) that carries ``event``."""
-    return json.dumps(_clean(event), separators=(",", ":"), allow_nan=False)
+    return json.dumps(to_jsonable(event), separators=(",", ":"), allow_nan=False)
 
 
 def parse_event(line: str) -> dict[str, Any]:
@@ -86,6 +71,10 @@ def parse_event(line: str) -> dict[str, Any]:
                          f"(this TumorSynth reads version {PROTOCOL_VERSION}); update TumorSynth")
     return event
 
+
+#: Seconds before the progress bar appears: a command that fails or ends at once prints only
+#: its message (one line), never a half-drawn bar.
+BAR_DELAY_S = 1.0
 
 class EventStream:
     """Progress reporting for one long command.
@@ -176,6 +165,12 @@ class EventStream:
         self.log(f"checkpoint at step {step}: {path}")
         return self.emit("checkpoint", step, path=str(path), **fields)
 
+    def warning(self, message: str, step: int | None = None, **fields: Any) -> dict[str, Any]:
+        """A ``warning`` event (the work went on, but the user should know: a tumor cut by the
+        scan's edge, an organ too thin for the stage), also printed on stderr in every mode."""
+        self.log(f"warning: {message}")
+        return self.emit("warning", step, message=message, **fields)
+
     def done(self, step: int | None = None, **fields: Any) -> dict[str, Any]:
         self.close()
         return self.emit("done", step, **fields)
@@ -207,7 +202,7 @@ class EventStream:
         from tqdm import tqdm
 
         self._bar = tqdm(total=self.total, initial=step, desc=self.desc or None, file=self._err,
-                         dynamic_ncols=True, leave=True)
+                         dynamic_ncols=True, leave=True, delay=BAR_DELAY_S)
 
     def close(self) -> None:
         if self._bar is not None:

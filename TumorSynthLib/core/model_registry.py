@@ -11,18 +11,18 @@ before use (``resolve_model``), so a damaged or replaced file is refused with Mo
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
-import shutil
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from . import checkpoints
 from .errors import InputError, ModelError
+from .files import copy_file_atomic, sha256_file, write_json_atomic
 
 SCHEMA_VERSION = 1
 INDEX_NAME = "models.json"
@@ -58,9 +58,16 @@ class ModelEntry:
 
 # -- locations --------------------------------------------------------------------------------
 def tumorsynth_home() -> Path:
-    """``$TUMORSYNTH_HOME`` or ``~/.tumorsynth``."""
+    """``$TUMORSYNTH_HOME`` or ``~/.tumorsynth``; InputError when it (or its ``models``
+    folder) exists but is not a folder."""
     env = os.environ.get("TUMORSYNTH_HOME")
-    return Path(env).expanduser() if env else Path.home() / ".tumorsynth"
+    home = Path(env).expanduser() if env else Path.home() / ".tumorsynth"
+    where = "TUMORSYNTH_HOME" if env else "the TumorSynth home"
+    for path in (home, home / "models"):
+        if path.exists() and not path.is_dir():
+            raise InputError(f"{where} '{path}' is a file, not a folder; point TUMORSYNTH_HOME at a folder "
+                             "(or remove the file)")
+    return home
 
 
 def user_models_dir() -> Path:
@@ -170,14 +177,6 @@ def find_model(model_id: str) -> ModelEntry:
     raise InputError(f"no model with id '{model_id}' (known: {known}); see `tumorsynth models list`")
 
 
-def sha256_file(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def resolve_model(ref: str | Path) -> Path:
     """The checkpoint file for ``ref``: an existing path, or a registered id (file checked
     against its SHA256; ModelError when missing or changed)."""
@@ -201,37 +200,15 @@ def resolve_model(ref: str | Path) -> Path:
 # -- writing (user registry only) ---------------------------------------------------------------
 def _describe_checkpoint(path: Path) -> dict[str, Any]:
     """task, organ and facts of a checkpoint; ModelError when it is not a TumorSynth model."""
-    import torch
-
-    from ..segmentation.checkpoint import FORMAT, load_checkpoint
-
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise ModelError(f"'{path}' is not a readable weights-only torch file ({type(exc).__name__}); "
-                         "add checkpoints written by TumorSynth") from exc
-    fmt = payload.get("format") if isinstance(payload, dict) else None
-    if fmt == FORMAT:
-        payload = load_checkpoint(path)
-        cfg = payload.get("config") or {}
-        return {"task": "segmentation", "organ": str(cfg.get("organ", "liver")),
-                "architecture": str(payload["model_config"].get("name", "")),
-                "method": str(cfg.get("method", "")), "step": payload.get("step"),
-                "best_metric": payload.get("best_metric"),
-                "label_names": {str(k): str(v) for k, v in payload["label_names"].items()}}
-    if isinstance(fmt, str) and fmt.startswith("tumorsynth-"):
-        return {"task": fmt.removeprefix("tumorsynth-"), "organ": str(payload.get("organ", "any"))}
-    raise ModelError(f"'{path}' is not a TumorSynth model (no 'format' field); train one with "
-                     "`tumorsynth train`")
+        return checkpoints.describe(checkpoints.read_payload(path))
+    except ModelError as exc:
+        raise ModelError(f"'{path}': {exc}") from None
 
 
 def _write_user_index(data: dict[str, Any]) -> None:
     check_registry(data, "(about to be written)")
-    folder = user_models_dir()
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / f".{INDEX_NAME}.tmp"
-    tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, folder / INDEX_NAME)
+    write_json_atomic(user_models_dir() / INDEX_NAME, data)
 
 
 def add_model(path: str | Path, model_id: str | None = None, description: str = "") -> ModelEntry:
@@ -252,10 +229,8 @@ def add_model(path: str | Path, model_id: str | None = None, description: str = 
             raise InputError(f"a model with id '{model_id}' exists already; choose another --id")
         if entry.sha256 == digest:
             raise InputError(f"this file is already registered as '{entry.id}'")
-    folder = user_models_dir()
-    folder.mkdir(parents=True, exist_ok=True)
-    dest = folder / f"{model_id}.pt"
-    shutil.copyfile(src, dest)
+    dest = user_models_dir() / f"{model_id}.pt"
+    copy_file_atomic(src, dest)
     extra = {k: v for k, v in facts.items() if k not in ("task", "organ")}
     extra.update(size_bytes=dest.stat().st_size, source_path=str(src.resolve()),
                  added=datetime.now(timezone.utc).isoformat(timespec="seconds"))

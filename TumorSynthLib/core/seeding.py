@@ -14,12 +14,13 @@ import zlib
 import numpy as np
 
 from .errors import InputError
+from .files import shown
 
 
 def tumor_seed_sequence(seed: int, case_id: str = "", variant: int = 0, index: int = 0) -> np.random.SeedSequence:
     """The seed sequence of tumor ``index`` of variant ``variant`` of case ``case_id``."""
     if isinstance(seed, bool) or int(seed) < 0:
-        raise InputError(f"seed must be an integer >= 0, got {seed!r}")
+        raise InputError(f"seed must be an integer >= 0, got {shown(seed)}")
     return np.random.SeedSequence([int(seed), zlib.crc32(str(case_id).encode()), int(variant), int(index)])
 
 

@@ -96,15 +96,29 @@ class Volume:
     metadata: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        arr = np.asarray(self.array)
+        try:
+            arr = np.asarray(self.array)
+        except (TypeError, ValueError) as exc:
+            raise InputError(f"the volume array must be a 3D array, got {type(self.array).__name__} ({exc})") from None
+        if arr.dtype == object:
+            raise InputError("the volume array must hold numbers, got Python objects; pass a numeric 3D array")
+        if not isinstance(self.metadata, dict):
+            raise InputError(f"Volume metadata must be a dict, got {type(self.metadata).__name__}")
         if arr.ndim != 3:
             raise InputError(
                 f"expected a 3D volume, got an array of shape {arr.shape} ({arr.ndim}D); "
                 "pass a single 3D scan (split 4D series, stack 2D slices first)"
             )
-        aff = np.asarray(self.affine, dtype=float)
-        if aff.shape != (4, 4) or not np.all(np.isfinite(aff)):
-            raise GeometryError(f"the affine must be a finite 4x4 matrix, got {aff.shape}")
+        try:
+            aff = np.asarray(self.affine, dtype=float)
+        except (TypeError, ValueError):
+            raise GeometryError(f"the affine must be a 4x4 matrix of numbers, got {type(self.affine).__name__}; "
+                                "check the file header") from None
+        if aff.shape != (4, 4):
+            raise GeometryError(f"the affine must be a 4x4 matrix, got shape {aff.shape}; check the file header")
+        if not np.all(np.isfinite(aff)):
+            raise GeometryError("the affine holds NaN or infinite values (a broken header: spacing, "
+                                "direction or origin); fix the file header")
         if abs(np.linalg.det(aff[:3, :3])) < 1e-9:
             raise GeometryError("the affine is singular (zero spacing?); check the file header")
         object.__setattr__(self, "array", arr)

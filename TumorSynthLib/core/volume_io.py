@@ -12,13 +12,16 @@ way in and again on the way out.
 from __future__ import annotations
 
 import io
+import os
 import re
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from .dicom_series import read_dicom_series
 from .errors import DependencyError, InputError, TumorSynthError
+from .files import atomic_path
 from .volume import Volume
 
 #: Written into NIfTI ``descrip`` (and read back as ``metadata["synthetic"]``).
@@ -63,8 +66,6 @@ def read_volume(path: Path, series_uid: str | None = None) -> Volume:
         elif kind == "nrrd":
             vol = _read_nrrd(path)
         else:
-            from .dicom_series import read_dicom_series
-
             vol = read_dicom_series(path, series_uid=series_uid)
     except TumorSynthError:
         raise
@@ -80,7 +81,23 @@ def read_volume(path: Path, series_uid: str | None = None) -> Volume:
 
 
 def write_volume(volume: Volume, path: Path, synthetic: bool, description: str | None) -> Path:
-    """Write ``volume`` to ``path`` (NIfTI or NRRD by extension); returns the path."""
+    """Write ``volume`` to ``path`` (NIfTI or NRRD by extension) atomically (``files.atomic_path``:
+    a crash never leaves half a file); returns the path."""
+    name = path.name.lower()
+    if name.endswith((".nii", ".nii.gz")):
+        writer = _write_nifti
+    elif name.endswith(".nrrd"):
+        writer = _write_nrrd
+    else:
+        raise InputError(f"cannot write '{path.name}': supported output formats are {WRITE_FORMATS}")
+    with atomic_path(path) as tmp:
+        writer(volume, tmp, synthetic, description)
+    return path
+
+
+def write_volume_file(volume: Volume, path: Path, synthetic: bool, description: str | None) -> Path:
+    """Write ``volume`` straight to ``path`` (a temporary file of ``files.atomic_path`` whose
+    name ends with the destination's: the format follows it). Prefer ``save_volume``."""
     name = path.name.lower()
     if name.endswith((".nii", ".nii.gz")):
         _write_nifti(volume, path, synthetic, description)
@@ -163,9 +180,28 @@ def _write_nifti(volume: Volume, path: Path, synthetic: bool, description: str |
 
 
 # -- NRRD ---------------------------------------------------------------------------------------
+def check_nrrd_data_file(path: Path, header: dict) -> None:
+    """InputError unless a detached NRRD data file (``data file:``) sits beside its header:
+    a header must not make TumorSynth read any other file of the machine."""
+    for key in ("data file", "datafile"):
+        value = header.get(key)
+        if value is None:
+            continue
+        names = [str(v) for v in value] if isinstance(value, (list, tuple)) else str(value).split()[:1]
+        for name in names:
+            if name.upper() == "LIST":
+                continue
+            target = (path.parent / name).resolve()
+            if Path(name).name != name or target.parent != path.parent.resolve():
+                raise InputError(f"'{path.name}' names the data file '{name}', which is not beside the header; "
+                                 "put the data file in the header's folder and name it without a path")
+
+
 def _read_nrrd(path: Path) -> Volume:
     import nrrd
 
+    with open(path, "rb") as fh:
+        check_nrrd_data_file(path, nrrd.read_header(fh))
     data, header = nrrd.read(str(path), index_order="F")
     data, axes = _spatial_axes(data, header, path)
     space = str(header.get("space", "left-posterior-superior")).strip().lower()
@@ -233,6 +269,8 @@ def load_volume(path: str | Path, *, series_uid: str | None = None) -> Volume:
     ``description`` and ``synthetic`` (True for files written by TumorSynth as synthetic).
     Raises InputError for missing, unreadable or unsupported files.
     """
+    if not isinstance(path, (str, os.PathLike)):
+        raise InputError(f"the path of a volume must be a str or Path, got {type(path).__name__}")
     p = Path(path).expanduser()
     if not p.exists():
         raise InputError(f"'{p}' does not exist; check the path")
@@ -248,9 +286,12 @@ def save_volume(volume: Volume, path: str | Path, *, synthetic: bool = False,
     "TumorSynth synthetic", NRRD gets ``tumorsynth_synthetic:=true``. Writing the same volume
     twice gives identical bytes (no timestamps). Parent folders are created.
     """
-    p = Path(path).expanduser()
-    p.parent.mkdir(parents=True, exist_ok=True)
-    return write_volume(volume, p, synthetic, description)
+    if not isinstance(volume, Volume):
+        raise InputError(f"save_volume needs a Volume, got {type(volume).__name__}; wrap arrays as "
+                         "Volume(array, affine)")
+    if not isinstance(path, (str, os.PathLike)):
+        raise InputError(f"the output path must be a str or Path, got {type(path).__name__}")
+    return write_volume(volume, Path(path).expanduser(), synthetic, description)
 
 
 def ensure_not_overwriting(out_path: str | Path, *input_paths: str | Path | None) -> None:

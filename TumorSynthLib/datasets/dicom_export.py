@@ -42,6 +42,7 @@ from .. import __version__
 from ..core.errors import DependencyError, InputError
 from ..core.volume import Volume
 from .burn_in import burn_in as burn_in_slice
+from ..core.files import write_json_atomic
 
 CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
 SYNTHETIC_SERIES_DESCRIPTION = "SYNTHETIC TUMOR - not for diagnosis"
@@ -167,7 +168,7 @@ def make_uid(digest: str, role: str) -> str:
 def ct_datasets(image: Volume, text: SeriesText, digest: str) -> list[Any]:
     """One pydicom CT dataset per slice of ``image`` (already in stored order)."""
     from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, PYDICOM_IMPLEMENTATION_UID
+    from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ExplicitVRLittleEndian
 
     pixels = _int16_hu(image.array)
     lps = _LPS @ image.affine
@@ -364,7 +365,6 @@ def export_case(image: Volume, segments: Sequence[TumorSegment], out: str | Path
 
 
 def _write_export_json(result: DicomExport, text: SeriesText, provenance: dict[str, Any]) -> None:
-    from .outputs import write_json_atomic
 
     write_json_atomic(result.folder / EXPORT_JSON, {
         "synthetic": provenance.get("synthetic", True), "tumorsynth_version": __version__,

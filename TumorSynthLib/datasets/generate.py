@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import os
 import time
+import sys
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,16 +32,41 @@ from typing import Any, Iterator, Mapping
 
 import numpy as np
 
-from ..core.errors import DependencyError, InputError, ModelError, TumorSynthError
-from ..anatomy.organs import DEFAULT_STAGE_MIX
+from ..anatomy.organs import (
+    CONVENTIONS,
+    DEFAULT_STAGE_MIX,
+    canonical_organ,
+    organ_label_ids,
+)
 from ..anatomy.organs import parse_stage_mix as organs_parse_stage_mix
+from ..anatomy.site import TumorSpec
+from ..anatomy.analysis import labelmap_array
+from ..anatomy.task_labels import tumor_ids
+from ..core.errors import (
+    ConventionError,
+    DependencyError,
+    InputError,
+    ModelError,
+    ResourceError,
+    TumorSynthError,
+)
+from ..core.events import EventStream
+from ..core.files import recover_staged, safe_name, shown, write_json_atomic
+from ..core.volume_io import load_volume
+from ..segmentation.datasets import find_cases
+from ..segmentation.quality import QualityFilter
+from ..synthesis.api import synthesize
+from ..synthesis.registry import method_names
+from ..synthesis.report import report_warnings
 from .outputs import (
+    check_out,
     check_same_settings,
+    lock_out,
     output_paths,
     read_report,
+    write_case,
+    write_case_folder,
     write_dataset_files,
-    write_json_atomic,
-    write_output,
 )
 
 LAYOUTS = ("folders", "flat")
@@ -91,8 +117,6 @@ class GenerateConfig:
     options: dict[str, Any] = field(default_factory=dict)
 
     def check(self) -> "GenerateConfig":
-        from ..anatomy.organs import CONVENTIONS, canonical_organ
-        from ..synthesis.registry import method_names
 
         self.organ = canonical_organ(self.organ)
         self.stage_mix = parse_stage_mix(self.stage_mix)
@@ -102,15 +126,16 @@ class GenerateConfig:
                                     ("--tumors-per-image", self.tumors_per_image, 1, 100),
                                     ("--workers", self.workers, 1, 256),
                                     ("--quality-tries", self.quality_tries, 1, 100)):
-            if isinstance(value, bool) or int(value) != value or not lo <= value <= hi:
-                raise InputError(f"{name} must be an integer from {lo} to {hi}, got {value}")
-        if not 0.0 <= float(self.threshold) <= 1.0:
-            raise InputError(f"--threshold must be in [0, 1], got {self.threshold}")
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not lo <= value <= hi:
+                raise InputError(f"{name} must be an integer from {lo} to {hi}, got {shown(value)}")
+        if (isinstance(self.threshold, bool) or not isinstance(self.threshold, (int, float))
+                or not 0.0 <= float(self.threshold) <= 1.0):
+            raise InputError(f"--threshold must be a number in [0, 1], got {shown(self.threshold)}")
         if self.labels != "auto" and self.labels not in CONVENTIONS:
             raise InputError(f"unknown --labels '{self.labels}'; choose auto or one of {', '.join(CONVENTIONS)}")
         if self.layout not in LAYOUTS:
             raise InputError(f"unknown --layout '{self.layout}'; choose one of {', '.join(LAYOUTS)}")
-        if int(self.seed) < 0:
+        if isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer)) or self.seed < 0:
             raise InputError(f"--seed must be >= 0, got {self.seed}")
         self.shard = parse_shard(f"{self.shard[0]}/{self.shard[1]}")
         if self.quality is not None and Path(self.quality).expanduser().is_file():
@@ -136,21 +161,21 @@ class WorkItem:
 
     @property
     def name(self) -> str:
-        return f"{self.case_id}_v{self.variant}"
+        """The output name: the case id made a safe file name (``files.safe_name``), + variant."""
+        return f"{safe_name(self.case_id, 'case id')}_v{self.variant}"
 
 
 def work_list(input_path: str | Path, per_case: int) -> list[WorkItem]:
     """Every (case, variant) of the input, sorted by (case id, variant); InputError when two
     cases share an id (their outputs would collide)."""
-    from ..segmentation.datasets import find_cases
 
     training, validation = find_cases(input_path)
     cases = sorted(training + validation, key=lambda c: c.case_id)
-    ids = [c.case_id for c in cases]
-    twice = sorted({i for i in ids if ids.count(i) > 1})
+    names = [safe_name(c.case_id, "case id") for c in cases]
+    twice = sorted({c.case_id for c, n in zip(cases, names) if names.count(n) > 1})
     if twice:
-        raise InputError(f"several input cases share the id(s) {', '.join(twice[:5])}; give each "
-                         "case a unique file or folder name (or a 'case_id' in the datalist)")
+        raise InputError(f"several input cases share the id(s) {', '.join(map(shown, twice[:5]))} (as file names); "
+                         "give each case a unique file or folder name (or a 'case_id' in the datalist)")
     return [WorkItem(c.case_id, c.image, c.label, v) for c in cases for v in range(int(per_case))]
 
 
@@ -177,8 +202,6 @@ def init_worker(config: GenerateConfig, torch_threads: int | None = None, spawne
     """Per-process setup: torch threads and the quality filter (loaded once per process). A
     spawned worker prints nothing on stdout (it may carry the parent's JSON event lines)."""
     if spawned:
-        import sys
-
         sys.stdout = sys.stderr
     if torch_threads is not None:
         import torch
@@ -187,25 +210,19 @@ def init_worker(config: GenerateConfig, torch_threads: int | None = None, spawne
     _STATE["case"] = None
     _STATE["quality"] = None
     if config.quality is not None:
-        from ..segmentation.quality import QualityFilter
-
         _STATE["quality"] = QualityFilter(config.quality, threshold=config.threshold,
                                           device=config.device, organ=config.organ)
 
 
 def _load_case(item: WorkItem, config: GenerateConfig) -> tuple[Any, Any, str, str | None]:
     """(image, labels, convention, reason to skip or None), cached for the variants of a case."""
-    from ..anatomy.organs import organ_label_ids
-    from ..anatomy.task_labels import guess_convention, tumor_ids
-    from ..core.volume_io import load_volume
 
     key = (item.image, item.label)
     cached = _STATE.get("case")
     if cached is not None and cached[0] == key:
         return cached[1]
     image, labels = load_volume(item.image), load_volume(item.label)
-    arr = np.rint(np.asarray(labels.array)).astype(np.int32)
-    conv = guess_convention(arr, config.organ) if config.labels == "auto" else config.labels
+    arr, conv = labelmap_array(labels, config.labels, image=image, organ=config.organ, what="the labels")
     reason = None
     if np.isin(arr, tumor_ids(config.organ, conv)).any():
         reason = f"has a real {config.organ} tumor ('{conv}' tumor id present): only healthy cases get synthetic tumors"
@@ -218,7 +235,7 @@ def _load_case(item: WorkItem, config: GenerateConfig) -> tuple[Any, Any, str, s
 
 def run_item(item: WorkItem, config: GenerateConfig) -> dict[str, Any]:
     """Make and write one output; never raises for a bad case: returns {name, case_id,
-    variant, status: generated | skipped | failed, reason, seconds, tumors, quality}."""
+    variant, status: generated | skipped | failed, reason, seconds, tumors, quality, warnings}."""
     t0 = time.perf_counter()
     base = {"name": item.name, "case_id": item.case_id, "variant": item.variant}
     try:
@@ -228,9 +245,12 @@ def run_item(item: WorkItem, config: GenerateConfig) -> dict[str, Any]:
         result, quality_s = _synthesize(item, config, image, labels, conv)
         header = {"name": item.name, "case_id": item.case_id, "variant": item.variant, "convention": conv,
                   "settings": config.settings(), "source": {"image": item.image, "label": item.label}}
-        write_output(output_paths(config.out, item.name, config.layout), result, header,
-                     (item.image, item.label))
-    except (ModelError, DependencyError):
+        paths = output_paths(config.out, item.name, config.layout)
+        if config.layout == "flat":
+            write_case(paths, result, header, (item.image, item.label))
+        else:
+            write_case_folder(paths["report"].parent, result, header, (item.image, item.label), preview=False)
+    except (ModelError, DependencyError, ConventionError, ResourceError):
         raise  # the same for every case: stop the batch with the message
     except TumorSynthError as exc:
         return {**base, "status": "failed", "reason": str(exc), "seconds": time.perf_counter() - t0}
@@ -239,12 +259,11 @@ def run_item(item: WorkItem, config: GenerateConfig) -> dict[str, Any]:
                 "seconds": time.perf_counter() - t0}
     verdicts = [r.get("quality") for r in result.reports if r.get("quality")]
     return {**base, "status": "generated", "reason": "", "seconds": time.perf_counter() - t0,
-            "tumors": len(result.reports), "quality": verdicts, "quality_s": quality_s}
+            "tumors": len(result.reports), "quality": verdicts, "quality_s": quality_s,
+            "warnings": report_warnings(result.reports)}
 
 
 def _synthesize(item: WorkItem, config: GenerateConfig, image: Any, labels: Any, conv: str) -> tuple[Any, float]:
-    from ..synthesis.api import synthesize
-    from ..anatomy.site import TumorSpec
 
     options = dict(config.options)
     if config.device != "auto":
@@ -304,25 +323,20 @@ def _split_done(items: list[WorkItem], config: GenerateConfig) -> tuple[list[Wor
     return done, todo
 
 
-def _check_out(config: GenerateConfig) -> Path:
-    out = Path(config.out).expanduser()
-    source = Path(config.input).expanduser()
-    source_dir = source if source.is_dir() else source.parent
-    if out.exists() and source_dir.exists() and out.resolve() == source_dir.resolve():
-        raise InputError(f"--out '{out}' is the input folder; write the generated cases to another folder")
-    out.mkdir(parents=True, exist_ok=True)
-    return out
-
-
 def generate(config: GenerateConfig, events: Any = None) -> dict[str, Any]:
     """Run (this shard of) a batch; returns the summary (also written to
     ``OUT/summary[-shard-I-of-N].json``). ``events``: an ``events.EventStream`` (start /
     progress per output / done) or None."""
-    from ..core.events import EventStream
 
     config.check()
-    out = _check_out(config)
     items = shard_items(work_list(config.input, config.per_case), config.shard)
+    out = check_out(config.out, config.input)
+    with lock_out(out, config.shard, config.settings(), f"--input {config.input} --seed {config.seed}"):
+        recover_staged(out)
+        return _run(config, out, items, events)
+
+
+def _run(config: GenerateConfig, out: Path, items: list[WorkItem], events: Any) -> dict[str, Any]:
     done, todo = _split_done(items, config)
     if config.quality is not None and min(config.workers, len(todo)) > 1:
         init_worker(config)  # fail early (missing / wrong model) before spawning workers
@@ -338,6 +352,8 @@ def generate(config: GenerateConfig, events: Any = None) -> dict[str, Any]:
         results.append(res)
         if res["status"] != "generated":
             events.log(f"{res['status']}: {res['name']}: {res['reason']}")
+        for warning in res.get("warnings", ()):
+            events.warning(f"{res['name']}: {warning}", step, case=res["name"])
         events.progress(step, case=res["name"], status=res["status"], seconds=res["seconds"])
     datalist, manifest, n_outputs = write_dataset_files(out, config.layout)
     summary = summarize(config, results, len(items), len(done), time.perf_counter() - t0)

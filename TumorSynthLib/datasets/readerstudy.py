@@ -38,10 +38,28 @@ from scipy import ndimage
 
 from .. import __version__
 from ..core.errors import InputError
+from ..core.events import EventStream
 from ..core.volume import Volume
+from ..core.volume_io import load_volume, save_volume
+from ..anatomy.task_labels import guess_convention
+from ..segmentation.datasets import find_cases
+from .dicom_export import (
+    SeriesText,
+    content_digest,
+    ct_datasets,
+    stored_volume,
+    write_ct_series,
+)
+from .generate import GenerateConfig, generate
+from ..core.files import write_json_atomic, write_text_atomic
 from .readerstudy_cases import (
-    LESION_MODES, MIN_DIAMETER_MM, StudyLesion, find_synthetic_reports, parse_organs,
-    real_lesions, synthetic_lesions,
+    LESION_MODES,
+    MIN_DIAMETER_MM,
+    StudyLesion,
+    find_synthetic_reports,
+    parse_organs,
+    real_lesions,
+    synthetic_lesions,
 )
 
 CUBE_MM, VOXEL_MM = 64.0, 1.0
@@ -101,8 +119,6 @@ class StudyConfig:
 # -- collecting the lesions ------------------------------------------------------------------------
 def collect_lesions(config: StudyConfig, warn: Any = None) -> list[StudyLesion]:
     """Every lesion of the sources, in a fixed order (real inputs, then synthetic inputs)."""
-    from ..core.volume_io import load_volume
-    from ..segmentation.datasets import find_cases, guess_convention
 
     found: list[StudyLesion] = []
     for source in config.real:
@@ -141,7 +157,6 @@ def generate_synthetic(config: StudyConfig, warn: Any = None) -> list[str]:
     (``datasets.generate``: cases with a real tumor are skipped there); returns their folders."""
     if not config.generate:
         return []
-    from .generate import GenerateConfig, generate
 
     folders = []
     for n, source in enumerate(config.real):
@@ -213,14 +228,11 @@ def case_sidecar(case_id: str) -> dict[str, Any]:
 
 def write_case(cube: np.ndarray, case_id: str, cases_dir: Path, fmt: str, seed: int) -> Path:
     """Write one blinded case (NIfTI or DICOM) and its sidecar; returns the image path."""
-    from ..core.volume_io import save_volume
-    from .outputs import write_json_atomic
 
     volume = Volume(cube, cube_affine(), {})
     write_json_atomic(cases_dir / f"{case_id}.json", case_sidecar(case_id))
     if fmt == "nifti":
         return save_volume(volume, cases_dir / f"{case_id}.nii", description=NEUTRAL_NOTE)
-    from .dicom_export import SeriesText, content_digest, ct_datasets, stored_volume, write_ct_series
 
     text = SeriesText(series_description="Reader study case", image_comments=NEUTRAL_NOTE,
                       study_description="TumorSynth reader study", patient_name=f"READER^{case_id}",
@@ -251,7 +263,6 @@ README_TEXT = (
 
 def crop_all(lesions: Sequence[StudyLesion], events: Any) -> dict[int, np.ndarray]:
     """Blinded cube of every lesion, reading each source scan once (lesions grouped by scan)."""
-    from ..core.volume_io import load_volume
 
     cubes: dict[int, np.ndarray] = {}
     image, path = None, None
@@ -266,8 +277,6 @@ def crop_all(lesions: Sequence[StudyLesion], events: Any) -> dict[int, np.ndarra
 
 def make_study(config: StudyConfig, events: Any = None) -> dict[str, Any]:
     """Build the study folder and the key; returns a summary (JSON-able)."""
-    from ..core.events import EventStream
-    from .outputs import write_json_atomic, write_text_atomic
 
     config.check()
     out = Path(config.out).expanduser()

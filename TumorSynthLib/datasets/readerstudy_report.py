@@ -11,7 +11,7 @@ import io
 from pathlib import Path
 from typing import Any
 
-from .outputs import write_json_atomic, write_text_atomic
+from ..core.files import write_json_atomic, write_text_atomic
 from .readerstudy_score import SCORE_COLUMNS
 
 READER_COLUMNS = ("reader", "answered", "mean_confidence", "median_reading_time_s",

@@ -24,6 +24,7 @@ from typing import Sequence
 import numpy as np
 
 from ..core.errors import InputError
+from ..core.volume import Volume
 from .body import (
     Body,
     Spine,
@@ -33,9 +34,9 @@ from .body import (
     paint_spine,
     paint_thorax_base,
 )
+from .organs import paint_organs
 from .shapes import Grid, blur3
 from .tissue import LABEL_IDS, PHASES, Canvas, hu_table, noise_gain_table
-from ..core.volume import Volume
 
 #: Standard deviation (HU) of the image noise and its in-plane correlation (3-tap weights).
 NOISE_SIGMA_HU = 12.0
@@ -82,7 +83,6 @@ def _check_grid(shape: Sequence[int], spacing: Sequence[float]) -> Grid:
 
 def build_anatomy(grid: Grid, rng: np.random.Generator) -> Canvas:
     """Paint every structure (tissue classes and labels) in a fixed order on a new canvas."""
-    from .organs import paint_organs
 
     canvas = Canvas(grid)
     body = Body.random(rng)

@@ -329,3 +329,32 @@ def paint_thorax_base(cv: Canvas, body: Body, spine: Spine, rng: np.random.Gener
         cv.paint(reg, above & (lung_label == side_label), T.LUNG, side_label)
     cv.paint(reg, (reg.z > zd - 4.5) & ~above, T.MUSCLE)
     return top_r
+
+
+@dataclass(frozen=True)
+class Landmarks:
+    """Positions (mm) shared by the organ builders, drawn once per patient."""
+
+    ys: float          # y of the vertebral bodies' centre (upper lumbar)
+    z_l1: float        # centre of L1
+    z_l2: float
+    z_l4: float
+    xa: float          # aorta: x, radius, y in front of the spine
+    ra: float
+    ya: float
+    xi: float          # inferior vena cava: x, radius, y
+    ri: float
+    yi: float
+    sx: float          # cavity width / depth in front of the spine relative to an average adult
+    sy: float
+
+    @staticmethod
+    def random(rng: np.random.Generator, body: Body, spine: Spine) -> "Landmarks":
+        ys = float(spine.y(spine.z_l1))
+        ra, ri = rng.uniform(9.5, 12.0), rng.uniform(9.0, 11.5)
+        return Landmarks(ys=ys, z_l1=spine.z_l1, z_l2=spine.z_of("L2"), z_l4=spine.z_of("L4"),
+                         xa=-rng.uniform(9, 15), ra=ra, ya=ys + 16.0 + ra,
+                         xi=rng.uniform(17, 24), ri=ri, yi=ys + 19.0 + ri,
+                         sx=body.half_width / 126.5, sy=(body.yc + body.half_ant - ys) / 105.0)
+
+

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .organs import Landmarks
+from .body import Landmarks
 from .shapes import TubeField, ValueNoise, smooth_curve, tube_field
 from .tissue import Canvas, L, T
 

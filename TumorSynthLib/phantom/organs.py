@@ -12,7 +12,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .body import Body, Spine
+from .body import Body, Landmarks, Spine
+from .gut import (
+    paint_colon,
+    paint_duodenum,
+    paint_esophagus,
+    paint_small_bowel,
+    paint_stomach,
+)
 from .shapes import (
     Ellipsoid,
     ValueNoise,
@@ -26,37 +33,8 @@ from .shapes import (
 from .tissue import Canvas, L, T
 
 
-@dataclass(frozen=True)
-class Landmarks:
-    """Positions (mm) shared by the organ builders, drawn once per patient."""
-
-    ys: float          # y of the vertebral bodies' centre (upper lumbar)
-    z_l1: float        # centre of L1
-    z_l2: float
-    z_l4: float
-    xa: float          # aorta: x, radius, y in front of the spine
-    ra: float
-    ya: float
-    xi: float          # inferior vena cava: x, radius, y
-    ri: float
-    yi: float
-    sx: float          # cavity width / depth in front of the spine relative to an average adult
-    sy: float
-
-    @staticmethod
-    def random(rng: np.random.Generator, body: Body, spine: Spine) -> "Landmarks":
-        ys = float(spine.y(spine.z_l1))
-        ra, ri = rng.uniform(9.5, 12.0), rng.uniform(9.0, 11.5)
-        return Landmarks(ys=ys, z_l1=spine.z_l1, z_l2=spine.z_of("L2"), z_l4=spine.z_of("L4"),
-                         xa=-rng.uniform(9, 15), ra=ra, ya=ys + 16.0 + ra,
-                         xi=rng.uniform(17, 24), ri=ri, yi=ys + 19.0 + ri,
-                         sx=body.half_width / 126.5, sy=(body.yc + body.half_ant - ys) / 105.0)
-
-
 def paint_organs(cv: Canvas, body: Body, spine: Spine, rng: np.random.Generator) -> None:
     """Every abdominal organ and vessel, in painting order (see the module docstring)."""
-    from .gut import paint_colon, paint_duodenum, paint_esophagus, paint_small_bowel, paint_stomach
-
     lm = Landmarks.random(rng, body, spine)
     hila = paint_kidneys(cv, lm, rng)
     paint_great_vessels(cv, lm, spine)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.ndimage import map_coordinates
 
 
 @dataclass(frozen=True)
@@ -324,7 +325,6 @@ class ValueNoise:
 
     def __call__(self, reg: Region, mask: np.ndarray) -> np.ndarray:
         """Noise at the voxels of ``mask`` (a boolean array of the region's shape), 1D."""
-        from scipy.ndimage import map_coordinates
 
         coords = [(c - self.lo[a]) / self.cell for a, c in enumerate((reg.x, reg.y, reg.z))]
         idx = np.nonzero(mask)

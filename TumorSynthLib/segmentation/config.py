@@ -2,10 +2,12 @@
 checkpoint carries (as a JSON-able dict), so a run can be resumed, audited and applied."""
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from ..core.errors import InputError
+from ..core.files import shown
 
 #: HU window mapped to [0, 1] before the network (abdominal soft tissue).
 WINDOW_HU = (-175.0, 250.0)
@@ -58,6 +60,24 @@ class TrainConfig:
 
     def check(self) -> None:
         """InputError for values that cannot work, saying which flag to change."""
+        for flag, value in (("--lr", self.lr), ("--spacing", self.spacing_mm), ("--prob", self.prob),
+                            ("--threshold", self.quality_threshold), ("--cache-rate", self.cache_rate),
+                            ("--max-minutes", self.max_minutes), ("weight_decay", self.weight_decay),
+                            ("val_fraction", self.val_fraction)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                      or not math.isfinite(value)):
+                raise InputError(f"{flag} must be a finite number, got {shown(value)}")
+        for flag, value in (("--max-steps", self.max_steps), ("--patch", self.patch), ("--batch-size", self.batch_size),
+                            ("--samples-per-case", self.samples_per_case), ("--val-every", self.val_every),
+                            ("--ckpt-every", self.ckpt_every), ("--workers", self.workers), ("--seed", self.seed)):
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise InputError(f"{flag} must be a whole number, got {shown(value)}")
+        if self.seed < 0:
+            raise InputError(f"--seed must be >= 0, got {self.seed}")
+        if self.val_every < 0 or self.ckpt_every < 0:
+            raise InputError("--val-every and --ckpt-every must be >= 0 (0: never)")
+        if not 0.0 <= self.quality_threshold <= 1.0 or not 0.0 <= self.cache_rate <= 1.0:
+            raise InputError("--threshold and --cache-rate must be in [0, 1]")
         if self.max_steps < 1:
             raise InputError(f"--max-steps must be >= 1, got {self.max_steps}")
         if self.max_minutes is not None and self.max_minutes <= 0:

@@ -27,13 +27,14 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..core.errors import InputError, TumorSynthError
 from ..anatomy.organs import (
     CONVENTIONS,
     canonical_organ,
     organ_label_ids,
 )
-from ..anatomy.task_labels import guess_convention, tumor_ids
+from ..anatomy.analysis import labelmap_array
+from ..anatomy.task_labels import tumor_ids
+from ..core.errors import ConventionError, InputError, TumorSynthError
 from ..core.volume import GRID_TOLERANCE_MM
 from ..core.volume_io import load_volume
 
@@ -84,6 +85,22 @@ def case_id_of(path: str | Path) -> str:
     stem = re.sub(r"_\d{4}$", "", stem)
     return re.sub(r"_(image|ct|img|label|labels|seg|segmentation|organs|mask|gt|pred)$", "", stem,
                   flags=re.IGNORECASE)
+
+
+#: File stems that name a role, not a case ("case7/label.nii.gz" is case "case7").
+GENERIC_STEMS = frozenset({"image", "ct", "img", "volume", "label", "labels", "seg", "segmentation", "organs",
+                           "mask", "pred", "prediction", "gt", "reference"})
+
+
+def case_name_of(path: str | Path) -> str:
+    """The case a single file belongs to: ``case_id_of``, or the folder's name when the file
+    name only says its role (``image.nii.gz``, ``label.nii.gz``, ``pred.nii.gz`` ...)."""
+    p = Path(path).expanduser()
+    cid = case_id_of(p)
+    if cid.lower() in GENERIC_STEMS or strip_volume_suffix(p.name).lower() in GENERIC_STEMS:
+        parent = p.resolve().parent.name
+        return parent or cid
+    return cid
 
 
 def _volumes_in(folder: Path) -> list[Path]:
@@ -192,11 +209,11 @@ def _check_one(case: Case, organ: str, convention: str) -> tuple[str, str | None
     if label.shape != image_shape or not np.allclose(label.affine, image_affine, atol=GRID_TOLERANCE_MM):
         return convention, (f"image grid {image_shape} and label grid {label.shape} (or their affines) "
                             "differ; resample the label onto the image")
-    conv = guess_convention(label.array, organ) if convention == "auto" else convention
-    if not np.isin(label.array, organ_label_ids(organ, conv) + tumor_ids(organ, conv)).any():
+    array, conv = labelmap_array(label, convention, organ=organ, what="the labels")
+    if not np.isin(array, organ_label_ids(organ, conv) + tumor_ids(organ, conv)).any():
         return conv, (f"the label has no {organ} (ids {list(organ_label_ids(organ, conv))} in the "
                       f"'{conv}' convention); check --organ and --labels")
-    case.has_tumor = bool(np.isin(label.array, tumor_ids(organ, conv)).any())
+    case.has_tumor = bool(np.isin(array, tumor_ids(organ, conv)).any())
     case.convention = conv
     return conv, None
 
@@ -212,8 +229,12 @@ def check_cases(cases: list[Case], organ: str, convention: str = "auto",
     for case in cases:
         try:
             _, reason = _check_one(case, organ, convention)
+        except ConventionError:
+            if convention != "auto":
+                raise                   # the declared convention is wrong for the data: a user error
+            reason = "its ids fit no label convention; relabel it"
         except TumorSynthError as exc:
-            reason = f"unreadable ({exc})"
+            reason = f"not usable ({exc})"
         if reason is None:
             kept.append(case)
             continue
@@ -247,6 +268,6 @@ def split_cases(data: str | Path, organ: str, convention: str = "auto", *, seed:
 
 __all__ = [
     "Case", "CaseSplit", "TASK_CLASSES", "find_cases", "check_cases", "split_cases",
-    "case_id_of",
+    "case_id_of", "case_name_of", "GENERIC_STEMS",
     "is_volume_file", "strip_volume_suffix",
 ]

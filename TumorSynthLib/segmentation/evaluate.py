@@ -8,17 +8,20 @@ output on the input grid).
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ..anatomy.analysis import labelmap_array
+from ..anatomy.task_labels import task_label_array
 from ..core.errors import InputError
 from ..core.events import EventStream
+from ..core.files import prepare_output_folder
 from ..core.volume import Volume
 from ..core.volume_io import load_volume
-from ..anatomy.task_labels import guess_convention, task_label_array
-from .datasets import case_id_of, is_volume_file
+from .datasets import case_id_of, case_name_of, is_volume_file
 from .metrics import NSD_TOLERANCE_MM, evaluate_case, summarize
 from .postprocess import MIN_RADIUS_MM
 from .report import worst_case_slice, write_montage, write_plots, write_tables
@@ -34,7 +37,7 @@ def pair_files(pred: Path, gt: Path) -> list[tuple[str, Path, Path]]:
         if not path.exists():
             raise InputError(f"{flag} '{path}' does not exist")
     if pred.is_file() and gt.is_file():
-        return [(case_id_of(gt), pred, gt)]
+        return [(case_name_of(gt), pred, gt)]
     if pred.is_dir() and gt.is_dir():
         preds, refs = _volume_files(pred), _volume_files(gt)
         common = sorted(set(preds) & set(refs))
@@ -45,19 +48,22 @@ def pair_files(pred: Path, gt: Path) -> list[tuple[str, Path, Path]]:
     raise InputError("--pred and --gt must both be files or both be folders")
 
 
-def to_task(volume: Volume, organ: str, convention: str) -> Volume:
-    arr = np.rint(np.asarray(volume.array)).astype(np.int32)
-    conv = guess_convention(arr, organ) if convention == "auto" else convention
+def to_task(volume: Volume, organ: str, convention: str, what: str = "the labels") -> Volume:
+    """Task labels {0, 1, 2} of a labelmap, after the checks every command shares
+    (``anatomy.analysis.labelmap_array``: integer ids >= 0 that fit the convention)."""
+    arr, conv = labelmap_array(volume, convention, organ=organ, what=what)
     return volume.with_array(task_label_array(arr, organ, conv))
 
 
-def _image_for(images: Path | None, case_id: str) -> np.ndarray | None:
+def _image_for(images: Path | None, case_id: str, grid: Volume) -> np.ndarray | None:
+    """The CT drawn under the montage (None when absent or on another grid)."""
     if images is None:
         return None
-    if images.is_file():
-        return load_volume(images).array
-    match = _volume_files(images).get(case_id)
-    return None if match is None else load_volume(match).array
+    path = images if images.is_file() else _volume_files(images).get(case_id)
+    if path is None:
+        return None
+    image = load_volume(path)
+    return image.array if image.same_grid(grid) else None
 
 
 def evaluate_predictions(pred: str | Path, gt: str | Path, out: str | Path, *, organ: str = "liver",
@@ -67,20 +73,25 @@ def evaluate_predictions(pred: str | Path, gt: str | Path, out: str | Path, *, o
                          events: EventStream | None = None) -> dict[str, Any]:
     """Score every pair, write CSV / JSON / PNG into ``out`` and return the summary."""
     events = events or EventStream("none", enabled=False)
+    for name, value in (("pred", pred), ("gt", gt), ("out", out)):
+        if not isinstance(value, (str, os.PathLike)):
+            raise InputError(f"{name} must be a path (str or Path), got {type(value).__name__}")
     pairs = pair_files(Path(pred).expanduser(), Path(gt).expanduser())
     image_src = Path(images).expanduser() if images else None
+    if image_src is not None and not image_src.exists():
+        raise InputError(f"--images '{image_src}' does not exist")
+    out_dir = prepare_output_folder(Path(out).expanduser())
     events.start(0, total=len(pairs), n_cases=len(pairs))
     cases = []
     for i, (case_id, p_path, g_path) in enumerate(pairs, start=1):
-        p = to_task(load_volume(p_path), organ, pred_labels)
-        g = to_task(load_volume(g_path), organ, gt_labels)
+        p = to_task(load_volume(p_path), organ, pred_labels, f"the predicted labels ('{p_path.name}')")
+        g = to_task(load_volume(g_path), organ, gt_labels, f"the reference labels ('{g_path.name}')")
         case = evaluate_case(p, g, case_id, min_radius_mm=min_radius_mm, tolerance_mm=tolerance_mm)
-        case["_slice"] = worst_case_slice(p.array, g.array, _image_for(image_src, case_id))
+        case["_slice"] = worst_case_slice(p.array, g.array, _image_for(image_src, case_id, g), g.affine)
         cases.append(case)
         events.progress(i, case_id=case_id, tumor_dsc=case["tumor_dsc"], organ_dsc=case["organ_dsc"])
     summary = summarize(cases)
     summary.update(organ=organ, min_radius_mm=min_radius_mm, nsd_tolerance_mm=tolerance_mm)
-    out_dir = Path(out).expanduser()
     files = write_tables(out_dir, cases, summary) + write_plots(out_dir, cases, summary)
     montage = write_montage(out_dir, cases)
     files += [montage] if montage else []

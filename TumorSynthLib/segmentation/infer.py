@@ -16,15 +16,27 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..core.errors import InputError
 from ..anatomy.measure import measure_mask
-from ..core.volume import Volume, check_same_grid
-from .checkpoint import check_label_set, label_names_of, load_checkpoint, load_model_state
-from ..anatomy.task_labels import guess_convention, task_label_array
+from ..anatomy.analysis import check_image, labelmap_array
+from ..anatomy.task_labels import task_label_array
+from ..core.errors import InputError, ModelError
+from ..core.files import shown
+from ..core.volume import Volume
+from .checkpoint import (
+    check_label_set,
+    label_names_of,
+    load_checkpoint,
+    load_model_state,
+)
 from .device import is_out_of_memory, out_of_memory_error
 from .models import ModelConfig, build_model
 from .pipeline import RAS_LABELS
-from .postprocess import MIN_RADIUS_MM, keep_touching, remove_small_components
+from .postprocess import (
+    MIN_RADIUS_MM,
+    components,
+    keep_touching,
+    remove_small_components,
+)
 
 
 @dataclass
@@ -47,20 +59,48 @@ def load_segmentation_model(path: str | Path, device: torch.device, organ: str |
     path = Path(path)
     payload = load_checkpoint(path, map_location="cpu")
     check_label_set(payload, path, organ)
-    model = build_model(ModelConfig.from_dict(payload["model_config"]))
-    load_model_state(model, payload, path)
+    model = build_checked_model(payload, path)
     model.to(device).eval()
-    pre = payload["preprocessing"]
     config = payload.get("config") or {}
     names = label_names_of(payload)
+    spacing, window, patch = _preprocessing(payload, path)
     return LoadedModel(
         model=model, path=path, organ=str(config.get("organ", names[1])), label_names=names,
-        spacing_mm=tuple(float(s) for s in pre["spacing_mm"]),
-        window_hu=tuple(float(w) for w in pre["window_hu"]),
-        patch=tuple(int(p) for p in pre["patch"]), device=device,
+        spacing_mm=spacing, window_hu=window, patch=patch, device=device,
         payload_info={"step": payload.get("step"), "best_metric": payload.get("best_metric"),
                       "versions": payload.get("versions"), "config": config},
     )
+
+
+def build_checked_model(payload: dict[str, Any], path: Path) -> torch.nn.Module:
+    """The checkpoint's network with its weights; ModelError when the description cannot be
+    built or the weights do not fit it (an edited or foreign checkpoint)."""
+    try:
+        model = build_model(ModelConfig.from_dict(payload["model_config"]))
+    except ModelError:
+        raise
+    except Exception as exc:
+        raise ModelError(f"checkpoint '{path}' describes a network that cannot be built "
+                         f"({type(exc).__name__}: {exc}); use a checkpoint written by `tumorsynth train`") from exc
+    load_model_state(model, payload, path)
+    return model
+
+
+def _preprocessing(payload: dict[str, Any], path: Path) -> tuple[tuple, tuple, tuple]:
+    """(spacing mm, HU window, patch) of a checkpoint; ModelError when they are unusable."""
+    pre = payload["preprocessing"]
+    try:
+        spacing = tuple(float(s) for s in pre["spacing_mm"])
+        window = tuple(float(w) for w in pre["window_hu"])
+        patch = tuple(int(p) for p in pre["patch"])
+        ok = (len(spacing) == 3 and all(np.isfinite(spacing)) and min(spacing) > 0 and len(window) == 2
+              and window[0] < window[1] and len(patch) == 3 and min(patch) >= 8)
+    except (KeyError, TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise ModelError(f"checkpoint '{path}' has unusable preprocessing facts ({shown(pre)}); "
+                         "use a checkpoint written by `tumorsynth train`")
+    return spacing, window, patch
 
 
 def predict_logits(model: torch.nn.Module, image: torch.Tensor, patch: tuple[int, int, int],
@@ -136,7 +176,6 @@ def postprocess_labels(labels: np.ndarray, spacing: np.ndarray, organ_region: np
 
 def tumor_summary(labels: Volume, organ: str, label_names: dict[int, str]) -> dict[str, Any]:
     """Count, volumes (ml) and diameters (mm) of the tumors of a task labelmap."""
-    from .postprocess import components
 
     comp, n = components(labels.array == 2)
     tumors = []
@@ -159,11 +198,11 @@ def segment_volume(loaded: LoadedModel, image: Volume, organs: Volume | None = N
     (any convention) that replaces the predicted organ and bounds the tumors."""
     if not 0.0 <= overlap < 1.0:
         raise InputError(f"overlap must be in [0, 1), got {overlap}")
+    check_image(image)
     organ_region = None
     if organs is not None:
-        check_same_grid(image, organs, "organ labels")
-        arr = np.rint(np.asarray(organs.array)).astype(np.int32)
-        conv = guess_convention(arr, loaded.organ) if organs_convention == "auto" else organs_convention
+        arr, conv = labelmap_array(organs, organs_convention, image=image, organ=loaded.organ,
+                                   what="the organ labels")
         organ_region = task_label_array(arr, loaded.organ, conv) >= 1
         if not organ_region.any():
             raise InputError(f"the organ labels hold no {loaded.organ} ('{conv}' convention); check "

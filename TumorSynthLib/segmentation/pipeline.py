@@ -19,15 +19,24 @@ import numpy as np
 import torch
 from monai.data import CacheDataset, MetaTensor
 from monai.transforms import (
-    Compose, CropForegroundd, EnsureTyped, MapTransform, Orientationd, RandCropByLabelClassesd,
-    RandScaleIntensityd, RandShiftIntensityd, ScaleIntensityRanged, SpatialPadd, Spacingd,
+    Compose,
+    CropForegroundd,
+    EnsureTyped,
+    MapTransform,
+    Orientationd,
+    RandCropByLabelClassesd,
+    RandScaleIntensityd,
+    RandShiftIntensityd,
+    ScaleIntensityRanged,
+    Spacingd,
+    SpatialPadd,
 )
 from torch.utils.data import Dataset, Sampler
 
-from ..transforms import RandTumorSynthd
-from ..core.volume_io import load_volume
-from .config import TrainConfig
 from ..anatomy.task_labels import task_label_array
+from ..core.volume_io import load_volume
+from ..transforms import RandTumorSynthd
+from .config import TrainConfig
 from .datasets import Case
 
 #: Voxels above this HU are "body" for the foreground crop.

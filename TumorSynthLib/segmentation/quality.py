@@ -18,12 +18,15 @@ Slicer and scripts score a tumor in a whole image with ``qf.score_volume(image, 
 """
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ..anatomy.organs import canonical_organ
 from ..core.errors import InputError, ModelError
+from ..core.model_registry import resolve_model
 from ..core.volume import Box, Volume, bounding_box
 
 #: Context (mm) kept around the tumor's bounding box on each side.
@@ -80,7 +83,6 @@ class QualityFilter:
     # -- facts ----------------------------------------------------------------------------------
     @property
     def organ(self) -> str:
-        from ..anatomy.organs import canonical_organ
 
         return canonical_organ(self.loaded.organ)
 
@@ -106,7 +108,6 @@ class QualityFilter:
 
     def accepts_organ(self, organ: str) -> bool:
         """True when the model segments tumors of ``organ``."""
-        from ..anatomy.organs import canonical_organ
 
         return canonical_organ(organ) == self.organ
 
@@ -148,7 +149,6 @@ class QualityFilter:
         return argmax_on_grid(probs, image) == 2
 
     def _score(self, image: Volume, tumor_mask: np.ndarray, widen_to_patch: bool) -> float:
-        import time
 
         t0 = time.perf_counter()
         mask = self._check_mask(image, tumor_mask)
@@ -175,7 +175,6 @@ class QualityFilter:
 
 def _load(model: Any, device: str, organ: str | None) -> Any:
     """A ``LoadedModel`` from a path / model id, or the given one after the same checks."""
-    from ..anatomy.organs import canonical_organ
     from .infer import LoadedModel, load_segmentation_model
 
     wanted = None if organ is None else canonical_organ(organ)
@@ -192,7 +191,6 @@ def _load(model: Any, device: str, organ: str | None) -> Any:
         raise InputError(f"the quality model must be a checkpoint path, a model id or a LoadedModel, "
                          f"got {type(model).__name__}")
     from .device import resolve_device
-    from ..core.model_registry import resolve_model
 
     return load_segmentation_model(resolve_model(model), resolve_device(device), wanted)
 

@@ -8,11 +8,10 @@ validation tumor DSC (no optimiser state). Rank 0 alone writes files and events.
 """
 from __future__ import annotations
 
-import json
 import math
 import signal
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
@@ -20,9 +19,12 @@ from typing import Any, Iterator
 import numpy as np
 import torch
 
-from ..core.events import EventStream, utc_now
-from ..transforms import RandTumorSynthd
+from ..anatomy.task_labels import task_label_names
 from ..core.errors import InputError
+from ..core.events import EventStream, utc_now
+from ..core.files import prepare_output_folder, write_json_atomic
+from ..core.locks import folder_lock
+from ..transforms import SynthesisTally
 from .checkpoint import (
     BEST,
     LAST,
@@ -33,7 +35,6 @@ from .checkpoint import (
     save_checkpoint,
 )
 from .config import FROZEN_ON_RESUME, TrainConfig
-from ..anatomy.task_labels import task_label_names
 from .datasets import CaseSplit, split_cases
 from .device import is_out_of_memory, out_of_memory_error
 from .distributed import (
@@ -49,6 +50,7 @@ from .distributed import (
 from .models import build_model, min_patch_multiple, min_patch_side, model_config_for
 from .optim import make_loss, make_optimizer, make_scheduler
 from .pipeline import EpochSampler, SeededDataset, training_transform
+from .quality import QualityFilter
 from .validation import ValidationSet, validate
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -67,7 +69,7 @@ class TrainResult:
     losses: list[float] = field(default_factory=list)
     model: torch.nn.Module | None = None
     seconds: float = 0.0
-    synthesis: dict[str, Any] = field(default_factory=dict)   # RandTumorSynthd.stats (this process)
+    synthesis: dict[str, Any] = field(default_factory=dict)   # SynthesisTally.stats (workers included)
     timing: dict[str, float] = field(default_factory=dict)    # data_s / compute_s totals
 
 
@@ -100,6 +102,7 @@ class Trainer:
         self.cfg, self.ctx, self.events = cfg, ctx, events
         self.out = Path(cfg.out).expanduser()
         resume_from = require_new_run(self.out, cfg.resume)
+        quality = quality if quality is not None else self._quality_filter()  # a bad model fails first
         from monai.utils import set_determinism
 
         set_determinism(seed=cfg.seed)
@@ -146,7 +149,6 @@ class Trainer:
         run it: forked workers cannot share a CUDA context)."""
         if not self.cfg.quality_model:
             return None
-        from .quality import QualityFilter
 
         device = "cpu" if self.cfg.workers > 0 else self.cfg.device
         return QualityFilter(self.cfg.quality_model, threshold=self.cfg.quality_threshold,
@@ -159,7 +161,7 @@ class Trainer:
         quality = quality if quality is not None else self._quality_filter()
         dataset = SeededDataset(self.split.training, training_transform(cfg, self.split.convention, quality),
                                 cfg.seed, cache_rate=cfg.cache_rate)
-        self.synth = next(t for t in dataset.transform.transforms if isinstance(t, RandTumorSynthd))
+        self.tally = SynthesisTally()
         sampler = EpochSampler(len(dataset), cfg.seed, self.ctx.rank, self.ctx.world_size,
                                start=self.start_step * cfg.batch_size)
         return DataLoader(dataset, batch_size=cfg.batch_size, sampler=sampler, num_workers=cfg.workers,
@@ -254,8 +256,7 @@ class Trainer:
                           n_with_real_tumor=sum(bool(c.has_tumor) for c in self.split.training),
                           skipped=self.split.skipped, resumed=self.start_step > 0, out=str(self.out))
         if self.ctx.is_main:
-            self.out.mkdir(parents=True, exist_ok=True)
-            (self.out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
+            write_json_atomic(self.out / "config.json", cfg.to_dict())
 
     def loop(self, t0: float, losses: list[float], timing: dict[str, float]) -> str:
         """Optimiser steps until a budget, ``stop_at`` or a signal ends the run; returns why."""
@@ -268,6 +269,7 @@ class Trainer:
                     return reason or "signal"
                 t_data = time.perf_counter()
                 batch = next(it)
+                self.tally.add(batch)
                 t_step = time.perf_counter()
                 loss = mean_over_ranks(self.train_step(batch), self.ctx)
                 timing["data_s"] += t_step - t_data
@@ -297,10 +299,10 @@ class Trainer:
         self.events.done(self.step, reason=stopped, last=str(last), best=None if best is None else str(best),
                          best_tumor_dsc=best_metric,
                          steps_per_s=(self.step - self.start_step) / seconds if seconds > 0 else None,
-                         synthesis=dict(self.synth.stats))
+                         synthesis=dict(self.tally.stats))
         return TrainResult(step=self.step, start_step=self.start_step, stopped=stopped, last=last,
                            best=best, best_metric=best_metric, losses=losses, model=unwrap(self.model),
-                           seconds=seconds, synthesis=dict(self.synth.stats), timing=timing)
+                           seconds=seconds, synthesis=dict(self.tally.stats), timing=timing)
 
 
 def train(cfg: TrainConfig, events: EventStream | None = None, quality: Any = None) -> TrainResult:
@@ -310,9 +312,20 @@ def train(cfg: TrainConfig, events: EventStream | None = None, quality: Any = No
     if not ctx.is_main:
         events.enabled = False
     try:
-        return Trainer(cfg, ctx, events, quality).run()
+        with run_folder_lock(cfg, ctx):
+            return Trainer(cfg, ctx, events, quality).run()
     finally:
         shutdown(ctx)
+
+
+def run_folder_lock(cfg: TrainConfig, ctx: DistContext) -> Any:
+    """The lock of the run folder (rank 0 takes it; ``core.locks``): a second run on the same
+    folder is refused, a lock left by a killed run is taken over. The folder must be writable."""
+    if not ctx.is_main:
+        return nullcontext()
+    out = prepare_output_folder(Path(cfg.out).expanduser())
+    return folder_lock(out, f"tumorsynth train --data {cfg.data} --out {cfg.out}"
+                            f"{' --resume' if cfg.resume else ''}")
 
 
 __all__ = ["TrainResult", "Trainer", "train", "stop_on_signals"]

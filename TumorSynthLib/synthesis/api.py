@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import time
 from dataclasses import replace
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
 from ..anatomy.site import TumorSpec
 from ..core.errors import InputError, PlacementError
+from ..core.files import shown
 from ..core.volume import Volume
 from .case import SynthesisCase
 from .options import coerce_option
@@ -38,8 +39,7 @@ def expand_specs(specs: TumorSpec | Sequence[TumorSpec]) -> list[TumorSpec]:
         raise InputError("no tumor requested: pass at least one TumorSpec")
     out: list[TumorSpec] = []
     for spec in items:
-        if not isinstance(spec, TumorSpec):
-            raise InputError(f"expected TumorSpec objects, got {type(spec).__name__}")
+        check_spec(spec)
         options = dict(spec.options or {})
         if "count" not in options:
             out.append(spec)
@@ -49,6 +49,59 @@ def expand_specs(specs: TumorSpec | Sequence[TumorSpec]) -> list[TumorSpec]:
         sampled = replace(first, center_ras=None, center_voxel=None)
         out += [first] + [sampled] * (count - 1)
     return out
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+
+
+def _check_point(name: str, value: Any) -> None:
+    if value is None:
+        return
+    try:
+        ok = len(value) == 3 and all(_is_number(v) and np.isfinite(v) for v in value)
+    except TypeError:
+        ok = False
+    if not ok:
+        raise InputError(f"TumorSpec.{name} must be three finite numbers or None, got {shown(value)}")
+
+
+def check_spec(spec: Any) -> None:
+    """InputError unless ``spec`` is a TumorSpec whose fields have usable types (the API's
+    first check, so a wrong type never surfaces as a TypeError deep in the engine)."""
+    if not isinstance(spec, TumorSpec):
+        raise InputError(f"expected TumorSpec objects, got {type(spec).__name__}")
+    for name in ("organ", "stage", "method"):
+        if not isinstance(getattr(spec, name), str):
+            raise InputError(f"TumorSpec.{name} must be a string, got {shown(getattr(spec, name))}")
+    for name in ("geometry", "appearance"):
+        if getattr(spec, name) is not None and not isinstance(getattr(spec, name), str):
+            raise InputError(f"TumorSpec.{name} must be a string or None, got {shown(getattr(spec, name))}")
+    _check_point("center_ras", spec.center_ras)
+    _check_point("center_voxel", spec.center_voxel)
+    d = spec.diameter_mm
+    if d is not None and not (_is_number(d) and np.isfinite(d) and d > 0):
+        raise InputError(f"TumorSpec.diameter_mm must be a positive number of mm or None, got {shown(d)}")
+    if not (isinstance(spec.seed, (int, np.integer)) and not isinstance(spec.seed, bool) and spec.seed >= 0):
+        raise InputError(f"TumorSpec.seed must be an integer >= 0, got {shown(spec.seed)}")
+    if spec.options is not None and not isinstance(spec.options, Mapping):
+        raise InputError(f"TumorSpec.options must be a mapping, got {type(spec.options).__name__}")
+
+
+def _check_call(labels: Any, case_id: Any, variant: Any, quality: Any, quality_threshold: Any, tries: Any) -> None:
+    if not isinstance(labels, str):
+        raise InputError(f"labels must name a convention (a string), got {shown(labels)}")
+    if case_id is not None and not isinstance(case_id, str):
+        raise InputError(f"case_id must be a string or None, got {shown(case_id)}")
+    if not isinstance(variant, (int, np.integer)) or isinstance(variant, bool) or variant < 0:
+        raise InputError(f"variant must be an integer >= 0, got {shown(variant)}")
+    if quality is not None and not callable(quality):
+        raise InputError(f"quality must be a callable (image_roi, mask, affine_roi, organ) -> P, got "
+                         f"{type(quality).__name__}")
+    if not (_is_number(quality_threshold) and 0.0 <= float(quality_threshold) <= 1.0):
+        raise InputError(f"quality_threshold must be a number in [0, 1], got {shown(quality_threshold)}")
+    if not isinstance(tries, (int, np.integer)) or isinstance(tries, bool) or tries < 1:
+        raise InputError(f"tries must be an integer >= 1, got {shown(tries)}")
 
 
 def synthesize(image: Volume, organs: Volume | None, specs: TumorSpec | Sequence[TumorSpec],
@@ -61,8 +114,9 @@ def synthesize(image: Volume, organs: Volume | None, specs: TumorSpec | Sequence
 
     Raises InputError / GeometryError (bad inputs), PlacementError (no valid place),
     DependencyError (a provider cannot run here)."""
-    if quality is not None and not (0.0 <= float(quality_threshold) <= 1.0 and int(tries) >= 1):
-        raise InputError("quality_threshold must be in [0, 1] and tries >= 1")
+    _check_call(labels, case_id, variant, quality, quality_threshold, tries)
+    if not isinstance(specs, TumorSpec) and not isinstance(specs, Sequence):
+        raise InputError(f"specs must be a TumorSpec or a list of them, got {type(specs).__name__}")
     case = SynthesisCase(image, organs, labels, case_id=case_id, variant=variant)
     for index, spec in enumerate(expand_specs(specs)):
         outcome, verdict = _best_attempt(case, spec, index, quality, float(quality_threshold), int(tries))
@@ -102,4 +156,4 @@ def _best_attempt(case: SynthesisCase, spec: TumorSpec, index: int, quality: Qua
     return outcome, verdict
 
 
-__all__ = ["QualityCheck", "expand_specs", "synthesize"]
+__all__ = ["QualityCheck", "check_spec", "expand_specs", "synthesize"]

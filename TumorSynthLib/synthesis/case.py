@@ -85,6 +85,7 @@ class SynthesisCase(ScanView):
             raise InputError(f"expected a TumorSpec, got {type(spec).__name__}")
         geometry, appearance = registry.resolve(spec.method, spec.geometry, spec.appearance)
         options = validate_options(spec.options, (geometry, appearance))
+        self.analysis.check_label_options(options.get("tumor_label"), options.get("necrosis_label"))
         spec = replace(spec, options=options)
         provider = registry.provider("geometry", geometry)
         rng = tumor_rng(spec.seed, self.case_id, self.variant, index, attempt)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
 from ..core.errors import InputError
+from ..core.files import shown
 
 SHARED = "shared"
 
@@ -40,7 +41,7 @@ OPTIONS: tuple[OptionSpec, ...] = (
     OptionSpec("clip_to_organ", "bool", "1 keeps the tumor inside the organ, 0 lets it grow past "
                "the contour (default: inside; kidney tumors may bulge out with probability 0.5)"),
     OptionSpec("enhancement", "choice", "hypo: darker than the organ (default); hyper: brighter "
-               "(arterial-phase HCC)", choices=("hypo", "hyper")),
+               "(arterial-phase HCC)", choices=("hypo", "hyper"), reader="procedural"),
     OptionSpec("necrosis", "bool", "force the necrotic core on (1) or off (0); default: drawn per stage"),
     OptionSpec("capsule", "bool", "force the capsule on (1) or off (0); default: drawn per stage (liver)"),
     OptionSpec("satellites", "bool", "force satellite nodules on (1) or off (0); default: drawn per stage"),
@@ -93,7 +94,7 @@ def coerce_option(name: str, value: Any) -> Any:
     except (TypeError, ValueError, OverflowError):
         out = None
     if out is None:
-        raise InputError(f"option '{name}' {_expects(spec)}, got {value!r}")
+        raise InputError(f"option '{name}' {_expects(spec)}, got {shown(value)}")
     return out
 
 

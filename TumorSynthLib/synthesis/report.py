@@ -33,8 +33,21 @@ from ..core.files import to_jsonable
 from ..core.volume import box_around
 from .pipeline import TumorOutcome
 
+#: Every key a tumor report has (``quality`` is added when a quality filter ran).
+REPORT_KEYS = (
+    "method", "geometry", "appearance", "stage", "organ", "organ_label_id", "tumor_id", "necrosis_label_id",
+    "convention", "organ_source", "synthetic", "version", "seed", "case_id", "variant", "index",
+    "diameter_requested_mm", "diameter_target_mm", "diameter_source", "diameter_measured_mm", "recist_long_mm",
+    "recist_short_mm", "volume_ml", "n_voxels", "size_limited_by_organ", "largest_inscribed_radius_mm",
+    "organ_fill_fraction", "organ_volume_ml", "center_requested_ras", "center_placed_ras", "center_voxel",
+    "centroid_ras", "centroid_voxel", "placement", "snap_distance_mm", "organ_median_hu", "organ_mad_hu",
+    "delta_hu", "mean_tumor_hu", "measured_drop_hu", "effects", "mass_effect", "geometry_info",
+    "appearance_info", "draws", "roi", "warnings", "timing",
+)
+#: An organ thinner (inscribed radius) than this fraction of the tumor's radius gets a warning.
+THIN_ORGAN_FRACTION = 0.5
 #: The inscribed-ball search runs on a grid of at most this many cells per axis.
-INSCRIBED_CELLS = 40
+INSCRIBED_CELLS = 32
 
 
 def build_report(outcome: TumorOutcome, *, method: str, index: int, case_id: str, variant: int) -> dict[str, Any]:
@@ -45,7 +58,7 @@ def build_report(outcome: TumorOutcome, *, method: str, index: int, case_id: str
     r_in = largest_inscribed_near(outcome.scene.organ | geometry.mask, site.center_vox, site.spacing, r)
     sphere_ml = 4.0 / 3.0 * np.pi * r_in**3 / 1000.0
     lo = np.asarray(site.roi.lo, dtype=float)
-    warnings = list(site.warnings) + field_of_view_warnings(outcome)
+    warnings = list(site.warnings) + field_of_view_warnings(outcome) + thin_organ_warnings(site, r_in)
     limited = geometry.size_limited
     report = {
         "method": method, "geometry": outcome.geometry_name,
@@ -75,6 +88,7 @@ def build_report(outcome: TumorOutcome, *, method: str, index: int, case_id: str
         "draws": outcome.draws, "roi": site.roi.to_list(), "warnings": warnings,
         "timing": dict(outcome.timing),
     }
+    assert tuple(report) == REPORT_KEYS, "report keys and REPORT_KEYS differ"
     return to_jsonable(report)
 
 
@@ -98,6 +112,16 @@ def largest_inscribed_near(organ: np.ndarray, center_vox: np.ndarray, spacing: n
     return float(edt[near].max()) if near.any() else 0.0
 
 
+def thin_organ_warnings(site, inscribed_mm: float) -> list[str]:
+    """A warning when the organ is much thinner than the tumor at its place (a thin pancreas
+    cannot hold an advanced tumor: it follows the organ or stops short of its size)."""
+    if site.allow_exophytic or inscribed_mm >= THIN_ORGAN_FRACTION * 0.5 * site.diameter_mm:
+        return []
+    return [f"the {site.organ} is only about {2 * inscribed_mm:.0f} mm thick here, too thin for a "
+            f"{site.diameter_mm:.0f} mm ({site.stage}) tumor: it follows the organ or stays smaller; "
+            "choose a smaller size or a thicker part of the organ"]
+
+
 def field_of_view_warnings(outcome: TumorOutcome) -> list[str]:
     """A warning when the tumor touches the edge of the scan (it is cut flat there)."""
     site, mask = outcome.site, outcome.geometry.mask
@@ -114,4 +138,16 @@ def field_of_view_warnings(outcome: TumorOutcome) -> list[str]:
     return []
 
 
-__all__ = ["build_report", "field_of_view_warnings", "largest_inscribed_near"]
+def report_warnings(reports: list[dict[str, Any]]) -> list[str]:
+    """Every warning of ``reports``, once each, prefixed with the tumor's number when there are
+    several (what the CLI prints, the events carry and the Slicer panel shows)."""
+    out: list[str] = []
+    for n, report in enumerate(reports, 1):
+        for warning in report.get("warnings") or []:
+            text = f"tumor {n}: {warning}" if len(reports) > 1 else str(warning)
+            if text not in out:
+                out.append(text)
+    return out
+
+
+__all__ = ["REPORT_KEYS", "build_report", "field_of_view_warnings", "largest_inscribed_near", "report_warnings"]

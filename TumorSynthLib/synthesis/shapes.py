@@ -17,10 +17,13 @@ from typing import Any, Sequence
 import numpy as np
 from scipy import ndimage
 
-from ..core.volume import Box, box_around
+from ..core.resample import coarse_grid
+from ..core.volume import box_around
 
 #: Per-axis radii vary by this fraction around d/2 before the geometric-mean rescale.
 RADIUS_SPREAD = 0.25
+#: Large shapes are rasterised from a level evaluated every (smallest radius / this) mm.
+LEVEL_CELLS_PER_RADIUS = 12.0
 #: Control points per axis of the displacement grid, spanning [-CONTROL_EXTENT, CONTROL_EXTENT].
 CONTROL_POINTS = 5
 CONTROL_EXTENT = 1.5
@@ -106,17 +109,34 @@ def draw_shape(radii_mm: Sequence[float], rng: np.random.Generator, deform_fract
     return EllipsoidShape(np.asarray(radii_mm, dtype=float), rotation, float(deform_fraction), field)
 
 
-def _unit_coordinates(shape: EllipsoidShape, box: Box, center_vox: np.ndarray, spacing: np.ndarray,
-                      scale: float) -> list[np.ndarray]:
-    """The three unit coordinates over ``box`` as broadcastable float32 arrays."""
-    axes = [
-        ((np.arange(lo, hi, dtype=np.float32) - np.float32(c)) * np.float32(s))
-        for lo, hi, c, s in zip(box.lo, box.hi, center_vox, spacing)
-    ]
-    p = [axes[0][:, None, None], axes[1][None, :, None], axes[2][None, None, :]]
+def _level(shape: EllipsoidShape, p: Sequence[np.ndarray], scale: float) -> np.ndarray:
+    """``|u + D(u)|^2`` (< 1 inside the shape) at points given by broadcastable mm offsets
+    ``p`` from the centre: ``r2`` itself where the displacement cannot reach the surface, the
+    lattice look-up in the shell where it can."""
     rot = shape.rotation.astype(np.float32)
     radii = (shape.radii_mm * scale).astype(np.float32)
-    return [(rot[0, a] * p[0] + rot[1, a] * p[1] + rot[2, a] * p[2]) / radii[a] for a in range(3)]
+    u = [(rot[0, a] * p[0] + rot[1, a] * p[1] + rot[2, a] * p[2]) / radii[a] for a in range(3)]
+    level = u[0] ** 2 + u[1] ** 2 + u[2] ** 2
+    f = shape.deform_fraction
+    band = (level > (1.0 - f) ** 2) & (level <= (1.0 + f) ** 2)
+    if band.any():
+        n = shape.field.shape[0]
+        to_lattice = np.float32((n - 1) / (2.0 * CONTROL_EXTENT))
+        coords = np.stack([(np.broadcast_to(c, band.shape)[band] + np.float32(CONTROL_EXTENT)) * to_lattice
+                           for c in u])
+        level[band] = ndimage.map_coordinates(shape.field, coords, order=1, mode="nearest")
+    return level
+
+
+def _offsets_mm(positions: Sequence[np.ndarray], center: np.ndarray, spacing: np.ndarray,
+                grid: bool) -> list[np.ndarray]:
+    """mm offsets from the centre of voxel positions: per-axis 1D arrays made broadcastable
+    (``grid``) or three equal-length coordinate arrays (points)."""
+    out = []
+    for axis, (q, c, s) in enumerate(zip(positions, center, spacing)):
+        v = (np.asarray(q, dtype=np.float32) - np.float32(c)) * np.float32(s)
+        out.append(v.reshape([-1 if a == axis else 1 for a in range(3)]) if grid else v)
+    return out
 
 
 def rasterise(
@@ -124,26 +144,38 @@ def rasterise(
     spacing: Sequence[float], scale: float = 1.0,
 ) -> np.ndarray:
     """Boolean mask of ``grid_shape`` holding the shape centred at ``center_vox`` (voxels),
-    its radii multiplied by ``scale``; parts beyond the grid are cut off."""
+    its radii multiplied by ``scale``; parts beyond the grid are cut off. A large shape's level
+    is evaluated on a coarse grid (cells of about 1/``LEVEL_CELLS_PER_RADIUS`` of its smallest
+    radius); only the voxels of coarse cells at the surface are evaluated one by one."""
     spacing = np.asarray(spacing, dtype=float)
     center = np.asarray(center_vox, dtype=float)
     out = np.zeros(tuple(int(s) for s in grid_shape), dtype=bool)
     box = box_around(center, shape.extent_mm(scale), spacing, out.shape)
     if box.is_empty:
         return out
-    u = _unit_coordinates(shape, box, center, spacing, scale)
-    r2 = u[0] ** 2 + u[1] ** 2 + u[2] ** 2
-    f = shape.deform_fraction
-    inside = r2 <= (1.0 - f) ** 2
-    band = (r2 > (1.0 - f) ** 2) & (r2 <= (1.0 + f) ** 2)
-    if band.any():
-        n = shape.field.shape[0]
-        to_lattice = np.float32((n - 1) / (2.0 * CONTROL_EXTENT))
-        coords = np.stack([(np.broadcast_to(c, band.shape)[band] + np.float32(CONTROL_EXTENT)) * to_lattice
-                           for c in u])
-        inside[band] = ndimage.map_coordinates(shape.field, coords, order=1, mode="nearest") <= 1.0
-    out[box.slices] = inside
+    factor = coarse_grid(spacing, float(shape.radii_mm.min()) * scale / LEVEL_CELLS_PER_RADIUS)
+    axes = [np.arange(a, b) for a, b in zip(box.lo, box.hi)]
+    if np.all(factor == 1):
+        out[box.slices] = _level(shape, _offsets_mm(axes, center, spacing, True), scale) <= 1.0
+        return out
+    positions = [a + (np.arange(-(-(b - a) // f)) + 0.5) * f - 0.5 for a, b, f in zip(box.lo, box.hi, factor)]
+    inside = _level(shape, _offsets_mm(positions, center, spacing, True), scale) <= 1.0
+    near = ndimage.binary_dilation(inside) & ndimage.binary_dilation(~inside)
+    sub = _expand(inside & ~near, factor, box.shape)
+    near_fine = np.nonzero(_expand(near, factor, box.shape))
+    points = [idx + lo for idx, lo in zip(near_fine, box.lo)]
+    sub[near_fine] = _level(shape, _offsets_mm(points, center, spacing, False), scale) <= 1.0
+    out[box.slices] = sub
     return out
+
+
+def _expand(coarse: np.ndarray, factor: np.ndarray, shape: Sequence[int]) -> np.ndarray:
+    """A per-cell array repeated onto the voxels of ``shape``."""
+    out = coarse
+    for axis, f in enumerate(factor):
+        if f > 1:
+            out = np.repeat(out, f, axis=axis)
+    return np.ascontiguousarray(out[tuple(slice(0, n) for n in shape)])
 
 
 def deformed_ellipsoid(

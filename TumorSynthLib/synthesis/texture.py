@@ -7,7 +7,9 @@ Bernoulli sample ("salt") -> Gaussian(sigma_b) -> scale so the mean of the value
 0 gives a flat tumor (tiny / early), 1 the full texture (advanced).
 
 Why per ROI: the reference pre-computes ten whole-volume fields (~3 GB, 87 s at start-up); a
-texture the size of one tumor box costs milliseconds.
+texture the size of one tumor box costs milliseconds. On fine grids it is made on a coarse grid
+of cells of about a third of the smaller sigma and interpolated to the voxels (the field is
+smooth at that scale), which keeps large tumors at 1 mm cheap.
 """
 from __future__ import annotations
 
@@ -16,10 +18,15 @@ from typing import Any, Sequence
 import numpy as np
 from scipy import ndimage
 
+from ..core.resample import coarse_grid, upsample
+
 #: Gaussian kernels are cut at this many sigmas (enough for a texture, faster than scipy's 4).
 TRUNCATE = 3.0
 #: Texture values above this count as the "active" part whose mean is normalised.
 ACTIVE_THRESHOLD = 0.12
+
+#: The texture's grid has cells of at most (smaller sigma / this), in mm.
+COARSE_CELLS_PER_SIGMA = 1.5
 
 #: Stage -> texture heterogeneity (0 flat .. 1 full salt-noise texture).
 STAGE_HETEROGENEITY = {"tiny": 0.25, "early": 0.45, "intermediate": 0.75, "advanced": 1.0}
@@ -48,6 +55,9 @@ def make_texture(
     ``draws``, when given, receives the scalar draws (base, scale, mean target) for the report.
     """
     shape = tuple(int(s) for s in shape)
+    factor = coarse_grid(spacing, min(sigma_a_mm, sigma_b_mm) / COARSE_CELLS_PER_SIGMA)
+    fine, shape = shape, tuple(-(-n // f) for n, f in zip(shape, factor))
+    spacing = np.asarray(spacing, dtype=float) * factor
     base = float(rng.uniform(0.04, 0.06))
     scale = float(rng.uniform(0.19, 0.21))
     target = float(rng.uniform(0.5, 0.55))
@@ -61,6 +71,8 @@ def make_texture(
     if active_mean > 0:
         tex *= np.float32(target / active_mean)
     np.clip(tex, 0.0, 1.0, out=tex)
+    if np.any(factor > 1):
+        tex = upsample(tex, factor, fine)
     h = float(np.clip(heterogeneity, 0.0, 1.0))
     if h < 1.0:
         tex = np.float32(h) * tex + np.float32((1.0 - h) * target)

@@ -6,9 +6,13 @@ diffusion model from the surrounding scan (after Chen et al., CVPR 2024; methods
    extent, at least 1 mm) is read around it from the scene, through the fixed HU window;
 2. the model samples the masked voxels (``learned.sampler``: one denoiser call per step, the
    noise from one torch seed drawn from the tumor's generator);
-3. the sample goes back to HU and to the scan's voxels inside the mask; ``change_towards``
-   turns it into the smooth change the contract asks for (the scene's own grain stays), and the
-   shared pipeline blends it with the soft edge and adds the stage effects.
+3. the sample goes back to HU and to the scan's voxels inside the mask; its low frequencies
+   relative to the parenchyma median are the model's pattern (darkening, texture). Inside the
+   tumor the change is the shared ``intensity.solid_change`` (the tumor starts as solid
+   parenchyma: fat, sinus and contour are replaced, the scan's grain kept where it is noise and
+   re-synthesised where it is structure) plus that pattern; in the conditioning margin around
+   it ``change_towards`` moves the scene's low frequencies to the sample's. The shared pipeline
+   then blends it with the soft edge and adds the stage effects and the grain top-up.
 
 It runs in steps (``start`` -> ``DiffusionJob``): live front ends show the estimate of the tumor
 after every denoising step. The report names the model (id, SHA256) and gives the achieved mean
@@ -28,7 +32,8 @@ from ...core.errors import InputError
 from ...core.seeding import torch_seed
 from ...core.volume import Box, bounding_box
 from ..contracts import LOW_PASS_TRUNCATE, Appearance, Geometry, Scene
-from ..intensity import DELTA_MIN_BASE_HU, DELTA_OFFSET_HU, change_towards
+from ..intensity import DELTA_MIN_BASE_HU, DELTA_OFFSET_HU, change_towards, solid_change
+from ..learned.checkpoint import default_model_ref, load_diffusion_model
 from ..learned.config import SAMPLERS, to_hu, to_unit
 from ..learned.patch import dilate_mm, extent_mm, patch_for_mask
 from ..registry import register_appearance
@@ -48,8 +53,6 @@ class DiffusionAppearance:
             if importlib.util.find_spec(package) is None:
                 return False, (f"the diffusion appearance needs {package}: "
                                "pip install torch==2.13.0 'monai>=1.6,<1.7'")
-        from ..learned.checkpoint import default_model_ref
-
         if default_model_ref() is None:
             return False, ("no diffusion model is installed: train one with `tumorsynth train-diffusion` "
                            "and register it with `tumorsynth models add`")
@@ -67,7 +70,6 @@ class DiffusionJob:
     A stopped job keeps the model's current estimate of the tumor (after at least one step)."""
 
     def __init__(self, site: Site, scene: Scene, geometry: Geometry, rng: np.random.Generator) -> None:
-        from ..learned.checkpoint import load_diffusion_model
         from ..learned.sampler import InpaintSampler
 
         options = site.options
@@ -75,6 +77,9 @@ class DiffusionJob:
             raise InputError("the diffusion appearance paints what its model learned (hypo-attenuating "
                              "tumors); use appearance=procedural for enhancement=hyper")
         self.seed = torch_seed(rng)
+        # The grain re-synthesised by solid_change comes from its own seed, so previews (any
+        # number of them) leave the tumor's stream and the final result unchanged.
+        self.grain_seed = torch_seed(rng)
         self.site, self.scene, self.geometry = site, scene, geometry
         self.model = load_diffusion_model(options.get("diffusion_model"), options.get("device", "auto"))
         cfg = self.model.config
@@ -118,19 +123,26 @@ class DiffusionJob:
     def finish(self) -> Appearance:
         while not self.done:
             self.advance(1)
-        change = self.change_of(self.sampler.estimate())  # type: ignore[arg-type]
-        return Appearance(change, target_drop_hu=None, draws={"torch_seed": self.seed},
-                          info=self.info(change))
+        draws: dict[str, Any] = {"torch_seed": self.seed, "grain_seed": self.grain_seed}
+        change = self.change_of(self.sampler.estimate(), draws)  # type: ignore[arg-type]
+        return Appearance(change, target_drop_hu=None, draws=draws, info=self.info(change))
 
     # -- helpers ----------------------------------------------------------------------------------
-    def change_of(self, patch_unit: np.ndarray) -> np.ndarray:
-        """The smooth ROI change that brings the scene to ``patch_unit`` inside the mask."""
+    def change_of(self, patch_unit: np.ndarray, draws: dict[str, Any] | None = None) -> np.ndarray:
+        """The ROI change (HU) that paints ``patch_unit`` (window units) into the tumor: solid
+        parenchyma plus the sample's low frequencies relative to the median inside the tumor,
+        the sample's low frequencies in the margin around it (module docstring, step 3)."""
         box, cfg = self.box, self.model.config
         target = np.array(self.scene.image[box.slices], dtype=np.float32, copy=True)
         inside = self.region[box.slices]
         target[inside] = to_hu(self.grid.to_region(patch_unit, box), cfg.window_hu)[inside]
+        towards = change_towards(target, self.scene, box)
+        tumor = self.geometry.mask[box.slices]
+        pattern = towards + self.scene.low_frequencies(box) - np.float32(self.site.organ_median_hu)
+        solid = solid_change(self.site, self.scene, box, tumor, np.random.default_rng(self.grain_seed),
+                             {} if draws is None else draws)
         change = np.zeros(self.site.image_roi.shape, dtype=np.float32)
-        change[box.slices] = change_towards(target, self.scene, box)
+        change[box.slices] = np.where(tumor, solid + pattern, towards)
         return change
 
     def info(self, change: np.ndarray) -> dict[str, Any]:

@@ -3,8 +3,8 @@ drop relative to *this* scan (common.md "Intensity", "Texture"; after Hu et al.,
 
 ``delta = f * max(median - 10, 25)`` HU (``intensity.darkening_delta``), per-voxel
 ``delta * tex / mean(tex in the tumor)`` so the mean drop is ``delta``; the texture's
-heterogeneity grows with the stage; voxels that were fat or outside the organ first take the
-parenchyma's level. ``enhancement=hyper`` makes the tumor brighter instead.
+heterogeneity grows with the stage; the tumor's low frequencies start from the parenchyma's
+median wherever it lies (``intensity.solid_change``), the scan's grain stays. ``enhancement=hyper`` makes the tumor brighter instead.
 """
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import numpy as np
 
 from ...anatomy.site import Site
 from ..contracts import Appearance, Geometry, Scene, tumor_box
-from ..intensity import darkening_delta, fill_change
+from ..intensity import darkening_delta, solid_change
 from ..registry import register_appearance
 from ..texture import STAGE_HETEROGENEITY, make_texture
 
@@ -46,7 +46,7 @@ class ProceduralAppearance:
                            sigma_b_mm=float(rng.uniform(*SIGMA_B_MM)),
                            heterogeneity=STAGE_HETEROGENEITY[site.stage], draws=draws)
         scale = np.float32(delta / max(float(tex[mask].mean()), 1e-6))
-        change[box.slices] = fill_change(site, scene, box, mask) - scale * tex
+        change[box.slices] = solid_change(site, scene, box, mask, rng, draws) - scale * tex
         return Appearance(change, target_drop_hu=delta, draws=draws,
                           info={"enhancement": enhancement, "delta_hu": delta})
 

@@ -31,6 +31,8 @@ import torch
 from scipy import ndimage
 
 from ...anatomy.site import Site
+from ...core.resample import resample
+from ..contour import capped_organ
 from ..contracts import Scene
 from ..effects.mass_effect import AIR_HU, BONE_HU
 from ..texture import TRUNCATE
@@ -60,38 +62,6 @@ def ca_half_cells(diameter_mm: float) -> int:
     """Cells on each side of the centre: room for the tumor out to ``d`` from the centre
     (elongated organs, irregular growth), at most ``MAX_HALF_CELLS``."""
     return int(min(MAX_HALF_CELLS, np.ceil(float(diameter_mm) / ca_spacing_mm(diameter_mm))))
-
-
-def _axis_sample(array: np.ndarray, axis: int, coords: np.ndarray, order: int, fill: Any) -> np.ndarray:
-    """``array`` sampled at continuous indices ``coords`` along ``axis`` (nearest or linear);
-    positions more than half a voxel outside the axis get ``fill``."""
-    n = array.shape[axis]
-    valid = (coords >= -0.5) & (coords <= n - 0.5)
-    c = np.clip(coords, 0, n - 1)
-    if order == 0:
-        out = np.take(array, np.rint(c).astype(np.intp), axis=axis)
-    else:
-        i0 = np.minimum(np.floor(c).astype(np.intp), max(n - 2, 0))
-        i1 = np.minimum(i0 + 1, n - 1)
-        shape = [1, 1, 1]
-        shape[axis] = len(c)
-        w = (c - i0).astype(np.float32).reshape(shape)
-        out = np.take(array, i0, axis=axis) * (1 - w) + np.take(array, i1, axis=axis) * w
-    if not valid.all():
-        index = [slice(None)] * 3
-        index[axis] = ~valid
-        out[tuple(index)] = fill
-    return out
-
-
-def resample(array: np.ndarray, coords: Sequence[np.ndarray], order: int, fill: Any = 0) -> np.ndarray:
-    """Separable resampling of a 3D array at per-axis coordinates (grids are axis-aligned)."""
-    out = np.asarray(array)
-    if order == 1:
-        out = out.astype(np.float32)
-    for axis, c in enumerate(coords):
-        out = _axis_sample(out, axis, np.asarray(c, dtype=float), order, fill)
-    return out
 
 
 @dataclass(frozen=True)
@@ -224,16 +194,17 @@ def cell_fields(site: Site, scene: Scene, grid: CAGrid, *, bulge_mm: float, vess
                 acceptance_scale: np.ndarray | None = None) -> CellFields:
     """States, acceptance and wall thresholds of the cells for ``site``.
 
-    Organ tissue -> healthy; vessels -> VESSEL (move when pushed if ``vessel_push``); other
+    Organ tissue the tumor may take (``contour.capped_organ``) -> healthy; vessels -> VESSEL (move when pushed if ``vessel_push``); other
     voxels outside the organ -> WALL (gives way within ``bulge_mm`` of the organ, in unlabelled
     soft tissue only); other organs, lesions, earlier tumors, bone, air and cells beyond the
     ROI -> RIGID.
     ``acceptance_scale`` (optional, per cell, in (0, 1]) modulates growth (lobulation).
     """
     inside = grid.inside_roi()
-    organ = grid.to_cells(scene.organ, 0, False) & inside
+    takeable = capped_organ(site, scene)
+    organ = grid.to_cells(takeable, 0, False) & inside
     vessels = grid.to_cells(scene.vessels, 0, False) & inside
-    other = (np.asarray(scene.labels) != 0) & ~scene.organ & ~scene.vessels
+    other = ((np.asarray(scene.labels) != 0) | scene.organ) & ~takeable & ~scene.vessels
     hard = (scene.image >= BONE_HU) | (scene.image <= AIR_HU)
     blocked = grid.to_cells(other | site.occupied | hard, 0, True) | ~inside
     state = np.full(grid.shape, WALL, dtype=np.int8)
@@ -301,7 +272,6 @@ __all__ = [
     "expected_steps",
     "load_calibration",
     "nearest_tissue_cell",
-    "resample",
     "steps_for_diameter",
     "tissue_levels",
     "volume_preserving_mask",

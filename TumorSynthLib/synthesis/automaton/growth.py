@@ -21,7 +21,9 @@ from scipy import ndimage
 
 from ...anatomy.site import Site
 from ...core.errors import PlacementError
+from ...core.resample import resample
 from ...core.seeding import torch_seed
+from ..contour import CONTOUR_MARGIN_MM, exophytic_reach_mm
 from ..contracts import EffectPlan, Scene
 from ..effects.lesions import NECROSIS_FRACTION, satellite_centres
 from .engine import CellularAutomaton, equivalent_diameter_cells, resolve_device
@@ -31,7 +33,6 @@ from .grid import (
     cell_fields,
     expected_steps,
     nearest_tissue_cell,
-    resample,
     steps_for_diameter,
 )
 
@@ -45,7 +46,6 @@ NECROSIS_CORE_FRACTION = 0.35       # seeds lie within this fraction of the radi
 NECROSIS_STEP_DIVISOR = 7           # necrosis spreads for ~growth steps / 7 steps
 #: The organ contour may give way this far (fraction of r): a large tumor bulges it.
 BULGE_FRACTION = {"liver": 0.15, "pancreas": 0.3, "kidney": 0.3, "spleen": 0.15}
-EXOPHYTIC_BULGE_FRACTION = 0.6
 
 
 @dataclass
@@ -114,13 +114,12 @@ class CellularRun:
         return (1.0 - np.clip(strength, 0.0, 0.95) * unit).astype(np.float32)
 
     def _bulge_mm(self) -> float:
-        """How far (mm) past the organ contour the tumor may push it."""
-        if self.site.options.get("clip_to_organ") is False:
-            return float("inf")
+        """How far (mm) past the organ contour the tumor may push it (``synthesis.contour``)."""
+        reach = exophytic_reach_mm(self.site)
+        if reach > 0:
+            return reach
         fraction = BULGE_FRACTION.get(self.site.organ, 0.0) if self.plan.mass_effect else 0.0
-        if self.site.allow_exophytic:
-            fraction = max(fraction, EXOPHYTIC_BULGE_FRACTION)
-        return fraction * 0.5 * self.site.diameter_mm
+        return min(fraction * 0.5 * self.site.diameter_mm, CONTOUR_MARGIN_MM.get(self.site.organ, float("inf")))
 
     def _level_fractions(self) -> list[float]:
         """Share of each density level among the tissue cells within the target radius."""

@@ -11,6 +11,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from ...core.resample import coarse_grid, upsample
 from ...core.volume import bounding_box
 from ..shapes import draw_radii, draw_shape, rasterise
 from ..texture import gaussian_mm
@@ -75,7 +76,11 @@ def necrosis_region(tumor: np.ndarray, center_vox: Sequence[float], spacing: Seq
     g = np.ogrid[box.slices]
     dist = np.sqrt(sum(((gi - ci) * s) ** 2 for gi, ci, s in zip(g, center_vox, spacing)))
     r_eq = (3.0 * sub.sum() * np.prod(spacing) / (4.0 * np.pi)) ** (1.0 / 3.0)
-    noise = gaussian_mm(rng.standard_normal(sub.shape).astype(np.float32), 0.3 * r_eq, spacing)
+    sigma = 0.3 * r_eq
+    factor = coarse_grid(spacing, sigma / 1.5)
+    coarse = gaussian_mm(rng.standard_normal(tuple(-(-n // f) for n, f in zip(sub.shape, factor))).astype(np.float32),
+                         sigma, spacing * factor)
+    noise = upsample(coarse, factor, sub.shape) if np.any(factor > 1) else coarse
     noise /= max(float(noise[sub].std()), 1e-6)
     score = dist / r_eq + 0.25 * noise
     cut = np.quantile(score[sub], fraction)

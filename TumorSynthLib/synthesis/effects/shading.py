@@ -10,6 +10,8 @@ frequencies (a 1-voxel Gaussian), so the grain rides on top of them too.
 * vessels inside the tumor are moved half-way to the tumor's level (compressed, not bright);
 * capsule: a 1-2 mm rim slightly brighter than the tumor;
 * necrosis: the necrotic region pulled towards 0-20 HU (never brightened);
+* grain: where the tumor's voxels are smoother than the organ around it, fine noise brings them
+  up to the organ's grain (a homogeneous spot of the kidney, fat replaced by tumor);
 * the change applies where the organ or the tumor is (vessels outside the tumor never change).
 """
 from __future__ import annotations
@@ -21,8 +23,16 @@ import numpy as np
 from scipy import ndimage
 
 from ...anatomy.site import Site
-from ...core.volume import Box
-from ..contracts import EDGE_SIGMA_RANGE_MM, Appearance, EffectPlan, Geometry, Scene, tumor_box
+from ...core.volume import Box, bounding_box
+from ..contracts import (
+    EDGE_SIGMA_RANGE_MM,
+    Appearance,
+    EffectPlan,
+    Geometry,
+    Scene,
+    tumor_box,
+)
+from ..intensity import ct_grain, organ_grain_hu, robust_sd
 from ..texture import gaussian_mm
 from .lesions import necrosis_region
 
@@ -31,6 +41,10 @@ CAPSULE_THICKNESS_MM = (1.0, 2.0)
 CAPSULE_LIFT = (0.3, 0.6)               # fraction of the tumor's drop
 NECROSIS_LEVEL_HU = (0.0, 20.0)
 NECROSIS_EDGE_MM = 1.0
+#: Grain top-up: when the tumor's grain is below this fraction of the organ's, CT-like noise
+#: makes up the difference.
+GRAIN_TOP_UP_BELOW = 0.92
+GRAIN_MIN_VOXELS = 30
 #: Weight at and above which a voxel counts as tumor core in the measured drop.
 CORE_WEIGHT = 0.9
 
@@ -67,14 +81,15 @@ def shade(site: Site, scene: Scene, geometry: Geometry, appearance: Appearance, 
         weight = soft_weight(m, site.spacing, sigma)
     else:
         weight = np.asarray(geometry.weight[sl], dtype=np.float32)
-    base = scene.low_frequencies(box)
+    raw = scene.image[sl]
     change = np.array(appearance.change_hu[sl], dtype=np.float32)
-    level = float(np.mean(base[m] + change[m])) if m.any() else 0.0
-    inside_vessels = scene.vessels[sl] & ndimage.binary_dilation(m) & (weight > 0.5)
+    level = float(np.mean(raw[m] + change[m])) if m.any() else 0.0
+    vessels = scene.vessels[sl]
+    inside_vessels = vessels & ndimage.binary_dilation(m) & (weight > 0.5) if vessels.any() else vessels
     if inside_vessels.any():  # thin vessels: measured on the voxels themselves, not the low-pass
         vessel_hu = scene.image[sl][inside_vessels]
         change[inside_vessels] = np.float32(VESSEL_DAMPING) * (np.float32(level) - vessel_hu)
-    drop = abs(appearance.target_drop_hu or (float(np.median(base[m])) - level if m.any() else 0.0))
+    drop = abs(appearance.target_drop_hu or (float(np.median(raw[m])) - level if m.any() else 0.0))
     if plan.capsule and m.any():
         change += _capsule(m, site.spacing, drop, rng, draws)
     necrosis = _necrosis(site, geometry, plan, rng, draws)
@@ -82,9 +97,8 @@ def shade(site: Site, scene: Scene, geometry: Geometry, appearance: Appearance, 
     if nec is not None and nec.any():
         target = min(float(rng.uniform(*NECROSIS_LEVEL_HU)), level - 5.0)
         draws["necrosis_level_hu"] = target
-        w_n = soft_weight(nec, site.spacing, NECROSIS_EDGE_MM)
-        pull = np.minimum(np.float32(target) - (base + change), 0.0)
-        change += np.where(m, w_n * pull, 0.0).astype(np.float32)
+        change += _necrosis_change(scene, box, m, nec, change, target, site.spacing)
+    change += _grain_top_up(site, scene, box, m, change, rng, draws)
     allowed = (scene.organ[sl] | m) & ~(scene.vessels[sl] & ~m)
     delta = np.where(allowed, weight * change, 0.0).astype(np.float32)
     core = (weight >= CORE_WEIGHT) & (~nec if nec is not None else True)
@@ -94,6 +108,41 @@ def shade(site: Site, scene: Scene, geometry: Geometry, appearance: Appearance, 
         measured_drop_hu=(float(site.organ_median_hu - np.mean(scene.image[sl][core] + delta[core]))
                           if np.any(core) else None),
     )
+
+
+def _grain_top_up(site: Site, scene: Scene, box: Box, mask: np.ndarray, change: np.ndarray,
+                  rng: np.random.Generator, draws: dict[str, Any]) -> np.ndarray:
+    """Noise (``intensity.ct_grain``) that brings the tumor's grain up to the organ's around it
+    (``intensity.organ_grain_hu``) where the tumor's own voxels are smoother than the organ (a
+    homogeneous spot of a structured organ such as the kidney): a real tumor is at least as
+    grainy as its organ. Grain = robust SD of the image minus its 1-voxel blur, the tumor's
+    measured with ``change`` (the shading so far) applied."""
+    out = np.zeros(mask.shape, dtype=np.float32)
+    if mask.sum() < GRAIN_MIN_VOXELS:
+        return out
+    target = organ_grain_hu(site, scene, box, mask)
+    shaded = scene.image[box.slices] + change
+    current = robust_sd((shaded - ndimage.gaussian_filter(shaded, 1.0, mode="nearest"))[mask])
+    draws["grain_organ_hu"], draws["grain_tumor_hu"] = target, current
+    if not (np.isfinite(target) and np.isfinite(current)) or current >= GRAIN_TOP_UP_BELOW * target:
+        return out
+    added = float(np.sqrt(target**2 - current**2))
+    draws["grain_added_hu"] = added
+    out[mask] = ct_grain(mask.shape, added, rng)[mask]
+    return out
+
+
+def _necrosis_change(scene: Scene, box: Box, mask: np.ndarray, necrosis: np.ndarray, change: np.ndarray,
+                     target: float, spacing: np.ndarray) -> np.ndarray:
+    """Change that pulls the necrotic region (1 mm soft edge) towards ``target`` HU, measured
+    against the scene's low frequencies (so the grain stays), never brightening."""
+    out = np.zeros(mask.shape, dtype=np.float32)
+    sub = bounding_box(necrosis, np.ceil(3 * NECROSIS_EDGE_MM / spacing).astype(int) + 1)
+    inner = Box(tuple(a + b for a, b in zip(box.lo, sub.lo)), tuple(a + b for a, b in zip(box.lo, sub.hi)))
+    w_n = soft_weight(necrosis[sub.slices], spacing, NECROSIS_EDGE_MM)
+    pull = np.minimum(np.float32(target) - (scene.low_frequencies(inner) + change[sub.slices]), 0.0)
+    out[sub.slices] = np.where(mask[sub.slices], w_n * pull, 0.0)
+    return out
 
 
 def _capsule(mask: np.ndarray, spacing: np.ndarray, drop: float, rng: np.random.Generator,

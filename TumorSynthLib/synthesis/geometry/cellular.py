@@ -22,11 +22,17 @@ import numpy as np
 from scipy import ndimage
 
 from ...anatomy.site import Site
+from ...core.resample import dilate_mm
+from ...core.volume import bounding_box
+from ..contour import capped_organ, soft_tissue
 from ..contracts import EDGE_SIGMA_RANGE_MM, EffectPlan, Geometry, Scene
 from ..registry import register_geometry
+from ..texture import TRUNCATE
 
 #: Room (mm) beyond the automaton grid for the soft edge (3 sigma of at most 2 mm) and a voxel.
 ROI_MARGIN_MM = 3 * EDGE_SIGMA_RANGE_MM[1] + 2.0
+#: Blur (CA cells) of the tumor occupancy before it becomes the voxel mask (see ``roi_masks``).
+SURFACE_SMOOTH_CELLS = 0.01
 
 
 @register_geometry("cellular", method="cellular", pair="procedural",
@@ -104,6 +110,9 @@ def read_out(run: Any, rng: np.random.Generator) -> Geometry:
     state = run.ca.state_numpy()
     scene = _moved_vessels(run, state == VESSEL)
     tumor, necrosis = roi_masks(run, state, allowed_region(run, scene.vessels))
+    if not run.plan.satellites:   # the footprint mapping can leave specks of a voxel or two
+        tumor = largest_component(tumor)
+        necrosis &= tumor
     sigma = float(rng.uniform(*EDGE_SIGMA_RANGE_MM))
     draws = {**run.draws, "edge_sigma_mm": sigma}
     weight = run.grid.to_roi_average(edge_weight(state, sigma / run.grid.h_mm))
@@ -120,31 +129,47 @@ def read_out(run: Any, rng: np.random.Generator) -> Geometry:
                     scene=scene, draws=draws, info=info)
 
 
+def largest_component(mask: np.ndarray) -> np.ndarray:
+    """The largest 26-connected part of ``mask`` (the mask itself when it has one part)."""
+    box = bounding_box(mask)
+    if box is None:
+        return mask
+    labels, n = ndimage.label(mask[box.slices], structure=np.ones((3, 3, 3), dtype=bool))
+    if n <= 1:
+        return mask
+    out = np.zeros_like(mask)
+    out[box.slices] = labels == int(np.argmax(np.bincount(labels.ravel())[1:]) + 1)
+    return out
+
+
 def edge_weight(state: np.ndarray, sigma_cells: float) -> np.ndarray:
     """Population / 10 (dead = 10) blurred by an isotropic 3D Gaussian of ``sigma_cells``."""
     from ..automaton.engine import DEAD, MAX_POPULATION
-    from ..texture import TRUNCATE
 
     pop = np.where(state == DEAD, 1.0, np.clip(state, 0, MAX_POPULATION) / MAX_POPULATION)
     return ndimage.gaussian_filter(pop.astype(np.float32), sigma_cells, mode="constant", truncate=TRUNCATE)
 
 
 def allowed_region(run: Any, vessels: np.ndarray) -> np.ndarray:
-    """ROI voxels a tumor voxel may occupy: organ (and, where the contour may give way,
-    unlabelled soft tissue), never vessels, lesions or earlier tumors."""
-    from ..effects.mass_effect import AIR_HU, BONE_HU
+    """ROI voxels a tumor voxel may occupy: the organ (less what ``contour.organ_cap`` keeps)
+    and, where the contour may give way, unlabelled soft tissue within the run's bulge of it;
+    never vessels, lesions or earlier tumors."""
 
     scene, site = run.scene, run.site
-    inner = scene.organ.copy()
+    inner = capped_organ(site, scene).copy()
     if run.bulge_mm > 0:
-        soft = (scene.image > AIR_HU) & (scene.image < BONE_HU)
-        inner |= (np.asarray(scene.labels) == 0) & soft
+        near = soft_tissue(scene)
+        if np.isfinite(run.bulge_mm):
+            near &= dilate_mm(scene.organ, run.bulge_mm, site.spacing)
+        inner |= near
     return inner & ~vessels & ~site.occupied
 
 
 def roi_masks(run: Any, state: np.ndarray, allowed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(tumor, necrosis) on the ROI grid: the voxels most covered by tumor (dead) cells, as
-    many as hold the grown volume (``volume_preserving_mask``)."""
+    many as hold the grown volume (``volume_preserving_mask``). The tumor's occupancy is first
+    blurred by ``SURFACE_SMOOTH_CELLS``: the growth front is rough at the scale of one cell (an
+    artefact of the automaton, not a tumor margin), lobulation lives at a quarter diameter."""
     from ..automaton.engine import DEAD
     from ..automaton.grid import volume_preserving_mask
 
@@ -152,7 +177,8 @@ def roi_masks(run: Any, state: np.ndarray, allowed: np.ndarray) -> tuple[np.ndar
     ratio = grid.h_mm**3 / float(np.prod(run.site.spacing))
     alive, dead = state > 0, state == DEAD
     n_tumor = int(round((np.count_nonzero(alive) + np.count_nonzero(dead)) * ratio))
-    tumor = volume_preserving_mask(grid.to_roi_average(alive | dead), allowed, max(n_tumor, 1))
+    occupancy = ndimage.gaussian_filter((alive | dead).astype(np.float32), SURFACE_SMOOTH_CELLS, truncate=TRUNCATE)
+    tumor = volume_preserving_mask(grid.to_roi_average(occupancy), allowed, max(n_tumor, 1))
     necrosis = np.zeros_like(tumor)
     if dead.any():
         necrosis = volume_preserving_mask(grid.to_roi_average(dead), tumor,

@@ -3,9 +3,9 @@ displacement field, clipped to the organ and grown to the requested size (method
 
 1. radii +-25 % around d/2 (geometric mean d/2), random rotation, surface displaced by up to
    ~15 % of the radius early, ~30 % advanced (``shapes``);
-2. the shape is clipped to the organ (kidney: may bulge 0.3 r past the contour into unlabelled
-   tissue when the site allows exophytic growth; anywhere with ``clip_to_organ=0``), kept off
-   vessels, lesions and earlier tumors, reduced to the part connected to the centre, then
+2. the shape is clipped to where the tumor may be (``synthesis.contour``: the organ, or for an
+   exophytic tumor also the soft tissue around it), kept off vessels, lesions and earlier
+   tumors, reduced to the part connected to the centre, then
    rescaled (a few iterations) until the measured equivalent diameter matches the request;
    when the organ cannot hold it the tumor grows as far as it can and is "size limited".
 """
@@ -18,6 +18,7 @@ from scipy import ndimage
 
 from ...anatomy.site import Site
 from ...core.volume import bounding_box
+from ..contour import allowed_region
 from ..contracts import EDGE_SIGMA_RANGE_MM, EffectPlan, Geometry, Scene
 from ..registry import register_geometry
 from ..shapes import EllipsoidShape, draw_radii, draw_shape, rasterise
@@ -27,8 +28,6 @@ DEFORM_RANGE = {"tiny": (0.05, 0.10), "early": (0.08, 0.15), "intermediate": (0.
                 "advanced": (0.22, 0.30)}
 #: Largest per-axis radius over d/2 after the geometric-mean rescale (1.25 / (1.25 .75 .75)^(1/3)).
 MAX_AXIS_FACTOR = 1.41
-#: Exophytic tumors may bulge this fraction of r past the organ contour.
-EXOPHYTIC_FRACTION = 0.3
 #: Accept a clipped volume within this ratio of the target volume (diameter within ~2.5 %).
 VOLUME_TOLERANCE = 0.08
 SIZE_ITERATIONS = 4
@@ -73,20 +72,6 @@ class EllipsoidGeometry:
         return Geometry(mask=mask, size_limited=fit["limited"], draws=draws, info=info)
 
 
-def allowed_region(site: Site, scene: Scene) -> tuple[np.ndarray, bool]:
-    """Where tumor voxels may be, and whether that reaches past the organ: the organ (or,
-    exophytic, a 0.3 r band of unlabelled tissue around it; or anywhere with
-    ``clip_to_organ=0``), never vessels, lesions or earlier tumors."""
-    free = ~scene.vessels & ~site.occupied
-    if site.options.get("clip_to_organ") is False:
-        return free, True
-    if not site.allow_exophytic:
-        return scene.organ & free, False
-    reach = EXOPHYTIC_FRACTION * 0.5 * site.diameter_mm
-    dist = ndimage.distance_transform_edt(~scene.organ, sampling=site.spacing)
-    return (scene.organ | ((dist <= reach) & (scene.labels == 0))) & free, True
-
-
 def _fit_size(site: Site, shape: EllipsoidShape, allowed: np.ndarray, room_mm: float) -> dict[str, Any]:
     """Rasterise, clip, keep the part connected to the centre, and rescale until the volume
     matches the request (or the organ / ROI stops the growth)."""
@@ -96,7 +81,8 @@ def _fit_size(site: Site, shape: EllipsoidShape, allowed: np.ndarray, room_mm: f
     scale, best, kept = 1.0, None, 1.0
     for it in range(SIZE_ITERATIONS):
         raw = rasterise(shape, allowed.shape, site.center_vox, site.spacing, scale)
-        mask = connected_to_centre(raw & allowed, site.center_vox)
+        clipped = raw & allowed
+        mask = clipped if np.array_equal(clipped, raw) else connected_to_centre(clipped, site.center_vox)
         n = int(np.count_nonzero(mask))
         if it == 0:
             kept = n / max(int(np.count_nonzero(raw)), 1)
@@ -131,4 +117,4 @@ def connected_to_centre(mask: np.ndarray, center_vox: np.ndarray) -> np.ndarray:
     return out
 
 
-__all__ = ["EllipsoidGeometry", "allowed_region", "connected_to_centre"]
+__all__ = ["EllipsoidGeometry", "connected_to_centre"]

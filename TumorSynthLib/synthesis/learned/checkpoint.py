@@ -7,24 +7,23 @@ model), ``autoencoder`` (latent configuration only), ``organ`` ("any" or one org
 ``step``, ``trained_on`` (what the data were), and, in a training run's ``last.pt``, the
 training state (``train_denoiser``, ``optimizer``, ``scaler``, ``train``: the run's settings).
 
-Writes go through ``core.files.atomic_path`` (temp file + fsync + ``os.replace``), so a killed
-process leaves the previous file. ``load_diffusion_model`` resolves a model id (the registry
+Writes and reads go through ``core.checkpoints`` (the rules of every TumorSynth checkpoint:
+temp file + fsync + ``os.replace``, so a killed process leaves the previous file; weights-only
+reads with clear errors). ``load_diffusion_model`` resolves a model id (the registry
 checks the file's SHA256) or a path, checks the configuration, builds MONAI's networks and
 loads the weights strictly; any mismatch is a ModelError that says what to do.
 """
 from __future__ import annotations
 
-import pickle
-import platform
 import threading
-import zipfile
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ...core.checkpoints import load_checkpoint, save_checkpoint
 from ...core.errors import InputError, ModelError
-from ...core.files import atomic_path
+from ...core.model_registry import list_models, resolve_model, sha256_file, shipped_models, user_models
 from .config import DiffusionConfig
 from .networks import build_autoencoder, build_denoiser, require_monai
 
@@ -36,55 +35,20 @@ _CACHE: "OrderedDict[tuple[str, str, str], DiffusionModel]" = OrderedDict()
 _LOCK = threading.Lock()
 
 
-def versions() -> dict[str, str]:
-    import monai
-    import numpy
-    import torch
-
-    from ... import __version__
-
-    return {"tumorsynth": str(__version__), "torch": str(torch.__version__),
-            "monai": str(monai.__version__), "numpy": str(numpy.__version__),
-            "python": platform.python_version()}
-
-
 def save_diffusion_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
     """Atomically write ``payload`` plus the format fields to ``path``."""
-    import torch
-
     if "config" not in payload or "denoiser" not in payload:
         raise InputError("a diffusion checkpoint needs 'config' and 'denoiser'; this is a bug")
-    full = {"format": FORMAT, "format_version": FORMAT_VERSION, "versions": versions(), **payload}
-    with atomic_path(path) as tmp:
-        torch.save(full, tmp)
-    return Path(path)
+    return save_checkpoint(path, payload, task="diffusion", format_version=FORMAT_VERSION)
 
 
 def read_diffusion_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[str, Any]:
     """The payload of a diffusion checkpoint, with ``config`` parsed into a DiffusionConfig.
     ModelError when the file is unreadable, not weights-only, of another kind or newer format,
     or incomplete."""
-    import torch
-
-    path = Path(path)
-    try:
-        payload = torch.load(path, map_location=map_location, weights_only=True)
-    except (RuntimeError, EOFError, OSError, pickle.UnpicklingError, zipfile.BadZipFile,
-            ValueError, AttributeError) as exc:
-        first = (str(exc).strip().splitlines() or [repr(exc)])[0][:160]
-        raise ModelError(f"cannot read diffusion checkpoint '{path}': corrupt, truncated or not a "
-                         f"weights-only torch file ({type(exc).__name__}: {first}); retrain or "
-                         "use another file") from exc
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise ModelError(f"'{path}' is not a TumorSynth diffusion model (format "
-                         f"{payload.get('format') if isinstance(payload, dict) else None!r}); train one "
-                         "with `tumorsynth train-diffusion`")
-    if int(payload.get("format_version", 0)) > FORMAT_VERSION:
-        raise ModelError(f"'{path}' has diffusion format {payload.get('format_version')}, newer than "
-                         f"this TumorSynth reads ({FORMAT_VERSION}); update TumorSynth")
-    for key in ("config", "denoiser"):
-        if key not in payload:
-            raise ModelError(f"diffusion checkpoint '{path}' lacks '{key}'; it is incomplete, retrain")
+    payload = load_checkpoint(path, task="diffusion", max_version=FORMAT_VERSION, required=("config", "denoiser"),
+                              map_location=map_location,
+                              hint="train a diffusion model with `tumorsynth train-diffusion`")
     payload["config"] = DiffusionConfig.from_dict(payload["config"])
     if payload["config"].kind == "latent" and "autoencoder" not in payload:
         raise ModelError(f"latent diffusion checkpoint '{path}' lacks its autoencoder; retrain")
@@ -138,8 +102,6 @@ def build_model(payload: dict[str, Any], path: str | Path, device: Any) -> tuple
 def resolve_reference(ref: str | Path) -> tuple[Path, str]:
     """(checkpoint file, model id) of a model id (file checked against the registry's SHA256)
     or a path (its registered id when it is a registered file, else its file name)."""
-    from ...core.model_registry import list_models, resolve_model
-
     path = resolve_model(ref).resolve()
     for entry in list_models():
         if Path(entry.path).resolve() == path:
@@ -150,8 +112,6 @@ def resolve_reference(ref: str | Path) -> tuple[Path, str]:
 def default_model_ref() -> str | None:
     """The model used when a tumor names none: the first shipped diffusion model, else the
     first one the user registered; None when there is none."""
-    from ...core.model_registry import shipped_models, user_models
-
     for entries in (shipped_models, user_models):
         try:
             found = [e for e in entries() if e.task == "diffusion" and Path(e.path).is_file()]
@@ -166,8 +126,7 @@ def load_diffusion_model(ref: str | Path | None = None, device: Any = "auto", *,
                          expected_sha256: str | None = None) -> DiffusionModel:
     """The model ``ref`` (id or path; None: ``default_model_ref()``) on ``device`` (auto: CUDA
     when present). ``expected_sha256`` refuses any other file. Cached by file, hash, device."""
-    from ...core.model_registry import sha256_file
-    from ..automaton.engine import resolve_device
+    from ..automaton.engine import resolve_device  # torch
 
     require_monai()
     ref = ref if ref not in (None, "") else default_model_ref()
@@ -200,4 +159,4 @@ def load_diffusion_model(ref: str | Path | None = None, device: Any = "auto", *,
 
 __all__ = ["DiffusionModel", "FORMAT", "FORMAT_VERSION", "build_model", "default_model_ref",
            "load_diffusion_model", "load_state", "read_diffusion_checkpoint", "resolve_reference",
-           "save_diffusion_checkpoint", "versions"]
+           "save_diffusion_checkpoint"]

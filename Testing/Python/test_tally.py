@@ -1,0 +1,27 @@
+"""Training statistics come from the per-sample records, so the work done in DataLoader
+workers is counted (the transform object in the main process never sees those calls)."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+
+def test_tally_counts_the_work_of_loader_workers(phantom_small):
+    from monai.data import DataLoader, Dataset, MetaTensor
+
+    from TumorSynthLib.transforms import RandTumorSynthd, SynthesisTally
+
+    ct, organs, _ = phantom_small
+    liver = (np.asarray(organs.array) == 5).astype(np.float32)
+    affine = torch.as_tensor(ct.affine)
+    sample = {"image": MetaTensor(torch.as_tensor(np.asarray(ct.array, np.float32))[None], affine=affine),
+              "label": MetaTensor(torch.as_tensor(liver)[None], affine=affine)}
+    synth = RandTumorSynthd(organ="liver", prob=1.0, labels="binary", stage_mix={"early": 1.0})
+    synth.set_random_state(3)
+    loader = DataLoader(Dataset([sample, sample], synth), batch_size=1, num_workers=1)
+    tally = SynthesisTally()
+    for batch in loader:
+        tally.add(batch)
+    assert synth.stats["calls"] == 0                     # the calls happened in the worker ...
+    assert tally.stats["samples"] == 2 and tally.stats["applied"] == 2 and tally.stats["tumors"] == 2
+    assert tally.stats["seconds"] > 0                    # ... and are counted from the records
