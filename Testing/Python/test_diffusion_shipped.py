@@ -18,7 +18,10 @@ from TumorSynthLib.core.volume_io import save_volume
 from TumorSynthLib.generative.data import draw_batch, load_tumor_crops
 from TumorSynthLib.generative.metrics import QUALITY_BAR, evaluate_patches
 from TumorSynthLib.segmentation.datasets import Case
-from TumorSynthLib.synthesis.learned.checkpoint import default_model_ref, load_diffusion_model
+from TumorSynthLib.synthesis.learned.checkpoint import (
+    default_model_ref,
+    load_diffusion_model,
+)
 
 SHIPPED_ID = "diffusion-pixel-v1"
 #: A phantom seed the training script never used (it trains on seeds 0-4, holds out 5).

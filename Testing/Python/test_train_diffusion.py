@@ -12,11 +12,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from TumorSynthLib import TumorSpec, synthesize
 from TumorSynthLib.cli import main
-from TumorSynthLib.synthesis.learned.checkpoint import load_diffusion_model, read_diffusion_checkpoint
+from TumorSynthLib.synthesis.learned.checkpoint import (
+    load_diffusion_model,
+    read_diffusion_checkpoint,
+)
 from TumorSynthLib.synthesis.learned.sampler import InpaintSampler
 
 REPO = Path(__file__).resolve().parents[2]

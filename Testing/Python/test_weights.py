@@ -7,8 +7,8 @@ from importlib import resources
 import pytest
 
 from Testing.fixtures.models import write_untrained_checkpoint
-from TumorSynthLib.core import model_registry as weights
 from TumorSynthLib.cli import main
+from TumorSynthLib.core import model_registry as weights
 from TumorSynthLib.core.errors import InputError, ModelError
 
 

@@ -2,20 +2,21 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from ..anatomy.organs import CONVENTIONS, ORGANS, STAGES
 from ..anatomy.site import TumorSpec
 from ..core.errors import InputError
-from ..datasets import outputs
 from ..core.events import event_session
 from ..core.volume_io import ensure_not_overwriting, load_volume
-from ..synthesis.report import report_warnings
+from ..datasets import outputs
 from ..synthesis.api import synthesize
-from ..synthesis.pipeline import listen_steps
 from ..synthesis.options import OPTIONS, coerce_option, option_names, validate_options
+from ..synthesis.pipeline import listen_steps
 from ..synthesis.registry import appearance_names, geometry_names, method_names, resolve
+from ..synthesis.report import report_warnings
 from .common import command_parser
 from .step_progress import StepProgress
 

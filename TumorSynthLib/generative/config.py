@@ -117,4 +117,4 @@ def check_resumable(saved: dict[str, Any], wanted: DiffusionConfig, path: Any) -
                              f"run asks for {now.get(key)!r}; use another --out folder or the original settings")
 
 
-__all__ = ["DDIM_STEPS", "DiffusionTrainConfig", "FROZEN_ON_RESUME", "check_resumable"]
+__all__ = ["DDIM_STEPS", "FROZEN_ON_RESUME", "DiffusionTrainConfig", "check_resumable"]

@@ -15,8 +15,9 @@ window units ([-1, 1]).
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 from scipy import ndimage
@@ -28,7 +29,13 @@ from ..core.volume import Box
 from ..core.volume_io import load_volume
 from ..segmentation.datasets import Case
 from ..synthesis.learned.config import DiffusionConfig, to_unit
-from ..synthesis.learned.patch import PatchGrid, dilate_mm, extent_mm, patch_for_mask, patch_spacing
+from ..synthesis.learned.patch import (
+    PatchGrid,
+    dilate_mm,
+    extent_mm,
+    patch_for_mask,
+    patch_spacing,
+)
 
 #: Tumor components smaller than this are ignored (voxels).
 MIN_COMPONENT_VOXELS = 8

@@ -30,9 +30,18 @@ from ..segmentation.checkpoint import BEST, LAST, require_new_run
 from ..segmentation.datasets import find_cases
 from ..segmentation.device import is_out_of_memory, out_of_memory_error, resolve_device
 from ..segmentation.train import stop_on_signals
-from ..synthesis.learned.checkpoint import (DiffusionModel, load_state, read_diffusion_checkpoint,
-                                            save_diffusion_checkpoint)
-from ..synthesis.learned.networks import build_autoencoder, build_denoiser, build_scheduler, parameter_count
+from ..synthesis.learned.checkpoint import (
+    DiffusionModel,
+    load_state,
+    read_diffusion_checkpoint,
+    save_diffusion_checkpoint,
+)
+from ..synthesis.learned.networks import (
+    build_autoencoder,
+    build_denoiser,
+    build_scheduler,
+    parameter_count,
+)
 from .config import DiffusionTrainConfig, check_resumable
 from .data import crops_summary, draw_batch, load_tumor_crops, split_crops
 from .losses import amp_dtype, autoencoder_loss, denoiser_loss, ema_update, latent_scale
@@ -163,7 +172,7 @@ class DiffusionTrainer:
         images, masks = draw_batch(self.train_crops, self.cfg, np.random.default_rng([tcfg.seed, self.step]),
                                    tcfg.batch_size)
         gen = torch.Generator(device=self.device).manual_seed(int(tcfg.seed) * 1_000_003 + self.step)
-        as_tensor = lambda a: torch.from_numpy(a.astype(np.float32))[:, None].to(self.device)  # noqa: E731
+        as_tensor = lambda a: torch.from_numpy(a.astype(np.float32))[:, None].to(self.device)
         return as_tensor(images), as_tensor(masks), gen
 
     def train_step(self) -> float:
@@ -272,4 +281,4 @@ def train_diffusion(tcfg: DiffusionTrainConfig, events: EventStream | None = Non
     return DiffusionTrainer(tcfg, events if events is not None else EventStream("none", show_bar=False)).run()
 
 
-__all__ = ["DiffusionTrainResult", "DiffusionTrainer", "train_diffusion", "held_out_sources"]
+__all__ = ["DiffusionTrainResult", "DiffusionTrainer", "held_out_sources", "train_diffusion"]

@@ -58,7 +58,7 @@ class DiffusionAppearance:
                            "and register it with `tumorsynth models add`")
         return True, ""
 
-    def start(self, site: Site, scene: Scene, geometry: Geometry, rng: np.random.Generator) -> "DiffusionJob":
+    def start(self, site: Site, scene: Scene, geometry: Geometry, rng: np.random.Generator) -> DiffusionJob:
         return DiffusionJob(site, scene, geometry, rng)
 
     def render(self, site: Site, scene: Scene, geometry: Geometry, rng: np.random.Generator) -> Appearance:

@@ -23,7 +23,13 @@ from typing import Any
 
 from ...core.checkpoints import load_checkpoint, save_checkpoint
 from ...core.errors import InputError, ModelError
-from ...core.model_registry import list_models, resolve_model, sha256_file, shipped_models, user_models
+from ...core.model_registry import (
+    list_models,
+    resolve_model,
+    sha256_file,
+    shipped_models,
+    user_models,
+)
 from .config import DiffusionConfig
 from .networks import build_autoencoder, build_denoiser, require_monai
 
@@ -31,7 +37,7 @@ FORMAT = "tumorsynth-diffusion"
 FORMAT_VERSION = 1
 #: Loaded models kept in memory (a few MB each), by (file, SHA256, device).
 CACHE_SIZE = 4
-_CACHE: "OrderedDict[tuple[str, str, str], DiffusionModel]" = OrderedDict()
+_CACHE: OrderedDict[tuple[str, str, str], DiffusionModel] = OrderedDict()
 _LOCK = threading.Lock()
 
 
@@ -157,6 +163,15 @@ def load_diffusion_model(ref: str | Path | None = None, device: Any = "auto", *,
     return model
 
 
-__all__ = ["DiffusionModel", "FORMAT", "FORMAT_VERSION", "build_model", "default_model_ref",
-           "load_diffusion_model", "load_state", "read_diffusion_checkpoint", "resolve_reference",
-           "save_diffusion_checkpoint"]
+__all__ = [
+    "FORMAT",
+    "FORMAT_VERSION",
+    "DiffusionModel",
+    "build_model",
+    "default_model_ref",
+    "load_diffusion_model",
+    "load_state",
+    "read_diffusion_checkpoint",
+    "resolve_reference",
+    "save_diffusion_checkpoint",
+]

@@ -24,8 +24,9 @@ trained on (``spacing_mm`` is the range seen in training; beyond it the report w
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields, replace
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -113,7 +114,7 @@ class DiffusionConfig:
             out.append(f"ae_channels {self.ae_channels} must be multiples of norm_num_groups")
         return out
 
-    def check(self) -> "DiffusionConfig":
+    def check(self) -> DiffusionConfig:
         problems = self.problems()
         if problems:
             raise ModelError("diffusion model configuration does not match what this TumorSynth "
@@ -125,7 +126,7 @@ class DiffusionConfig:
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items()}
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "DiffusionConfig":
+    def from_dict(cls, data: Mapping[str, Any]) -> DiffusionConfig:
         """The config stored in a checkpoint; ModelError for unknown keys or bad values."""
         if not isinstance(data, Mapping):
             raise ModelError("the checkpoint's diffusion configuration is not a mapping; retrain")
@@ -140,7 +141,7 @@ class DiffusionConfig:
         except (TypeError, ValueError) as exc:
             raise ModelError(f"the checkpoint's diffusion configuration is malformed ({exc}); retrain") from exc
 
-    def with_changes(self, **changes: Any) -> "DiffusionConfig":
+    def with_changes(self, **changes: Any) -> DiffusionConfig:
         return replace(self, **changes).check()
 
 
@@ -168,4 +169,4 @@ def to_hu(unit: np.ndarray, window: tuple[float, float] = WINDOW_HU) -> np.ndarr
     return (lo + 0.5 * (np.asarray(unit, dtype=np.float32) + 1.0) * (hi - lo)).astype(np.float32)
 
 
-__all__ = ["DiffusionConfig", "KINDS", "PREDICTIONS", "SAMPLERS", "WINDOW_HU", "preset", "to_hu", "to_unit"]
+__all__ = ["KINDS", "PREDICTIONS", "SAMPLERS", "WINDOW_HU", "DiffusionConfig", "preset", "to_hu", "to_unit"]
