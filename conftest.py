@@ -14,4 +14,5 @@ pytest_plugins = [
     "Testing.fixtures.data",
     "Testing.fixtures.models",
     "Testing.fixtures.adversarial",
+    "Testing.fixtures.diffusion",
 ]

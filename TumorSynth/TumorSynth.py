@@ -160,6 +160,7 @@ class TumorSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.exportButton.clicked.connect(lambda: self.onExport())
         self.ui.installDependenciesButton.clicked.connect(lambda: self.onInstallDependencies())
         self.ui.stopGrowthButton.visible = False
+        self.ui.growthProgressBar.visible = False
         self.fillChoicesFromEngine()
         for combo, name in self._choiceCombos():
             combo.currentIndexChanged.connect(lambda index, c=combo, n=name: self.onChoiceChanged(c, n))
@@ -359,6 +360,8 @@ class TumorSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 self._growth = self.logic.startLiveJob(p, ras)
                 self._gate.job = "growth"
                 self.ui.stopGrowthButton.visible = True
+                self._showGrowthProgress(self._growth)
+                slicer.util.setSliceViewerLayers(background=self._growth.session.outputVolume)
                 self.showMessage(_("Forming... press 'Stop growth' to keep the tumor as it is."))
                 self._growthTimer.start()
             else:
@@ -387,9 +390,17 @@ class TumorSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         session = self.logic.existingSession(self._parameterNode.inputVolume)
         slicer.util.setSliceViewerLayers(background=session.outputVolume)
 
+    def _showGrowthProgress(self, job) -> None:
+        bar = self.ui.growthProgressBar
+        bar.visible = job is not None
+        if job is not None:
+            bar.value = int(round(100 * job.progress))
+            bar.format = job.progressText
+
     def onGrowthTick(self) -> None:
         try:
             self._growth.tick()
+            self._showGrowthProgress(self._growth)
             if self._growth.done:
                 self.onStopGrowth(keep=True)
         except Exception as exc:
@@ -398,6 +409,7 @@ class TumorSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self._growth = None
             self._gate.finish()
             self.ui.stopGrowthButton.visible = False
+            self._showGrowthProgress(None)
             self.showMessage(str(exc), error=True)
             self._updateButtons()
 
@@ -409,6 +421,7 @@ class TumorSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         job, self._growth = self._growth, None
         self._gate.finish()
         self.ui.stopGrowthButton.visible = False
+        self._showGrowthProgress(None)
         try:
             if keep:
                 self._showPlacement(job.finish())

@@ -8,7 +8,8 @@ affine; the input volume node is never handed over, so it stays bit-identical.
 Fast methods run at once (``place_tumor``). Methods that run in steps (cellular growth,
 diffusion denoising; the engine catalogue says which) can instead be advanced a few steps per
 timer tick (``LiveJob``, over the engine's ``SynthesisJob``) so the user watches the tumor form
-and can stop it.
+and can stop it: a growing tumor as a segment, a tumor being denoised as the model's current
+estimate written into the output volume (one denoiser call per tick).
 
 With a quality filter (``load_quality_filter``: the shipped ``default`` segmentation model by
 default) every placed tumor is scored: ``report["quality_p"]`` is the share of the tumor the
@@ -22,14 +23,19 @@ Example::
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 
 from . import segment_logic
 from .errors import MissingDependencyError
 from .output_logic import TumorSession
+from .volume_logic import array_ijk, write_patch
+
+#: What each stage of a live job is called in the progress text (multi-step, one-shot).
+STAGE_WORDS = {"geometry": ("growing", "shaping"), "appearance": ("denoising", "painting")}
 
 
 @dataclass
@@ -200,9 +206,12 @@ def _record(session: TumorSession, result: Any, passed: np.ndarray | None,
 class LiveJob:
     """One tumor formed step by step from a timer (cellular growth, diffusion denoising).
 
-    ``tick()`` advances ``stepsPerTick`` engine steps and shows the current tumor as a
-    "Tumor N (forming)" segment; ``finish()`` records the final tumor like ``place_tumor``;
-    ``stop()`` abandons it and removes the preview. The caller's timer decides the pace; the
+    ``tick()`` advances the engine job -- ``stepsPerTick`` growth steps, or one denoising step
+    (one denoiser call) -- and shows the current tumor as a "Tumor N (forming)" segment and,
+    while an appearance is being denoised, its current HU estimate in the output volume's ROI;
+    ``progress`` / ``progressText`` follow the steps. ``finish()`` restores the ROI and records
+    the final tumor like ``place_tumor`` (undo then works as for any tumor); ``stop()`` abandons
+    it, restores the ROI and removes the preview. The caller's timer decides the pace; the
     caller must ignore further clicks while a job runs (``click_logic.ClickGate``). ``tick()``
     is ``show(advance())``: a front end may run ``advance()`` in a worker thread.
     ``quality`` scores the final tumor as in ``place_tumor``.
@@ -220,6 +229,7 @@ class LiveJob:
         self.job: Any = None
         self.state: Any = None
         self._previewId: str | None = None
+        self._shownBox: tuple[tuple[int, ...], tuple[int, ...], np.ndarray] | None = None
         try:
             self._image, self._organs, self._passed = engine_inputs(session, organMask)
             self._factory = jobFactory or engine()[1]
@@ -246,22 +256,36 @@ class LiveJob:
     def done(self) -> bool:
         return self.state is not None and bool(self.state.done)
 
+    @property
+    def progress(self) -> float:
+        """Progress of the running stage in [0, 1] (0 before the first tick)."""
+        return 0.0 if self.state is None else float(self.state.fraction)
+
+    @property
+    def progressText(self) -> str:
+        return progress_text(self.state)
+
     def tick(self) -> Any:
-        """Advance the job and refresh the preview segment; returns the engine's state."""
+        """Advance the job and refresh the previews; returns the engine's state."""
         return self.show(self.advance())
 
     def advance(self) -> Any:
-        """Advance the engine ``stepsPerTick`` steps (no MRML access: any thread)."""
-        return self.job.advance(self.stepsPerTick)
+        """Advance the engine ``stepsPerTick`` growth steps or one denoising step (one denoiser
+        call). No MRML access: any thread."""
+        stage = getattr(self.job, "stage", "geometry")
+        return self.job.advance(self.stepsPerTick if stage == "geometry" else 1)
 
     def show(self, state: Any) -> Any:
-        """Show ``state`` (from ``advance``) as the preview segment (main thread)."""
+        """Show ``state`` (from ``advance``): the preview segment and, while denoising, the HU
+        estimate in the output volume (main thread)."""
         self.state = state
         self._showPreview(state)
+        self._showEstimate(state)
         return state
 
     def finish(self) -> Placement:
-        """Record the tumor as it is now (a growing geometry is stopped first)."""
+        """Record the tumor as it is now (a growing geometry is stopped first; denoising keeps
+        its current estimate)."""
         return self.record(self.finalize())
 
     def finalize(self) -> Any:
@@ -271,15 +295,39 @@ class LiveJob:
         return self.job.result()
 
     def record(self, result: Any) -> Placement:
-        """Replace the preview with the finished tumor in the outputs (main thread)."""
+        """Restore the ROI, replace the preview with the finished tumor in the outputs (main
+        thread)."""
         self._removePreview()
+        self._restoreEstimate()
         return _record(self.session, result, self._passed, self.request.organ, self.quality)
 
     def stop(self) -> None:
         """Abandon the job: the outputs are as before the click."""
         self._removePreview()
+        self._restoreEstimate()
         if self._fresh and self.session.tumorCount == 0:
             self.session.removeOutputs()
+
+    def _showEstimate(self, state: Any) -> None:
+        """Write the engine's current HU estimate of the ROI into the output volume (the ROI's
+        voxels from before are kept to be restored)."""
+        image = getattr(state, "image", None)
+        volume = self.session.outputVolume
+        if image is None or volume is None:
+            return
+        lo = tuple(int(v) for v in state.roi.lo)
+        hi = tuple(int(v) for v in state.roi.hi)
+        if self._shownBox is None:
+            box = tuple(slice(a, b) for a, b in zip(lo, hi))
+            self._shownBox = (lo, hi, array_ijk(volume)[box].copy())
+        write_patch(volume, (lo, hi), image)
+
+    def _restoreEstimate(self) -> None:
+        if self._shownBox is not None and self.session.outputVolume is not None \
+                and self.session.outputVolume.GetScene() is not None:
+            lo, hi, before = self._shownBox
+            write_patch(self.session.outputVolume, (lo, hi), before)
+        self._shownBox = None
 
     def _showPreview(self, state: Any) -> None:
         mask, lo = preview_mask(state)
@@ -299,6 +347,18 @@ class LiveJob:
         if self._previewId is not None and self.session.segmentation is not None:
             segment_logic.remove_segments(self.session.segmentation, [self._previewId])
         self._previewId = None
+
+
+def progress_text(state: Any) -> str:
+    """"denoising: step 2 / 4", "growing: step 30 / 90", ... of an engine ``LiveState``."""
+    if state is None:
+        return "starting"
+    if state.done:
+        return "done"
+    many, one = STAGE_WORDS.get(state.stage, (state.stage, state.stage))
+    if state.total_steps <= 1:
+        return one
+    return f"{many}: step {state.step} / {state.total_steps}"
 
 
 def preview_mask(state: Any) -> tuple[np.ndarray | None, tuple[int, int, int]]:

@@ -257,11 +257,13 @@ def choice_index(choices: Sequence[tuple[str, str]], current: str | None = None)
     return 0 if values else -1
 
 
-def list_models() -> list[dict[str, Any]]:
-    """Every registered model as a dict (id, source, task, organ, path, description, ...)."""
+def list_models(task: str | None = "segmentation") -> list[dict[str, Any]]:
+    """The registered models of ``task`` (None: all) as dicts (id, source, task, organ, path,
+    description, ...); Apply offers segmentation models only (the registry also lists the
+    diffusion model of the synthesis engine)."""
     from TumorSynthLib.core import model_registry as weights
 
-    return [entry.to_dict() for entry in weights.list_models()]
+    return [entry.to_dict() for entry in weights.list_models() if task is None or entry.task == task]
 
 
 def register_model(path: str | Path, modelId: str | None = None, description: str = "",

@@ -17,8 +17,8 @@ from .. import __version__
 from .common import EXIT_OK, EXIT_USER_ERROR, OneLineParser, run_command
 
 #: Command modules, in the order ``tumorsynth --help`` lists them.
-COMMAND_MODULES = ["synth", "demo", "info", "generate", "train", "train_adversarial", "segment", "evaluate",
-                   "models", "readerstudy", "export_dicom", "web"]
+COMMAND_MODULES = ["synth", "demo", "info", "generate", "train", "train_diffusion", "train_adversarial", "segment",
+                   "evaluate", "models", "readerstudy", "export_dicom", "web"]
 
 EPILOG = """examples:
   tumorsynth demo --out demo-output/

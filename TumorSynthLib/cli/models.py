@@ -24,7 +24,7 @@ examples:
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser = command_parser(
-        subparsers, "models", help="list, add or remove segmentation models",
+        subparsers, "models", help="list, add or remove models (segmentation, diffusion)",
         description="Manage the model registry: models shipped with TumorSynth and your own "
                     "models in $TUMORSYNTH_HOME/models.",
         epilog=EPILOG, run=run,

@@ -2,22 +2,25 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from ..anatomy.organs import CONVENTIONS, ORGANS, STAGES
 from ..anatomy.site import TumorSpec
 from ..core.errors import InputError
+from ..core.events import event_session
+from ..core.volume_io import ensure_not_overwriting, load_volume
 from ..datasets import outputs
 from ..segmentation.quality import QualityFilter
 from ..synthesis.api import synthesize
-from ..core.events import event_session
-from ..core.volume_io import ensure_not_overwriting, load_volume
-from ..synthesis.report import report_warnings
-from ..synthesis.options import OPTIONS, coerce_option, option_names, validate_options
 from ..synthesis.lesion_types import resolve_spec
+from ..synthesis.options import OPTIONS, coerce_option, option_names, validate_options
+from ..synthesis.pipeline import listen_steps
 from ..synthesis.registry import appearance_names, geometry_names, method_names
+from ..synthesis.report import report_warnings
 from .common import command_parser, finite_float
+from .step_progress import StepProgress
 
 OUTPUT_FILES = {"image": "image.nii.gz", "labels": "label.nii.gz",
                 "report": "report.json", "preview": "preview.png"}
@@ -159,7 +162,6 @@ def tumor_options(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
-
     specs = [parse_tumor(t, args.seed, tumor_options(args)) for t in args.tumor]
     if args.threshold is not None and args.quality is None:
         raise InputError("--threshold needs --quality MODEL (the segmentation model that scores tumors)")
@@ -169,16 +171,18 @@ def run(args: argparse.Namespace) -> int:
     out = output_folder(args.out)
     inputs = {"image": args.image, "organs": args.organs}
     given = tuple(v for v in inputs.values() if v is not None)
-    # A few seconds at most: events for programs, no progress bar for people (so an error is
-    # the only line on stderr). The case folder appears only when complete.
+    # A few seconds at most: events for programs; for people a bar only while a stepping stage
+    # (growth, denoising) runs, cleared afterwards (so an error is the only line on stderr).
+    # The case folder appears only when complete.
     with event_session(args.events, total=3, desc="synth") as events, outputs.case_folder(out, given) as stage:
         events.emit("start", 0, command="synth")
         image, organs = load_inputs(args.image, args.organs, out)
         quality = quality_filter(args)
         events.emit("progress", 1, message="inputs loaded")
-        result = synthesize(image, organs, specs, args.labels, case_id=args.case_id, quality=quality,
-                            quality_threshold=0.7 if quality is None else quality.threshold,
-                            tries=args.quality_tries)
+        with StepProgress(events) as progress, listen_steps(progress):
+            result = synthesize(image, organs, specs, args.labels, case_id=args.case_id, quality=quality,
+                                quality_threshold=0.7 if quality is None else quality.threshold,
+                                tries=args.quality_tries)
         events.emit("progress", 2, message=f"{len(result.reports)} tumor(s) synthesized")
         for warning in report_warnings(result.reports):
             events.warning(warning)

@@ -3,9 +3,11 @@
 ``SynthesisJob(image, organs, spec)`` places the tumor at once (errors such as a click outside
 the organ are raised here), then ``advance(n)`` runs ``n`` more steps of the current stage
 (cellular growth steps, diffusion denoising steps; a one-shot stage takes one step) and returns
-a ``LiveState`` to draw (the tumor mask of the ROI as it is now), ``stop()`` ends a growing
-tumor early (a valid smaller tumor), and ``result()`` finishes and returns the ``Synthesis``,
-the same as ``synthesize`` gives for that spec however the steps were chunked.
+a ``LiveState`` to draw (the tumor mask of the ROI as it is now and, while an appearance such
+as diffusion denoising forms, the ROI's current HU estimate), ``stop()`` ends the stage that is
+running early (a growing tumor stays smaller; denoising keeps its current estimate), and
+``result()`` finishes and returns the ``Synthesis``, the same as ``synthesize`` gives for that
+spec however the steps were chunked.
 """
 from __future__ import annotations
 
@@ -23,7 +25,9 @@ from .result import Synthesis
 @dataclass
 class LiveState:
     """A snapshot: the current stage ("geometry" | "appearance" | "done"), steps of that stage
-    run and expected, the tumor mask of the ROI (None before it has a voxel), the ROI box."""
+    run and expected, the tumor mask of the ROI (None before it has a voxel), the ROI box, and
+    ``image``: the ROI's HU as the tumor looks now (float32, ROI shape) while a stepping
+    appearance forms it and once done, else None."""
 
     stage: str
     step: int
@@ -31,6 +35,7 @@ class LiveState:
     mask: np.ndarray | None
     roi: Box
     done: bool
+    image: np.ndarray | None = None
 
     @property
     def fraction(self) -> float:
@@ -59,10 +64,16 @@ class SynthesisJob:
         return self._job.done
 
     @property
+    def stage(self) -> str:
+        """The stage running now: "geometry", "appearance" or "done"."""
+        return self._job.stage
+
+    @property
     def state(self) -> LiveState:
         mask = self._job.preview()
         return LiveState(self._job.stage, self._job.step, self._job.total_steps,
-                         mask if mask is not None and mask.any() else None, self.site.roi, self._job.done)
+                         mask if mask is not None and mask.any() else None, self.site.roi, self._job.done,
+                         self._job.preview_image())
 
     def advance(self, n: int = 1) -> LiveState:
         if self._result is not None:

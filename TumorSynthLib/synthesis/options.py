@@ -69,6 +69,13 @@ OPTIONS: tuple[OptionSpec, ...] = (
                choices=("auto", "noncontrast", "arterial", "venous", "delayed"), reader="hemangioma"),
     OptionSpec("adversarial_model", "text", "model id or .pt path of the adversarial generator "
                "(default: the shipped one)", reader="adversarial"),
+    OptionSpec("diffusion_model", "text", "diffusion model: a registered id (`tumorsynth models "
+               "list`) or a checkpoint path (default: the shipped model)", reader="diffusion"),
+    OptionSpec("diffusion_steps", "int", "denoiser calls per tumor (default: the model's; fewer "
+               "than its timesteps needs diffusion_sampler=ddim)", low=1, high=1000, reader="diffusion"),
+    OptionSpec("diffusion_sampler", "choice", "ddpm: ancestral, every timestep (default for T = 4 "
+               "models); ddim: deterministic, any number of steps", choices=("ddpm", "ddim"),
+               reader="diffusion"),
     OptionSpec("device", "choice", "where torch providers run (automaton, learned appearances; "
                "default auto: CUDA when present)", choices=("auto", "cpu", "cuda")),
 )

@@ -3,27 +3,47 @@
 ``TumorJob(site, geometry, appearance, rng)`` draws the effect plan and applies the mass effect
 at once, then runs the geometry and the appearance as step jobs: ``advance(n)`` moves the
 current stage on by ``n`` steps (a one-shot provider finishes in one step), ``preview()`` shows
-the tumor as it is, ``stop()`` ends a growing geometry early (a valid smaller tumor), and
+the tumor as it is, ``stop()`` ends the stepping stage that runs (a growing geometry stays a
+valid smaller tumor, denoising keeps its current estimate), and
 ``finish()`` runs what remains, then shading and composite, and returns the ``TumorOutcome``.
 All randomness comes from the tumor's generator in a fixed order, so the outcome does not
-depend on how the steps were chunked.
+depend on how the steps were chunked. ``preview_image()`` is the ROI's HU as the tumor looks now
+(while a stepping appearance such as diffusion denoising forms it). Inside ``listen_steps(fn)``
+``finish()`` advances one step at a time and calls ``fn(job)`` after each (command-line
+progress bars and events per step).
 """
 from __future__ import annotations
 
 import time
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
 from ..anatomy.site import Site
 from ..core.errors import GeometryError, PlacementError
 from . import registry
-from .contracts import Appearance, EffectPlan, Geometry, Scene
+from .contracts import EDGE_SIGMA_RANGE_MM, Appearance, EffectPlan, Geometry, Scene
 from .effects.lesions import add_satellites
 from .effects.mass_effect import push_scene
 from .effects.plan import draw_effect_plan
-from .effects.shading import Shading, shade
+from .effects.shading import Shading, shade, soft_weight
+
+#: Soft-edge sigma (mm) of a live preview (the composite draws its own from the tumor's stream).
+PREVIEW_EDGE_SIGMA_MM = 0.5 * sum(EDGE_SIGMA_RANGE_MM)
+_STEP_LISTENER: ContextVar[Callable[["TumorJob"], None] | None] = ContextVar("tumor_step_listener", default=None)
+
+
+@contextmanager
+def listen_steps(callback: Callable[["TumorJob"], None]) -> Iterator[None]:
+    """Within the block, every step of every ``TumorJob`` calls ``callback(job)``."""
+    token = _STEP_LISTENER.set(callback)
+    try:
+        yield
+    finally:
+        _STEP_LISTENER.reset(token)
 
 
 @dataclass
@@ -104,6 +124,7 @@ class TumorJob:
         self.appearance: Appearance | None = None
         self._job = start_job(self.geometry_provider, site, self.scene, self.plan, rng)
         self._outcome: TumorOutcome | None = None
+        self._preview_weight: np.ndarray | None = None
 
     # -- progress --------------------------------------------------------------------------------
     @property
@@ -124,6 +145,25 @@ class TumorJob:
             return self.geometry.mask
         return self._job.preview()
 
+    def preview_image(self) -> np.ndarray | None:
+        """The ROI's HU (float32) as the tumor looks now: the final image once done; while a
+        stepping appearance forms, the scene plus the soft weight times its current change
+        (organ and tumor voxels only; no stage effects yet); None otherwise."""
+        if self._outcome is not None:
+            return self._outcome.image_roi
+        if self.stage != "appearance" or self.geometry is None:
+            return None
+        change = self._job.preview()
+        if change is None:
+            return None
+        geometry = self.geometry
+        scene = geometry.scene or self.scene
+        if self._preview_weight is None:
+            self._preview_weight = (geometry.weight if geometry.weight is not None else
+                                    soft_weight(geometry.mask, self.site.spacing, PREVIEW_EDGE_SIGMA_MM))
+        allowed = scene.organ | geometry.mask
+        return (scene.image + np.where(allowed, self._preview_weight * change, 0.0)).astype(np.float32)
+
     def advance(self, n: int = 1) -> None:
         """Move the current stage on by ``n`` steps (the next stage starts when one ends)."""
         if self._outcome is not None:
@@ -133,15 +173,21 @@ class TumorJob:
         self.timing[f"{self.stage}_s"] = self.timing.get(f"{self.stage}_s", 0.0) + time.perf_counter() - t0
         if self._job.done:
             self._next_stage()
+        listener = _STEP_LISTENER.get()
+        if listener is not None:
+            listener(self)
 
     def stop(self) -> None:
-        """End a growing geometry where it is (the appearance then paints that tumor)."""
-        if self.stage == "geometry" and hasattr(self._job, "stop"):
+        """End the current stepping stage where it is: a growing geometry keeps the tumor grown
+        so far (the appearance then paints it), a denoising appearance keeps its current
+        estimate (after at least one step)."""
+        if self.stage in ("geometry", "appearance") and hasattr(self._job, "stop"):
             self._job.stop()
 
     def finish(self) -> TumorOutcome:
+        chunk = 1 if _STEP_LISTENER.get() is not None else 1_000_000
         while self._outcome is None:
-            self.advance(1_000_000)
+            self.advance(chunk)
         return self._outcome
 
     # -- stages ----------------------------------------------------------------------------------
@@ -205,4 +251,4 @@ def tumor_label_ids(site: Site) -> tuple[int, int | None]:
     return tumor, None if necrosis is None else int(necrosis)
 
 
-__all__ = ["TumorJob", "TumorOutcome", "start_job", "tumor_label_ids"]
+__all__ = ["TumorJob", "TumorOutcome", "listen_steps", "start_job", "tumor_label_ids"]
