@@ -38,6 +38,12 @@ class WarmupCosine(WarmupCosineSchedule):
             return factor
         return self.floor + (1.0 - self.floor) * factor
 
+    def stretch(self, total_steps: int) -> None:
+        """End the cosine at ``total_steps`` instead (the warm-up stays): the training loop
+        re-fits its step budget to ``--max-minutes`` as it measures its speed."""
+        self.total_steps = max(int(total_steps), self.warmup_steps)
+        self.t_total = self.total_steps + 1
+
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Restore the progress (step, rates) of a checkpoint; the shape (warm-up, total steps)
         stays this run's, so a run resumed with more ``--max-steps`` stretches its cosine."""

@@ -54,7 +54,7 @@ from .distributed import (
     wrap_model,
 )
 from .models import build_model, min_patch_multiple, min_patch_side, model_config_for
-from .optim import make_loss, make_optimizer, make_scheduler, warmup_cosine
+from .optim import make_loss, make_optimizer, make_scheduler
 from .pipeline import EpochSampler, SeededDataset, training_transform
 from .quality import QualityFilter
 from .tasks import task_label_names
@@ -279,8 +279,7 @@ class Trainer:
         left_s = 60.0 * cfg.max_minutes * (1.0 - FIT_MARGIN) - (now - t0)
         cfg.warmup_steps = cfg.warmup            # keep the warm-up the run started with
         cfg.max_steps = max(self.step + 1, self.step + int(left_s / max(per_step, 1e-6)))
-        for i in range(len(self.scheduler.lr_lambdas)):
-            self.scheduler.lr_lambdas[i] = warmup_cosine(cfg.warmup, cfg.max_steps)
+        self.scheduler.stretch(cfg.max_steps)
         self.events.total = cfg.max_steps
         if self.ctx.is_main:
             write_json_atomic(self.out / "config.json", cfg.to_dict())
