@@ -21,7 +21,7 @@ def _job(ct_node, organ_mask, session=None):
     request = placement_logic.TumorRequest(organ="liver", stage="early", diameterMm=9.0,
                                            method="cellular", seed=1)
     return session, placement_logic.LiveJob(session, voxel_to_world([26, 22, 11]), request,
-                                              organMask=organ_mask, stepsPerTick=6)
+                                              organMask=organ_mask, stepsPerTick=12)
 
 
 def test_growth_preview_grows_then_is_recorded(scene, ct_node, organ_mask, engine):
