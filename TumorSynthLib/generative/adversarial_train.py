@@ -39,7 +39,8 @@ from ..segmentation.train import stop_on_signals
 from ..synthesis.automaton.engine import resolve_device
 from ..synthesis.learned.gan import (FAKE_TUMOR, REAL_TUMOR, GanConfig, apply_difference, build_discriminator,
                                      build_generator, difference_map)
-from ..synthesis.learned.gan_checkpoint import load_strict, read_gan_checkpoint, save_gan_checkpoint
+from ..synthesis.learned.gan_checkpoint import read_gan_checkpoint, save_gan_checkpoint
+from ..synthesis.learned.loading import load_strict
 from .adversarial_data import CaseArrays, load_cases, make_batch
 
 GENERATOR = "generator.pt"

@@ -30,12 +30,8 @@ from ..segmentation.checkpoint import BEST, LAST, require_new_run
 from ..segmentation.datasets import find_cases
 from ..segmentation.device import is_out_of_memory, out_of_memory_error, resolve_device
 from ..segmentation.train import stop_on_signals
-from ..synthesis.learned.checkpoint import (
-    DiffusionModel,
-    load_state,
-    read_diffusion_checkpoint,
-    save_diffusion_checkpoint,
-)
+from ..synthesis.learned.checkpoint import DiffusionModel, read_diffusion_checkpoint, save_diffusion_checkpoint
+from ..synthesis.learned.loading import load_strict
 from ..synthesis.learned.networks import (
     build_autoencoder,
     build_denoiser,
@@ -125,10 +121,10 @@ class DiffusionTrainer:
         payload = read_diffusion_checkpoint(path, map_location=self.device)
         check_resumable(payload["config"].to_dict(), self.cfg, path)
         self.cfg = self.cfg.with_changes(latent_scale=payload["config"].latent_scale)
-        load_state(self.denoiser, payload["train_denoiser"], "denoiser", path)
-        load_state(self.ema, payload["denoiser"], "EMA denoiser", path)
+        load_strict(self.denoiser, payload["train_denoiser"], "denoiser", path)
+        load_strict(self.ema, payload["denoiser"], "EMA denoiser", path)
         if self.autoencoder is not None:
-            load_state(self.autoencoder, payload["autoencoder"], "autoencoder", path)
+            load_strict(self.autoencoder, payload["autoencoder"], "autoencoder", path)
         for obj, key in ((self.optimizer, "optimizer"), (self.ae_optimizer, "ae_optimizer"),
                          (self.scaler, "scaler")):
             if obj is not None and payload.get(key) is not None:

@@ -11,6 +11,8 @@ Not a provider package (nothing here is imported when the engine lists its provi
   with SHA256 and configuration checks, the model cache;
 * ``sampler``: one inpainting run, one denoiser call per step (live front ends show it forming);
 * ``patch``: the isotropic patch around a tumor and the way back to the scan's voxels (numpy).
+* ``loading``: what both formats share: model id or path, the default per task, strict
+  weight loading, one cache of loaded models;
 * ``gan``: the ``adversarial`` appearance's generator and voxel-wise discriminator (MONAI
   UNets), their configuration and the synthesis formula shared by training and inference;
 * ``gan_checkpoint``: the ``tumorsynth-adversarial`` file format (weights only, SHA256 and
