@@ -176,37 +176,22 @@ def run_quiz(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_quiz_score(args: argparse.Namespace) -> int:
-    key = read_quiz_key(args.key)
-    answers = {}
-    for path in args.answers:
-        name = reader_name(path)
-        if name in answers:
-            raise InputError(f"two answer sheets for reader '{name}'; name them answers-<reader>.csv")
-        answers[name] = read_quiz_answers(path, key)
-    with event_session(args.events, total=1, desc="readerstudy score") as events:
-        scores = score_quiz(key, answers, unsure=args.unsure)
-        paths = write_quiz_scores(args.out, scores, {"key": str(args.key), "answers": [str(p) for p in args.answers]})
-        events.log(quiz_text(scores))
-        events.done(1, **{k: str(v) for k, v in paths.items()})
-    return 0
-
-
 def run_score(args: argparse.Namespace) -> int:
-    if is_quiz_key(args.key):
-        return run_quiz_score(args)
-
-    key = read_key(args.key)
+    """Score a reader study or, when ``--key`` is a quiz key, a quiz (same sheets and flags)."""
+    quiz = is_quiz_key(args.key)
+    read_answer_sheet, score, write, text = ((read_quiz_answers, score_quiz, write_quiz_scores, quiz_text) if quiz
+                                             else (read_answers, score_study, write_score_files, score_text))
+    key = read_quiz_key(args.key) if quiz else read_key(args.key)
     answers = {}
     for path in args.answers:
         name = reader_name(path)
         if name in answers:
             raise InputError(f"two answer sheets for reader '{name}'; name them answers-<reader>.csv")
-        answers[name] = read_answers(path, key)
+        answers[name] = read_answer_sheet(path, key)
     with event_session(args.events, total=1, desc="readerstudy score") as events:
-        scores = score_study(key, answers, unsure=args.unsure)
-        paths = write_score_files(args.out, scores, {"key": str(args.key), "answers": [str(p) for p in args.answers]})
-        events.log(score_text(scores))
+        scores = score(key, answers, unsure=args.unsure)
+        paths = write(args.out, scores, {"key": str(args.key), "answers": [str(p) for p in args.answers]})
+        events.log(text(scores))
         events.done(1, **{k: str(v) for k, v in paths.items()})
     return 0
 

@@ -23,7 +23,7 @@ from typing import Any, Mapping, Sequence
 from ..core.errors import InputError
 from ..core.files import write_json_atomic, write_text_atomic
 from .quiz import KEY_KIND, QUIZ_ANSWERS, QUIZ_COLUMNS
-from .readerstudy_score import UNSURE_MODES, wilson_interval
+from .readerstudy_score import UNSURE_MODES, check_scoring_inputs, wilson_interval
 
 QUIZ_SCORE_COLUMNS = ("reader", "group", "n_lesions", "n_answered", "n_unsure", "n_blank", "tp", "fn", "tn", "fp",
                       "sensitivity", "sensitivity_lo", "sensitivity_hi", "specificity", "specificity_lo",
@@ -129,10 +129,7 @@ def solved_cases(key: Mapping[tuple[str, int], Any], answers: Mapping[tuple[str,
 def score_quiz(key: Mapping[tuple[str, int], Any], answers: Mapping[str, Mapping[tuple[str, int], Any]],
                unsure: str = "exclude") -> dict[str, Any]:
     """Every row and per-reader case figures (see the module docstring)."""
-    if unsure not in UNSURE_MODES:
-        raise InputError(f"--unsure must be one of {', '.join(UNSURE_MODES)}, got '{unsure}'")
-    if not answers:
-        raise InputError("no answer sheet given")
+    check_scoring_inputs(answers, unsure)
     readers = sorted(answers)
     kinds = sorted({e["lesion"] for e in key.values()})
     groups = [("all", list(key))] + [(f"lesion={k}", [i for i in key if key[i]["lesion"] == k]) for k in kinds]

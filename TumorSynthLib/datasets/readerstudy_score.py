@@ -199,13 +199,18 @@ def agreement(key: Mapping[str, Any], answers: Mapping[str, Mapping[str, Any]]) 
             "categories": list(ANSWERS)}
 
 
-def score_study(key: Mapping[str, Any], answers: Mapping[str, Mapping[str, Any]],
-                unsure: str = "exclude") -> dict[str, Any]:
-    """Every score row, agreement and per-reader summary (see the module docstring)."""
+def check_scoring_inputs(answers: Mapping[str, Any], unsure: str) -> None:
+    """InputError unless ``unsure`` is a known mode and at least one answer sheet was given."""
     if unsure not in UNSURE_MODES:
         raise InputError(f"--unsure must be one of {', '.join(UNSURE_MODES)}, got '{unsure}'")
     if not answers:
         raise InputError("no answer sheet given")
+
+
+def score_study(key: Mapping[str, Any], answers: Mapping[str, Mapping[str, Any]],
+                unsure: str = "exclude") -> dict[str, Any]:
+    """Every score row, agreement and per-reader summary (see the module docstring)."""
+    check_scoring_inputs(answers, unsure)
     readers = sorted(answers)
     pooled = [(r, c) for r in readers for c in sorted(key)]
     rows = []
