@@ -19,7 +19,7 @@ that live front ends can advance it from a timer; ``pipeline`` wraps one-shot pr
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Protocol, Union, runtime_checkable
+from typing import Any, Callable, Protocol, Union, runtime_checkable
 
 import numpy as np
 from scipy import ndimage
@@ -76,6 +76,12 @@ class Scene:
         if key not in self._low:
             self._low[key] = ndimage.gaussian_filter(self.image[box.slices], 1.0, mode="nearest",
                                                      truncate=LOW_PASS_TRUNCATE)
+        return self._low[key]
+
+    def memo(self, key: tuple, compute: Callable[[], Any]) -> Any:
+        """``compute()`` once per ``key`` for this scene (measurements several stages need)."""
+        if key not in self._low:
+            self._low[key] = compute()
         return self._low[key]
 
 

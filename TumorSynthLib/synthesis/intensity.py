@@ -13,6 +13,7 @@ Shared by the appearance providers:
 """
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -21,7 +22,7 @@ from scipy import ndimage
 from ..anatomy.organs import intensity_profile
 from ..anatomy.parenchyma import MAD_TO_SIGMA
 from ..anatomy.site import Site
-from ..core.volume import Box
+from ..core.volume import Box, bounding_box
 from .contracts import LOW_PASS_TRUNCATE, Scene
 
 #: Tumors are never darker than this on average (HU).
@@ -34,6 +35,9 @@ STRUCTURE_GAP_MAD, STRUCTURE_GAP_HU = 3.0, 40.0
 #: CT noise correlation (Gaussian sigma, voxels) of re-synthesised grain.
 GRAIN_CORRELATION_VOXELS = 0.6
 GRAIN_MIN_VOXELS = 30
+#: Robust SDs are measured on at most this many values (a fixed sample of larger sets: the
+#: estimate's error is then ~0.5 %, and two medians of a million values cost 40 ms).
+ROBUST_SD_MAX_VALUES = 1 << 16
 #: Grain (HU) assumed when the scan shows too little parenchyma to measure it.
 FALLBACK_GRAIN_HU = 10.0
 
@@ -80,16 +84,27 @@ def solid_change(site: Site, scene: Scene, box: Box, mask: np.ndarray, rng: np.r
         return out
     image, low = scene.image[box.slices], scene.low_frequencies(box)
     median, gap = float(site.organ_median_hu), structure_gap_hu(site)
-    structured = ndimage.binary_dilation(np.abs(low - median) > gap) & mask
+    structured = _structure_in_tumor(low, mask, median, gap)
     clean = mask & ~structured
     hp = image - low
     bias = float(np.mean(hp[clean])) if clean.any() else 0.0
     out[clean] = np.float32(median - bias) - low[clean]
     if structured.any():
         amplitude = organ_grain_hu(site, scene, box, mask)
-        noise = ct_grain(mask.shape, amplitude, rng)
+        noise = ct_grain(mask.shape, amplitude, rng, where=structured)
         out[structured] = np.float32(median) + noise[structured] - image[structured]
         draws.update(grain_resynthesised_voxels=int(structured.sum()), grain_resynthesised_hu=amplitude)
+    return out
+
+
+def _structure_in_tumor(low: np.ndarray, mask: np.ndarray, median: float, gap: float) -> np.ndarray:
+    """Tumor voxels whose low frequencies, or a 6-neighbour's, lie farther than ``gap`` HU from
+    ``median`` (computed on the mask's box only)."""
+    out = np.zeros(mask.shape, dtype=bool)
+    box = bounding_box(mask, 1)
+    if box is not None:
+        far = np.abs(low[box.slices] - np.float32(median)) > gap
+        out[box.slices] = ndimage.binary_dilation(far) & mask[box.slices]
     return out
 
 
@@ -102,28 +117,80 @@ def organ_grain_hu(site: Site, scene: Scene, box: Box, mask: np.ndarray) -> floa
     """The organ's grain (HU) around a tumor: the robust SD of the image minus its 1-voxel blur
     over the organ's voxels of ``box`` off the tumor (``mask`` and 2 voxels around), its own
     texture included (the kidney's cortex and medulla: a tumor is at least that heterogeneous);
-    with too few of those, over the organ's voxels of the box, then ``FALLBACK_GRAIN_HU``."""
+    with too few of those, over the organ's voxels of the box, then ``FALLBACK_GRAIN_HU``.
+    Cached in the scene (the appearance and the shading ask for the same tumor)."""
+    return scene.memo(("organ_grain", box.lo, box.hi, hash(mask.tobytes())),
+                      lambda: _measure_organ_grain(scene, box, mask))
+
+
+def _measure_organ_grain(scene: Scene, box: Box, mask: np.ndarray) -> float:
     hp = scene.image[box.slices] - scene.low_frequencies(box)
     organ = scene.organ[box.slices]
-    for where in (organ & ~ndimage.binary_dilation(mask, iterations=2), organ):
+    near_tumor = np.zeros_like(mask)
+    near = bounding_box(mask, 2)
+    if near is not None:
+        near_tumor[near.slices] = ndimage.binary_dilation(mask[near.slices], iterations=2)
+    for where in (organ & ~near_tumor, organ):
         if np.count_nonzero(where) >= GRAIN_MIN_VOXELS:
             return robust_sd(hp[where])
     return FALLBACK_GRAIN_HU
 
 
-def ct_grain(shape: tuple[int, ...], amplitude_hu: float, rng: np.random.Generator) -> np.ndarray:
-    """CT-like noise (white noise blurred by ``GRAIN_CORRELATION_VOXELS``) scaled so that its
-    grain (robust SD of it minus its 1-voxel blur) is ``amplitude_hu`` (float32)."""
-    noise = ndimage.gaussian_filter(rng.standard_normal(shape).astype(np.float32), GRAIN_CORRELATION_VOXELS)
-    scale = amplitude_hu / max(robust_sd(noise - ndimage.gaussian_filter(noise, 1.0)), 1e-6)
-    return (np.float32(scale) * noise).astype(np.float32)
+#: Re-synthesised grain is read from one periodic tile of correlated noise (this many voxels a
+#: side), at a random offset and orientation per tumor: no noise field is generated per call.
+GRAIN_TILE_VOXELS = 96
+
+
+@lru_cache(maxsize=2)
+def _grain_tile(correlation_voxels: float) -> np.ndarray:
+    """A periodic cube of white noise blurred by ``correlation_voxels`` (wrap-around), scaled to
+    a grain (robust SD of it minus its 1-voxel blur) of 1 HU. Made once per process from a
+    fixed seed, so every draw stays a function of the caller's generator."""
+    n = GRAIN_TILE_VOXELS
+    noise = ndimage.gaussian_filter(np.random.default_rng(0).standard_normal((n, n, n)).astype(np.float32),
+                                    correlation_voxels, mode="wrap")
+    grain = robust_sd(noise - ndimage.gaussian_filter(noise, 1.0, mode="wrap"))
+    tile = noise / np.float32(max(grain, 1e-6))
+    tile.setflags(write=False)
+    return tile
+
+
+def ct_grain(shape: tuple[int, ...], amplitude_hu: float, rng: np.random.Generator,
+             where: np.ndarray | None = None) -> np.ndarray:
+    """CT-like noise (white noise blurred by ``GRAIN_CORRELATION_VOXELS``) whose grain (robust
+    SD of it minus its 1-voxel blur) is ``amplitude_hu``: float32 of ``shape``, filled at
+    ``where`` (bool, ``shape``; default everywhere) and zero elsewhere. Read from the periodic
+    noise tile at an offset and axis flips drawn from ``rng``."""
+    tile = _grain_tile(GRAIN_CORRELATION_VOXELS)
+    n = tile.shape[0]
+    offsets = rng.integers(0, n, size=3)
+    signs = np.where(rng.random(3) < 0.5, -1, 1)
+    axes = [(np.arange(size) * sign + offset) % n for size, sign, offset in zip(shape, signs, offsets)]
+    out = np.zeros(shape, dtype=np.float32)
+    if where is None:
+        out[...] = tile[np.ix_(*axes)]
+    else:
+        at = np.nonzero(where)
+        out[at] = tile[tuple(a[i] for a, i in zip(axes, at))]
+    out *= np.float32(amplitude_hu)
+    return out
+
+
+def _sample_indices(size: int) -> np.ndarray:
+    """``ROBUST_SD_MAX_VALUES`` indices below ``size`` from a fixed seed (not a stride: a scan's
+    grain can differ between even and odd voxels, e.g. after interpolation)."""
+    return np.random.default_rng(size).integers(0, size, ROBUST_SD_MAX_VALUES)
 
 
 def robust_sd(values: np.ndarray) -> float:
-    """1.4826 x the median absolute deviation (NaN for fewer than 5 values)."""
-    values = np.asarray(values, dtype=np.float64).ravel()
+    """1.4826 x the median absolute deviation (NaN for fewer than 5 values); sets larger than
+    ``ROBUST_SD_MAX_VALUES`` are measured on a fixed pseudo-random sample of them."""
+    values = np.asarray(values).ravel()
     if values.size < 5:
         return float("nan")
+    if values.size > ROBUST_SD_MAX_VALUES:
+        values = values[_sample_indices(values.size)]
+    values = values.astype(np.float64)
     return float(np.median(np.abs(values - np.median(values))) * MAD_TO_SIGMA)
 
 

@@ -49,7 +49,8 @@ def push_scene(site: Site, plan: EffectPlan, strength: float | None = None) -> S
     if site.occupied[box.slices].any():
         site.warnings.append("mass effect skipped: an earlier tumor or lesion lies within 2 radii")
         return scene
-    moved = _moved_voxels(site, box, r, strength)
+    movable = _movable(site.organ_mask[box.slices], site.image_roi[box.slices], np.asarray(site.spacing, float))
+    moved = _moved_voxels(site, box, r, strength, movable.reshape(-1))
     arrays = [np.array(getattr(scene, name), copy=True) for name in ("image", "labels", "organ", "vessels")]
     n_moved = 0
     if moved is not None:
@@ -59,20 +60,20 @@ def push_scene(site: Site, plan: EffectPlan, strength: float | None = None) -> S
             flat[dst] = flat[src]
             whole[box.slices] = flat.reshape(whole[box.slices].shape)
         n_moved = int(dst.size)
-    n_moved += _bend_vessels(site, box, r, *arrays)
+    n_moved += _bend_vessels(site, box, r, movable, *arrays)
     if n_moved == 0:
         return scene
     return Scene(*arrays, moved_voxels=n_moved, displacement_mm=float(strength * r))
 
 
-def _bend_vessels(site: Site, box: Box, r: float, image: np.ndarray, labels: np.ndarray, organ: np.ndarray,
-                  vessels: np.ndarray) -> int:
+def _bend_vessels(site: Site, box: Box, r: float, movable: np.ndarray, image: np.ndarray, labels: np.ndarray,
+                  organ: np.ndarray, vessels: np.ndarray) -> int:
     """Vessels crossing the tumor's room bend around it (common.md "Mass effect"): each vessel
     voxel within ``r`` of the centre is moved radially onto the ring ``r .. r + RING_MM``
     (keeping its order along the ray, so a vessel through the room wraps around the tumor), and
     the room it leaves becomes organ (the parenchyma median plus the voxel's own grain). Only
-    movable voxels (organ, soft tissue near it) receive a vessel. In place on the ROI arrays;
-    returns the number of voxels changed."""
+    movable voxels (organ, soft tissue near it before the push; ``movable`` on ``box``) receive a
+    vessel. In place on the ROI arrays; returns the number of voxels changed."""
     spacing = np.asarray(site.spacing, dtype=float)
     c = np.asarray(site.center_vox, dtype=float)
     sub = vessels[box.slices]
@@ -87,9 +88,8 @@ def _bend_vessels(site: Site, box: Box, r: float, image: np.ndarray, labels: np.
     src, offset, rho = idx[inside], offset[inside], rho[inside]
     unit = offset / np.maximum(rho, 1e-6)[:, None]
     dst = np.rint(c + unit * (r + RING_MM * rho / r)[:, None] / spacing).astype(int)
-    ok = np.all((dst >= 0) & (dst < np.asarray(image.shape)), axis=1)
-    movable = _movable(organ, image, spacing)
-    ok[ok] = movable[tuple(dst[ok].T)] & ~vessels[tuple(dst[ok].T)]
+    ok = np.all((dst >= np.asarray(box.lo)) & (dst < np.asarray(box.hi)), axis=1)
+    ok[ok] = movable[tuple((dst[ok] - np.asarray(box.lo)).T)] & ~vessels[tuple(dst[ok].T)]
     d, s = tuple(dst[ok].T), tuple(src[ok].T)
     values, ids = image[s].copy(), labels[s].copy()
     low = _local_mean(image, src, spacing)
@@ -110,16 +110,15 @@ def _local_mean(image: np.ndarray, at: np.ndarray, spacing: np.ndarray) -> np.nd
     return total / 27.0
 
 
-def _moved_voxels(site: Site, box: Box, r: float, strength: float):
+def _moved_voxels(site: Site, box: Box, r: float, strength: float, movable: np.ndarray):
     """(destination, source) flat indices within ``box`` of the voxels that change, or None.
 
     The push is evaluated on blocks of about ``BLOCK_MM`` and rounded to whole voxels, so each
     block moves rigidly (its grain intact) and the work per voxel is a few integer operations.
-    Sources lie between a voxel and the centre, so they stay inside the box."""
+    Sources lie between a voxel and the centre, so they stay inside the box. ``movable`` is
+    ``_movable`` on ``box``, flat."""
     spacing = np.asarray(site.spacing, dtype=float)
-    image = site.image_roi[box.slices]
-    shape = image.shape
-    movable = _movable(site.organ_mask[box.slices], image, spacing).reshape(-1)
+    shape = box.shape
     block = np.maximum(np.floor(BLOCK_MM / spacing), 1).astype(int)
     c = np.asarray(site.center_vox, dtype=float) - np.asarray(box.lo)
     centres = [(np.arange(-(-n // b)) * b + 0.5 * (b - 1) - ci) * s

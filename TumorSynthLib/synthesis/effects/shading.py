@@ -26,6 +26,7 @@ from ...anatomy.site import Site
 from ...core.volume import Box, bounding_box
 from ..contracts import (
     EDGE_SIGMA_RANGE_MM,
+    LOW_PASS_TRUNCATE,
     Appearance,
     EffectPlan,
     Geometry,
@@ -45,6 +46,8 @@ NECROSIS_EDGE_MM = 1.0
 #: makes up the difference.
 GRAIN_TOP_UP_BELOW = 0.92
 GRAIN_MIN_VOXELS = 30
+#: The tumor's grain is measured on (at most) this central cube of it, in voxels.
+GRAIN_SAMPLE_VOXELS = 48
 #: Weight at and above which a voxel counts as tumor core in the measured drop.
 CORE_WEIGHT = 0.9
 
@@ -85,7 +88,7 @@ def shade(site: Site, scene: Scene, geometry: Geometry, appearance: Appearance, 
     change = np.array(appearance.change_hu[sl], dtype=np.float32)
     level = float(np.mean(raw[m] + change[m])) if m.any() else 0.0
     vessels = scene.vessels[sl]
-    inside_vessels = vessels & ndimage.binary_dilation(m) & (weight > 0.5) if vessels.any() else vessels
+    inside_vessels = _vessels_in_tumor(vessels, m, weight)
     if inside_vessels.any():  # thin vessels: measured on the voxels themselves, not the low-pass
         vessel_hu = scene.image[sl][inside_vessels]
         change[inside_vessels] = np.float32(VESSEL_DAMPING) * (np.float32(level) - vessel_hu)
@@ -121,14 +124,42 @@ def _grain_top_up(site: Site, scene: Scene, box: Box, mask: np.ndarray, change: 
     if mask.sum() < GRAIN_MIN_VOXELS:
         return out
     target = organ_grain_hu(site, scene, box, mask)
-    shaded = scene.image[box.slices] + change
-    current = robust_sd((shaded - ndimage.gaussian_filter(shaded, 1.0, mode="nearest"))[mask])
+    current = _tumor_grain(scene.image[box.slices], change, mask)
     draws["grain_organ_hu"], draws["grain_tumor_hu"] = target, current
     if not (np.isfinite(target) and np.isfinite(current)) or current >= GRAIN_TOP_UP_BELOW * target:
         return out
     added = float(np.sqrt(target**2 - current**2))
     draws["grain_added_hu"] = added
-    out[mask] = ct_grain(mask.shape, added, rng)[mask]
+    out[mask] = ct_grain(mask.shape, added, rng, where=mask)[mask]
+    return out
+
+
+def _tumor_grain(image: np.ndarray, change: np.ndarray, mask: np.ndarray) -> float:
+    """The grain (HU) of ``image + change`` over ``mask``, measured on the central
+    ``GRAIN_SAMPLE_VOXELS`` cube of the tumor (plenty of voxels for a robust SD; a large
+    tumor's whole box would cost a Gaussian over a million voxels)."""
+    box = bounding_box(mask)
+    if box is None:
+        return float("nan")
+    half = GRAIN_SAMPLE_VOXELS // 2
+    centre = [(a + b) // 2 for a, b in zip(box.lo, box.hi)]
+    lo = [max(a, c - half) - 3 for a, c in zip(box.lo, centre)]
+    hi = [min(b, c + half) + 3 for b, c in zip(box.hi, centre)]
+    sub = tuple(slice(max(a, 0), min(b, n)) for a, b, n in zip(lo, hi, mask.shape))
+    shaded = image[sub] + change[sub]
+    hp = shaded - ndimage.gaussian_filter(shaded, 1.0, mode="nearest", truncate=LOW_PASS_TRUNCATE)
+    return robust_sd(hp[mask[sub]])
+
+
+def _vessels_in_tumor(vessels: np.ndarray, mask: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    """Vessel voxels in the tumor or touching it where the soft weight is above 0.5 (the
+    dilation runs on the candidates' box only)."""
+    candidates = vessels & (weight > 0.5)
+    box = bounding_box(candidates, 1)
+    if box is None:
+        return candidates
+    out = np.zeros_like(candidates)
+    out[box.slices] = candidates[box.slices] & ndimage.binary_dilation(mask[box.slices])
     return out
 
 
@@ -152,9 +183,14 @@ def _capsule(mask: np.ndarray, spacing: np.ndarray, drop: float, rng: np.random.
     thickness = float(rng.uniform(*CAPSULE_THICKNESS_MM))
     lift = float(rng.uniform(*CAPSULE_LIFT)) * drop
     draws.update(capsule_thickness_mm=thickness, capsule_lift_hu=lift)
-    inner = ndimage.binary_erosion(mask, _ball(thickness, spacing))
-    rim = soft_weight(mask & ~inner, spacing, 0.5)
-    return np.where(mask, np.float32(lift) * rim, 0.0).astype(np.float32)
+    out = np.zeros(mask.shape, dtype=np.float32)
+    box = bounding_box(mask, 2)
+    if box is None:
+        return out
+    m = mask[box.slices]
+    rim = soft_weight(m & ~ndimage.binary_erosion(m, _ball(thickness, spacing)), spacing, 0.5)
+    out[box.slices] = np.where(m, np.float32(lift) * rim, 0.0)
+    return out
 
 
 def _necrosis(site: Site, geometry: Geometry, plan: EffectPlan, rng: np.random.Generator,
