@@ -20,7 +20,7 @@ import numpy as np
 from scipy import ndimage
 
 from ..anatomy.organs import intensity_profile
-from ..anatomy.parenchyma import MAD_TO_SIGMA
+from ..anatomy.parenchyma import MAD_TO_SIGMA, fixed_sample
 from ..anatomy.site import Site
 from ..core.volume import Box, bounding_box
 from .contracts import LOW_PASS_TRUNCATE, Scene
@@ -176,21 +176,13 @@ def ct_grain(shape: tuple[int, ...], amplitude_hu: float, rng: np.random.Generat
     return out
 
 
-def _sample_indices(size: int) -> np.ndarray:
-    """``ROBUST_SD_MAX_VALUES`` indices below ``size`` from a fixed seed (not a stride: a scan's
-    grain can differ between even and odd voxels, e.g. after interpolation)."""
-    return np.random.default_rng(size).integers(0, size, ROBUST_SD_MAX_VALUES)
-
-
 def robust_sd(values: np.ndarray) -> float:
     """1.4826 x the median absolute deviation (NaN for fewer than 5 values); sets larger than
     ``ROBUST_SD_MAX_VALUES`` are measured on a fixed pseudo-random sample of them."""
     values = np.asarray(values).ravel()
     if values.size < 5:
         return float("nan")
-    if values.size > ROBUST_SD_MAX_VALUES:
-        values = values[_sample_indices(values.size)]
-    values = values.astype(np.float64)
+    values = fixed_sample(values, ROBUST_SD_MAX_VALUES).astype(np.float64)
     return float(np.median(np.abs(values - np.median(values))) * MAD_TO_SIGMA)
 
 

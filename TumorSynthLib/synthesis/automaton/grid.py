@@ -31,7 +31,7 @@ import torch
 from scipy import ndimage
 
 from ...anatomy.site import Site
-from ...core.resample import resample
+from ...core.resample import blur_and_sample, resample
 from ..contour import capped_organ
 from ..contracts import Scene
 from ..effects.mass_effect import AIR_HU, BONE_HU
@@ -169,10 +169,8 @@ def tissue_levels(site: Site, scene: Scene, grid: CAGrid) -> np.ndarray:
     """Density level 1..3 of every cell (from the smoothed ROI HU; see the module docstring)."""
     box = grid.covered_box()
     sigma_vox = np.maximum(max(LEVEL_SMOOTH_MM, 0.5 * grid.h_mm) / site.spacing, LEVEL_SMOOTH_MIN_VOXELS)
-    smooth = np.zeros(grid.roi_shape, dtype=np.float32)
-    smooth[box] = ndimage.gaussian_filter(np.asarray(scene.image[box], dtype=np.float32),
-                                          sigma_vox, mode="nearest", truncate=TRUNCATE)
-    hu = grid.to_cells(smooth, 1, fill=0.0)
+    coords = [c - b.start for c, b in zip(grid.voxel_coords(), box)]
+    hu = blur_and_sample(scene.image[box], sigma_vox, coords, TRUNCATE, fill=0.0)
     mad = max(float(site.organ_mad_hu), LEVEL_MAD_FLOOR_HU)
     edges = [float(site.organ_median_hu) + k * mad for k in LEVEL_STEPS_MAD]
     return (1 + np.digitize(hu, edges)).astype(np.uint8)
@@ -184,9 +182,15 @@ def volume_preserving_mask(occupancy: np.ndarray, allowed: np.ndarray, n_voxels:
     cand = np.flatnonzero(allowed & (occupancy > 0))
     out = np.zeros(occupancy.shape, dtype=bool)
     n = int(max(min(n_voxels, cand.size), 0))
-    if n:
-        order = np.argsort(-occupancy.ravel()[cand], kind="stable")[:n]
-        out.ravel()[cand[order]] = True
+    if n == cand.size:
+        out.ravel()[cand] = True
+    elif n:
+        values = occupancy.ravel()[cand]
+        kth = np.partition(values, cand.size - n)[cand.size - n]      # the n-th largest value
+        above = values > kth
+        ties = np.flatnonzero(values == kth)[: n - int(np.count_nonzero(above))]
+        out.ravel()[cand[above]] = True
+        out.ravel()[cand[ties]] = True
     return out
 
 
