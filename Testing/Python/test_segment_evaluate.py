@@ -20,7 +20,7 @@ from TumorSynthLib.segmentation.metrics import (
     summarize,
     surface_dice,
 )
-from TumorSynthLib.segmentation.postprocess import keep_touching, remove_small_components
+from TumorSynthLib.segmentation.postprocess import keep_touching, model_min_radius_mm, remove_small_components
 from TumorSynthLib.core.volume import Volume
 from TumorSynthLib.core.volume_io import load_volume
 
@@ -102,6 +102,13 @@ def test_postprocess_size_filter_and_organ_constraint():
     assert dropped == 1 and inside[40, 40, 10] and not inside[15, 15, 10]
 
 
+def test_a_models_default_size_filter_follows_its_voxels():
+    """3 mm for fine models; a 3 mm model drops components under 3 of its voxels (4.5 mm)."""
+    assert model_min_radius_mm((1.5, 1.5, 1.5)) == 3.0
+    assert model_min_radius_mm((3.0, 3.0, 3.0)) == pytest.approx(4.5)
+    assert model_min_radius_mm((2.0, 2.0, 5.0)) == pytest.approx(7.5)
+
+
 # -- faults -------------------------------------------------------------------------------------
 def test_bad_checkpoints_are_model_errors(tmp_path):
     good = write_untrained_checkpoint(tmp_path / "good.pt")
@@ -178,5 +185,6 @@ def test_segment_output_follows_the_input_grid(tiny_segmentation_run):
     b, _ = segment_volume(model, flipped, Volume(organs.array[::-1].copy(), flipped.affine), overlap=0.25)
     assert np.mean(a.array == b.array[::-1]) > 0.999
     assert summary["organ_source"] == "given"
+    assert summary["min_radius_mm"] == pytest.approx(model.min_radius_mm)   # the model's own filter
     liver = np.isin(organs.array, (5, 205))
     assert np.all(a.array[~liver] != 1)                                   # the given organ is used

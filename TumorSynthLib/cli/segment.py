@@ -49,7 +49,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p("--organs", default=None, help="organ labelmap (file, or folder matched by case id) bounding tumors")
     p("--labels", default="auto", help="convention of --organs (auto, totalseg, msd, lits, kits, binary)")
     p("--out", required=True, help="output file (.nii.gz/.nrrd) or folder")
-    p("--min-radius-mm", type=finite_float, default=3.0, help="drop tumor components below this equivalent radius")
+    p("--min-radius-mm", type=finite_float, default=None,
+      help="drop tumor components below this equivalent radius in mm (default: the model's own, 3 mm or "
+           "1.5 of its voxels, whichever is larger: 4.5 mm for the default model)")
     p("--overlap", type=finite_float, default=0.5, help="sliding-window overlap (default 0.5, Gaussian weights)")
     return parser
 
@@ -121,7 +123,7 @@ def run(args: argparse.Namespace) -> int:
     from ..segmentation.device import resolve_device
     from ..segmentation.infer import load_segmentation_model
 
-    if args.min_radius_mm < 0 or not 0.0 <= args.overlap < 1.0:
+    if (args.min_radius_mm is not None and args.min_radius_mm < 0) or not 0.0 <= args.overlap < 1.0:
         raise InputError("--min-radius-mm must be >= 0 and --overlap in [0, 1)")
     out = Path(args.out).expanduser()
     inputs = image_inputs(Path(args.image).expanduser())

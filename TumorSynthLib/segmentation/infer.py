@@ -5,7 +5,8 @@ back onto the input grid, then tumor post-processing.
 {0 background, 1 organ, 2 tumor} and a JSON-able summary (tumor count, volumes in ml,
 equivalent and RECIST diameters in mm, centroids in RAS mm). Post-processing: a predicted tumor
 component must touch the organ (predicted, or given with ``organs``) or it is dropped, and
-components whose equivalent radius is below ``min_radius_mm`` (3 mm) are relabelled organ.
+components whose equivalent radius is below ``min_radius_mm`` are relabelled organ (default: the
+model's own, ``postprocess.model_min_radius_mm``: 3 mm, or 1.5 of its voxels when coarser).
 """
 from __future__ import annotations
 
@@ -31,9 +32,9 @@ from .device import is_out_of_memory, out_of_memory_error
 from .models import ModelConfig, build_model
 from .pipeline import RAS_LABELS
 from .postprocess import (
-    MIN_RADIUS_MM,
     components,
     keep_touching,
+    model_min_radius_mm,
     remove_small_components,
 )
 from .tasks import guessing_organ, task_label_array, task_organs
@@ -52,6 +53,12 @@ class LoadedModel:
     patch: tuple[int, int, int]
     device: torch.device
     payload_info: dict[str, Any]
+
+    @property
+    def min_radius_mm(self) -> float:
+        """Tumor components below this equivalent radius (mm) are removed from this model's
+        predictions unless the caller says otherwise (``postprocess.model_min_radius_mm``)."""
+        return model_min_radius_mm(self.spacing_mm)
 
     @property
     def organs(self) -> tuple[str, ...]:
@@ -197,10 +204,13 @@ def tumor_summary(labels: Volume, organ: str, label_names: dict[int, str]) -> di
 
 
 def segment_volume(loaded: LoadedModel, image: Volume, organs: Volume | None = None, *,
-                   organs_convention: str = "auto", min_radius_mm: float = MIN_RADIUS_MM,
+                   organs_convention: str = "auto", min_radius_mm: float | None = None,
                    overlap: float = 0.5) -> tuple[Volume, dict[str, Any]]:
     """(labelmap on ``image``'s grid, summary). ``organs``: an organ labelmap on the same grid
-    (any convention) that replaces the predicted organ and bounds the tumors."""
+    (any convention) that replaces the predicted organ and bounds the tumors. Tumor components
+    below ``min_radius_mm`` (default: the model's ``min_radius_mm``) are relabelled organ."""
+    if min_radius_mm is None:
+        min_radius_mm = loaded.min_radius_mm
     if not 0.0 <= overlap < 1.0:
         raise InputError(f"overlap must be in [0, 1), got {overlap}")
     check_image(image)

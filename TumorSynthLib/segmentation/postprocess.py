@@ -18,6 +18,16 @@ from ..core.errors import DependencyError
 
 #: Components with a smaller equivalent radius (mm) are removed from predictions.
 MIN_RADIUS_MM = 3.0
+#: A model's predictions also lose components narrower than this many of its own voxels (an
+#: equivalent diameter of 3 voxels): below that the model does not resolve a tumor, and such
+#: specks were most of the default model's false positives.
+MIN_DIAMETER_MODEL_VOXELS = 3.0
+
+
+def model_min_radius_mm(model_spacing_mm: Sequence[float]) -> float:
+    """The smallest tumor radius (mm) kept from a model working at ``model_spacing_mm``:
+    ``MIN_RADIUS_MM`` or half of ``MIN_DIAMETER_MODEL_VOXELS`` of its coarsest voxel side."""
+    return max(MIN_RADIUS_MM, 0.5 * MIN_DIAMETER_MODEL_VOXELS * float(max(model_spacing_mm)))
 _STRUCTURE_26 = np.ones((3, 3, 3), dtype=bool)
 
 

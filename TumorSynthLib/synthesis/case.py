@@ -92,8 +92,9 @@ class SynthesisCase(ScanView):
         rng = tumor_rng(spec.seed, self.case_id, self.variant, index, attempt)
         t0 = time.perf_counter()
         site = prepare_site(self, spec, rng, roi_radius_mm=provider.roi_radius_mm)
+        placement_s = time.perf_counter() - t0
         job = TumorJob(site, geometry, appearance, rng)
-        job.timing["placement_s"] = time.perf_counter() - t0
+        job.timing["placement_s"] = placement_s
         return job
 
     def add(self, outcome: TumorOutcome, *, quality: dict | None = None) -> dict[str, Any]:

@@ -122,7 +122,9 @@ class TumorJob:
         self.stage = "geometry"
         self.geometry: Geometry | None = None
         self.appearance: Appearance | None = None
+        t0 = time.perf_counter()
         self._job = start_job(self.geometry_provider, site, self.scene, self.plan, rng)
+        self.timing["geometry_s"] = time.perf_counter() - t0
         self._outcome: TumorOutcome | None = None
         self._preview_weight: np.ndarray | None = None
 
