@@ -65,6 +65,17 @@ def test_mass_effect_moves_only_soft_tissue_near_the_organ(phases, method):
 
 
 @pytest.mark.parametrize("method", ["handcrafted", "cellular"])
+def test_vessels_beside_the_pancreas_stay_where_they_are(phases, method):
+    """The large veins next to the pancreas are labelled vessels outside it: an advanced tumor
+    bends only the vessels within the organ's margin (seed 1 used to move the vein 17 mm out)."""
+    ct, organs = phases["venous"]
+    res = synthesize(ct, organs, TumorSpec(organ="pancreas", stage="advanced", method=method, seed=1,
+                                           options={"mass_effect": True}))
+    m = tumor_metrics(ct, organs, res)
+    assert (m["changed_bone"], m["changed_air"], m["changed_far"]) == (0, 0, 0), m
+
+
+@pytest.mark.parametrize("method", ["handcrafted", "cellular"])
 def test_advanced_kidney_tumors_leave_half_the_kidney(phases, method):
     ct, organs = phases["venous"]
     rows = metrics(ct, organs, "kidney", "advanced", method, (0, 1))

@@ -34,7 +34,7 @@ from ...anatomy.site import Site
 from ...core.resample import blur_and_sample, resample
 from ..contour import capped_organ
 from ..contracts import Scene
-from ..effects.mass_effect import AIR_HU, BONE_HU
+from ..effects.mass_effect import AIR_HU, BONE_HU, MARGIN_MM
 from ..texture import TRUNCATE
 from .engine import ACCEPTANCE, HEALTHY, RIGID, VESSEL, WALL, cpu_threads
 
@@ -220,10 +220,13 @@ def cell_fields(site: Site, scene: Scene, grid: CAGrid, *, bulge_mm: float, vess
     if acceptance_scale is not None:
         acceptance = acceptance * acceptance_scale.astype(np.float32)
     yield_at = np.zeros(grid.shape, dtype=np.int16)
+    reach = ndimage.distance_transform_edt(~organ) * grid.h_mm if organ.any() else None
     if vessel_push:
-        yield_at[state == VESSEL] = VESSEL_PUSHES
-    if bulge_mm > 0 and organ.any():
-        reach = ndimage.distance_transform_edt(~organ) * grid.h_mm
+        pushable = state == VESSEL
+        if reach is not None:      # a vessel farther outside the organ than the margin stays put
+            pushable &= reach <= MARGIN_MM
+        yield_at[pushable] = VESSEL_PUSHES
+    if bulge_mm > 0 and reach is not None:
         yield_at[(state == WALL) & (reach <= bulge_mm)] = BOUNDARY_PUSHES
     return CellFields(state, acceptance.astype(np.float32), yield_at, levels, vessels)
 
