@@ -148,8 +148,16 @@ def test_snomed_codes_are_those_of_the_slicer_module(repo_root):
     text = (repo_root / "TumorSynth" / "TumorSynthSlicer" / "segment_logic.py").read_text()
     for organ, (code, _scheme, meaning) in ORGAN_CODES.items():
         assert f'"{organ}": "SCT^{code}^{meaning}"' in text
-    assert f"SCT^{NEOPLASM_CATEGORY[0]}^{NEOPLASM_CATEGORY[2]}" in text
-    assert f"SCT^{NEOPLASM_TYPE[0]}^{NEOPLASM_TYPE[2]}" in text
+    assert "from TumorSynthLib.synthesis.lesion_types import SNOMED_CATEGORY, SNOMED_NEOPLASM" in text
+
+
+def test_cysts_are_named_and_coded_as_cysts(case):
+    """A benign lesion's segment says what it is: "Cyst 2 (...)", SNOMED Cyst (not Neoplasm)."""
+    reports = [dict(r) for r in case.reports]
+    reports[-1]["lesion"] = "cyst"
+    segments = segments_from_instances(case.tumor_instances, reports)
+    assert segments[0].label.startswith("Tumor 1") and segments[0].property_type == NEOPLASM_TYPE
+    assert segments[-1].label.startswith(f"Cyst {len(segments)}") and segments[-1].property_type[0] == "367643001"
 
 
 def test_export_dicom_command_on_a_case_folder(case, tmp_path, capsys):

@@ -143,6 +143,9 @@ def test_a_cyst_from_the_lesion_menu_is_placed_and_reported_benign(scene, ct_nod
     placement = placement_logic.place_tumor(session, voxel_to_world(CLICK_VOXEL), request, organMask=organ)
     report = placement.reports[0]
     assert report["lesion"] == "cyst" and report["benign"] is True and report["appearance"] == "cyst"
+    segment_id = placement.segmentIds[0]
+    assert segment_logic.segment_name(session.segmentation, segment_id) == "Cyst 1"
+    assert "367643001" in segment_logic.segment_terminology(session.segmentation, segment_id)
 
 
 class FixedScore:

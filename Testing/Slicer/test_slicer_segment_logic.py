@@ -94,6 +94,7 @@ def test_tumor_terminology_names_an_entry_that_exists_in_its_context():
     Structure; the DICOM master list has it, and its anatomic context has the organs."""
     import slicer
 
+    from TumorSynthLib.synthesis.lesion_types import SNOMED_CYST
     from TumorSynthSlicer.segment_logic import tumor_terminology
 
     logic = _slicer_terminologies()
@@ -109,3 +110,7 @@ def test_tumor_terminology_names_an_entry_that_exists_in_its_context():
         assert entry.GetAnatomicRegionObject().GetCodeValue() == code
         assert logic.UpdateEntryFromLoadedTerminologies(entry, [], [])
         assert entry.GetTerminologyContextName() == context     # found where it says it is
+    cyst = slicer.vtkSlicerTerminologyEntry()
+    assert logic.DeserializeTerminologyEntry(tumor_terminology("kidney", SNOMED_CYST), cyst)
+    assert cyst.GetTypeObject().GetCodeValue() == "367643001"
+    assert _has_type(logic, cyst.GetTerminologyContextName(), "49755003", "367643001")

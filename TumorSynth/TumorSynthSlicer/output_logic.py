@@ -30,6 +30,8 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import slicer
 
+from TumorSynthLib.synthesis.lesion_types import report_lesion
+
 from . import segment_logic, table_logic
 from .errors import NothingToUndoError
 from .volume_logic import array_ijk, clone_volume_node, labelmap_on_grid, world_affine, write_patch
@@ -141,9 +143,9 @@ class TumorSession:
         write_patch(self.labelsVolume, (lo_t, hi_t),
                     self._mergedLabels(np.asarray(labels)[box], passedLabels, box))
         first = self.tumorCount + 1
-        step.segment_ids = self._addSegments(np.asarray(instances)[box], lo_t, organ)
         step.reports = [dict(r) for r in reports]
-        rows = [table_logic.tumor_row(f"Tumor {first + i}", r) for i, r in enumerate(step.reports)]
+        step.segment_ids = self._addSegments(np.asarray(instances)[box], lo_t, organ, step.reports)
+        rows = [table_logic.tumor_row(f"{report_lesion(r).label} {first + i}", r) for i, r in enumerate(step.reports)]
         step.rows = table_logic.append_rows(self.table, table_logic.TUMOR_COLUMNS, rows)
         self.reports.extend(step.reports)
         self._undo.append(step)
@@ -166,15 +168,19 @@ class TumorSession:
         state_roi[changed] = new_roi[changed]
         return state_roi
 
-    def _addSegments(self, instances_roi: np.ndarray, lo: Sequence[int],
-                     organ: str | None) -> list[str]:
+    def _addSegments(self, instances_roi: np.ndarray, lo: Sequence[int], organ: str | None,
+                     reports: Sequence[Mapping[str, Any]] = ()) -> list[str]:
+        """One segment per tumor of the ROI (ascending instance values, in ``reports`` order),
+        named and coded after its lesion type ("Tumor 3", "Cyst 4")."""
         ids = []
-        for value in sorted(int(v) for v in np.unique(instances_roi) if v > 0):
+        values = sorted(int(v) for v in np.unique(instances_roi) if v > 0)
+        for n, value in enumerate(values):
             self.tumorCount += 1
+            lesion = report_lesion(dict(reports[n]) if n < len(reports) and len(reports) == len(values) else None)
             ids.append(segment_logic.add_mask_segment(
-                self.segmentation, f"Tumor {self.tumorCount}", instances_roi == value, lo,
+                self.segmentation, f"{lesion.label} {self.tumorCount}", instances_roi == value, lo,
                 self.outputVolume, color=segment_logic.tumor_color(self.tumorCount),
-                terminology=segment_logic.tumor_terminology(organ)))
+                terminology=segment_logic.tumor_terminology(organ, lesion.property_type)))
         if ids:
             segment_logic.show_in_3d(self.segmentation)
         return ids

@@ -24,13 +24,14 @@ import slicer
 import vtk
 import vtk.util.numpy_support as vtk_np
 
+from TumorSynthLib.synthesis.lesion_types import SNOMED_CATEGORY, SNOMED_NEOPLASM
+
 from .volume_logic import array_ijk, array_to_matrix, local_ijk_to_ras
 
 #: The DICOM master list: it holds Morphologically Altered Structure / Neoplasm (Slicer's General
 #: Anatomy list has only Mass under that category, so a Neoplasm entry naming it would not resolve).
 _CONTEXT = "Segmentation category and type - DICOM master list"
 _ANATOMIC_CONTEXT = "Anatomic codes - DICOM master list"
-_NEOPLASM = ("SCT^49755003^Morphologically Altered Structure", "SCT^108369006^Neoplasm")
 _ANATOMY = {
     "liver": "SCT^10200004^Liver",
     "pancreas": "SCT^15776009^Pancreas",
@@ -44,9 +45,11 @@ TUMOR_COLORS = (
 )
 
 
-def tumor_terminology(organ: str | None) -> str:
-    """Terminology entry string for a neoplasm, with the organ as anatomic region if known."""
-    category, kind = _NEOPLASM
+def tumor_terminology(organ: str | None, property_type: Sequence[str] | None = None) -> str:
+    """Terminology entry string of a lesion (SNOMED ``property_type`` as (value, scheme,
+    meaning); default a neoplasm), with the organ as anatomic region if known."""
+    category = "{1}^{0}^{2}".format(*SNOMED_CATEGORY)
+    kind = "{1}^{0}^{2}".format(*(property_type or SNOMED_NEOPLASM))
     region = _ANATOMY.get((organ or "").lower(), "^^")
     return f"{_CONTEXT}~{category}~{kind}~^^~{_ANATOMIC_CONTEXT}~{region}~^^"
 

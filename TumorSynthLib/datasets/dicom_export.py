@@ -40,9 +40,10 @@ import numpy as np
 
 from .. import __version__
 from ..core.errors import DependencyError, InputError
-from ..core.volume import Volume
-from .burn_in import burn_in as burn_in_slice
 from ..core.files import write_json_atomic
+from ..core.volume import Volume
+from ..synthesis.lesion_types import SNOMED_CATEGORY, SNOMED_NEOPLASM
+from .burn_in import burn_in as burn_in_slice
 
 CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
 SYNTHETIC_SERIES_DESCRIPTION = "SYNTHETIC TUMOR - not for diagnosis"
@@ -52,9 +53,8 @@ PLACEHOLDER_DATE, PLACEHOLDER_TIME = "20000101", "000000"
 CT_FOLDER, SEG_FILE, EXPORT_JSON = "ct", "seg/tumors.dcm", "export.json"
 MAX_SEGMENTS = 255
 
-#: SNOMED CT codes (value, scheme, meaning) shared with TumorSynthSlicer/segment_logic.py.
-NEOPLASM_CATEGORY = ("49755003", "SCT", "Morphologically Altered Structure")
-NEOPLASM_TYPE = ("108369006", "SCT", "Neoplasm")
+#: SNOMED CT codes (value, scheme, meaning); the lesion types own them (``lesion_types``).
+NEOPLASM_CATEGORY, NEOPLASM_TYPE = SNOMED_CATEGORY, SNOMED_NEOPLASM
 ORGAN_CODES = {
     "liver": ("10200004", "SCT", "Liver"),
     "pancreas": ("15776009", "SCT", "Pancreas"),
@@ -80,11 +80,13 @@ class SeriesText:
 
 @dataclass
 class TumorSegment:
-    """One SEG segment: a boolean mask ``[i, j, k]`` on the image grid, its label and organ."""
+    """One SEG segment: a boolean mask ``[i, j, k]`` on the image grid, its label, organ and
+    SNOMED property type (a neoplasm unless the lesion type says otherwise, e.g. a cyst)."""
 
     label: str
     mask: np.ndarray
     organ: str | None = None
+    property_type: tuple[str, str, str] = SNOMED_NEOPLASM
 
 
 @dataclass
@@ -261,7 +263,7 @@ def segment_description(number: int, segment: TumorSegment, digest: str) -> Any:
     return hd.seg.SegmentDescription(
         segment_number=number, segment_label=segment.label[:64],
         segmented_property_category=hd.sr.CodedConcept(*NEOPLASM_CATEGORY),
-        segmented_property_type=hd.sr.CodedConcept(*NEOPLASM_TYPE),
+        segmented_property_type=hd.sr.CodedConcept(*segment.property_type),
         algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
         algorithm_identification=algorithm, tracking_id=segment.label[:64],
         tracking_uid=make_uid(digest, f"segment-{number}"),
@@ -345,7 +347,7 @@ def export_case(image: Volume, segments: Sequence[TumorSegment], out: str | Path
     text = text or SeriesText()
     out = Path(out).expanduser()
     stored = stored_volume(image)
-    masks = [TumorSegment(s.label, stored_mask(image, s.mask), s.organ) for s in segments]
+    masks = [TumorSegment(s.label, stored_mask(image, s.mask), s.organ, s.property_type) for s in segments]
     digest = content_digest(_int16_hu(stored.array), masks if with_seg else [], text, seed)
     sources = ct_datasets(stored, text, digest)
     ct_files = write_ct_series(sources, out / CT_FOLDER)

@@ -19,11 +19,18 @@ from scipy import ndimage
 
 from ..core.errors import InputError
 from ..core.volume import Volume
+from ..synthesis.lesion_types import report_lesion
 from .dicom_export import TumorSegment
 
 
-def _label(number: int, report: Mapping[str, Any] | None, organ: str | None) -> str:
-    parts = [f"Tumor {number}"]
+def _segment(number: int, report: Mapping[str, Any] | None, organ: str | None, mask: np.ndarray) -> TumorSegment:
+    """Segment ``number``, named and coded after its lesion type ("Cyst 2 (liver, 14 mm)")."""
+    lesion = report_lesion(dict(report) if report else None)
+    return TumorSegment(_label(number, report, organ, lesion.label), mask, organ, lesion.property_type)
+
+
+def _label(number: int, report: Mapping[str, Any] | None, organ: str | None, word: str = "Tumor") -> str:
+    parts = [f"{word} {number}"]
     if organ:
         parts.append(str(organ))
     if report and report.get("diameter_measured_mm") is not None:
@@ -38,7 +45,7 @@ def segments_from_instances(instances: Volume, reports: Sequence[Mapping[str, An
     for number in sorted(int(v) for v in np.unique(arr) if v > 0):
         report = reports[number - 1] if number - 1 < len(reports) else None
         organ = report.get("organ") if report else None
-        out.append(TumorSegment(_label(number, report, organ), arr == number, organ))
+        out.append(_segment(number, report, organ, arr == number))
     return out
 
 
@@ -66,7 +73,7 @@ def segments_from_labels(labels: Volume, reports: Sequence[Mapping[str, Any]] = 
         owner = np.zeros(arr.shape, dtype=np.int32)
         for tumor_id, members in by_id.items():
             _assign(owner, arr == tumor_id, members, reports, labels)
-        segments = [TumorSegment(_label(n + 1, r, r.get("organ")), owner == n + 1, r.get("organ"))
+        segments = [_segment(n + 1, r, r.get("organ"), owner == n + 1)
                     for n, r in enumerate(reports)]
         segments = [s for s in segments if s.mask.any()]
     else:

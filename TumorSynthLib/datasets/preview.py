@@ -21,6 +21,7 @@ import numpy as np
 from ..core.display import PLANES, plane_slice
 from ..core.files import save_figure
 from ..core.volume import Volume
+from ..synthesis.lesion_types import report_lesion
 
 #: Smallest field of view (mm) of a panel (context around small tumors); large ones get 3.5 d.
 MIN_FOV_MM = 140.0
@@ -57,7 +58,7 @@ def _title(report: dict[str, Any], number: int) -> str:
         return "no tumor"
     diameter = report.get("diameter_measured_mm", report.get("diameter_mm"))
     size = f"{diameter:.1f} mm" if isinstance(diameter, (int, float)) else "size ?"
-    return f"Tumor {number}: {report.get('organ', '?')}, {report.get('stage', '?')}, {size}"
+    return f"{report_lesion(report).label} {number}: {report.get('organ', '?')}, {report.get('stage', '?')}, {size}"
 
 
 def _center_vox(image: Volume, report: dict[str, Any], source: np.ndarray, ids: list[int]) -> np.ndarray:

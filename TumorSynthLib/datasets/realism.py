@@ -27,8 +27,8 @@ from scipy import ndimage
 
 from ..anatomy.measure import shape_metrics
 from ..anatomy.organs import intensity_profile, organ_label_ids
-from ..anatomy.parenchyma import MAD_TO_SIGMA
 from ..core.volume import Volume, box_around
+from ..synthesis.intensity import robust_sd
 
 SHELL_MM = (3.0, 15.0)
 #: Fewest core voxels for a drop (a mean) and for a grain ratio (a robust SD: its relative
@@ -40,13 +40,6 @@ CORE_MM = 2.0
 FAR_MM = 10.0
 FAT_HU = -30.0
 BONE_HU, AIR_HU = 350.0, -500.0
-
-
-def robust_sd(values: np.ndarray) -> float:
-    values = np.asarray(values, dtype=np.float64)
-    if values.size < 5:
-        return float("nan")
-    return float(np.median(np.abs(values - np.median(values))) * MAD_TO_SIGMA)
 
 
 def tumor_metrics(image: Volume, labels: Volume, result: Any, index: int = 0) -> dict[str, Any]:
@@ -131,4 +124,4 @@ def summarise(rows: list[dict[str, Any]], key: str) -> float | None:
     return float(np.median(values)) if values else None
 
 
-__all__ = ["robust_sd", "summarise", "tumor_metrics"]
+__all__ = ["summarise", "tumor_metrics"]

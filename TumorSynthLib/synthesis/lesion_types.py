@@ -32,10 +32,19 @@ BENIGN_FORBIDDEN = ("necrosis", "capsule", "satellites")
 BENIGN_PUSH = 0.1
 
 
+#: SNOMED CT codes (value, scheme, meaning) of the segments a lesion becomes (DICOM CID 7159
+#: "Lesion Segmentation Type"; category: Morphologically Altered Structure). A hemangioma is a
+#: benign neoplasm; a simple cyst is not a neoplasm.
+SNOMED_CATEGORY = ("49755003", "SCT", "Morphologically Altered Structure")
+SNOMED_NEOPLASM = ("108369006", "SCT", "Neoplasm")
+SNOMED_CYST = ("367643001", "SCT", "Cyst")
+
+
 @dataclass(frozen=True)
 class LesionType:
     """One lesion type: whether it is benign, the (geometry, appearance) pair that makes it
-    (None: the method's), the organs it occurs in, and the options it fixes."""
+    (None: the method's), the organs it occurs in, the options it fixes, and how its segments
+    are named (``label`` N) and coded (``property_type``, SNOMED CT)."""
 
     name: str
     benign: bool
@@ -44,6 +53,8 @@ class LesionType:
     appearance: str | None = None
     organs: tuple[str, ...] = ("liver", "pancreas", "kidney")
     fixed: tuple[tuple[str, Any], ...] = ()
+    label: str = "Tumor"
+    property_type: tuple[str, str, str] = SNOMED_NEOPLASM
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "benign": self.benign, "description": self.description,
@@ -56,11 +67,12 @@ _BENIGN_FIXED = (("necrosis", False), ("capsule", False), ("satellites", False),
 LESION_TYPES: dict[str, LesionType] = {
     "tumor": LesionType("tumor", False, "malignant tumor made by the chosen method (default)"),
     "cyst": LesionType("cyst", True, "simple cyst: round, sharp wall, water density (0-20 HU), no "
-                       "enhancement in any phase", geometry="smooth", appearance="cyst", fixed=_BENIGN_FIXED),
+                       "enhancement in any phase", geometry="smooth", appearance="cyst", fixed=_BENIGN_FIXED,
+                       label="Cyst", property_type=SNOMED_CYST),
     "hemangioma": LesionType("hemangioma", True, "hemangioma: hypodense without contrast, peripheral "
                              "nodular enhancement (arterial), centripetal filling (venous, delayed), "
                              "isodense to the vessels", geometry="smooth", appearance="hemangioma",
-                             organs=("liver",), fixed=_BENIGN_FIXED),
+                             organs=("liver",), fixed=_BENIGN_FIXED, label="Hemangioma"),
 }
 LESION_NAMES: tuple[str, ...] = tuple(LESION_TYPES)
 DEFAULT_LESION = "tumor"
@@ -72,6 +84,12 @@ def lesion_type(name: Any) -> LesionType:
     if key not in LESION_TYPES:
         raise InputError(f"unknown lesion type '{name}'; choose one of: {', '.join(LESION_NAMES)}")
     return LESION_TYPES[key]
+
+
+def report_lesion(report: Any) -> LesionType:
+    """The lesion type a tumor report names (``report["lesion"]``; tumor when absent)."""
+    name = report.get("lesion", DEFAULT_LESION) if isinstance(report, dict) else DEFAULT_LESION
+    return LESION_TYPES.get(str(name), LESION_TYPES[DEFAULT_LESION])
 
 
 def spec_lesion(spec: TumorSpec) -> LesionType:
@@ -116,5 +134,6 @@ def report_fields(options: Mapping[str, Any] | None) -> dict[str, Any]:
     return {"lesion": kind.name, "benign": kind.benign}
 
 
-__all__ = ["BENIGN_PUSH", "DEFAULT_LESION", "LESION_NAMES", "LESION_TYPES", "LesionType", "lesion_entries",
+__all__ = ["BENIGN_PUSH", "DEFAULT_LESION", "LESION_NAMES", "LESION_TYPES", "SNOMED_CATEGORY", "SNOMED_CYST",
+           "SNOMED_NEOPLASM", "LesionType", "lesion_entries", "report_lesion",
            "lesion_type", "report_fields", "resolve_spec", "spec_lesion"]
