@@ -98,10 +98,10 @@ def checks(groups: dict) -> list[tuple[str, bool, str]]:
     share = max((r["organ_share"] for r in kidney), default=None)
     out.append(("advanced kidney tumors leave >= 50 % of the kidney", share is not None and share <= 0.5, f"largest share {_fmt(share)}"))
     pancreas = [r for k, rows in groups.items() if k[2] == "pancreas" for r in rows if "error" not in r]
-    darker = all((r["drop_hu"] or 0) > 0 for r in pancreas)
+    drops = [r["drop_hu"] for r in pancreas if r["drop_hu"] is not None]   # None: a tiny tumor has no core
     outside = max((r["outside_share"] for r in pancreas), default=None)
-    out.append(("pancreas tumors darker than the parenchyma", darker,
-                f"smallest drop {_fmt(min((r['drop_hu'] or 0) for r in pancreas) if pancreas else None)} HU"))
+    out.append(("pancreas tumors darker than the parenchyma (tumors with a core)", bool(drops) and min(drops) > 0,
+                f"smallest drop {_fmt(min(drops) if drops else None)} HU over {len(drops)} tumors"))
     out.append(("pancreas tumors <= 10 % outside the pancreas (+2 mm)", outside is not None and outside <= 0.10,
                 f"largest {_fmt(outside)}"))
     liver = [r for k, rows in groups.items() if k[1] == "cellular" and k[2] == "liver" and k[3] == "advanced"

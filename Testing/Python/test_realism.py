@@ -90,7 +90,7 @@ def test_pancreas_tumors_are_darker_and_inside_the_outline(phases, phase, method
     ct, organs = phases[phase]
     rows = metrics(ct, organs, "pancreas", "intermediate", method, (0, 1))
     assert all(r["drop_hu"] is not None and r["drop_hu"] > 0 for r in rows), [r["drop_hu"] for r in rows]
-    assert float(np.median([r["outside_share"] for r in rows])) <= 0.10, [r["outside_share"] for r in rows]
+    assert max(r["outside_share"] for r in rows) <= 0.10, [r["outside_share"] for r in rows]
 
 
 def test_a_fatty_pancreas_gets_a_tumor_darker_than_its_parenchyma(phases):

@@ -62,6 +62,14 @@ def capped_organ(site: Site, scene: Scene) -> np.ndarray:
     return scene.organ if cap is None else scene.organ & cap
 
 
+def takeable_organ(site: Site, scene: Scene) -> np.ndarray:
+    """The organ voxels a non-exophytic tumor may take: ``capped_organ`` within the
+    ``contour_limit`` (every geometry uses this one rule)."""
+    organ = capped_organ(site, scene)
+    limit = contour_limit(site)
+    return organ if limit is None else organ & limit
+
+
 def contour_limit(site: Site) -> np.ndarray | None:
     """bool ROI voxels within the organ's contour margin (None: no limit beyond the scene's organ)."""
     margin = CONTOUR_MARGIN_MM.get(site.organ)
@@ -81,13 +89,11 @@ def allowed_region(site: Site, scene: Scene) -> tuple[np.ndarray, bool]:
     reach = exophytic_reach_mm(site)
     if np.isinf(reach):
         return free, True
-    organ = capped_organ(site, scene)
     if reach > 0:
         dist = ndimage.distance_transform_edt(~scene.organ, sampling=site.spacing)
-        return (organ | ((dist <= reach) & soft_tissue(scene))) & free, True
-    limit = contour_limit(site)
-    return (organ if limit is None else organ & limit) & free, False
+        return (capped_organ(site, scene) | ((dist <= reach) & soft_tissue(scene))) & free, True
+    return takeable_organ(site, scene) & free, False
 
 
 __all__ = ["CONTOUR_MARGIN_MM", "EXOPHYTIC_REACH", "MAX_ORGAN_SHARE", "allowed_region", "capped_organ",
-           "contour_limit", "exophytic_reach_mm", "organ_cap", "soft_tissue"]
+           "contour_limit", "exophytic_reach_mm", "organ_cap", "soft_tissue", "takeable_organ"]

@@ -32,7 +32,7 @@ from scipy import ndimage
 
 from ...anatomy.site import Site
 from ...core.resample import blur_and_sample, resample
-from ..contour import capped_organ
+from ..contour import takeable_organ
 from ..contracts import Scene
 from ..effects.mass_effect import AIR_HU, BONE_HU, MARGIN_MM
 from ..texture import TRUNCATE
@@ -198,14 +198,14 @@ def cell_fields(site: Site, scene: Scene, grid: CAGrid, *, bulge_mm: float, vess
                 acceptance_scale: np.ndarray | None = None) -> CellFields:
     """States, acceptance and wall thresholds of the cells for ``site``.
 
-    Organ tissue the tumor may take (``contour.capped_organ``) -> healthy; vessels -> VESSEL (move when pushed if ``vessel_push``); other
+    Organ tissue the tumor may take (``contour.takeable_organ``) -> healthy; vessels -> VESSEL (move when pushed if ``vessel_push``); other
     voxels outside the organ -> WALL (gives way within ``bulge_mm`` of the organ, in unlabelled
     soft tissue only); other organs, lesions, earlier tumors, bone, air and cells beyond the
     ROI -> RIGID.
     ``acceptance_scale`` (optional, per cell, in (0, 1]) modulates growth (lobulation).
     """
     inside = grid.inside_roi()
-    takeable = capped_organ(site, scene)
+    takeable = takeable_organ(site, scene)
     organ = grid.to_cells(takeable, 0, False) & inside
     vessels = grid.to_cells(scene.vessels, 0, False) & inside
     other = ((np.asarray(scene.labels) != 0) | scene.organ) & ~takeable & ~scene.vessels

@@ -24,7 +24,7 @@ from scipy import ndimage
 from ...anatomy.site import Site
 from ...core.resample import dilate_mm
 from ...core.volume import bounding_box
-from ..contour import capped_organ, soft_tissue
+from ..contour import contour_limit, soft_tissue, takeable_organ
 from ..contracts import EDGE_SIGMA_RANGE_MM, EffectPlan, Geometry, Scene
 from ..registry import register_geometry
 from ..texture import TRUNCATE
@@ -151,17 +151,19 @@ def edge_weight(state: np.ndarray, sigma_cells: float) -> np.ndarray:
 
 
 def allowed_region(run: Any, vessels: np.ndarray) -> np.ndarray:
-    """ROI voxels a tumor voxel may occupy: the organ (less what ``contour.organ_cap`` keeps)
-    and, where the contour may give way, unlabelled soft tissue within the run's bulge of it;
-    never vessels, lesions or earlier tumors."""
+    """ROI voxels a tumor voxel may occupy: the organ (``contour.takeable_organ``: less what
+    the organ cap keeps, within the contour margin) and, where the contour may give way,
+    unlabelled soft tissue within the run's bulge of it (and the margin); never vessels,
+    lesions or earlier tumors."""
 
     scene, site = run.scene, run.site
-    inner = capped_organ(site, scene).copy()
+    inner = takeable_organ(site, scene).copy()
     if run.bulge_mm > 0:
         near = soft_tissue(scene)
         if np.isfinite(run.bulge_mm):
             near &= dilate_mm(scene.organ, run.bulge_mm, site.spacing)
-        inner |= near
+        limit = contour_limit(site)
+        inner |= near if limit is None else near & limit
     return inner & ~vessels & ~site.occupied
 
 
