@@ -148,7 +148,7 @@ def test_snomed_codes_are_those_of_the_slicer_module(repo_root):
     text = (repo_root / "TumorSynth" / "TumorSynthSlicer" / "segment_logic.py").read_text()
     for organ, (code, _scheme, meaning) in ORGAN_CODES.items():
         assert f'"{organ}": "SCT^{code}^{meaning}"' in text
-    assert "from TumorSynthLib.synthesis.lesion_types import SNOMED_CATEGORY, SNOMED_NEOPLASM" in text
+    assert "from TumorSynthLib.synthesis.lesion_types import SNOMED_CATEGORY, SNOMED_NEOPLASM" in text  # one source
 
 
 def test_cysts_are_named_and_coded_as_cysts(case):

@@ -14,7 +14,6 @@ Example::
 from __future__ import annotations
 
 import datetime
-import json
 from pathlib import Path
 from typing import Any
 
@@ -51,8 +50,9 @@ def export_session(session: TumorSession, outDir: str | Path, fmt: str = "nii.gz
                                                  out / "tumors.seg.nrrd"),
     }
     paths["report"] = out / "report.json"
-    paths["report"].write_text(json.dumps(session_report(session, paths), indent=2,
-                                          default=_jsonable))
+    from TumorSynthLib.core.files import write_json_atomic
+
+    write_json_atomic(paths["report"], session_report(session, paths))
     return paths
 
 
@@ -121,16 +121,3 @@ def _engine_io() -> tuple[Any, Any]:
             "dependencies and restart Slicer"
         ) from exc
     return save_volume, Volume
-
-
-def _jsonable(value: Any) -> Any:
-    """JSON fallback for numpy scalars and arrays found in engine reports."""
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, Path):
-        return str(value)
-    if hasattr(value, "to_dict"):
-        return value.to_dict()
-    return str(value)

@@ -12,7 +12,6 @@ Example::
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Sequence
 
@@ -54,5 +53,7 @@ def write_datalist(cases: Sequence[tuple[slicer.vtkMRMLVolumeNode, slicer.vtkMRM
     split = len(items) - max(0, min(int(validationCount), len(items) - 1))
     datalist = {"training": items[:split], "validation": items[split:]}
     path = out / "datalist.json"
-    path.write_text(json.dumps(datalist, indent=2))
+    from TumorSynthLib.core.files import write_json_atomic
+
+    write_json_atomic(path, datalist)
     return path

@@ -30,8 +30,6 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import slicer
 
-from TumorSynthLib.synthesis.lesion_types import report_lesion
-
 from . import segment_logic, table_logic
 from .errors import NothingToUndoError
 from .volume_logic import array_ijk, clone_volume_node, labelmap_on_grid, world_affine, write_patch
@@ -142,6 +140,8 @@ class TumorSession:
         write_patch(self.outputVolume, (lo_t, hi_t), np.asarray(image)[box])
         write_patch(self.labelsVolume, (lo_t, hi_t),
                     self._mergedLabels(np.asarray(labels)[box], passedLabels, box))
+        from TumorSynthLib.synthesis.lesion_types import report_lesion
+
         first = self.tumorCount + 1
         step.reports = [dict(r) for r in reports]
         step.segment_ids = self._addSegments(np.asarray(instances)[box], lo_t, organ, step.reports)
@@ -172,6 +172,8 @@ class TumorSession:
                      reports: Sequence[Mapping[str, Any]] = ()) -> list[str]:
         """One segment per tumor of the ROI (ascending instance values, in ``reports`` order),
         named and coded after its lesion type ("Tumor 3", "Cyst 4")."""
+        from TumorSynthLib.synthesis.lesion_types import report_lesion
+
         ids = []
         values = sorted(int(v) for v in np.unique(instances_roi) if v > 0)
         for n, value in enumerate(values):

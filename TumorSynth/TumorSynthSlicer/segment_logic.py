@@ -24,8 +24,6 @@ import slicer
 import vtk
 import vtk.util.numpy_support as vtk_np
 
-from TumorSynthLib.synthesis.lesion_types import SNOMED_CATEGORY, SNOMED_NEOPLASM
-
 from .volume_logic import array_ijk, array_to_matrix, local_ijk_to_ras
 
 #: The DICOM master list: it holds Morphologically Altered Structure / Neoplasm (Slicer's General
@@ -48,6 +46,8 @@ TUMOR_COLORS = (
 def tumor_terminology(organ: str | None, property_type: Sequence[str] | None = None) -> str:
     """Terminology entry string of a lesion (SNOMED ``property_type`` as (value, scheme,
     meaning); default a neoplasm), with the organ as anatomic region if known."""
+    from TumorSynthLib.synthesis.lesion_types import SNOMED_CATEGORY, SNOMED_NEOPLASM
+
     category = "{1}^{0}^{2}".format(*SNOMED_CATEGORY)
     kind = "{1}^{0}^{2}".format(*(property_type or SNOMED_NEOPLASM))
     region = _ANATOMY.get((organ or "").lower(), "^^")
