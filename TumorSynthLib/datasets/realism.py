@@ -7,8 +7,7 @@ For one tumor of a ``Synthesis`` against the scan it was made in:
   tumor above the organ's fat floor, before) minus the mean HU of the tumor's core (voxels
   >= 2 mm inside it, after; None below ``MIN_CORE_VOXELS``);
 * ``grain_ratio``: the robust SD (1.4826 MAD) of the high-pass image (image minus its 1-voxel
-  Gaussian blur) in the tumor core over the same in the organ shell (less the organ's outer 2
-  voxels, where its contour is an edge, not grain), both after: 1 when the
+  Gaussian blur) in the tumor core over the same in the organ shell, both after: 1 when the
   tumor keeps the scan's grain (None for tumors without a core of ``MIN_GRAIN_VOXELS``: the
   estimate of a smaller one is noise);
 * ``edge_width_mm``: the distance over which the change rises from 10 % to 90 % of the core's;
@@ -41,9 +40,6 @@ CORE_MM = 2.0
 FAR_MM = 10.0
 FAT_HU = -30.0
 BONE_HU, AIR_HU = 350.0, -500.0
-#: The organ shell's grain leaves out this many voxels along the organ's contour: partial
-#: volume with the fat around a thin organ (the pancreas) is an edge, not grain.
-GRAIN_CONTOUR_VOXELS = 2
 
 
 def tumor_metrics(image: Volume, labels: Volume, result: Any, index: int = 0) -> dict[str, Any]:
@@ -66,7 +62,6 @@ def tumor_metrics(image: Volume, labels: Volume, result: Any, index: int = 0) ->
     core = inside >= CORE_MM
     shell = organ & ~tumor & (outside >= SHELL_MM[0]) & (outside <= SHELL_MM[1])
     parenchyma = shell & (before >= intensity_profile(report["organ"]).parenchyma_floor_hu)
-    grain_shell = shell & interior(organ)
     hp = after - ndimage.gaussian_filter(after, 1.0)
     changed = after != before
     not_organ = ~organ & ~tumor
@@ -75,8 +70,8 @@ def tumor_metrics(image: Volume, labels: Volume, result: Any, index: int = 0) ->
         "components": int(ndimage.label(tumor, structure=np.ones((3, 3, 3)))[1]),
         "drop_hu": (float(np.median(before[parenchyma]) - after[core].mean())
                     if parenchyma.any() and core.sum() >= MIN_CORE_VOXELS else None),
-        "grain_ratio": (robust_sd(hp[core]) / robust_sd(hp[grain_shell])
-                        if grain_shell.sum() >= MIN_GRAIN_VOXELS and core.sum() >= MIN_GRAIN_VOXELS else None),
+        "grain_ratio": (robust_sd(hp[core]) / robust_sd(hp[shell])
+                        if shell.sum() >= MIN_GRAIN_VOXELS and core.sum() >= MIN_GRAIN_VOXELS else None),
         "edge_width_mm": _edge_width(before - after, inside, outside, core),
         "changed_bone": int(np.count_nonzero(changed & not_organ & (before > BONE_HU))),
         "changed_air": int(np.count_nonzero(changed & not_organ & (before < AIR_HU))),
@@ -89,12 +84,6 @@ def tumor_metrics(image: Volume, labels: Volume, result: Any, index: int = 0) ->
     }
     out.update(shape_metrics(tumor, spacing))
     return out
-
-
-def interior(mask: np.ndarray, voxels: int = GRAIN_CONTOUR_VOXELS) -> np.ndarray:
-    """``mask`` less its outer ``voxels`` layers (the whole mask when nothing would be left)."""
-    inner = ndimage.binary_erosion(mask, iterations=voxels)
-    return inner if inner.any() else mask
 
 
 def _organ(labels: np.ndarray, report: dict[str, Any]) -> np.ndarray:
@@ -135,4 +124,4 @@ def summarise(rows: list[dict[str, Any]], key: str) -> float | None:
     return float(np.median(values)) if values else None
 
 
-__all__ = ["interior", "summarise", "tumor_metrics"]
+__all__ = ["summarise", "tumor_metrics"]

@@ -115,7 +115,7 @@ def structure_gap_hu(site: Site) -> float:
 
 def organ_grain_hu(site: Site, scene: Scene, box: Box, mask: np.ndarray) -> float:
     """The organ's grain (HU) around a tumor: the robust SD of the image minus its 1-voxel blur
-    over the organ's interior voxels of ``box`` off the tumor (``mask`` and 2 voxels around), its own
+    over the organ's voxels of ``box`` off the tumor (``mask`` and 2 voxels around), its own
     texture included (the kidney's cortex and medulla: a tumor is at least that heterogeneous);
     with too few of those, over the organ's voxels of the box, then ``FALLBACK_GRAIN_HU``.
     Cached in the scene (the appearance and the shading ask for the same tumor)."""
@@ -124,16 +124,13 @@ def organ_grain_hu(site: Site, scene: Scene, box: Box, mask: np.ndarray) -> floa
 
 
 def _measure_organ_grain(scene: Scene, box: Box, mask: np.ndarray) -> float:
-    """``organ_grain_hu``: over the organ's interior (less its outer 2 voxels: the contour with
-    the fat around a thin organ is an edge, not grain) off the tumor, else over fewer voxels."""
     hp = scene.image[box.slices] - scene.low_frequencies(box)
     organ = scene.organ[box.slices]
     near_tumor = np.zeros_like(mask)
     near = bounding_box(mask, 2)
     if near is not None:
         near_tumor[near.slices] = ndimage.binary_dilation(mask[near.slices], iterations=2)
-    inner = ndimage.binary_erosion(organ, iterations=2)
-    for where in (inner & ~near_tumor, organ & ~near_tumor, organ):
+    for where in (organ & ~near_tumor, organ):
         if np.count_nonzero(where) >= GRAIN_MIN_VOXELS:
             return robust_sd(hp[where])
     return FALLBACK_GRAIN_HU

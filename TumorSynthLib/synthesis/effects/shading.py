@@ -135,9 +135,9 @@ def _grain_top_up(site: Site, scene: Scene, box: Box, mask: np.ndarray, change: 
 
 
 def _tumor_grain(image: np.ndarray, change: np.ndarray, mask: np.ndarray) -> float:
-    """The grain (HU) of ``image + change`` in the tumor's core (``mask`` less 2 voxels; the
-    whole mask when that is too small), measured on the central ``GRAIN_SAMPLE_VOXELS`` cube of
-    the tumor (plenty of voxels for a robust SD; a large tumor's whole box would cost a Gaussian
+    """The grain (HU) of ``image + change`` over ``mask`` less its outer voxel layer (the soft
+    edge's gradient is not grain), measured on the central ``GRAIN_SAMPLE_VOXELS`` cube of the
+    tumor (plenty of voxels for a robust SD; a large tumor's whole box would cost a Gaussian
     over a million voxels)."""
     box = bounding_box(mask)
     if box is None:
@@ -149,7 +149,7 @@ def _tumor_grain(image: np.ndarray, change: np.ndarray, mask: np.ndarray) -> flo
     sub = tuple(slice(max(a, 0), min(b, n)) for a, b, n in zip(lo, hi, mask.shape))
     shaded = image[sub] + change[sub]
     hp = shaded - ndimage.gaussian_filter(shaded, 1.0, mode="nearest", truncate=LOW_PASS_TRUNCATE)
-    core = ndimage.binary_erosion(mask[sub], iterations=2)   # the soft edge's gradient is not grain
+    core = ndimage.binary_erosion(mask[sub])
     return robust_sd(hp[core if np.count_nonzero(core) >= GRAIN_MIN_VOXELS else mask[sub]])
 
 
