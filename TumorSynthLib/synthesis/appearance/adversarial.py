@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
+from ...anatomy.organs import intensity_profile
 from ...anatomy.site import Site
 from ...core.errors import ModelError
 from ..contracts import Appearance, Geometry, Scene, tumor_box
@@ -28,8 +29,11 @@ from ..intensity import TUMOR_FLOOR_HU, solid_change
 from ..learned.gan import difference_map, drop_base_hu, organ_index
 from ..learned.gan_checkpoint import GeneratorModel, default_generator_ref, load_generator
 from ..registry import register_appearance
-from ..texture import STAGE_HETEROGENEITY, make_texture
+from ..texture import STAGE_HETEROGENEITY, gaussian_mm, make_texture
 
+#: The generator's map is smoothed by this Gaussian (mm) before use: its voxel-scale detail
+#: (1.5 mm grid, resampled) read as extra grain; the tumor's grain is the scan's own.
+DROP_SMOOTH_MM = 2.0
 SIGMA_A_MM = (3.0, 6.0)
 SIGMA_B_MM = (3.0, 5.0)
 #: Scan context (mm) the generator sees around the tumor's box, per side.
@@ -70,18 +74,34 @@ class AdversarialAppearance:
                            heterogeneity=STAGE_HETEROGENEITY[site.stage], draws=draws)
         tex = tex / np.float32(max(float(tex[mask].mean()), 1e-6))
         base = drop_base_hu(site.organ_median_hu)
-        drop = (d * np.float32(base) * tex * (scene.organ[box.slices] | mask)).astype(np.float32)
-        mean_drop = float(drop[mask].mean())
-        room = float(site.organ_median_hu) - TUMOR_FLOOR_HU
-        if mean_drop > max(room, 0.0):
-            scale = max(room, 0.0) / mean_drop
-            site.warnings.append(f"the learned drop ({mean_drop:.1f} HU) would take the tumor below "
-                                 f"{TUMOR_FLOOR_HU:g} HU; scaled to {max(room, 0.0):.1f} HU")
-            drop *= np.float32(scale)
-            mean_drop *= scale
+        textured = (tex * (scene.organ[box.slices] | mask)).astype(np.float32)
+        drop, mean_drop = _drop_in_range(site, gaussian_mm(d, DROP_SMOOTH_MM, site.spacing), textured, mask, base)
         change[box.slices] = solid_change(site, scene, box, mask, rng, draws) - drop
         info.update(mean_d=float(d[mask].mean()), drop_base_hu=base, mean_drop_hu=mean_drop)
         return Appearance(change, target_drop_hu=mean_drop, draws=draws, info=info)
+
+
+def _drop_in_range(site: Site, d: np.ndarray, textured: np.ndarray, mask: np.ndarray,
+                   base: float) -> tuple[np.ndarray, float]:
+    """(drop map in HU, its mean over the tumor): ``d * textured * base``, rescaled (with a report
+    warning) when its mean lies outside the organ's relative range ``f_range * base``
+    (common.md) or would take the tumor below ``TUMOR_FLOOR_HU``; a pattern that does not darken
+    the tumor on average is replaced by the texture alone at the range's lower end."""
+    lo_f, hi_f = intensity_profile(site.organ).f_range
+    room = max(float(site.organ_median_hu) - TUMOR_FLOOR_HU, 0.0)
+    lo, hi = min(lo_f * base, room), min(hi_f * base, room)
+    drop = d * textured * np.float32(base)
+    mean_drop = float(drop[mask].mean()) if mask.any() else 0.0
+    if mean_drop <= 1e-6:
+        site.warnings.append(f"the learned change does not darken this tumor (mean {mean_drop:.1f} HU); "
+                             f"used a {lo:.1f} HU drop with the procedural texture instead")
+        return textured * np.float32(lo), lo
+    target = min(max(mean_drop, lo), hi)
+    if abs(target - mean_drop) > 1e-6:
+        site.warnings.append(f"the learned drop ({mean_drop:.1f} HU) lies outside {lo:.1f}-{hi:.1f} HU (common.md's "
+                             f"range for the {site.organ} here, floor {TUMOR_FLOOR_HU:g} HU); scaled to {target:.1f} HU")
+        drop *= np.float32(target / mean_drop)
+    return drop, target
 
 
 def difference_in_box(model: GeneratorModel, image_roi: np.ndarray, spacing: np.ndarray, box: Any,
