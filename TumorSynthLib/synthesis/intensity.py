@@ -32,6 +32,9 @@ DELTA_MIN_BASE_HU = 25.0
 #: Low frequencies farther than max(3 MAD, 40 HU) from the parenchyma median are structure
 #: (fat, contour, calcification), not parenchyma: the tumor re-synthesises its grain there.
 STRUCTURE_GAP_MAD, STRUCTURE_GAP_HU = 3.0, 40.0
+#: A voxel whose own HU lies farther from the median than this many grain SDs (and the gap) is
+#: structure too: noise reaches that far in 1 voxel of 2000, a fat lobule always.
+OUTLIER_GRAIN_SD = 3.5
 #: CT noise correlation (Gaussian sigma, voxels) of re-synthesised grain.
 GRAIN_CORRELATION_VOXELS = 0.6
 GRAIN_MIN_VOXELS = 30
@@ -84,27 +87,31 @@ def solid_change(site: Site, scene: Scene, box: Box, mask: np.ndarray, rng: np.r
         return out
     image, low = scene.image[box.slices], scene.low_frequencies(box)
     median, gap = float(site.organ_median_hu), structure_gap_hu(site)
-    structured = _structure_in_tumor(low, mask, median, gap)
+    amplitude = organ_grain_hu(site, scene, box, mask)
+    structured = _structure_in_tumor(image, low, mask, median, gap, max(gap, OUTLIER_GRAIN_SD * amplitude))
     clean = mask & ~structured
     hp = image - low
     bias = float(np.mean(hp[clean])) if clean.any() else 0.0
     out[clean] = np.float32(median - bias) - low[clean]
     if structured.any():
-        amplitude = organ_grain_hu(site, scene, box, mask)
         noise = ct_grain(mask.shape, amplitude, rng, where=structured)
         out[structured] = np.float32(median) + noise[structured] - image[structured]
         draws.update(grain_resynthesised_voxels=int(structured.sum()), grain_resynthesised_hu=amplitude)
     return out
 
 
-def _structure_in_tumor(low: np.ndarray, mask: np.ndarray, median: float, gap: float) -> np.ndarray:
-    """Tumor voxels whose low frequencies, or a 6-neighbour's, lie farther than ``gap`` HU from
-    ``median`` (computed on the mask's box only)."""
+def _structure_in_tumor(image: np.ndarray, low: np.ndarray, mask: np.ndarray, median: float, gap: float,
+                        outlier: float) -> np.ndarray:
+    """Tumor voxels that are structure, not parenchyma: their low frequencies lie farther than
+    ``gap`` HU from ``median``, or their own value farther than ``outlier`` HU (a fat lobule or
+    calcification of a voxel or two, which the 1-voxel low-pass hardly sees), or a
+    6-neighbour's does (computed on the mask's box only)."""
     out = np.zeros(mask.shape, dtype=bool)
     box = bounding_box(mask, 1)
     if box is not None:
-        far = np.abs(low[box.slices] - np.float32(median)) > gap
-        out[box.slices] = ndimage.binary_dilation(far) & mask[box.slices]
+        sl = box.slices
+        far = (np.abs(low[sl] - np.float32(median)) > gap) | (np.abs(image[sl] - np.float32(median)) > outlier)
+        out[sl] = ndimage.binary_dilation(far) & mask[sl]
     return out
 
 
