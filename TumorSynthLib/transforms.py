@@ -233,7 +233,7 @@ class RandTumorSynthd(RandomizableTransform, MapTransform, LazyTrait):
             return d
         d[self.image_key], d[self.label_key] = self.synth(d[self.image_key], d[self.label_key], randomize=False)
         record = read_record(d[self.image_key])
-        d[META_KEY] = json_text(record).strip()
+        d[META_KEY] = chained_records(d.get(META_KEY), record)
         self._count(record)
         return d
 
@@ -262,21 +262,35 @@ class SynthesisTally:
                       "failed": 0, "rejected_quality": 0, "seconds": 0.0}
 
     def add(self, batch: Mapping[Hashable, Any]) -> None:
-        """Count the records of a collated batch (its ``"tumorsynth"`` entry)."""
+        """Count the records of a collated batch (its ``"tumorsynth"`` entry: per sample one
+        record, or the list of them when several ``RandTumorSynthd`` ran, one per organ and method)."""
         texts = batch.get(META_KEY)
         if texts is None:
             return
         for text in dict.fromkeys([texts] if isinstance(texts, str) else list(texts)):
-            record = json.loads(text)
             self.stats["samples"] += 1
-            self.stats["seconds"] += float(record.get("seconds", 0.0))
-            self.stats["tumors"] += len(record.get("tumors", []))
-            key = {"real tumor": "skipped_real_tumor", "no organ": "skipped_no_organ",
-                   "no valid place": "failed", "rejected by quality": "rejected_quality"}.get(record.get("skipped"))
-            if record.get("applied"):
-                self.stats["applied"] += 1
-            elif key:
-                self.stats[key] += 1
+            parsed = json.loads(text)
+            for record in parsed if isinstance(parsed, list) else [parsed]:
+                self._count(record)
+
+    def _count(self, record: Mapping[str, Any]) -> None:
+        self.stats["seconds"] += float(record.get("seconds", 0.0))
+        self.stats["tumors"] += len(record.get("tumors", []))
+        key = {"real tumor": "skipped_real_tumor", "no organ": "skipped_no_organ",
+               "no valid place": "failed", "rejected by quality": "rejected_quality"}.get(record.get("skipped"))
+        if record.get("applied"):
+            self.stats["applied"] += 1
+        elif key:
+            self.stats[key] += 1
+
+
+def chained_records(previous: Any, record: Mapping[str, Any]) -> str:
+    """The sample's ``META_KEY`` text after one more ``RandTumorSynthd``: its record alone, or
+    appended to the earlier ones (a JSON list), so a chain (one per organ and method) loses none."""
+    if not isinstance(previous, str):
+        return json_text(record).strip()
+    earlier = json.loads(previous)
+    return json_text([*(earlier if isinstance(earlier, list) else [earlier]), record]).strip()
 
 
 def read_record(image: Any) -> dict[str, Any]:

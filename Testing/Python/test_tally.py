@@ -25,3 +25,23 @@ def test_tally_counts_the_work_of_loader_workers(phantom_small):
     assert synth.stats["calls"] == 0                     # the calls happened in the worker ...
     assert tally.stats["samples"] == 2 and tally.stats["applied"] == 2 and tally.stats["tumors"] == 2
     assert tally.stats["seconds"] > 0                    # ... and are counted from the records
+
+
+def test_tally_counts_every_transform_of_a_chain(phantom_small):
+    """Training chains one ``RandTumorSynthd`` per organ and method: every record is kept."""
+    from monai.data import MetaTensor
+    from monai.transforms import Compose
+
+    from TumorSynthLib.transforms import META_KEY, RandTumorSynthd, SynthesisTally
+
+    ct, organs, _ = phantom_small
+    affine = torch.as_tensor(ct.affine)
+    sample = {"image": MetaTensor(torch.as_tensor(np.asarray(ct.array, np.float32))[None], affine=affine),
+              "label": MetaTensor(torch.as_tensor(np.asarray(organs.array, np.float32))[None], affine=affine)}
+    chain = Compose([RandTumorSynthd(organ=organ, prob=1.0, labels="totalseg", stage_mix={"early": 1.0})
+                     for organ in ("liver", "kidney")])
+    chain.set_random_state(5)
+    out = chain(sample)
+    tally = SynthesisTally()
+    tally.add({META_KEY: [out[META_KEY]]})
+    assert tally.stats["samples"] == 1 and tally.stats["applied"] == 2 and tally.stats["tumors"] == 2
