@@ -155,6 +155,12 @@ def test_impossible_lesions_are_clear_errors(phantom_small, options, organ, word
     assert all(w in str(info.value) for w in words), str(info.value)
 
 
+def test_a_tumor_cannot_borrow_a_benign_appearance(phantom_small):
+    ct, organs, _ = phantom_small
+    with pytest.raises(InputError, match="lesion=hemangioma"):
+        synthesize(ct, organs, TumorSpec(organ="liver", diameter_mm=15.0, appearance="hemangioma"))
+
+
 def test_tumor_reports_say_malignant(phantom_small):
     ct, organs, _ = phantom_small
     report = synthesize(ct, organs, TumorSpec(organ="liver", diameter_mm=20.0, seed=1)).reports[0]

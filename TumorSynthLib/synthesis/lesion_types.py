@@ -100,11 +100,16 @@ def spec_lesion(spec: TumorSpec) -> LesionType:
 def resolve_spec(spec: TumorSpec) -> tuple[TumorSpec, str, str]:
     """(spec with the lesion type's fixed options filled in, geometry name, appearance name).
 
-    A tumor resolves as its method says. A benign type uses its own pair (``geometry=`` may
+    A tumor resolves as its method says (a benign type's appearance is refused: it would be a
+    cyst labelled as a tumor). A benign type uses its own pair (``geometry=`` may
     still replace its geometry); an ``appearance=`` other than its own, an organ it does not
     occur in, or an effect it never has (``necrosis=1``) is an InputError."""
     kind = spec_lesion(spec)
     if not kind.benign:
+        benign = {t.appearance: t.name for t in LESION_TYPES.values() if t.benign and t.appearance}
+        if spec.appearance in benign:
+            raise InputError(f"the '{spec.appearance}' appearance paints a benign {benign[spec.appearance]}, not a "
+                             f"tumor; ask for lesion={benign[spec.appearance]} instead")
         return spec, *registry.resolve(spec.method, spec.geometry, spec.appearance)
     if spec.appearance is not None and spec.appearance != kind.appearance:
         raise InputError(f"a {kind.name} is painted by the '{kind.appearance}' appearance; leave out "
