@@ -67,22 +67,19 @@ class Scene:
     vessels: np.ndarray             # bool: walls
     moved_voxels: int = 0           # voxels the mass effect changed
     displacement_mm: float = 0.0    # largest displacement applied (mm)
-    _low: dict = field(default_factory=dict, repr=False)
+    _cache: dict = field(default_factory=dict, repr=False)
 
     def low_frequencies(self, box: Box) -> np.ndarray:
         """The image in ``box`` blurred by a 1-voxel Gaussian (float32): the level that targets
         are measured against, so that the grain (image minus this) stays on top (cached)."""
-        key = (box.lo, box.hi)
-        if key not in self._low:
-            self._low[key] = ndimage.gaussian_filter(self.image[box.slices], 1.0, mode="nearest",
-                                                     truncate=LOW_PASS_TRUNCATE)
-        return self._low[key]
+        return self.memo(("low", box.lo, box.hi), lambda: ndimage.gaussian_filter(
+            self.image[box.slices], 1.0, mode="nearest", truncate=LOW_PASS_TRUNCATE))
 
     def memo(self, key: tuple, compute: Callable[[], Any]) -> Any:
         """``compute()`` once per ``key`` for this scene (measurements several stages need)."""
-        if key not in self._low:
-            self._low[key] = compute()
-        return self._low[key]
+        if key not in self._cache:
+            self._cache[key] = compute()
+        return self._cache[key]
 
 
 @dataclass
