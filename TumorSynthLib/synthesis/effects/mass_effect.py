@@ -69,7 +69,8 @@ def push_scene(site: Site, plan: EffectPlan, strength: float | None = None) -> S
 def _bend_vessels(site: Site, box: Box, r: float, movable: np.ndarray, image: np.ndarray, labels: np.ndarray,
                   organ: np.ndarray, vessels: np.ndarray) -> int:
     """Vessels crossing the tumor's room bend around it (common.md "Mass effect"): each vessel
-    voxel of the movable zone (a vessel farther outside the organ stays) within ``r`` of the centre is moved radially onto the ring ``r .. r + RING_MM``
+    voxel of the movable zone (a vessel farther outside the organ stays) within ``r`` of the
+    centre is moved radially onto the ring ``r .. r + RING_MM``
     (keeping its order along the ray, so a vessel through the room wraps around the tumor), and
     the room it leaves becomes organ (the parenchyma median plus the voxel's own grain). Only
     movable voxels (organ, soft tissue near it before the push; ``movable`` on ``box``) receive a
