@@ -17,7 +17,7 @@ import pytest
 
 from TumorSynthLib.cli import main
 from TumorSynthLib.core.errors import InputError
-from TumorSynthLib.core.files import recover_staged, staged_folder
+from TumorSynthLib.core.files import recover_staged, staged_folder, write_json_atomic
 from TumorSynthLib.core.locks import LockInfo, folder_lock, pid_alive
 from TumorSynthLib.core.volume_io import save_volume
 
@@ -195,6 +195,19 @@ def test_staged_folder_recovers_an_interrupted_swap(tmp_path):
             (stage / "a.txt").write_text("second")
             raise RuntimeError("crash while writing")
     assert (dest / "a.txt").read_text() == "first" and sorted(p.name for p in tmp_path.iterdir()) == ["case"]
+
+
+def test_the_next_write_removes_what_a_killed_writer_left(tmp_path):
+    """kill -9 between the temporary file and its rename leaves ``.tmp-<pid>-...``: the next
+    write of that file removes it; a live writer's file stays."""
+    dead = tmp_path / ".tmp-999999999-abcd1234-dataset.json"
+    live = tmp_path / f".tmp-{os.getpid()}-efgh5678-dataset.json"
+    other = tmp_path / ".tmp-999999999-ijkl9012-manifest.csv"
+    for p in (dead, live, other):
+        p.write_text("{")
+    write_json_atomic(tmp_path / "dataset.json", {"numTraining": 1})
+    assert not dead.exists() and live.exists() and other.exists()
+    assert json.loads((tmp_path / "dataset.json").read_text()) == {"numTraining": 1}
 
 
 def test_a_full_disk_leaves_the_previous_case_and_says_so(inputs, tmp_path, capsys, monkeypatch):

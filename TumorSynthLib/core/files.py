@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import glob
 import hashlib
 import json
 import math
@@ -95,12 +96,16 @@ def _check_destination(path: Path) -> None:
 @contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success it is fsynced and renamed onto
-    ``path`` (atomic), on failure removed. For writers that need a file name (nibabel, ...)."""
+    ``path`` (atomic), on failure removed. For writers that need a file name (nibabel, ...).
+    The temporary name holds the writer's pid, so the next write of ``path`` removes what a
+    killed writer left."""
     dest = Path(path)
+    suffix = f"-{dest.name}"[-64:]
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
         _check_destination(dest)
-        fd, tmp_name = tempfile.mkstemp(prefix=_STAGE, suffix=f"-{dest.name}"[-64:], dir=dest.parent)
+        _remove_dead_temp_files(dest.parent, suffix)
+        fd, tmp_name = tempfile.mkstemp(prefix=f"{_STAGE}{os.getpid()}-", suffix=suffix, dir=dest.parent)
         os.close(fd)
     except OSError as exc:
         raise write_error(exc, dest) from None
@@ -119,6 +124,15 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def _remove_dead_temp_files(parent: Path, suffix: str) -> None:
+    """Remove the temporary files (``.tmp-<pid>-...<suffix>``) that a killed writer of the same
+    destination left beside it (its process is gone; a live one's file is left alone)."""
+    for tmp in parent.glob(f"{_STAGE}*{glob.escape(suffix)}"):
+        pid = tmp.name[len(_STAGE):].partition("-")[0]
+        if pid.isdigit() and tmp.is_file() and not tmp.is_symlink() and not pid_alive(int(pid)):
+            tmp.unlink(missing_ok=True)
 
 
 def write_bytes_atomic(path: str | Path, data: bytes) -> Path:
