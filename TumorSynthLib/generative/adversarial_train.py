@@ -35,7 +35,7 @@ from ..core.model_registry import resolve_model, sha256_file
 from ..segmentation.checkpoint import LAST, check_resumable, load_checkpoint, require_new_run
 from ..segmentation.infer import load_segmentation_model
 from ..segmentation.models import ModelConfig, min_patch_multiple
-from ..segmentation.train import stop_on_signals
+from ..segmentation.train import budget_stop, stop_on_signals
 from ..synthesis.automaton.engine import resolve_device
 from ..synthesis.learned.gan import (FAKE_TUMOR, REAL_TUMOR, GanConfig, apply_difference, build_discriminator,
                                      build_generator, difference_map)
@@ -241,11 +241,9 @@ def _loop(trainer: AdversarialTrainer, cfg: AdversarialConfig, out: Path, health
     stopped = "max_steps"
     with stop_on_signals(flags):
         while trainer.step < cfg.max_steps:
-            if flags.get("signal") is not None:
-                stopped = "signal"
-                break
-            if cfg.max_minutes is not None and time.monotonic() - t0 >= 60.0 * cfg.max_minutes:
-                stopped = "max_minutes"
+            reason = budget_stop(flags, t0, cfg.max_minutes)
+            if reason is not None:
+                stopped = reason
                 break
             batch = make_batch(healthy, tumors, trainer.gan, cfg.batch, batch_rng(cfg.seed, trainer.step))
             losses = trainer.train_step(batch)

@@ -29,7 +29,7 @@ from ..core.files import write_json_atomic
 from ..segmentation.checkpoint import BEST, LAST, require_new_run
 from ..segmentation.datasets import find_cases
 from ..segmentation.device import is_out_of_memory, out_of_memory_error, resolve_device
-from ..segmentation.train import stop_on_signals
+from ..segmentation.train import budget_stop, stop_on_signals
 from ..synthesis.learned.checkpoint import DiffusionModel, read_diffusion_checkpoint, save_diffusion_checkpoint
 from ..synthesis.learned.loading import load_strict
 from ..synthesis.learned.networks import (
@@ -233,11 +233,9 @@ class DiffusionTrainer:
         stopped, flags = "max_steps", {}
         with stop_on_signals(flags):
             while self.step < tcfg.total_steps:
-                if flags.get("signal") is not None:
-                    stopped = "signal"
-                    break
-                if tcfg.max_minutes is not None and time.monotonic() - t0 >= 60.0 * tcfg.max_minutes:
-                    stopped = "max_minutes"
+                reason = budget_stop(flags, t0, tcfg.max_minutes)
+                if reason is not None:
+                    stopped = reason
                     break
                 phase = self.phase()
                 loss = self._guarded_step()

@@ -106,6 +106,16 @@ def stop_on_signals(flags: dict[str, Any]) -> Iterator[None]:
             signal.signal(sig, handler)
 
 
+def budget_stop(flags: dict[str, Any], t0: float, max_minutes: float | None) -> str | None:
+    """Why a training loop must stop before its next step: "signal" (SIGINT / SIGTERM caught by
+    ``stop_on_signals``), "max_minutes" (``time.monotonic()`` since ``t0``), or None (go on)."""
+    if flags.get("signal") is not None:
+        return "signal"
+    if max_minutes is not None and time.monotonic() - t0 >= 60.0 * max_minutes:
+        return "max_minutes"
+    return None
+
+
 class Trainer:
     """Builds data, model and optimiser from a TrainConfig and runs the loop."""
 
@@ -248,13 +258,9 @@ class Trainer:
 
     def stop_reason(self, flags: dict[str, Any], t0: float) -> str | None:
         """Why the loop must stop before the next step (None: go on)."""
-        if flags.get("signal") is not None:
-            return "signal"
-        if self.cfg.stop_at is not None and self.step >= self.cfg.stop_at:
+        if flags.get("signal") is None and self.cfg.stop_at is not None and self.step >= self.cfg.stop_at:
             return "stop_at"
-        if self.cfg.max_minutes is not None and time.monotonic() - t0 >= 60.0 * self.cfg.max_minutes:
-            return "max_minutes"
-        return None
+        return budget_stop(flags, t0, self.cfg.max_minutes)
 
     def maybe_fit_schedule(self, t0: float) -> None:
         """With ``fit_schedule``: time steps FIT_SKIP..FIT_SKIP + FIT_MEASURE of this run, set
