@@ -47,7 +47,7 @@ from .anatomy.organs import (
 from .anatomy.site import TumorSpec
 from .core.errors import DependencyError, InputError, TumorSynthError
 from .core.files import json_text
-from .core.volume import Volume, bounding_box
+from .core.volume import Volume, bounding_box, is_any
 from .synthesis import registry
 from .synthesis.api import synthesize
 
@@ -142,12 +142,12 @@ class RandTumorSynth(RandomizableTransform, LazyTrait):
     def _apply(self, image: Any, label: Any, record: dict[str, Any]) -> tuple[Any, Any]:
         affine = _affine(image)
         img = _spatial(convert_to_numpy(image, wrap_sequence=False), "image")
-        lab = np.rint(_spatial(convert_to_numpy(label, wrap_sequence=False), "label")).astype(np.int32)
-        if np.isin(lab, self.tumor_ids).any():
+        lab = _integer_labels(_spatial(convert_to_numpy(label, wrap_sequence=False), "label"))
+        if is_any(lab, self.tumor_ids).any():
             record["skipped"] = "real tumor"
             return image, label
         spacing = np.linalg.norm(affine[:3, :3], axis=0)
-        box = bounding_box(np.isin(lab, self.organ_ids), np.ceil(CROP_MARGIN_MM / spacing).astype(int))
+        box = bounding_box(is_any(lab, self.organ_ids), np.ceil(CROP_MARGIN_MM / spacing).astype(int))
         if box is None:
             record["skipped"] = "no organ"
             return image, label
@@ -297,6 +297,13 @@ def read_record(image: Any) -> dict[str, Any]:
     """The synthesis record a ``RandTumorSynth`` left in a MetaTensor's metadata ({} if none)."""
     text = image.meta.get(META_KEY) if isinstance(image, MetaTensor) else None
     return json.loads(text) if isinstance(text, str) else {}
+
+
+def _integer_labels(array: np.ndarray) -> np.ndarray:
+    """A label array as int32 ids (float labels, as MONAI's resampling leaves them, rounded)."""
+    if np.issubdtype(array.dtype, np.integer):
+        return array.astype(np.int32, copy=False)
+    return np.rint(array).astype(np.int32)
 
 
 def _affine(data: Any) -> np.ndarray:

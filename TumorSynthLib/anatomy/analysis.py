@@ -18,10 +18,9 @@ from collections import OrderedDict
 from typing import Sequence
 
 import numpy as np
-from scipy import ndimage
 
 from ..core.errors import ConventionError, InputError
-from ..core.volume import Box, Volume, check_integer_labels, check_same_grid
+from ..core.volume import Box, Volume, bounding_box, check_integer_labels, check_same_grid, is_any
 from .organs import (
     CONVENTIONS,
     KNOWN_ORGANS,
@@ -36,11 +35,15 @@ from .task_labels import guess_convention
 #: Analyses kept (by identity of the image and labels volumes).
 CACHE_SIZE = 8
 #: Largest number of organ voxels the organ-wide vessel threshold is estimated from.
-THRESHOLD_SAMPLE = 200_000
+THRESHOLD_SAMPLE = 65_536
 #: No CT voxel lies beyond +-HU_LIMIT; the bulk of a CT (1st-99th percentile) lies within HU_BULK
 #: (air -1000, padding down to -3024 on some scanners, dense bone and metal up to a few thousand).
 HU_LIMIT = 100_000.0
 HU_BULK = (-3100.0, 5000.0)
+#: Values (taken at a regular stride) the bulk percentiles are measured on.
+BULK_SAMPLE = 200_000
+#: Label ids up to this are counted with ``np.bincount``; a map with larger ids uses ``np.unique``.
+BINCOUNT_MAX_ID = 1 << 20
 
 
 def check_image(image: Volume) -> None:
@@ -54,16 +57,15 @@ def check_image(image: Volume) -> None:
         raise InputError(f"the image must hold real numbers (HU), got dtype {dtype}")
     if arr.size == 0:
         raise InputError(f"the image is empty (shape {image.shape}); pass a CT scan")
-    if np.issubdtype(dtype, np.floating):
-        bad = int(np.count_nonzero(~np.isfinite(arr)))
-        if bad:
-            raise InputError(f"the image has {bad} NaN/inf voxels; replace them (e.g. with -1024 HU) first")
     lo, hi = float(arr.min()), float(arr.max())
+    if not (np.isfinite(lo) and np.isfinite(hi)):        # NaN and inf reach the extremes
+        bad = int(np.count_nonzero(~np.isfinite(arr)))
+        raise InputError(f"the image has {bad} NaN/inf voxels; replace them (e.g. with -1024 HU) first")
     if lo < -HU_LIMIT or hi > HU_LIMIT:
         raise InputError(f"the image values reach {lo:.3g} .. {hi:.3g}, which are not CT Hounsfield units (a CT "
                          f"lies roughly within {HU_BULK[0]:g} .. {HU_BULK[1]:g} HU); convert the scan to HU first")
     flat = arr.reshape(-1)
-    sample = flat[:: max(1, flat.size // 1_000_000)]
+    sample = flat[:: max(1, flat.size // BULK_SAMPLE)]
     p1, p99 = (float(v) for v in np.percentile(sample, (1, 99)))
     if p1 < HU_BULK[0] or p99 > HU_BULK[1]:
         raise InputError(f"most image values lie in {p1:.4g} .. {p99:.4g}, outside the range of CT Hounsfield units "
@@ -122,6 +124,13 @@ def labelmap_array(labels: Volume, convention: str = "auto", *, image: Volume | 
     """(integer ids >= 0, convention) of a labelmap, checked once the same way by every command:
     integer values, no negative id, the image's grid (when ``image`` is given), and ids that fit
     the convention (``"auto"``: guessed, which needs ``organ``)."""
+    lab, conv, _ = checked_labelmap(labels, convention, image=image, organ=organ, what=what)
+    return lab, conv
+
+
+def checked_labelmap(labels: Volume, convention: str = "auto", *, image: Volume | None = None,
+                     organ: str | None = None, what: str = "the labels") -> tuple[np.ndarray, str, np.ndarray]:
+    """``labelmap_array`` plus the voxel count of every id (index = id; one pass)."""
     if not isinstance(labels, Volume):
         raise InputError(f"{what} must be a Volume, got {type(labels).__name__}")
     if image is not None:
@@ -135,11 +144,24 @@ def labelmap_array(labels: Volume, convention: str = "auto", *, image: Volume | 
         lab = lab.astype(np.uint8)
     if lab.size and int(lab.min()) < 0:
         raise InputError(f"{what} hold negative ids; pass a labelmap of ids >= 0")
-    present = [int(i) for i in np.unique(lab)] if lab.size else []
+    counts = label_counts(lab)
+    present = [int(i) for i in np.flatnonzero(counts)] if isinstance(counts, np.ndarray) else sorted(counts)
     conv = str(convention).strip().lower()
     if conv == "auto":
         conv = guess_convention(np.asarray(present or [0]), organ or "liver")
-    return lab, check_convention_fit(present, conv, what)
+    return lab, check_convention_fit(present, conv, what), counts
+
+
+def label_counts(lab: np.ndarray) -> np.ndarray | dict[int, int]:
+    """Voxels per id of an integer map of ids >= 0: an array indexed by id (``np.bincount``),
+    or a dict {id: count} when ids exceed ``BINCOUNT_MAX_ID``."""
+    flat = lab.reshape(-1)
+    if flat.size == 0:
+        return np.zeros(1, dtype=np.int64)
+    if int(flat.max()) > BINCOUNT_MAX_ID:
+        ids, n = np.unique(flat, return_counts=True)
+        return {int(i): int(c) for i, c in zip(ids, n)}
+    return np.bincount(flat if flat.dtype.kind == "u" else flat.astype(np.int64, copy=False))
 
 
 class ScanAnalysis:
@@ -152,15 +174,14 @@ class ScanAnalysis:
         self.labels = labels
         self.label_array: np.ndarray | None = None
         self._counts = np.zeros(1, dtype=np.int64)
-        self._boxes: list[tuple[slice, ...] | None] = []
         if labels is not None:
             if not isinstance(labels, Volume):
                 raise InputError(f"organ labels must be a Volume or None, got {type(labels).__name__}")
-            lab, _ = labelmap_array(labels, self.convention, image=image, what="the organ labels")
+            lab, _, counts = checked_labelmap(labels, self.convention, image=image, what="the organ labels")
             self.label_array = lab
-            flat = lab.reshape(-1)
-            self._counts = np.bincount(flat if flat.dtype.kind == "u" else flat.astype(np.int64, copy=False))
-            self._boxes = ndimage.find_objects(lab) if self._counts.size > 1 else []
+            if isinstance(counts, dict):    # ids beyond the known conventions: ConventionError above
+                raise InputError("the organ labels hold ids too large for a labelmap")
+            self._counts = counts
         self._cache: dict[tuple, object] = {}
 
     @property
@@ -195,13 +216,23 @@ class ScanAnalysis:
 
     def box(self, ids: Sequence[int], margin_vox: int | Sequence[int] = 0) -> Box | None:
         """Bounding box of the voxels holding any of ``ids`` (plus a margin), None if absent."""
-        boxes = [self._boxes[i - 1] for i in ids if 0 < i <= len(self._boxes) and self._boxes[i - 1] is not None]
+        boxes = [b for b in (self._id_box(int(i)) for i in ids) if b is not None]
         if not boxes:
             return None
         margin = np.broadcast_to(np.asarray(margin_vox, dtype=int), (3,))
-        lo = tuple(min(b[a].start for b in boxes) - int(margin[a]) for a in range(3))
-        hi = tuple(max(b[a].stop for b in boxes) + int(margin[a]) for a in range(3))
+        lo = tuple(min(b.lo[a] for b in boxes) - int(margin[a]) for a in range(3))
+        hi = tuple(max(b.hi[a] for b in boxes) + int(margin[a]) for a in range(3))
         return Box(lo, hi).clip(self.shape)  # type: ignore[arg-type]
+
+    def _id_box(self, label_id: int) -> Box | None:
+        """Bounding box of one id (cached; computed when first asked for: a scan's organs are
+        few of its ids)."""
+        if not 0 < label_id < self._counts.size or self._counts[label_id] == 0 or self.label_array is None:
+            return None
+        key = ("box", label_id)
+        if key not in self._cache:
+            self._cache[key] = bounding_box(self.label_array == label_id)
+        return self._cache[key]  # type: ignore[return-value]
 
     def indices(self, ids: Sequence[int]) -> np.ndarray:
         """Flat (full-image) indices of the voxels holding any of ``ids``, ascending (cached)."""
@@ -211,9 +242,8 @@ class ScanAnalysis:
             if box is None or self.label_array is None:
                 self._cache[key] = np.zeros(0, dtype=np.intp)
             else:
-                local = np.nonzero(np.isin(self.label_array[box.slices], list(ids)))
-                glob = tuple(v + o for v, o in zip(local, box.lo))
-                self._cache[key] = np.ravel_multi_index(glob, self.shape)
+                self._cache[key] = _box_to_flat(np.flatnonzero(is_any(self.label_array[box.slices], ids)),
+                                                box, self.shape)
         return self._cache[key]  # type: ignore[return-value]
 
     def vessel_threshold(self, ids: Sequence[int]) -> float:
@@ -229,6 +259,16 @@ class ScanAnalysis:
             med, mad = robust_median_mad(kept if kept.size else (values if values.size else np.zeros(1)))
             self._cache[key] = med + 3.0 * mad
         return self._cache[key]  # type: ignore[return-value]
+
+
+def _box_to_flat(local: np.ndarray, box: Box, shape: Sequence[int]) -> np.ndarray:
+    """Flat indices in ``box`` (C order) -> flat indices in the whole array of ``shape``: each
+    row of the box (fixed i, j) starts at a known whole-array index, so one division and one
+    look-up do it (cheaper than ``np.nonzero`` plus ``np.ravel_multi_index``)."""
+    b0, b1, b2 = box.shape
+    i, j = np.divmod(np.arange(b0 * b1), b1)
+    row_start = ((i + box.lo[0]) * shape[1] + j + box.lo[1]) * shape[2] + box.lo[2] - np.arange(b0 * b1) * b2
+    return local + row_start[local // b2]
 
 
 _CACHE: "OrderedDict[tuple, tuple[weakref.ref, weakref.ref | None, ScanAnalysis]]" = OrderedDict()

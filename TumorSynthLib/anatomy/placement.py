@@ -14,7 +14,7 @@ from typing import Callable
 import numpy as np
 
 from ..core.errors import InputError, PlacementError
-from ..core.volume import Box, box_around
+from ..core.volume import Box, box_around, is_any
 from .analysis import ScanView
 from .organs import (
     canonical_organ,
@@ -31,7 +31,6 @@ from .region import (
     OrganRegion,
     ball_d2,
     grow_organ_region,
-    is_any,
     labelled_region,
     snap_to_organ,
 )

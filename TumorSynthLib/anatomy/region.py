@@ -19,7 +19,7 @@ import numpy as np
 from scipy import ndimage
 
 from ..core.errors import PlacementError
-from ..core.volume import Box, box_around
+from ..core.volume import Box, box_around, is_any
 from .analysis import ScanView
 from .organs import lesion_label_ids, organ_label_ids
 from .parenchyma import robust_median_mad
@@ -35,20 +35,6 @@ def ball_d2(shape: Sequence[int], center: Sequence[float], spacing: Sequence[flo
     """Squared distance (mm^2) of every voxel of an array of ``shape`` to ``center`` (voxels)."""
     grids = np.ogrid[tuple(slice(0, n) for n in shape)]
     return sum(((g - c) * s) ** 2 for g, c, s in zip(grids, center, spacing))  # type: ignore[return-value]
-
-
-def is_any(arr: np.ndarray, ids: Sequence[int]) -> np.ndarray:
-    """``arr`` in ``ids`` (labels >= 0): one comparison per id for one or two ids, else one
-    look-up table pass (several times faster than ``np.isin`` or a comparison per id)."""
-    ids = [int(i) for i in ids]
-    if len(ids) <= 2:
-        out = np.zeros(arr.shape, dtype=bool)
-        for i in ids:
-            out |= arr == i
-        return out
-    lut = np.zeros(max(ids) + 2, dtype=bool)
-    lut[ids] = True
-    return np.take(lut, arr, mode="clip")
 
 
 def nearest_voxel(mask: np.ndarray, point_vox: Sequence[float],
@@ -236,4 +222,4 @@ def grow_organ_region(view: ScanView, click_vox: Sequence[float], organ: str = "
 OrganRegion = LabelledRegion | GrownRegion
 
 __all__ = ["GrownRegion", "LabelledRegion", "OrganRegion", "ball_d2", "grow_organ_region",
-           "is_any", "labelled_region", "nearest_voxel", "snap_to_organ"]
+           "labelled_region", "nearest_voxel", "snap_to_organ"]

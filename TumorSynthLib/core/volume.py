@@ -223,6 +223,20 @@ def check_integer_labels(labels: Volume) -> np.ndarray:
     return arr.astype(np.int32)
 
 
+def is_any(arr: np.ndarray, ids: Sequence[int]) -> np.ndarray:
+    """``arr`` in ``ids`` (labels >= 0): one comparison per id for one or two ids, else one
+    look-up table pass (several times faster than ``np.isin`` or a comparison per id)."""
+    ids = [int(i) for i in ids]
+    if len(ids) <= 2:
+        out = np.zeros(arr.shape, dtype=bool)
+        for i in ids:
+            out |= arr == i
+        return out
+    lut = np.zeros(max(ids) + 2, dtype=bool)
+    lut[ids] = True
+    return np.take(lut, arr, mode="clip")
+
+
 __all__ = [
     "Box",
     "Volume",
@@ -231,5 +245,6 @@ __all__ = [
     "check_same_grid",
     "check_finite_image",
     "check_integer_labels",
+    "is_any",
     "GRID_TOLERANCE_MM",
 ]

@@ -155,7 +155,9 @@ def synthesis_transforms(cfg: TrainConfig, convention: str, prob: float,
     """One ``RandTumorSynthd`` per (task organ, method), on the dataset's labels. Each organ gets
     tumors with probability ``prob``, made by each method equally often: the j-th method's
     instance runs (with ``prob / k / (1 - j prob / k)``) only when no earlier one placed a tumor
-    in that organ (``RandTumorSynthd`` leaves organs that already hold a tumor alone)."""
+    in that organ (``RandTumorSynthd`` leaves organs that already hold a tumor alone). They write
+    the tumors into the sample's tensors (``inplace``): ``CacheDataset`` hands the random
+    transforms a copy of the cached case, so no whole-volume copy is needed."""
     methods = task_methods(cfg.method)
     share = float(prob) / len(methods)
     out = []
@@ -164,7 +166,7 @@ def synthesis_transforms(cfg: TrainConfig, convention: str, prob: float,
             p = min(1.0, share / (1.0 - j * share)) if share > 0 else 0.0
             out.append(RandTumorSynthd(("image", "label"), organ=organ, method=method, prob=p,
                                        stage_mix=cfg.stage_mix, labels=convention,
-                                       num_tumors=cfg.num_tumors, quality=quality))
+                                       num_tumors=cfg.num_tumors, quality=quality, inplace=True))
     return out
 
 

@@ -18,7 +18,7 @@ import numpy as np
 from scipy import ndimage
 
 from ..core.resample import coarse_grid
-from ..core.volume import box_around
+from ..core.volume import Box, box_around
 
 #: Per-axis radii vary by this fraction around d/2 before the geometric-mean rescale.
 RADIUS_SPREAD = 0.25
@@ -144,20 +144,30 @@ def rasterise(
     spacing: Sequence[float], scale: float = 1.0,
 ) -> np.ndarray:
     """Boolean mask of ``grid_shape`` holding the shape centred at ``center_vox`` (voxels),
-    its radii multiplied by ``scale``; parts beyond the grid are cut off. A large shape's level
-    is evaluated on a coarse grid (cells of about 1/``LEVEL_CELLS_PER_RADIUS`` of its smallest
-    radius); only the voxels of coarse cells at the surface are evaluated one by one."""
+    its radii multiplied by ``scale``; parts beyond the grid are cut off (``rasterise_box``)."""
+    out = np.zeros(tuple(int(s) for s in grid_shape), dtype=bool)
+    box, sub = rasterise_box(shape, out.shape, center_vox, spacing, scale)
+    out[box.slices] = sub
+    return out
+
+
+def rasterise_box(
+    shape: EllipsoidShape, grid_shape: Sequence[int], center_vox: Sequence[float],
+    spacing: Sequence[float], scale: float = 1.0,
+) -> tuple[Box, np.ndarray]:
+    """The shape rasterised on its own box of the grid: ``(box, mask of box.shape)``, so that
+    callers can work on the box instead of the whole grid. A large shape's level is evaluated
+    on a coarse grid (cells of about 1/``LEVEL_CELLS_PER_RADIUS`` of its smallest radius); only
+    the voxels of coarse cells at the surface are evaluated one by one."""
     spacing = np.asarray(spacing, dtype=float)
     center = np.asarray(center_vox, dtype=float)
-    out = np.zeros(tuple(int(s) for s in grid_shape), dtype=bool)
-    box = box_around(center, shape.extent_mm(scale), spacing, out.shape)
+    box = box_around(center, shape.extent_mm(scale), spacing, tuple(int(s) for s in grid_shape))
     if box.is_empty:
-        return out
+        return box, np.zeros(box.shape, dtype=bool)
     factor = coarse_grid(spacing, float(shape.radii_mm.min()) * scale / LEVEL_CELLS_PER_RADIUS)
     axes = [np.arange(a, b) for a, b in zip(box.lo, box.hi)]
     if np.all(factor == 1):
-        out[box.slices] = _level(shape, _offsets_mm(axes, center, spacing, True), scale) <= 1.0
-        return out
+        return box, _level(shape, _offsets_mm(axes, center, spacing, True), scale) <= 1.0
     positions = [a + (np.arange(-(-(b - a) // f)) + 0.5) * f - 0.5 for a, b, f in zip(box.lo, box.hi, factor)]
     inside = _level(shape, _offsets_mm(positions, center, spacing, True), scale) <= 1.0
     near = ndimage.binary_dilation(inside) & ndimage.binary_dilation(~inside)
@@ -165,8 +175,7 @@ def rasterise(
     near_fine = np.nonzero(_expand(near, factor, box.shape))
     points = [idx + lo for idx, lo in zip(near_fine, box.lo)]
     sub[near_fine] = _level(shape, _offsets_mm(points, center, spacing, False), scale) <= 1.0
-    out[box.slices] = sub
-    return out
+    return box, sub
 
 
 def _expand(coarse: np.ndarray, factor: np.ndarray, shape: Sequence[int]) -> np.ndarray:
@@ -196,4 +205,5 @@ __all__ = [
     "draw_shape",
     "random_rotation",
     "rasterise",
+    "rasterise_box",
 ]

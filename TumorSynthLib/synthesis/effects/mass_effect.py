@@ -56,9 +56,10 @@ def push_scene(site: Site, plan: EffectPlan, strength: float | None = None) -> S
     if moved is not None:
         dst, src = moved
         for whole in arrays:
-            flat = whole[box.slices].reshape(-1).copy()
+            part = np.ascontiguousarray(whole[box.slices])
+            flat = part.reshape(-1)
             flat[dst] = flat[src]
-            whole[box.slices] = flat.reshape(whole[box.slices].shape)
+            whole[box.slices] = part
         n_moved = int(dst.size)
     n_moved += _bend_vessels(site, box, r, movable, *arrays)
     if n_moved == 0:
@@ -129,7 +130,8 @@ def _moved_voxels(site: Site, box: Box, r: float, strength: float, movable: np.n
     push = np.where((rho >= r) & (rho < 2.0 * r), strength * r * (2.0 - rho / r), 0.0)
     scale = np.divide(push, rho, out=np.zeros_like(rho), where=rho > 0)
     strides = (shape[1] * shape[2], shape[2], 1)
-    shift = sum(np.rint(g * scale / s).astype(np.int64) * st for g, s, st in zip(grid, spacing, strides))
+    index = np.int32 if int(np.prod(shape)) < 2**31 else np.int64
+    shift = sum(np.rint(g * scale / s).astype(index) * index(st) for g, s, st in zip(grid, spacing, strides))
     flat_shift = _expand(shift, block, shape).reshape(-1)
     dst = np.flatnonzero((flat_shift != 0) & movable)
     if dst.size == 0:

@@ -21,7 +21,7 @@ from ...core.volume import bounding_box
 from ..contour import allowed_region
 from ..contracts import EDGE_SIGMA_RANGE_MM, EffectPlan, Geometry, Scene
 from ..registry import register_geometry
-from ..shapes import EllipsoidShape, draw_radii, draw_shape, rasterise
+from ..shapes import EllipsoidShape, draw_radii, draw_shape, rasterise_box
 
 #: Surface displacement (fraction of the radius) drawn per stage.
 DEFORM_RANGE = {"tiny": (0.05, 0.10), "early": (0.08, 0.15), "intermediate": (0.15, 0.25),
@@ -74,27 +74,30 @@ class EllipsoidGeometry:
 
 def _fit_size(site: Site, shape: EllipsoidShape, allowed: np.ndarray, room_mm: float) -> dict[str, Any]:
     """Rasterise, clip, keep the part connected to the centre, and rescale until the volume
-    matches the request (or the organ / ROI stops the growth)."""
+    matches the request (or the organ / ROI stops the growth). Works on each raster's box."""
     voxel_mm3 = float(np.prod(site.spacing))
     target = np.pi / 6.0 * site.diameter_mm**3 / voxel_mm3
     scale_max = max(room_mm / shape.extent_mm(1.0), 1.0)
     scale, best, kept = 1.0, None, 1.0
     for it in range(SIZE_ITERATIONS):
-        raw = rasterise(shape, allowed.shape, site.center_vox, site.spacing, scale)
-        clipped = raw & allowed
-        mask = clipped if np.array_equal(clipped, raw) else connected_to_centre(clipped, site.center_vox)
+        box, raw = rasterise_box(shape, allowed.shape, site.center_vox, site.spacing, scale)
+        clipped = raw & allowed[box.slices]
+        mask = (clipped if np.array_equal(clipped, raw)
+                else connected_to_centre(clipped, np.asarray(site.center_vox) - np.asarray(box.lo)))
         n = int(np.count_nonzero(mask))
         if it == 0:
             kept = n / max(int(np.count_nonzero(raw)), 1)
-        if best is None or abs(np.log(max(n, 1) / target)) < abs(np.log(max(best[1], 1) / target)):
-            best = (mask, n, scale)
+        if best is None or abs(np.log(max(n, 1) / target)) < abs(np.log(max(best[2], 1) / target)):
+            best = (box, mask, n, scale)
         if n == 0 or abs(n / target - 1.0) <= VOLUME_TOLERANCE:
             break
         new = float(np.clip(scale * np.clip((target / n) ** (1 / 3), 0.7, 1.6), 0.3, scale_max))
         if abs(new - scale) < 1e-3:
             break
         scale = new
-    mask, n, scale = best
+    box, sub, n, scale = best
+    mask = np.zeros(allowed.shape, dtype=bool)
+    mask[box.slices] = sub
     short = (n / target) ** (1 / 3) < LIMITED_DIAMETER_FRACTION
     return {"mask": mask, "scale": float(scale), "kept_fraction": float(kept),
             "limited": bool(short or kept < 1.0 - CLIPPED_LIMIT)}
