@@ -123,14 +123,8 @@ def labelmap_array(labels: Volume, convention: str = "auto", *, image: Volume | 
                    organ: str | None = None, what: str = "the labels") -> tuple[np.ndarray, str]:
     """(integer ids >= 0, convention) of a labelmap, checked once the same way by every command:
     integer values, no negative id, the image's grid (when ``image`` is given), and ids that fit
-    the convention (``"auto"``: guessed, which needs ``organ``)."""
-    lab, conv, _ = checked_labelmap(labels, convention, image=image, organ=organ, what=what)
-    return lab, conv
-
-
-def checked_labelmap(labels: Volume, convention: str = "auto", *, image: Volume | None = None,
-                     organ: str | None = None, what: str = "the labels") -> tuple[np.ndarray, str, np.ndarray]:
-    """``labelmap_array`` plus the voxel count of every id (index = id; one pass)."""
+    the convention (``"auto"``: guessed from the largest id, which needs ``organ``). One look-up
+    pass finds foreign ids; the ids present are listed only for the error message."""
     if not isinstance(labels, Volume):
         raise InputError(f"{what} must be a Volume, got {type(labels).__name__}")
     if image is not None:
@@ -144,12 +138,29 @@ def checked_labelmap(labels: Volume, convention: str = "auto", *, image: Volume 
         lab = lab.astype(np.uint8)
     if lab.size and int(lab.min()) < 0:
         raise InputError(f"{what} hold negative ids; pass a labelmap of ids >= 0")
-    counts = label_counts(lab)
-    present = [int(i) for i in np.flatnonzero(counts)] if isinstance(counts, np.ndarray) else sorted(counts)
+    top = int(lab.max()) if lab.size else 0
     conv = str(convention).strip().lower()
     if conv == "auto":
-        conv = guess_convention(np.asarray(present or [0]), organ or "liver")
-    return lab, check_convention_fit(present, conv, what), counts
+        conv = guess_convention(np.asarray([top]), organ or "liver")
+    if _has_foreign_ids(lab, top, check_convention(conv)):
+        check_convention_fit(present_label_ids(lab), conv, what)      # raises, naming the ids
+    return lab, check_convention_fit([top], conv, what)               # the rules on the largest id
+
+
+def _has_foreign_ids(lab: np.ndarray, top: int, convention: str) -> bool:
+    """Whether ``lab`` (largest id ``top``) holds an id ``convention`` does not use."""
+    allowed = convention_ids(convention)
+    if top > max(allowed):
+        return True
+    foreign = np.ones(top + 1, dtype=bool)
+    foreign[[i for i in allowed if i <= top]] = False
+    return bool(np.take(foreign, lab).any())
+
+
+def present_label_ids(lab: np.ndarray) -> list[int]:
+    """The ids (0 included) of an integer map of ids >= 0, ascending."""
+    counts = label_counts(lab)
+    return [int(i) for i in np.flatnonzero(counts)] if isinstance(counts, np.ndarray) else sorted(counts)
 
 
 def label_counts(lab: np.ndarray) -> np.ndarray | dict[int, int]:
@@ -173,15 +184,10 @@ class ScanAnalysis:
         self.convention = check_convention(convention)
         self.labels = labels
         self.label_array: np.ndarray | None = None
-        self._counts = np.zeros(1, dtype=np.int64)
         if labels is not None:
             if not isinstance(labels, Volume):
                 raise InputError(f"organ labels must be a Volume or None, got {type(labels).__name__}")
-            lab, _, counts = checked_labelmap(labels, self.convention, image=image, what="the organ labels")
-            self.label_array = lab
-            if isinstance(counts, dict):    # ids beyond the known conventions: ConventionError above
-                raise InputError("the organ labels hold ids too large for a labelmap")
-            self._counts = counts
+            self.label_array, _ = labelmap_array(labels, self.convention, image=image, what="the organ labels")
         self._cache: dict[tuple, object] = {}
 
     @property
@@ -194,12 +200,18 @@ class ScanAnalysis:
 
     @property
     def present_ids(self) -> list[int]:
-        """Label ids present (0 excluded), ascending."""
-        return [int(i) for i in np.flatnonzero(self._counts)[1:]] if self._counts.size > 1 else []
+        """Label ids present (0 excluded), ascending (counted when first asked for)."""
+        if self.label_array is None:
+            return []
+        if "present" not in self._cache:
+            self._cache["present"] = [i for i in present_label_ids(self.label_array) if i != 0]
+        return list(self._cache["present"])  # type: ignore[arg-type]
 
     def check_label_options(self, tumor_label: int | None, necrosis_label: int | None) -> None:
         """InputError when ``tumor_label`` / ``necrosis_label`` is an id present in the labels
         other than a tumor id (a custom tumor id must not turn an organ into tumor)."""
+        if tumor_label is None and necrosis_label is None:
+            return
         taken = set(self.present_ids) - set(tumor_ids_of(self.convention))
         names = label_names(self.convention)
         for flag, value in (("--tumor-label", tumor_label), ("--necrosis-label", necrosis_label)):
@@ -212,7 +224,7 @@ class ScanAnalysis:
 
     def count(self, ids: Sequence[int]) -> int:
         """Voxels holding any of ``ids``."""
-        return int(sum(int(self._counts[i]) for i in ids if 0 < i < self._counts.size))
+        return int(sum(self._id_stats(int(i))[0] for i in ids))
 
     def box(self, ids: Sequence[int], margin_vox: int | Sequence[int] = 0) -> Box | None:
         """Bounding box of the voxels holding any of ``ids`` (plus a margin), None if absent."""
@@ -225,13 +237,18 @@ class ScanAnalysis:
         return Box(lo, hi).clip(self.shape)  # type: ignore[arg-type]
 
     def _id_box(self, label_id: int) -> Box | None:
-        """Bounding box of one id (cached; computed when first asked for: a scan's organs are
-        few of its ids)."""
-        if not 0 < label_id < self._counts.size or self._counts[label_id] == 0 or self.label_array is None:
-            return None
-        key = ("box", label_id)
+        return self._id_stats(label_id)[1]
+
+    def _id_stats(self, label_id: int) -> tuple[int, Box | None]:
+        """(voxel count, bounding box) of one id, cached; computed when first asked for (a
+        tumor needs a few of a scan's ids, and one comparison pass gives both)."""
+        if label_id <= 0 or self.label_array is None:
+            return 0, None
+        key = ("id", label_id)
         if key not in self._cache:
-            self._cache[key] = bounding_box(self.label_array == label_id)
+            mask = self.label_array == label_id
+            n = int(np.count_nonzero(mask))
+            self._cache[key] = (n, bounding_box(mask) if n else None)
         return self._cache[key]  # type: ignore[return-value]
 
     def indices(self, ids: Sequence[int]) -> np.ndarray:
