@@ -152,6 +152,8 @@ def _has_foreign_ids(lab: np.ndarray, top: int, convention: str) -> bool:
     allowed = convention_ids(convention)
     if top > max(allowed):
         return True
+    if top < min(set(range(top + 2)) - allowed):     # every id up to the largest is allowed
+        return False
     foreign = np.ones(top + 1, dtype=bool)
     foreign[[i for i in allowed if i <= top]] = False
     return bool(np.take(foreign, lab).any())
@@ -188,6 +190,7 @@ class ScanAnalysis:
             if not isinstance(labels, Volume):
                 raise InputError(f"organ labels must be a Volume or None, got {type(labels).__name__}")
             self.label_array, _ = labelmap_array(labels, self.convention, image=image, what="the organ labels")
+            self._top = int(self.label_array.max()) if self.label_array.size else 0
         self._cache: dict[tuple, object] = {}
 
     @property
@@ -242,7 +245,7 @@ class ScanAnalysis:
     def _id_stats(self, label_id: int) -> tuple[int, Box | None]:
         """(voxel count, bounding box) of one id, cached; computed when first asked for (a
         tumor needs a few of a scan's ids, and one comparison pass gives both)."""
-        if label_id <= 0 or self.label_array is None:
+        if label_id <= 0 or self.label_array is None or label_id > self._top:
             return 0, None
         key = ("id", label_id)
         if key not in self._cache:
