@@ -173,3 +173,30 @@ def test_parenchyma_stats_real_liver(example_ct_paths):
     st = parenchyma_stats(img, liver, center, ct.header.get_zooms()[:3])
     assert 43 <= st.median_hu <= 49  # README: liver median ~46 HU (non-contrast)
     assert 5 <= st.mad_hu <= 20
+
+
+@pytest.mark.parametrize("ids, convention, fits", [
+    ((0, 5, 117), "totalseg", True),          # organs only
+    ((0, 5, 205), "totalseg", True),          # a liver tumor id
+    ((0, 5, 150), "totalseg", False),         # in the gap between organs and tumor ids
+    ((0, 5, 206), "totalseg", False),         # 200 + an id that is no organ of a tumor
+    ((0, 1, 2), "msd", True),
+    ((0, 1, 3), "msd", False),
+    ((0, 1, 2, 3), "kits", True),
+])
+def test_labelmap_check_finds_foreign_ids(ids, convention, fits):
+    """The fast path (largest id, one look-up pass) agrees with the full list of ids."""
+    from TumorSynthLib.anatomy.analysis import labelmap_array
+    from TumorSynthLib.core.errors import ConventionError
+    from TumorSynthLib.core.volume import Volume
+
+    lab = np.zeros((6, 6, 6), dtype=np.int16)
+    for n, i in enumerate(ids):
+        lab[n, 0, 0] = i
+    volume = Volume(lab, np.eye(4))
+    if fits:
+        _, conv = labelmap_array(volume, convention)
+        assert conv == convention
+    else:
+        with pytest.raises(ConventionError, match=str(max(ids))):
+            labelmap_array(volume, convention)

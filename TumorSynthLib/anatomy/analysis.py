@@ -152,7 +152,7 @@ def _has_foreign_ids(lab: np.ndarray, top: int, convention: str) -> bool:
     allowed = convention_ids(convention)
     if top > max(allowed):
         return True
-    if top < min(set(range(top + 2)) - allowed):     # every id up to the largest is allowed
+    if allowed.issuperset(range(top + 1)):            # every id up to the largest is allowed
         return False
     foreign = np.ones(top + 1, dtype=bool)
     foreign[[i for i in allowed if i <= top]] = False
