@@ -23,6 +23,7 @@ operations before it.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import time
@@ -254,12 +255,14 @@ class RandTumorSynthd(RandomizableTransform, MapTransform, LazyTrait):
 
 class SynthesisTally:
     """Counts of what ``RandTumorSynth`` did, read from the records in batches' metadata, so a
-    training loop sees the work of its loader workers too (each sample's record once, however
-    many patches of it a batch holds)."""
+    training loop sees the work of its loader workers too. Each synthesis is counted once,
+    however many patches of its case a batch holds and however many later batches reuse the
+    case (``--synth-reuse``): a record's text (seed and seconds included) identifies it."""
 
     def __init__(self) -> None:
         self.stats = {"samples": 0, "applied": 0, "tumors": 0, "skipped_real_tumor": 0, "skipped_no_organ": 0,
                       "failed": 0, "rejected_quality": 0, "seconds": 0.0}
+        self._seen: set[bytes] = set()
 
     def add(self, batch: Mapping[Hashable, Any]) -> None:
         """Count the records of a collated batch (its ``"tumorsynth"`` entry: per sample one
@@ -268,6 +271,10 @@ class SynthesisTally:
         if texts is None:
             return
         for text in dict.fromkeys([texts] if isinstance(texts, str) else list(texts)):
+            digest = hashlib.blake2b(text.encode(), digest_size=16).digest()
+            if digest in self._seen:
+                continue
+            self._seen.add(digest)
             self.stats["samples"] += 1
             parsed = json.loads(text)
             for record in parsed if isinstance(parsed, list) else [parsed]:

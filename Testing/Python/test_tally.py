@@ -45,3 +45,19 @@ def test_tally_counts_every_transform_of_a_chain(phantom_small):
     tally = SynthesisTally()
     tally.add({META_KEY: [out[META_KEY]]})
     assert tally.stats["samples"] == 1 and tally.stats["applied"] == 2 and tally.stats["tumors"] == 2
+
+
+def test_tally_counts_a_reused_case_once():
+    """``--synth-reuse``: later batches carry the same case's record again; its synthesis
+    happened once and is counted once (a new synthesis of the same case is counted again)."""
+    from TumorSynthLib.transforms import META_KEY, SynthesisTally, chained_records
+
+    first = chained_records(None, {"seed": 7, "applied": True, "skipped": None, "seconds": 0.25,
+                                   "tumors": [{"organ": "liver"}]})
+    second = chained_records(None, {"seed": 8, "applied": True, "skipped": None, "seconds": 0.5,
+                                    "tumors": [{"organ": "liver"}]})
+    tally = SynthesisTally()
+    for texts in ([first, first], [first], [first, second]):
+        tally.add({META_KEY: texts})
+    assert tally.stats["samples"] == 2 and tally.stats["applied"] == 2 and tally.stats["tumors"] == 2
+    assert abs(tally.stats["seconds"] - 0.75) < 1e-9

@@ -206,9 +206,9 @@ class ScanAnalysis:
         """Label ids present (0 excluded), ascending (counted when first asked for)."""
         if self.label_array is None:
             return []
-        if "present" not in self._cache:
-            self._cache["present"] = [i for i in present_label_ids(self.label_array) if i != 0]
-        return list(self._cache["present"])  # type: ignore[arg-type]
+        if ("present",) not in self._cache:
+            self._cache[("present",)] = [i for i in present_label_ids(self.label_array) if i != 0]
+        return list(self._cache[("present",)])  # type: ignore[arg-type]
 
     def check_label_options(self, tumor_label: int | None, necrosis_label: int | None) -> None:
         """InputError when ``tumor_label`` / ``necrosis_label`` is an id present in the labels
