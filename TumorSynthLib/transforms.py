@@ -143,7 +143,7 @@ class RandTumorSynth(RandomizableTransform, LazyTrait):
     def _apply(self, image: Any, label: Any, record: dict[str, Any]) -> tuple[Any, Any]:
         affine = _affine(image)
         img = _spatial(convert_to_numpy(image, wrap_sequence=False), "image")
-        lab = _integer_labels(_spatial(convert_to_numpy(label, wrap_sequence=False), "label"))
+        lab = _spatial(convert_to_numpy(label, wrap_sequence=False), "label")   # ids, maybe as floats
         if is_any(lab, self.tumor_ids).any():
             record["skipped"] = "real tumor"
             return image, label
@@ -153,7 +153,7 @@ class RandTumorSynth(RandomizableTransform, LazyTrait):
             record["skipped"] = "no organ"
             return image, label
         crop_image = Volume(img, affine).crop(box)
-        result = self._synthesize(crop_image, Volume(lab, affine).crop(box))
+        result = self._synthesize(crop_image, Volume(_integer_labels(lab[box.slices]), crop_image.affine))
         if result is None:
             record["skipped"] = "no valid place"
             return image, label
@@ -307,9 +307,9 @@ def read_record(image: Any) -> dict[str, Any]:
 
 
 def _integer_labels(array: np.ndarray) -> np.ndarray:
-    """A label array as int32 ids (float labels, as MONAI's resampling leaves them, rounded)."""
-    if np.issubdtype(array.dtype, np.integer):
-        return array.astype(np.int32, copy=False)
+    """A new int32 array of label ids (float labels, as MONAI's resampling leaves them, rounded)."""
+    if np.issubdtype(array.dtype, np.integer) or array.dtype == bool:
+        return array.astype(np.int32)
     return np.rint(array).astype(np.int32)
 
 

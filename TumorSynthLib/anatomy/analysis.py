@@ -35,13 +35,13 @@ from .task_labels import guess_convention
 #: Analyses kept (by identity of the image and labels volumes).
 CACHE_SIZE = 8
 #: Largest number of organ voxels the organ-wide vessel threshold is estimated from.
-THRESHOLD_SAMPLE = 65_536
+THRESHOLD_SAMPLE = 32_768
 #: No CT voxel lies beyond +-HU_LIMIT; the bulk of a CT (1st-99th percentile) lies within HU_BULK
 #: (air -1000, padding down to -3024 on some scanners, dense bone and metal up to a few thousand).
 HU_LIMIT = 100_000.0
 HU_BULK = (-3100.0, 5000.0)
 #: Values (taken at a regular stride) the bulk percentiles are measured on.
-BULK_SAMPLE = 200_000
+BULK_SAMPLE = 50_000
 #: Label ids up to this are counted with ``np.bincount``; a map with larger ids uses ``np.unique``.
 BINCOUNT_MAX_ID = 1 << 20
 
