@@ -109,11 +109,11 @@ def test_a_fatty_pancreas_gets_a_tumor_darker_than_its_parenchyma(phases):
 
 
 def test_advanced_cellular_liver_tumors_push_instead_of_filling_a_wedge(phases):
-    """Rounder than the wedge the issue measured (sphericity 0.68 on the example CT), in one
-    piece. The issue's 0.70 median is not met on this phantom: tumors near the hilum stop at
-    the large vessels and the gallbladder (0.63 for seeds 1 and 2; median 0.67 over seeds 0-3)."""
+    """Rounder than the wedge the issue measured (sphericity 0.68 on the example CT; the
+    issue's bar is a median of 0.70), in one piece (satellites off: they are separate nodules by
+    design). Sampled liver centres prefer a depth of 0.4 r, so the capsule no longer cuts them."""
     ct, organs = phases["venous"]
-    rows = metrics(ct, organs, "liver", "advanced", "cellular", (0, 3))
+    rows = metrics(ct, organs, "liver", "advanced", "cellular", (0, 3), satellites=False)
     assert summarise(rows, "sphericity") >= 0.70, [r["sphericity"] for r in rows]
     assert all(r["components"] == 1 for r in rows)
 
