@@ -16,16 +16,24 @@
 from __future__ import annotations
 
 import argparse
+import os
+import shlex
 import statistics
 import subprocess
 import sys
 import time
+from datetime import date
+from pathlib import Path
 
 import numpy as np
 
-from TumorSynthLib import TumorSpec, synthesize
-from TumorSynthLib.phantom import make_abdomen
-from TumorSynthLib.volume import Volume
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from benchmarks.markdown_section import write_section  # noqa: E402
+from TumorSynthLib import TumorSpec, synthesize  # noqa: E402
+from TumorSynthLib.phantom import make_abdomen  # noqa: E402
+from TumorSynthLib.volume import Volume  # noqa: E402
 
 SIZES = ((8.0, "tiny"), (16.0, "early"), (32.0, "intermediate"), (64.0, "advanced"))
 TARGETS_S = {"handcrafted": (0.03, 0.05, 0.08, 0.15), "cellular": (None, None, None, 0.7)}
@@ -103,26 +111,40 @@ def scan_size_ratio(method: str, repeats: int) -> tuple[float, float, float]:
     return statistics.median(ratios), statistics.median(plain), statistics.median(big)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=9)
     parser.add_argument("--methods", default="handcrafted,cellular")
-    args = parser.parse_args()
+    parser.add_argument("--no-doc", action="store_true", help="do not write docs/benchmarks.md")
+    args = parser.parse_args(argv)
+    command = "python " + shlex.join(["benchmarks/bench_synthesis.py", *(argv if argv is not None else sys.argv[1:])])
+    load = os.getloadavg()[0]
+    lines: list[str] = []
+
+    def say(text: str) -> None:
+        print(text, flush=True)
+        lines.append(text)
+
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-    print(f"start-up: import TumorSynthLib {startup_seconds(IMPORT_CODE):.3f} s; import + first tumor "
-          f"{startup_seconds(FIRST_TUMOR_CODE):.3f} s")
+    say(f"start-up: import TumorSynthLib {startup_seconds(IMPORT_CODE):.3f} s; import + first tumor "
+        f"{startup_seconds(FIRST_TUMOR_CODE):.3f} s")
     for method in methods:
-        print(f"\n== {method}: liver of a 256x256x128 phantom at 1 mm, sampled places, median of "
-              f"{args.repeats} calls")
-        print(f"{'size':>6s} {'stage':13s} {'median s':>9s} {'target':>7s}  stage medians (s)")
+        say(f"\n== {method}: liver of a 256x256x128 phantom at 1 mm, sampled places, median of "
+            f"{args.repeats} calls")
+        say(f"{'size':>6s} {'stage':13s} {'median s':>9s} {'target':>7s}  stage medians (s)")
         for row, target in zip(size_classes(method, args.repeats), TARGETS_S.get(method, (None,) * 4)):
             verdict = "" if target is None else f"{target:.2f} {'ok' if row['median_s'] <= target else 'MISSED'}"
             split = " ".join(f"{k[:-2]} {v:.3f}" for k, v in row["stages"].items())
-            print(f"{row['d']:5.0f}mm {row['stage']:13s} {row['median_s']:9.4f} {verdict:>7s}  {split}")
+            say(f"{row['d']:5.0f}mm {row['stage']:13s} {row['median_s']:9.4f} {verdict:>7s}  {split}")
         ratio, plain, big = scan_size_ratio(method, args.repeats)
-        print(f"ROI-only cost, early tumor at a click: demo phantom {plain:.4f} s, padded to 8x voxels "
-              f"{big:.4f} s, median paired ratio {ratio:.2f} (target <= {RATIO_TARGET}: "
-              f"{'ok' if ratio <= RATIO_TARGET else 'MISSED'})")
+        say(f"ROI-only cost, early tumor at a click: demo phantom {plain:.4f} s, padded to 8x voxels "
+            f"{big:.4f} s, median paired ratio {ratio:.2f} (target <= {RATIO_TARGET}: "
+            f"{'ok' if ratio <= RATIO_TARGET else 'MISSED'})")
+    if not args.no_doc:
+        body = (f"## Synthesis speed (`bench_synthesis`)\n\n`{command}` on {date.today().isoformat()}, "
+                f"load average {load:.2f} at the start (per-call medians; a busy machine is slower):\n\n"
+                "```\n" + "\n".join(lines).strip() + "\n```\n")
+        print(f"wrote the bench_synthesis section of {write_section('bench_synthesis', body)}", file=sys.stderr)
 
 
 if __name__ == "__main__":

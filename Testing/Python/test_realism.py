@@ -118,6 +118,17 @@ def test_advanced_cellular_liver_tumors_push_instead_of_filling_a_wedge(phases):
     assert all(r["components"] == 1 for r in rows)
 
 
+def test_mass_effect_keeps_the_grain_on_the_3mm_example_ct(example_ct_paths):
+    """At 3 mm each voxel moves on its own and the ring around a large tumor takes its tissue
+    from a smaller sphere; the scanner's fine noise stays in place, so the organ shell keeps its
+    grain and the tumor is not topped up past it (advanced kidney grain ratios were 1.16-1.17)."""
+    from TumorSynthLib.core.volume_io import load_volume
+
+    ct, seg = (load_volume(p) for p in example_ct_paths)
+    rows = metrics(ct, seg, "kidney", "advanced", "handcrafted", (0, 1))
+    assert all(0.85 <= r["grain_ratio"] <= 1.15 for r in rows), [r["grain_ratio"] for r in rows]
+
+
 @pytest.mark.parametrize("method", ["handcrafted", "cellular"])
 def test_kidney_tumor_shapes_are_like_kits19(phases, method):
     """Median sphericity, elongation and flatness of intermediate and advanced kidney tumors

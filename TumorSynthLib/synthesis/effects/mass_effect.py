@@ -14,7 +14,11 @@ the tumor is large and near the surface, but ribs and the abdominal wall stay wh
 Resampling copies voxels: the push is evaluated on blocks of about 2 mm and rounded to whole
 voxels, so each block moves rigidly (each output voxel copies one input voxel). The scan's grain
 is kept exactly, nothing is smoothed, labels move with the image, and the cost is a few integer
-operations per voxel of the push zone.
+operations per voxel of the push zone. On grids of 2 mm and coarser a block is one voxel, and
+the tangential stretch around the tumor (the ring takes its tissue from a smaller sphere) makes
+neighbouring voxels copy the same source: the grain of the ring fell from 12.0 to 10.1 HU on the
+example CT. There, inside the organ, the scanner's fine noise stays where it is (each voxel keeps
+its own image minus its 3x3x3 mean) and only the rest moves (``_keep_noise_in_place``).
 """
 from __future__ import annotations
 
@@ -55,10 +59,14 @@ def push_scene(site: Site, plan: EffectPlan, strength: float | None = None) -> S
     n_moved = 0
     if moved is not None:
         dst, src = moved
+        fine = _fine_noise(np.ascontiguousarray(site.image_roi[box.slices]), site.organ_mask[box.slices],
+                           dst, src, site.spacing)
         for whole in arrays:
             part = np.ascontiguousarray(whole[box.slices])
             flat = part.reshape(-1)
             flat[dst] = flat[src]
+            if fine is not None and whole is arrays[0]:
+                flat[fine[0]] += fine[1]
             whole[box.slices] = part
         n_moved = int(dst.size)
     n_moved += _bend_vessels(site, box, r, movable, *arrays)
@@ -139,6 +147,25 @@ def _moved_voxels(site: Site, box: Box, r: float, strength: float, movable: np.n
     src = dst - flat_shift[dst]
     keep = movable[src]
     return dst[keep], src[keep]
+
+
+def _fine_noise(image: np.ndarray, organ: np.ndarray, dst: np.ndarray, src: np.ndarray,
+                spacing: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """On grids where the push moves single voxels (no axis finer than ``BLOCK_MM``): for the
+    moved voxels whose source and destination are organ (flat indices in ``image``'s box), the
+    change that puts back the destination's own fine noise in place of the source's (image
+    minus its 3x3x3 mean): ``(flat indices, HU to add)``, or None (see the module docstring)."""
+    if np.any(np.floor(BLOCK_MM / np.asarray(spacing, float)) > 1):
+        return None
+    flat_organ = organ.reshape(-1)
+    inside = flat_organ[dst] & flat_organ[src]
+    if not inside.any():
+        return None
+    d, s = dst[inside], src[inside]
+    shape = image.shape
+    fine_dst = image.reshape(-1)[d] - _local_mean(image, np.stack(np.unravel_index(d, shape), axis=1), spacing)
+    fine_src = image.reshape(-1)[s] - _local_mean(image, np.stack(np.unravel_index(s, shape), axis=1), spacing)
+    return d, (fine_dst - fine_src).astype(np.float32)
 
 
 def _expand(coarse: np.ndarray, block: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
