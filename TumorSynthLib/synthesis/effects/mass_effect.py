@@ -23,6 +23,7 @@ its own image minus its 3x3x3 mean) and only the rest moves (``_keep_noise_in_pl
 from __future__ import annotations
 
 import numpy as np
+from scipy import ndimage
 
 from ...anatomy.site import Site
 from ...core.resample import dilate_mm
@@ -162,10 +163,9 @@ def _fine_noise(image: np.ndarray, organ: np.ndarray, dst: np.ndarray, src: np.n
     if not inside.any():
         return None
     d, s = dst[inside], src[inside]
-    shape = image.shape
-    fine_dst = image.reshape(-1)[d] - _local_mean(image, np.stack(np.unravel_index(d, shape), axis=1), spacing)
-    fine_src = image.reshape(-1)[s] - _local_mean(image, np.stack(np.unravel_index(s, shape), axis=1), spacing)
-    return d, (fine_dst - fine_src).astype(np.float32)
+    box = np.asarray(image, dtype=np.float32)
+    fine = (box - ndimage.uniform_filter(box, 3, mode="nearest")).reshape(-1)
+    return d, fine[d] - fine[s]
 
 
 def _expand(coarse: np.ndarray, block: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
