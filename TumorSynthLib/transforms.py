@@ -143,7 +143,7 @@ class RandTumorSynth(RandomizableTransform, LazyTrait):
     def _apply(self, image: Any, label: Any, record: dict[str, Any]) -> tuple[Any, Any]:
         affine = _affine(image)
         img = _spatial(convert_to_numpy(image, wrap_sequence=False), "image")
-        lab = _spatial(convert_to_numpy(label, wrap_sequence=False), "label")   # ids, maybe as floats
+        lab = _spatial(convert_to_numpy(label, wrap_sequence=False), "label")   # ids, maybe floats: rounded
         if is_any(lab, self.tumor_ids).any():
             record["skipped"] = "real tumor"
             return image, label

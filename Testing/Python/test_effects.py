@@ -115,6 +115,30 @@ def test_mass_effect_never_moves_bone_air_or_far_tissue():
     assert np.std(hp(scene.image)[ring]) == pytest.approx(np.std(hp(image)[inner]), rel=0.1)
 
 
+def test_mass_effect_moves_the_organ_contour_whole_on_a_coarse_grid():
+    """At 1.5 mm single voxels move and the fine noise of the organ's interior stays in place;
+    at the organ's contour the whole voxel moves, so no ghost of the old contour stays: every
+    changed voxel of the organ's last layer holds a value of the input."""
+    import dataclasses
+
+    from scipy import ndimage
+
+    spacing = np.array([1.5, 1.5, 1.5])
+    shape = (60, 60, 60)
+    organ = np.indices(shape)[0] < 34
+    rng = np.random.default_rng(0)
+    image = (np.where(organ, 100.0, -100.0) + rng.normal(0.0, 10.0, shape)).astype(np.float32)
+    site = dataclasses.replace(_site(shape=shape, image=image, organ_mask=organ, diameter=30.0, stage="advanced",
+                                     center=(30.0, 30.0, 30.0)), spacing=spacing, affine_roi=np.diag([*spacing, 1.0]))
+    scene = push_scene(site, _plan(mass_effect=True))
+    changed = scene.image != image
+    last = organ & ~ndimage.binary_erosion(organ)
+    assert (changed & last).sum() > 100
+    assert np.isin(scene.image[changed & last], image).all()
+    inner = changed & ndimage.binary_erosion(organ, iterations=2)
+    assert not np.isin(scene.image[inner], image).all()          # there the noise stayed in place
+
+
 def test_mass_effect_off_or_blocked_leaves_the_scene():
     image, organ = _anatomy()
     site = _site(shape=image.shape, image=image, organ_mask=organ, diameter=20.0, center=(30.0, 40.0, 20.0))

@@ -77,6 +77,21 @@ def test_skips_real_tumor_missing_organ_and_prob_zero(healthy_sample):
     assert torch.equal(out["label"], healthy_sample["label"]) and never.stats["applied"] == 0
 
 
+def test_float_labels_count_as_the_nearest_id(healthy_sample):
+    """Labels saved with a scale factor come back a rounding error off their ids: a real tumor
+    at 2 + 1 ulp is still a real tumor, an organ at 0.9999999 still the organ."""
+    label = healthy_sample["label"].clone()
+    organ = label == 1
+    label[organ] = float(np.float32(1.0) - np.float32(1e-7))
+    t = _synth()
+    out = t({"image": healthy_sample["image"], "label": label})
+    assert t.stats["applied"] == 1 and (out["label"] == 2).any()
+    organ_voxel = np.argwhere(organ.numpy()[0])[0]
+    label[(0, *organ_voxel)] = float(np.float32(2.0) + np.float32(2.4e-7))
+    out = t({"image": healthy_sample["image"], "label": label})
+    assert torch.equal(out["label"], label) and t.stats["skipped_real_tumor"] == 1
+
+
 def test_other_label_conventions_get_their_tumor_id(healthy_sample):
     t = _synth(labels="totalseg")
     out = t({"image": healthy_sample["image"], "label": healthy_sample["raw_label"]})

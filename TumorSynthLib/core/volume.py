@@ -226,11 +226,16 @@ def check_integer_labels(labels: Volume) -> np.ndarray:
 
 
 def is_any(arr: np.ndarray, ids: Sequence[int]) -> np.ndarray:
-    """``arr`` in ``ids`` (labels >= 0): one comparison per id for one or two ids (or float
-    labels, compared exactly), else one look-up table pass (several times faster than
-    ``np.isin`` or a comparison per id)."""
+    """``arr`` in ``ids`` (labels >= 0): one comparison per id for one or two ids, else one
+    look-up table pass (several times faster than ``np.isin`` or a comparison per id). Float
+    labels count as the nearest id (``|value - id| < 0.5``, as rounding them would)."""
     ids = [int(i) for i in ids]
-    if len(ids) <= 2 or arr.dtype.kind == "f":
+    if arr.dtype.kind == "f":
+        out = np.zeros(arr.shape, dtype=bool)
+        for i in ids:
+            out |= (arr > i - 0.5) & (arr < i + 0.5)
+        return out
+    if len(ids) <= 2:
         out = np.zeros(arr.shape, dtype=bool)
         for i in ids:
             out |= arr == i

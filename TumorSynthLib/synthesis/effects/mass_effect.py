@@ -14,11 +14,13 @@ the tumor is large and near the surface, but ribs and the abdominal wall stay wh
 Resampling copies voxels: the push is evaluated on blocks of about 2 mm and rounded to whole
 voxels, so each block moves rigidly (each output voxel copies one input voxel). The scan's grain
 is kept exactly, nothing is smoothed, labels move with the image, and the cost is a few integer
-operations per voxel of the push zone. On grids of 2 mm and coarser a block is one voxel, and
-the tangential stretch around the tumor (the ring takes its tissue from a smaller sphere) makes
-neighbouring voxels copy the same source: the grain of the ring fell from 12.0 to 10.1 HU on the
-example CT. There, inside the organ, the scanner's fine noise stays where it is (each voxel keeps
-its own image minus its 3x3x3 mean) and only the rest moves (``_keep_noise_in_place``).
+operations per voxel of the push zone. On grids coarser than half a block (spacing > 1 mm) a
+block is one voxel, and the tangential stretch around the tumor (the ring takes its tissue from
+a smaller sphere) makes neighbouring voxels copy the same source: the grain of the ring fell from
+12.0 to 10.1 HU on the 3 mm example CT. There, where a moved voxel and its source both lie inside
+the organ with noise-like fine detail, the scanner's fine noise stays where it is (the voxel keeps
+its own image minus its 3x3x3 mean) and only the rest moves (``_fine_noise``); at the organ's
+contour and at structure edges the whole voxel moves, so no ghost of the old contour stays.
 """
 from __future__ import annotations
 
@@ -29,6 +31,7 @@ from ...anatomy.site import Site
 from ...core.resample import dilate_mm
 from ...core.volume import Box, box_around
 from ..contracts import EffectPlan, Scene
+from ..intensity import robust_sd
 
 #: Push at the tumor border, as a fraction of its radius (common.md default 0.3).
 STRENGTH = 0.3
@@ -40,6 +43,8 @@ MARGIN_MM = 4.0
 RING_MM = 2.0
 BONE_HU = 350.0
 AIR_HU = -500.0
+#: Fine detail beyond this many robust SDs of the organ's is structure (an edge), not noise.
+NOISE_LIMIT_SD = 3.0
 
 
 def push_scene(site: Site, plan: EffectPlan, strength: float | None = None) -> Scene:
@@ -152,20 +157,24 @@ def _moved_voxels(site: Site, box: Box, r: float, strength: float, movable: np.n
 
 def _fine_noise(image: np.ndarray, organ: np.ndarray, dst: np.ndarray, src: np.ndarray,
                 spacing: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
-    """On grids where the push moves single voxels (no axis finer than ``BLOCK_MM``): for the
-    moved voxels whose source and destination are organ (flat indices in ``image``'s box), the
-    change that puts back the destination's own fine noise in place of the source's (image
-    minus its 3x3x3 mean): ``(flat indices, HU to add)``, or None (see the module docstring)."""
+    """On grids where the push moves single voxels (every axis coarser than ``BLOCK_MM / 2``):
+    for the moved voxels whose source and destination both lie inside the organ (its 3x3x3
+    neighbourhood organ too) with noise-like fine detail (within ``NOISE_LIMIT_SD`` robust SDs),
+    the change that puts back the destination's own fine noise (image minus its 3x3x3 mean) in
+    place of the source's: ``(flat indices in image's box, HU to add)``, or None (module doc)."""
     if np.any(np.floor(BLOCK_MM / np.asarray(spacing, float)) > 1):
         return None
-    flat_organ = organ.reshape(-1)
-    inside = flat_organ[dst] & flat_organ[src]
-    if not inside.any():
-        return None
-    d, s = dst[inside], src[inside]
     box = np.asarray(image, dtype=np.float32)
     fine = (box - ndimage.uniform_filter(box, 3, mode="nearest")).reshape(-1)
-    return d, fine[d] - fine[s]
+    interior = ndimage.binary_erosion(organ, np.ones((3, 3, 3), bool)).reshape(-1)
+    both = interior[dst] & interior[src]
+    if not both.any():
+        return None
+    limit = NOISE_LIMIT_SD * robust_sd(fine[interior])
+    d, s = dst[both], src[both]
+    calm = (np.abs(fine[d]) <= limit) & (np.abs(fine[s]) <= limit)
+    d, s = d[calm], s[calm]
+    return (d, fine[d] - fine[s]) if d.size else None
 
 
 def _expand(coarse: np.ndarray, block: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
