@@ -5,7 +5,7 @@ the field of view and, for the liver, in the central 30-70 % of its cranio-cauda
 (common.md "Placement"). In the liver a centre at least ``LIVER_DEPTH_FRACTION`` r deep is
 preferred (still "at least min(r, 5 mm)"): a large liver tumor centred 5 mm under the capsule is
 cut flat by it and reads as a wedge-shaped perfusion defect, not a mass (realism issue: the
-median sphericity of advanced cellular liver tumors rose from 0.60 to 0.75 on the phantom).
+median sphericity of advanced cellular liver tumors rose from 0.67 to 0.77 in bench_realism).
 
 The candidate voxels and the vessel threshold are organ-wide facts computed once per scan
 (``ScanAnalysis``); each draw then checks only a small box around the candidate (rejection
