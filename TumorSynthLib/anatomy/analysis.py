@@ -42,8 +42,6 @@ HU_LIMIT = 100_000.0
 HU_BULK = (-3100.0, 5000.0)
 #: Values (taken at a regular stride) the bulk percentiles are measured on.
 BULK_SAMPLE = 50_000
-#: Label ids up to this are counted with ``np.bincount``; a map with larger ids uses ``np.unique``.
-BINCOUNT_MAX_ID = 1 << 20
 
 
 def check_image(image: Volume) -> None:
@@ -123,8 +121,9 @@ def labelmap_array(labels: Volume, convention: str = "auto", *, image: Volume | 
                    organ: str | None = None, what: str = "the labels") -> tuple[np.ndarray, str]:
     """(integer ids >= 0, convention) of a labelmap, checked once the same way by every command:
     integer values, no negative id, the image's grid (when ``image`` is given), and ids that fit
-    the convention (``"auto"``: guessed from the largest id, which needs ``organ``). One look-up
-    pass finds foreign ids; the ids present are listed only for the error message."""
+    the convention (``"auto"``: guessed from the largest id, which needs ``organ``). Foreign ids
+    are found from the largest id and, when the convention has gaps below it, one look-up pass;
+    the ids present are listed only for the error message."""
     if not isinstance(labels, Volume):
         raise InputError(f"{what} must be a Volume, got {type(labels).__name__}")
     if image is not None:
@@ -160,21 +159,9 @@ def _has_foreign_ids(lab: np.ndarray, top: int, convention: str) -> bool:
 
 
 def present_label_ids(lab: np.ndarray) -> list[int]:
-    """The ids (0 included) of an integer map of ids >= 0, ascending."""
-    counts = label_counts(lab)
-    return [int(i) for i in np.flatnonzero(counts)] if isinstance(counts, np.ndarray) else sorted(counts)
-
-
-def label_counts(lab: np.ndarray) -> np.ndarray | dict[int, int]:
-    """Voxels per id of an integer map of ids >= 0: an array indexed by id (``np.bincount``),
-    or a dict {id: count} when ids exceed ``BINCOUNT_MAX_ID``."""
-    flat = lab.reshape(-1)
-    if flat.size == 0:
-        return np.zeros(1, dtype=np.int64)
-    if int(flat.max()) > BINCOUNT_MAX_ID:
-        ids, n = np.unique(flat, return_counts=True)
-        return {int(i): int(c) for i, c in zip(ids, n)}
-    return np.bincount(flat if flat.dtype.kind == "u" else flat.astype(np.int64, copy=False))
+    """The ids (0 included) of an integer map, ascending (error messages and custom-label checks
+    only: the checks on every scan read the largest id and ``_has_foreign_ids``)."""
+    return [int(i) for i in np.unique(lab)]
 
 
 class ScanAnalysis:
