@@ -9,7 +9,8 @@ What it does, in order (every step prints what it did):
    tumors stand in for real annotated ones: NO REAL TUMOR is in this training set. Held out:
    the last phantom seed (both phases) and the last example-CT variant;
 2. training: ``tumorsynth train-diffusion --config pixel`` (the library call) for
-   ``--minutes`` (CPU, nice it when the machine is shared), events in ``--work``/run;
+   ``--minutes`` (CPU, nice it when the machine is shared), events in ``--work``/run; the
+   learning rate warms up, then follows a cosine whose end is fitted to the budget;
 3. quality bar (methods.md section 3) of ``best.pt`` on ``--eval-patches`` held-out patches,
    per source (phantom / example CT) and overall;
 4. export (``--install``): the weights into ``TumorSynthLib/resources/models/`` with their
@@ -181,10 +182,17 @@ def main() -> int:
     parser.add_argument("--reuse-data", action="store_true", help="keep an existing --work/data")
     parser.add_argument("--resume", action="store_true", help="continue --work/run")
     parser.add_argument("--install", action="store_true", help="copy the weights into the package")
+    parser.add_argument("--install-only", action="store_true",
+                        help="no training: install --work/run's best.pt with --work/record.json")
     args = parser.parse_args()
     import torch
 
     torch.set_num_threads(args.threads)
+    if args.install_only:
+        record = json.loads((args.work / "record.json").read_text())
+        target = install(args.work / "run" / "best.pt", record)
+        print(f"installed {target} ({target.stat().st_size / 1e6:.1f} MB) as '{MODEL_ID}'", flush=True)
+        return 0
     t0 = time.time()
     data = args.work / "data"
     record: dict = {"model_id": MODEL_ID, "seed": args.seed, "command": sys.argv}

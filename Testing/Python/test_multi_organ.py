@@ -86,11 +86,10 @@ def test_multi_organ_run_checkpoint_and_coverage(seg_phantom_dataset, tmp_path):
 
 def test_fit_schedule_ends_the_cosine_within_the_budget(seg_phantom_dataset, tmp_path, monkeypatch):
     from TumorSynthLib.core.events import EventStream
+    from TumorSynthLib.segmentation import optim
 
-    monkeypatch.setattr(train_module, "FIT_SKIP", 2)
-    monkeypatch.setattr(train_module, "FIT_MEASURE", 3)
-    monkeypatch.setattr(train_module, "FIT_EVERY", 4)
-    monkeypatch.setattr(train_module, "FIT_WINDOW", 8)
+    for name, value in (("FIT_SKIP", 2), ("FIT_MEASURE", 3), ("FIT_EVERY", 4), ("FIT_WINDOW", 8)):
+        monkeypatch.setattr(optim, name, value)
     kwargs = tiny_train_kwargs(seg_phantom_dataset, tmp_path / "run", max_steps=100000, max_minutes=0.2,
                                fit_schedule=True, val_every=0, ckpt_every=0, warmup_steps=1)
     result = train_module.train(TrainConfig(**kwargs), EventStream("none", show_bar=False))

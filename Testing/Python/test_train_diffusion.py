@@ -134,3 +134,28 @@ def test_synth_cli_reports_each_denoising_step(tiny_diffusion_models, diffusion_
     assert steps == [(0, 4), (1, 4), (2, 4), (3, 4), (4, 4)]
     report = json.loads((tmp_path / "out" / "report.json").read_text())
     assert report["tumors"][0]["appearance_info"]["model_id"] == "tiny-diffusion"
+
+
+def test_cosine_schedule_is_fitted_to_the_budget_and_resumes(diffusion_dataset, tmp_path, monkeypatch, capsys):
+    from TumorSynthLib.segmentation import optim
+
+    for name, value in (("FIT_SKIP", 1), ("FIT_MEASURE", 2), ("FIT_EVERY", 2), ("FIT_WINDOW", 6)):
+        monkeypatch.setattr(optim, name, value)
+    flags = ["--data", str(diffusion_dataset), *TINY, "--ckpt-every", "1", "--val-every", "0", "--lr", "1e-3",
+             "--warmup-steps", "1"]
+    code, events = _run(capsys, *flags, "--out", str(tmp_path / "fit"), "--max-steps", "100000",
+                        "--max-minutes", "0.1")
+    done = events[-1]
+    assert code == 0 and done["reason"] == "max_steps" and 3 < done["step"] < 100000   # ended by the fit
+    payload = read_diffusion_checkpoint(tmp_path / "fit" / "last.pt")
+    assert payload["train"]["max_steps"] == done["step"]
+    assert payload["scheduler"]["_last_lr"][0] == pytest.approx(1e-5, rel=1e-6)    # annealed to 1 %
+    rates = [e["lr"] for e in events if e["event"] == "progress"]
+    assert rates[1] > rates[-1] and max(rates) <= 1e-3 * (1 + 1e-6)
+
+    code, constant = _run(capsys, *flags, "--out", str(tmp_path / "const"), "--max-steps", "3",
+                          "--lr-schedule", "constant")
+    assert code == 0 and {e["lr"] for e in constant if e["event"] == "progress"} == {1e-3}
+    code, joined = _run(capsys, *flags, "--out", str(tmp_path / "const"), "--max-steps", "6", "--resume")
+    rates = [e["lr"] for e in joined if e["event"] == "progress"]            # joins the cosine at step 3
+    assert code == 0 and rates[0] < 1e-3 and rates == sorted(rates, reverse=True) and rates[-1] == pytest.approx(1e-5)

@@ -8,7 +8,7 @@ from typing import Any
 
 from ..anatomy.organs import ORGANS, canonical_organ
 from ..core.events import event_session
-from ..generative.config import DiffusionTrainConfig
+from ..generative.config import LR_SCHEDULES, DiffusionTrainConfig
 from .common import EXIT_INTERRUPTED, EXIT_OK, command_parser
 
 EPILOG = """data (--data): image/label pairs WITH TUMOR LABELS, in any layout `tumorsynth train` reads
@@ -70,6 +70,10 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p("--resume", action="store_true", help="continue the run in --out from last.pt")
     p("--batch-size", type=int, default=8, help="patches per step (default 8)")
     p("--lr", type=float, default=2e-4, help="AdamW learning rate of the denoiser (default 2e-4)")
+    p("--lr-schedule", choices=LR_SCHEDULES, default="cosine",
+      help="cosine: warm-up, then down to 1 %% at the last step (with --max-minutes the last step is "
+           "fitted to the budget as the speed is measured, never beyond --max-steps); constant (default cosine)")
+    p("--warmup-steps", type=int, default=50, help="cosine: steps of linear warm-up (default 50)")
     p("--ae-lr", type=float, default=1e-4, help="latent: AdamW learning rate of the autoencoder")
     p("--ema-decay", type=float, default=0.995, help="EMA decay of the saved weights (default 0.995)")
     p("--patch", type=int, default=None, help="patch side in cells (default 32 pixel, 96 latent)")
@@ -97,7 +101,8 @@ def config_from_args(args: argparse.Namespace) -> Any:
         data=str(args.data), out=str(args.out), config=args.config, organs=organs, labels=args.labels,
         patch=args.patch, channels=args.channels, ae_channels=args.ae_channels,
         latent_channels=args.latent_channels, timesteps=args.timesteps, prediction=args.prediction,
-        sampler=args.sampler, sample_steps=args.sample_steps, batch_size=args.batch_size, lr=args.lr, ema_decay=args.ema_decay,
+        sampler=args.sampler, sample_steps=args.sample_steps, batch_size=args.batch_size, lr=args.lr,
+        lr_schedule=args.lr_schedule, warmup_steps=args.warmup_steps, ema_decay=args.ema_decay,
         max_steps=args.max_steps, ae_steps=args.ae_steps, ae_lr=args.ae_lr, max_minutes=args.max_minutes,
         val_every=args.val_every, val_patches=args.val_patches, ckpt_every=args.ckpt_every,
         val_fraction=args.val_fraction, seed=args.seed, device=args.device, precision=args.precision,

@@ -14,6 +14,9 @@ from ..core.errors import InputError, ModelError
 from ..synthesis.learned.config import DiffusionConfig, preset
 
 DDIM_STEPS = {"pixel": 10, "latent": 50}
+#: Learning-rate schedules of the denoiser: warm-up + cosine to 1 % at the last step (the last
+#: step fitted to ``max_minutes`` when a time budget is given), or constant.
+LR_SCHEDULES = ("cosine", "constant")
 #: Fields of the model configuration a resumed run may not change.
 FROZEN_ON_RESUME = ("kind", "patch", "channels", "num_res_blocks", "norm_num_groups", "timesteps",
                     "schedule", "prediction", "window_hu", "mask_margin_mm", "ae_channels", "latent_channels")
@@ -38,6 +41,8 @@ class DiffusionTrainConfig:
     sample_steps: int | None = None
     batch_size: int = 8
     lr: float = 2e-4
+    lr_schedule: str = "cosine"
+    warmup_steps: int = 50
     weight_decay: float = 1e-4
     ema_decay: float = 0.995
     max_steps: int = 2000
@@ -60,6 +65,8 @@ class DiffusionTrainConfig:
                   (self.max_steps >= 1, "--max-steps must be >= 1"),
                   (self.ae_steps >= 0, "--ae-steps must be >= 0"),
                   (self.lr > 0 and self.ae_lr > 0, "learning rates must be > 0"),
+                  (self.lr_schedule in LR_SCHEDULES, f"--lr-schedule must be one of {', '.join(LR_SCHEDULES)}"),
+                  (self.warmup_steps >= 0, "--warmup-steps must be >= 0"),
                   (0.0 <= self.ema_decay < 1.0, "--ema-decay must be in [0, 1)"),
                   (self.max_minutes is None or self.max_minutes > 0, "--max-minutes must be > 0"),
                   (0.0 <= self.val_fraction < 1.0, "--val-fraction must be in [0, 1)"),
@@ -117,4 +124,4 @@ def check_resumable(saved: dict[str, Any], wanted: DiffusionConfig, path: Any) -
                              f"run asks for {now.get(key)!r}; use another --out folder or the original settings")
 
 
-__all__ = ["DDIM_STEPS", "FROZEN_ON_RESUME", "DiffusionTrainConfig", "check_resumable"]
+__all__ = ["DDIM_STEPS", "FROZEN_ON_RESUME", "LR_SCHEDULES", "DiffusionTrainConfig", "check_resumable"]

@@ -11,6 +11,8 @@ settings of ours, kept from the schedule TumorSynth had before it used MONAI's:
 """
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -18,6 +20,10 @@ from monai.optimizers import WarmupCosineSchedule
 
 #: LR factor at the end of the cosine (fraction of the base rate).
 LR_FLOOR = 0.01
+#: Budget fitting: steps skipped (warm-up of workers and caches), steps of the first measure,
+#: steps between later re-fits, steps whose speed a re-fit uses, share of the budget kept for
+#: the last validation and saving.
+FIT_SKIP, FIT_MEASURE, FIT_EVERY, FIT_WINDOW, FIT_MARGIN = 10, 30, 50, 300, 0.03
 _SHAPE = ("warmup_steps", "t_total", "cycles", "end_lr", "warmup_multiplier", "floor", "total_steps")
 
 
@@ -52,6 +58,39 @@ class WarmupCosine(WarmupCosineSchedule):
         self.__dict__.update(shape)
 
 
+class BudgetFit:
+    """Fits a run's last step to its time budget as it measures its own speed, so that a run
+    limited by minutes still ends with a fully annealed learning rate (``WarmupCosine.stretch``).
+
+    Steps ``FIT_SKIP`` to ``FIT_SKIP + FIT_MEASURE`` after ``first_step`` measure the speed;
+    then every ``FIT_EVERY`` steps the speed of the last ``FIT_WINDOW`` steps (a shared
+    machine's speed changes) gives the step count that fills the time left, less
+    ``FIT_MARGIN`` of the budget for the last validation and saving."""
+
+    def __init__(self, max_minutes: float, t0: float, first_step: int) -> None:
+        self.budget_s = 60.0 * float(max_minutes)
+        self.t0, self.first_step = float(t0), int(first_step)
+        self._marks: list[tuple[int, float]] = []     # (step, monotonic time)
+        self.fits = 0                                  # re-fits so far
+
+    def update(self, step: int, reduce: Callable[[float], float] = float) -> tuple[int, float] | None:
+        """(last step, seconds per step) when ``step`` is a re-fit point, else None.
+        ``reduce`` combines the measured seconds per step over processes (distributed runs)."""
+        done = step - self.first_step
+        if done < FIT_SKIP or (done - FIT_SKIP) % (FIT_MEASURE if done <= FIT_SKIP + FIT_MEASURE else FIT_EVERY):
+            return None
+        now = time.monotonic()
+        self._marks.append((step, now))
+        if len(self._marks) < 2:
+            return None
+        old_step, old_time = next((m for m in self._marks if step - m[0] <= FIT_WINDOW), self._marks[-2])
+        self._marks = [m for m in self._marks if step - m[0] <= FIT_WINDOW]
+        per_step = reduce((now - old_time) / max(1, step - old_step))
+        left_s = self.budget_s * (1.0 - FIT_MARGIN) - (now - self.t0)
+        self.fits += 1
+        return max(step + 1, step + int(left_s / max(per_step, 1e-6))), per_step
+
+
 def make_optimizer(model: torch.nn.Module, lr: float, weight_decay: float) -> torch.optim.Optimizer:
     return torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
 
@@ -72,4 +111,4 @@ def make_loss() -> torch.nn.Module:
     return DiceCELoss(to_onehot_y=True, softmax=True, batch=True)
 
 
-__all__ = ["LR_FLOOR", "WarmupCosine", "make_optimizer", "make_scheduler", "make_loss"]
+__all__ = ["LR_FLOOR", "BudgetFit", "WarmupCosine", "make_loss", "make_optimizer", "make_scheduler"]

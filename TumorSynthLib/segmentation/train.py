@@ -6,12 +6,11 @@ case it writes ``last.pt`` first, so ``--resume`` continues from the same step w
 sample order (``pipeline.EpochSampler``). ``best.pt`` holds the weights with the best
 validation tumor DSC (no optimiser state). Rank 0 alone writes files and events.
 
-``fit_schedule`` (with ``max_minutes``): steps ``FIT_SKIP`` to ``FIT_SKIP + FIT_MEASURE`` of the
-run measure this machine's speed, then ``max_steps`` becomes the step count that fills the
-time left (less a ``FIT_MARGIN`` share for the last validation and saving), and the warm-up +
-cosine schedule is stretched or shrunk to end there, so a time budget still ends with a fully
-annealed learning rate; it is re-fitted every ``FIT_EVERY`` steps with the speed of the last
-``FIT_WINDOW`` steps (a shared machine's speed changes). The current ``max_steps`` is stored in ``config.json`` and the checkpoints.
+``fit_schedule`` (with ``max_minutes``): the run measures this machine's speed and
+``max_steps`` becomes the step count that fills the time left, re-fitted as the speed changes;
+the warm-up + cosine schedule is stretched or shrunk to end there, so a time budget still ends
+with a fully annealed learning rate (``optim.BudgetFit``). The current ``max_steps`` is stored
+in ``config.json`` and the checkpoints.
 """
 from __future__ import annotations
 
@@ -54,17 +53,13 @@ from .distributed import (
     wrap_model,
 )
 from .models import build_model, min_patch_multiple, min_patch_side, model_config_for
-from .optim import make_loss, make_optimizer, make_scheduler
+from .optim import FIT_EVERY, BudgetFit, make_loss, make_optimizer, make_scheduler
 from .pipeline import EpochSampler, SeededDataset, training_transform
 from .quality import QualityFilter
 from .tasks import task_label_names
 from .validation import ValidationSet, validate
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
-#: fit_schedule: steps skipped (warm-up of workers and caches), steps of the first measure, steps
-#: between later re-fits, steps whose speed a re-fit uses, share of the budget kept for the last
-#: validation and saving.
-FIT_SKIP, FIT_MEASURE, FIT_EVERY, FIT_WINDOW, FIT_MARGIN = 10, 30, 50, 300, 0.03
 
 
 @dataclass
@@ -144,7 +139,7 @@ class Trainer:
         self.saved_step: int | None = None
         self.validated_step: int | None = None
         self.best_metric, self.best_organ, self.best_step = -math.inf, -math.inf, None
-        self._fit_marks: list[tuple[int, float]] = []      # (step, time) of fit_schedule
+        self._budget: BudgetFit | None = None               # fit_schedule's speed measure
         if resume_from is not None:
             self._restore(resume_from)
         self.model = wrap_model(self.model, ctx)
@@ -263,33 +258,23 @@ class Trainer:
         return budget_stop(flags, t0, self.cfg.max_minutes)
 
     def maybe_fit_schedule(self, t0: float) -> None:
-        """With ``fit_schedule``: time steps FIT_SKIP..FIT_SKIP + FIT_MEASURE of this run, set
-        ``max_steps`` to fill the rest of ``max_minutes`` and re-aim the schedule at it; then
-        again every FIT_EVERY steps with the speed of the last FIT_WINDOW steps (validations
-        included), so a machine that gets busier or freer still ends on time."""
+        """With ``fit_schedule``: re-aim ``max_steps`` and the schedule at the end of the time
+        budget (``optim.BudgetFit``); the current ``max_steps`` goes to ``config.json``."""
         cfg = self.cfg
         if not cfg.fit_schedule or cfg.max_minutes is None:
             return
-        done = self.step - self.start_step
-        if done < FIT_SKIP or (done - FIT_SKIP) % (FIT_MEASURE if done <= FIT_SKIP + FIT_MEASURE else FIT_EVERY):
+        if self._budget is None:
+            self._budget = BudgetFit(cfg.max_minutes, t0, self.start_step)
+        fitted = self._budget.update(self.step, lambda s: mean_over_ranks(s, self.ctx))
+        if fitted is None:
             return
-        now = time.monotonic()
-        self._fit_marks.append((self.step, now))
-        first = done == FIT_SKIP + FIT_MEASURE
-        if len(self._fit_marks) < 2:
-            return
-        old_step, old_time = next((m for m in self._fit_marks if self.step - m[0] <= FIT_WINDOW),
-                                  self._fit_marks[-2])
-        self._fit_marks = [m for m in self._fit_marks if self.step - m[0] <= FIT_WINDOW]
-        per_step = mean_over_ranks((now - old_time) / max(1, self.step - old_step), self.ctx)
-        left_s = 60.0 * cfg.max_minutes * (1.0 - FIT_MARGIN) - (now - t0)
         cfg.warmup_steps = cfg.warmup            # keep the warm-up the run started with
-        cfg.max_steps = max(self.step + 1, self.step + int(left_s / max(per_step, 1e-6)))
+        cfg.max_steps, per_step = fitted
         self.scheduler.stretch(cfg.max_steps)
         self.events.total = cfg.max_steps
         if self.ctx.is_main:
             write_json_atomic(self.out / "config.json", cfg.to_dict())
-        if first:
+        if self._budget.fits == 1:
             self.events.log(f"schedule fitted to {cfg.max_minutes:g} min: {per_step:.2f} s/step -> "
                             f"{cfg.max_steps} steps (re-fitted every {FIT_EVERY} steps)")
 
