@@ -65,8 +65,8 @@ def push_scene(site: Site, plan: EffectPlan, strength: float | None = None) -> S
     n_moved = 0
     if moved is not None:
         dst, src = moved
-        fine = _fine_noise(np.ascontiguousarray(site.image_roi[box.slices]), site.organ_mask[box.slices],
-                           dst, src, site.spacing)
+        fine = (_fine_noise(np.ascontiguousarray(site.image_roi[box.slices]), site.organ_mask[box.slices],
+                            dst, src, site.spacing) if _moves_single_voxels(site.spacing) else None)
         for whole in arrays:
             part = np.ascontiguousarray(whole[box.slices])
             flat = part.reshape(-1)
@@ -163,7 +163,7 @@ def _fine_noise(image: np.ndarray, organ: np.ndarray, dst: np.ndarray, src: np.n
     the fat beside it and is far beyond), the change that puts back the destination's own fine
     noise (image minus its 3x3x3 mean) in place of the source's: ``(flat indices in image's
     box, HU to add)``, or None (module doc). No erosion: at 3 mm a kidney is a few voxels thick."""
-    if np.any(np.floor(BLOCK_MM / np.asarray(spacing, float)) > 1):
+    if not _moves_single_voxels(spacing):
         return None
     box = np.asarray(image, dtype=np.float32)
     fine = (box - ndimage.uniform_filter(box, 3, mode="nearest")).reshape(-1)
@@ -176,6 +176,11 @@ def _fine_noise(image: np.ndarray, organ: np.ndarray, dst: np.ndarray, src: np.n
     calm = (np.abs(fine[d]) <= limit) & (np.abs(fine[s]) <= limit)
     d, s = d[calm], s[calm]
     return (d, fine[d] - fine[s]) if d.size else None
+
+
+def _moves_single_voxels(spacing: np.ndarray) -> bool:
+    """True on grids where a push block is one voxel (every axis coarser than BLOCK_MM / 2)."""
+    return not np.any(np.floor(BLOCK_MM / np.asarray(spacing, float)) > 1)
 
 
 def _expand(coarse: np.ndarray, block: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
