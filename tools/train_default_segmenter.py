@@ -31,6 +31,10 @@ Ship the best checkpoint of a run that is still going (or was killed) without wa
 
     python tools/train_default_segmenter.py --export-only
 
+``--ship last`` ships the last checkpoint instead of the best: "best" is chosen on four
+validation cases, a noisy pick (the shipped model: best at step 4800, last at 6800; on the 16
+benchmark cases last was as good or better).
+
 Trial run without touching the shipped model::
 
     python tools/train_default_segmenter.py --minutes 15 --out build/trial/model.pt --no-register
@@ -97,6 +101,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--val-every", type=int, default=600, help="validate every N steps (default 600)")
     p.add_argument("--workers", type=int, default=1, help="data loading processes (default 1)")
     p.add_argument("--no-example-ct", action="store_true", help="phantoms only")
+    p.add_argument("--ship", choices=("best", "last"), default="best",
+                   help="checkpoint to ship: best (best validation tumor DSC on the few validation cases) "
+                        "or last (default best)")
     p.add_argument("--export-only", action="store_true",
                    help="no training: ship the best (else the last) checkpoint of the run in WORK/run, "
                         "e.g. while it is still running")
@@ -221,6 +228,19 @@ def loss_curve(run_dir: Path, every: int = 25) -> tuple[list[list[float]], list[
     return curve, validations
 
 
+def training_segments(run_dir: Path) -> list[dict[str, Any]]:
+    """The run's sessions (a resumed run has several): first and last step, loop seconds, why
+    each ended, from the ``done`` events of events.jsonl."""
+    segments, start = [], 0
+    for line in (run_dir / "events.jsonl").read_text().splitlines():
+        event = json.loads(line) if line.strip() else {}
+        if event.get("event") == "done":
+            segments.append({"from_step": start, "to_step": int(event["step"]), "loop_s": round(float(event["elapsed_s"]), 1),
+                             "reason": event.get("reason"), "ended_utc": event.get("time")})
+            start = int(event["step"])
+    return segments
+
+
 def export(source: Path, out: Path, provenance: dict[str, Any]) -> Path:
     """A weights-only copy of ``source`` (no optimiser state) with the provenance inside."""
     from TumorSynthLib.segmentation.checkpoint import load_checkpoint, save_checkpoint
@@ -283,24 +303,26 @@ def main(argv: list[str] | None = None) -> int:
     log(f"data: {data['n_training']} training and {data['n_validation']} validation cases "
         f"({data['prepare_s']:.0f} s)")
     if args.export_only:
-        source, facts, synthesis = run_so_far(args.work / "run")
+        source, facts, synthesis = run_so_far(args.work / "run", args.ship)
         log(f"exporting {source} of the run in {args.work / 'run'} (step {facts['steps']}, {facts['stopped']})")
     else:
         import torch
 
         torch.set_num_threads(max(1, args.threads))
         result, facts = run_training(args, datalist, log)
-        source, synthesis = Path(result.best or result.last), result.synthesis
+        best = result.best if args.ship == "best" else None
+        source, synthesis = Path(best or result.last), result.synthesis
     ship(args, command, data, source, facts, synthesis, log)
     return 0
 
 
-def run_so_far(run_dir: Path) -> tuple[Path, dict[str, Any], dict[str, Any]]:
-    """(best checkpoint, else last; timing facts; synthesis counts) of a run that may still be
-    going: what ``--export-only`` ships."""
+def run_so_far(run_dir: Path, ship: str = "best") -> tuple[Path, dict[str, Any], dict[str, Any]]:
+    """(best checkpoint, else last, or last with ``ship="last"``; timing facts; synthesis
+    counts) of a run that may still be going: what ``--export-only`` ships."""
     from TumorSynthLib.segmentation.checkpoint import load_checkpoint
 
-    source = next((run_dir / n for n in ("best.pt", "last.pt") if (run_dir / n).is_file()), None)
+    names = ("best.pt", "last.pt") if ship == "best" else ("last.pt",)
+    source = next((run_dir / n for n in names if (run_dir / n).is_file()), None)
     if source is None:
         raise SystemExit(f"--export-only: no checkpoint in {run_dir} yet")
     last = load_checkpoint(run_dir / "last.pt") if (run_dir / "last.pt").is_file() else load_checkpoint(source)
@@ -323,6 +345,8 @@ def ship(args: argparse.Namespace, command: str, data: dict[str, Any], source: P
         "command": command, "seed": args.seed, "git_commit": git_commit(), "data": data,
         "config": json.loads((args.work / "run" / "config.json").read_text()),
         "checkpoint_source": source.name, "checkpoint_step": int(payload["step"]), "timing": facts,
+        "segments": (segments := training_segments(args.work / "run")),
+        "total_loop_minutes": round(sum(seg["loop_s"] for seg in segments) / 60.0, 1),
         "synthesis": synthesis if synthesis.get("samples") else
         "counted in the data-loading worker process (not available here)",
         "best_validation_tumor_dsc": payload.get("best_metric"), "validations": validations, "loss_curve": curve,
