@@ -129,6 +129,16 @@ def test_mass_effect_keeps_the_grain_on_the_3mm_example_ct(example_ct_paths):
     assert all(0.85 <= r["grain_ratio"] <= 1.15 for r in rows), [r["grain_ratio"] for r in rows]
 
 
+def test_mass_effect_keeps_the_grain_on_the_anisotropic_phantom(phases):
+    """On the 1.4 x 1.4 x 2.5 mm venous phantom the push also moves single voxels: the moving
+    rest must not carry the noise (a 3x3x3 split smoothed the shell around advanced kidney
+    tumors by 16 %), and the tumor's grain target is the organ's before the push (measured in
+    the pushed ring it held compressed structure): ratios were 1.38 / 1.22 / 1.30 here."""
+    ct, organs = phases["venous"]
+    ratios = [r["grain_ratio"] for r in metrics(ct, organs, "kidney", "advanced", "handcrafted", (1, 3, 4))]
+    assert 0.85 <= float(np.median(ratios)) <= 1.12 and max(ratios) <= 1.2, ratios
+
+
 @pytest.mark.parametrize("method", ["handcrafted", "cellular"])
 def test_kidney_tumor_shapes_are_like_kits19(phases, method):
     """Median sphericity, elongation and flatness of intermediate and advanced kidney tumors

@@ -125,14 +125,21 @@ def organ_grain_hu(site: Site, scene: Scene, box: Box, mask: np.ndarray) -> floa
     over the organ's voxels of ``box`` off the tumor (``mask`` and 2 voxels around), its own
     texture included (the kidney's cortex and medulla: a tumor is at least that heterogeneous);
     with too few of those, over the organ's voxels of the box, then ``FALLBACK_GRAIN_HU``.
+    Measured on the site's image before the mass effect: the push compresses the organ's
+    structure into the ring around the tumor and bends vessels onto it, and measured there the
+    "grain" held them (advanced venous kidney tumors were topped up to a grain ratio of 1.22).
     Cached in the scene (the appearance and the shading ask for the same tumor)."""
     return scene.memo(("organ_grain", box.lo, box.hi, hash(mask.tobytes())),
-                      lambda: _measure_organ_grain(scene, box, mask))
+                      lambda: _measure_organ_grain(site, scene, box, mask))
 
 
-def _measure_organ_grain(scene: Scene, box: Box, mask: np.ndarray) -> float:
-    hp = scene.image[box.slices] - scene.low_frequencies(box)
-    organ = scene.organ[box.slices]
+def _measure_organ_grain(site: Site, scene: Scene, box: Box, mask: np.ndarray) -> float:
+    if scene.image is site.image_roi:          # no mass effect: the scene's low-pass is the site's
+        hp = scene.image[box.slices] - scene.low_frequencies(box)
+    else:
+        image = site.image_roi[box.slices]
+        hp = image - ndimage.gaussian_filter(image, 1.0, mode="nearest", truncate=LOW_PASS_TRUNCATE)
+    organ = site.organ_mask[box.slices]
     near_tumor = np.zeros_like(mask)
     near = bounding_box(mask, 2)
     if near is not None:

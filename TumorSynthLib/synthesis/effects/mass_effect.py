@@ -19,8 +19,11 @@ block is one voxel, and the tangential stretch around the tumor (the ring takes 
 a smaller sphere) makes neighbouring voxels copy the same source: the grain of the ring fell from
 12.0 to 10.1 HU on the 3 mm example CT. There, where a moved voxel and its source both lie inside
 the organ with noise-like fine detail, the scanner's fine noise stays where it is (the voxel keeps
-its own image minus its 3x3x3 mean) and only the rest moves (``_fine_noise``); at the organ's
-contour and at structure edges the whole voxel moves, so no ghost of the old contour stays.
+its own image minus its 5x5x5 mean) and only the rest moves (``_fine_noise``); at the organ's
+contour and at structure edges the whole voxel moves, so no ghost of the old contour stays. A
+3x3x3 mean left part of the noise in the moving rest: on the 1.4 x 1.4 x 2.5 mm phantom the
+organ shell 3-15 mm around an advanced kidney tumor lost 16 % of its grain (19.5 -> 16.3 HU);
+with 5x5x5, 7 % (18.2 HU).
 """
 from __future__ import annotations
 
@@ -45,6 +48,9 @@ BONE_HU = 350.0
 AIR_HU = -500.0
 #: Fine detail beyond this many robust SDs of the organ's is structure (an edge), not noise.
 NOISE_LIMIT_SD = 3.0
+#: Single-voxel moves: the fine detail a voxel keeps is its image minus the mean of this many
+#: voxels a side around it.
+FINE_NOISE_WIDTH = 5
 
 
 def push_scene(site: Site, plan: EffectPlan, strength: float | None = None) -> Scene:
@@ -161,12 +167,12 @@ def _fine_noise(image: np.ndarray, organ: np.ndarray, dst: np.ndarray, src: np.n
     for the moved voxels whose source and destination both lie in the organ with noise-like fine
     detail (within ``NOISE_LIMIT_SD`` robust SDs of the organ's; a contour voxel's mean holds
     the fat beside it and is far beyond), the change that puts back the destination's own fine
-    noise (image minus its 3x3x3 mean) in place of the source's: ``(flat indices in image's
+    noise (image minus its ``FINE_NOISE_WIDTH``-wide mean) in place of the source's: ``(flat indices in image's
     box, HU to add)``, or None (module doc). No erosion: at 3 mm a kidney is a few voxels thick."""
     if not _moves_single_voxels(spacing):
         return None
     box = np.asarray(image, dtype=np.float32)
-    fine = (box - ndimage.uniform_filter(box, 3, mode="nearest")).reshape(-1)
+    fine = (box - ndimage.uniform_filter(box, FINE_NOISE_WIDTH, mode="nearest")).reshape(-1)
     inside = organ.reshape(-1)
     both = inside[dst] & inside[src]
     if not both.any():
