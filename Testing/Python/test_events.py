@@ -116,3 +116,14 @@ def test_eta_from_rate_and_capped_by_deadline(monkeypatch):
 def test_unknown_mode_is_refused():
     with pytest.raises(InputError, match="--events"):
         EventStream("xml")
+
+
+def test_the_bar_follows_a_total_re_aimed_by_a_budget():
+    err = io.StringIO()
+    stream = EventStream("none", total=100000, stdout=io.StringIO(), stderr=err)
+    stream.start(0)
+    stream.progress(1)
+    stream.total = 40                          # what a fitted schedule does
+    stream.progress(2)
+    stream.close()
+    assert "2/40" in err.getvalue()

@@ -150,6 +150,8 @@ class EventStream:
 
     def progress(self, step: int, **fields: Any) -> dict[str, Any]:
         if self._bar is not None:
+            if self.total is not None and self._bar.total != self.total:   # a budget re-aimed the run
+                self._bar.total = int(self.total)
             self._bar.n = int(step)
             shown = {k: f"{v:.4g}" for k, v in fields.items() if isinstance(v, float)}
             self._bar.set_postfix(shown, refresh=False)

@@ -37,6 +37,7 @@ STRUCTURE_GAP_MAD, STRUCTURE_GAP_HU = 3.0, 40.0
 OUTLIER_GRAIN_SD = 3.5
 #: CT noise correlation (Gaussian sigma, voxels) of re-synthesised grain.
 GRAIN_CORRELATION_VOXELS = 0.6
+#: Fewest voxels a grain (robust SD) is measured on.
 GRAIN_MIN_VOXELS = 30
 #: Robust SDs are measured on at most this many values (a fixed sample of larger sets: the
 #: estimate's error is then ~0.5 %, and two medians of a million values cost 40 ms).

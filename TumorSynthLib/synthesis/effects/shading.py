@@ -33,7 +33,7 @@ from ..contracts import (
     Scene,
     tumor_box,
 )
-from ..intensity import ct_grain, organ_grain_hu, robust_sd
+from ..intensity import GRAIN_MIN_VOXELS, ct_grain, organ_grain_hu, robust_sd
 from ..texture import gaussian_mm
 from .lesions import necrosis_region
 
@@ -45,7 +45,6 @@ NECROSIS_EDGE_MM = 1.0
 #: Grain top-up: when the tumor's grain is below this fraction of the organ's, CT-like noise
 #: makes up the difference.
 GRAIN_TOP_UP_BELOW = 0.92
-GRAIN_MIN_VOXELS = 30
 #: The tumor's grain is measured on (at most) this central cube of it, in voxels.
 GRAIN_SAMPLE_VOXELS = 48
 #: Weight at and above which a voxel counts as tumor core in the measured drop.
