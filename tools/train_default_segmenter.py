@@ -23,9 +23,13 @@ data only, with tumors of every available synthesis method made online:
   ``--no-register``, the ``default`` entry of ``TumorSynthLib/resources/Models.json`` with the
   file's SHA256.
 
-Retrain (one line; about an hour on 2 shared CPU cores)::
+Train one session fitted to a budget (about an hour on 2 shared CPU cores)::
 
     nice -n 10 python tools/train_default_segmenter.py --minutes 55
+
+The shipped model is three sessions of one run folder (the README lists the commands: 2820
+steps of handcrafted + cellular, resumed to 5200 and to 6800 with adversarial added, the last
+checkpoint shipped).
 
 Ship the best checkpoint of a run that is still going (or was killed) without waiting::
 
@@ -33,7 +37,7 @@ Ship the best checkpoint of a run that is still going (or was killed) without wa
 
 ``--ship last`` ships the last checkpoint instead of the best: "best" is chosen on four
 validation cases, a noisy pick (the shipped model: best at step 4800, last at 6800; on the 16
-benchmark cases last was as good or better).
+benchmark cases last was as good or better, a close call: see docs/benchmarks.md).
 
 Trial run without touching the shipped model::
 
@@ -104,6 +108,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--ship", choices=("best", "last"), default="best",
                    help="checkpoint to ship: best (best validation tumor DSC on the few validation cases) "
                         "or last (default best)")
+    p.add_argument("--trained-on", default=None,
+                   help="the registry's description of the training (default: generated; say how a "
+                        "resumed run's methods changed)")
     p.add_argument("--export-only", action="store_true",
                    help="no training: ship the best (else the last) checkpoint of the run in WORK/run, "
                         "e.g. while it is still running")
@@ -229,16 +236,36 @@ def loss_curve(run_dir: Path, every: int = 25) -> tuple[list[list[float]], list[
 
 
 def training_segments(run_dir: Path) -> list[dict[str, Any]]:
-    """The run's sessions (a resumed run has several): first and last step, loop seconds, why
-    each ended, from the ``done`` events of events.jsonl."""
-    segments, start = [], 0
+    """The run's sessions (a resumed run has several), from events.jsonl: first and last step,
+    loop seconds and why each ended; a session without a ``done`` event (killed, or still
+    running) ends at its last progress event."""
+    segments: list[dict[str, Any]] = []
+    current: dict[str, Any] | None = None
     for line in (run_dir / "events.jsonl").read_text().splitlines():
         event = json.loads(line) if line.strip() else {}
-        if event.get("event") == "done":
-            segments.append({"from_step": start, "to_step": int(event["step"]), "loop_s": round(float(event["elapsed_s"]), 1),
-                             "reason": event.get("reason"), "ended_utc": event.get("time")})
-            start = int(event["step"])
-    return segments
+        kind = event.get("event")
+        if kind == "start":
+            if current is not None:
+                segments.append(current)
+            current = {"from_step": int(event["step"]), "to_step": int(event["step"]), "loop_s": 0.0,
+                       "reason": "no done event (killed or still running)", "ended_utc": event.get("time")}
+        elif current is not None and kind in ("progress", "done"):
+            current.update(to_step=int(event["step"]), loop_s=round(float(event.get("elapsed_s") or 0.0), 1),
+                           ended_utc=event.get("time"))
+            if kind == "done":
+                current["reason"] = event.get("reason")
+                segments.append(current)
+                current = None
+    if current is not None:
+        segments.append(current)
+    return [seg for seg in segments if seg["to_step"] > seg["from_step"]]
+
+
+def shipped_validation(validations: list[dict[str, Any]], step: int) -> tuple[float | None, dict[str, Any] | None]:
+    """(validation tumor DSC of ``step``, else None; the run's best validation {step, tumor_dsc})."""
+    own = next((v.get("tumor_dsc") for v in reversed(validations) if v.get("step") == step), None)
+    best = max((v for v in validations if v.get("tumor_dsc") is not None), key=lambda v: v["tumor_dsc"], default=None)
+    return own, None if best is None else {"step": best["step"], "tumor_dsc": best["tumor_dsc"]}
 
 
 def export(source: Path, out: Path, provenance: dict[str, Any]) -> Path:
@@ -272,7 +299,9 @@ def register(out: Path, facts: dict[str, Any]) -> dict[str, Any]:
         "method": str(payload["config"]["method"]),
         "label_names": {str(k): v for k, v in label_names_of(payload).items()},
         "size_bytes": out.stat().st_size, "step": int(payload["step"]),
-        "best_metric": payload.get("best_metric"), "license": "Apache-2.0",
+        "best_metric": (facts.get("run_best_validation") or {}).get("tumor_dsc"),   # the run's best
+        "validation_metric": facts.get("validation_tumor_dsc"),                     # this checkpoint's
+        "license": "Apache-2.0",
         "trained_on": facts["trained_on"],
     }
     data = json.loads(REGISTRY.read_text())
@@ -341,6 +370,7 @@ def ship(args: argparse.Namespace, command: str, data: dict[str, Any], source: P
 
     curve, validations = loss_curve(args.work / "run")
     payload = load_checkpoint(source)
+    own, run_best = shipped_validation(validations, int(payload["step"]))
     provenance = {
         "command": command, "seed": args.seed, "git_commit": git_commit(), "data": data,
         "config": json.loads((args.work / "run" / "config.json").read_text()),
@@ -349,19 +379,20 @@ def ship(args: argparse.Namespace, command: str, data: dict[str, Any], source: P
         "total_loop_minutes": round(sum(seg["loop_s"] for seg in segments) / 60.0, 1),
         "synthesis": synthesis if synthesis.get("samples") else
         "counted in the data-loading worker process (not available here)",
-        "best_validation_tumor_dsc": payload.get("best_metric"), "validations": validations, "loss_curve": curve,
+        "validation_tumor_dsc": own, "run_best_validation": run_best, "validations": validations,
+        "loss_curve": curve,
     }
     out = export(source, args.out, provenance)
     record = args.out.with_name(args.out.stem + ".train.json")
     record.write_text(json.dumps(provenance, indent=1) + "\n")
     log(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB, step {payload['step']}, "
-        f"best validation tumor DSC {payload.get('best_metric')}) and {record.name}")
+        f"its validation tumor DSC {own}, the run's best {run_best}) and {record.name}")
     if not args.no_register:
         trained_on = (f"{data['n_training']} healthy cases ({len(data['phantom_train_seeds'])} phantom seeds x "
                       f"2 phases, {len(data['phantom_coarse_seeds'])} on a 3 mm grid"
                       f"{', the TotalSegmentator example CT' if data['example_ct'] else ''}) with online "
                       f"{args.methods.replace(',', ' + ')} tumors; {payload['step']} steps")
-        entry = register(out, {"trained_on": trained_on})
+        entry = register(out, {"trained_on": args.trained_on or trained_on, "validation_tumor_dsc": own, "run_best_validation": run_best})
         log(f"registered '{entry['id']}' in {REGISTRY} (sha256 {entry['sha256'][:12]}...)")
 
 

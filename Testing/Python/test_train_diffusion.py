@@ -158,4 +158,25 @@ def test_cosine_schedule_is_fitted_to_the_budget_and_resumes(diffusion_dataset, 
     assert code == 0 and {e["lr"] for e in constant if e["event"] == "progress"} == {1e-3}
     code, joined = _run(capsys, *flags, "--out", str(tmp_path / "const"), "--max-steps", "6", "--resume")
     rates = [e["lr"] for e in joined if e["event"] == "progress"]            # joins the cosine at step 3
-    assert code == 0 and rates[0] < 1e-3 and rates == sorted(rates, reverse=True) and rates[-1] == pytest.approx(1e-5)
+    assert code == 0 and rates[0] < 1e-3 and rates == sorted(rates, reverse=True) and rates[-1] > 1e-5
+    annealed = read_diffusion_checkpoint(tmp_path / "const" / "last.pt")["scheduler"]["_last_lr"][0]
+    assert annealed == pytest.approx(1e-5)
+
+
+def test_a_resumed_run_takes_its_own_rate_and_shape_from_the_first_step(diffusion_dataset, tmp_path, capsys):
+    import torch
+
+    from TumorSynthLib.segmentation.optim import WarmupCosine
+
+    flags = ["--data", str(diffusion_dataset), *TINY, "--ckpt-every", "1", "--val-every", "0", "--warmup-steps", "1"]
+    run = ["--out", str(tmp_path / "run")]
+    assert _run(capsys, *flags, *run, "--max-steps", "4", "--lr", "1e-3")[0] == 0
+    code, longer = _run(capsys, *flags, *run, "--max-steps", "8", "--lr", "1e-3", "--resume")
+    expected = WarmupCosine(torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1e-3), 1, 8)
+    expected.go_to(4)
+    first = next(e for e in longer if e["event"] == "progress")
+    assert code == 0 and first["step"] == 5
+    assert first["lr"] == pytest.approx(expected.get_last_lr()[0], rel=1e-6)   # not the 1 % it had ended on
+    code, constant = _run(capsys, *flags, *run, "--max-steps", "10", "--lr", "5e-4", "--lr-schedule", "constant",
+                          "--resume")
+    assert code == 0 and {e["lr"] for e in constant if e["event"] == "progress"} == {5e-4}

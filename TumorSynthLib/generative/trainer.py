@@ -153,23 +153,24 @@ class DiffusionTrainer:
         self.best_step = payload.get("best_step")
 
     def _restore_schedule(self, payload: dict[str, Any]) -> None:
-        """Put the cosine where the checkpoint left it. A budget-fitted run resumes aiming at
-        its fitted last step (re-fitted to the new budget once the speed is measured); a
-        checkpoint without schedule state (a constant-rate run) joins the cosine at its step."""
+        """This run's rates from the next step on. Constant: ``--lr``. Cosine: where the
+        checkpoint left it, with this run's ``--lr`` and shape; a budget-fitted run that had
+        not reached its fitted last step aims at it again until the budget is re-fitted (40
+        steps in), one that had aims at ``--max-steps`` (re-fitted likewise: a warm restart);
+        a checkpoint without schedule state (a constant-rate run) joins the cosine at its step."""
         if self.scheduler is None:
+            for group in self.optimizer.param_groups:
+                group["lr"] = self.tcfg.lr
             return
+        done = max(0, self.step - self.tcfg.denoiser_start)
         saved_steps = (payload.get("train") or {}).get("max_steps")
-        if self.tcfg.max_minutes is not None and saved_steps:
+        if self.tcfg.max_minutes is not None and saved_steps and done < int(saved_steps):
             self.tcfg.max_steps = min(self.requested_steps, int(saved_steps))
             self.scheduler.stretch(self.tcfg.max_steps)
         if payload.get("scheduler") is not None:
             self.scheduler.load_state_dict(payload["scheduler"])
-            return
-        self.scheduler.last_epoch = max(0, self.step - self.tcfg.denoiser_start)
-        rates = [base * self.scheduler.lr_lambda(self.scheduler.last_epoch) for base in self.scheduler.base_lrs]
-        for group, lr in zip(self.optimizer.param_groups, rates):
-            group["lr"] = lr
-        self.scheduler._last_lr = rates
+        else:
+            self.scheduler.go_to(done)
 
     def current_lr(self) -> float:
         """Learning rate of the phase's optimiser (for the progress events)."""
@@ -300,12 +301,12 @@ class DiffusionTrainer:
                 if reason is not None:
                     stopped = reason
                     break
-                phase = self.phase()
+                phase, lr = self.phase(), self.current_lr()       # the rate this step uses
                 loss = self._guarded_step()
                 self.step += 1
                 losses.append(loss)
                 self.fit_budget(t0)
-                self.events.progress(self.step, loss=loss, phase=phase, lr=self.current_lr())
+                self.events.progress(self.step, loss=loss, phase=phase, lr=lr)
                 if tcfg.val_every > 0 and self.step % tcfg.val_every == 0:
                     metrics = self.validate() or metrics
                 if tcfg.ckpt_every > 0 and self.step % tcfg.ckpt_every == 0:

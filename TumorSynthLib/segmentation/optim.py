@@ -51,11 +51,22 @@ class WarmupCosine(WarmupCosineSchedule):
         self.t_total = self.total_steps + 1
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Restore the progress (step, rates) of a checkpoint; the shape (warm-up, total steps)
-        stays this run's, so a run resumed with more ``--max-steps`` stretches its cosine."""
-        shape = {key: getattr(self, key) for key in _SHAPE}
+        """Restore the progress (step) of a checkpoint; the shape (warm-up, total steps) and the
+        base rate stay this run's, so a run resumed with more ``--max-steps`` stretches its
+        cosine (and a new ``--lr`` counts), from the very next step: the optimiser's rates are
+        set from them (load the optimiser's state first)."""
+        shape = {key: getattr(self, key) for key in (*_SHAPE, "base_lrs")}
         super().load_state_dict(state_dict)
         self.__dict__.update(shape)
+        self.go_to(self.last_epoch)
+
+    def go_to(self, step: int) -> None:
+        """Put the schedule (and the optimiser's rates) at ``step`` optimiser steps done."""
+        self.last_epoch = max(0, int(step))
+        rates = [base * self.lr_lambda(self.last_epoch) for base in self.base_lrs]
+        for group, lr in zip(self.optimizer.param_groups, rates):
+            group["lr"] = lr
+        self._last_lr = rates
 
 
 class BudgetFit:

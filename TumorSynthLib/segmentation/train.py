@@ -305,13 +305,14 @@ class Trainer:
                 batch = next(it)
                 self.tally.add(batch)
                 t_step = time.perf_counter()
+                lr = float(self.scheduler.get_last_lr()[0])          # the rate this step uses
                 loss = mean_over_ranks(self.train_step(batch), self.ctx)
                 timing["data_s"] += t_step - t_data
                 timing["compute_s"] += time.perf_counter() - t_step
                 self.step += 1
                 losses.append(loss)
                 self.maybe_fit_schedule(t0)
-                self.events.progress(self.step, loss=loss, lr=float(self.scheduler.get_last_lr()[0]))
+                self.events.progress(self.step, loss=loss, lr=lr)
                 if cfg.val_every > 0 and self.step % cfg.val_every == 0:
                     self.maybe_validate()
                     self.validated_step = self.step
