@@ -48,7 +48,7 @@ from .anatomy.organs import (
 from .anatomy.site import TumorSpec
 from .core.errors import DependencyError, InputError, TumorSynthError
 from .core.files import json_text
-from .core.volume import Volume, bounding_box, is_any
+from .core.volume import Volume, bounding_box, has_any, is_any
 from .synthesis import registry
 from .synthesis.api import synthesize
 
@@ -144,7 +144,7 @@ class RandTumorSynth(RandomizableTransform, LazyTrait):
         affine = _affine(image)
         img = _spatial(convert_to_numpy(image, wrap_sequence=False), "image")
         lab = _spatial(convert_to_numpy(label, wrap_sequence=False), "label")   # ids, maybe floats: rounded
-        if is_any(lab, self.tumor_ids).any():
+        if has_any(lab, self.tumor_ids):
             record["skipped"] = "real tumor"
             return image, label
         spacing = np.linalg.norm(affine[:3, :3], axis=0)

@@ -155,3 +155,12 @@ def test_quality_filter_hook_rejects_and_accepts(healthy_sample):
     assert json.loads(out["image"].meta["tumorsynth"])["skipped"] == "rejected by quality"
     lenient = _synth(quality=lambda *args: 0.9, threshold=0.7)
     assert (lenient(dict(sample))["label"] == 2).any()
+
+def test_has_any_skips_the_look_up_only_when_the_ids_are_out_of_range():
+    from TumorSynthLib.core.volume import has_any, is_any
+
+    labels = np.array([[[0.0, 5.0], [4.6, 104.4]]], dtype=np.float32)
+    assert not has_any(labels, [205]) and not has_any(labels, []) and has_any(labels, [104, 205])
+    assert has_any(labels, [5]) and not has_any(labels, [3])              # in range, absent
+    assert is_any(labels, [5]).sum() == 2 and is_any(labels, [1, 104]).sum() == 1
+    assert has_any(labels.astype(np.int16), [5]) and not has_any(labels.astype(np.int16), [-3])

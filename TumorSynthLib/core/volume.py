@@ -231,8 +231,10 @@ def is_any(arr: np.ndarray, ids: Sequence[int]) -> np.ndarray:
     labels count as the nearest id (``|value - id| < 0.5``, as rounding them would)."""
     ids = [int(i) for i in ids]
     if arr.dtype.kind == "f":
-        out = np.zeros(arr.shape, dtype=bool)
-        for i in ids:
+        out = np.zeros(arr.shape, dtype=bool) if not ids else (arr > ids[0] - 0.5)
+        if ids:
+            out &= arr < ids[0] + 0.5
+        for i in ids[1:]:
             out |= (arr > i - 0.5) & (arr < i + 0.5)
         return out
     if len(ids) <= 2:
@@ -245,6 +247,17 @@ def is_any(arr: np.ndarray, ids: Sequence[int]) -> np.ndarray:
     return np.take(lut, arr, mode="clip")
 
 
+def has_any(arr: np.ndarray, ids: Sequence[int]) -> bool:
+    """Whether ``arr`` holds any of ``ids`` (as ``is_any``), without a full look-up when the
+    ids lie beyond the array's range (one min / max pass instead)."""
+    ids = [int(i) for i in ids]
+    if not ids or arr.size == 0:
+        return False
+    if float(arr.max()) < min(ids) - 0.5 or float(arr.min()) > max(ids) + 0.5:
+        return False
+    return bool(is_any(arr, ids).any())
+
+
 __all__ = [
     "Box",
     "Volume",
@@ -254,5 +267,6 @@ __all__ = [
     "check_finite_image",
     "check_integer_labels",
     "is_any",
+    "has_any",
     "GRID_TOLERANCE_MM",
 ]
