@@ -231,11 +231,11 @@ def is_any(arr: np.ndarray, ids: Sequence[int]) -> np.ndarray:
     labels count as the nearest id (``|value - id| < 0.5``, as rounding them would)."""
     ids = [int(i) for i in ids]
     if arr.dtype.kind == "f":
-        out = np.zeros(arr.shape, dtype=bool) if not ids else (arr > ids[0] - 0.5)
-        if ids:
-            out &= arr < ids[0] + 0.5
-        for i in ids[1:]:
-            out |= (arr > i - 0.5) & (arr < i + 0.5)
+        out = np.zeros(arr.shape, dtype=bool)
+        for n, i in enumerate(ids):
+            hit = arr > i - 0.5
+            hit &= arr < i + 0.5
+            out = hit if n == 0 else out | hit
         return out
     if len(ids) <= 2:
         out = np.zeros(arr.shape, dtype=bool)

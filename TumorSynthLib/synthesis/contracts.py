@@ -29,6 +29,13 @@ from ..core.volume import Box, bounding_box
 
 #: The low-pass of ``Scene.low_frequencies`` is cut at this many sigmas.
 LOW_PASS_TRUNCATE = 3.0
+
+
+def low_pass(image: np.ndarray) -> np.ndarray:
+    """``image`` blurred by a 1-voxel Gaussian: the level a tumor's targets are measured
+    against, and the image minus it the grain (every grain and level measure uses this one)."""
+    return ndimage.gaussian_filter(image, 1.0, mode="nearest", truncate=LOW_PASS_TRUNCATE)
+
 #: Soft-edge blur of the tumor weight, sigma in mm (common.md "Edge").
 EDGE_SIGMA_RANGE_MM = (1.0, 2.0)
 
@@ -72,8 +79,7 @@ class Scene:
     def low_frequencies(self, box: Box) -> np.ndarray:
         """The image in ``box`` blurred by a 1-voxel Gaussian (float32): the level that targets
         are measured against, so that the grain (image minus this) stays on top (cached)."""
-        return self.memo(("low", box.lo, box.hi), lambda: ndimage.gaussian_filter(
-            self.image[box.slices], 1.0, mode="nearest", truncate=LOW_PASS_TRUNCATE))
+        return self.memo(("low", box.lo, box.hi), lambda: low_pass(self.image[box.slices]))
 
     def memo(self, key: tuple, compute: Callable[[], Any]) -> Any:
         """``compute()`` once per ``key`` for this scene (measurements several stages need)."""
@@ -172,4 +178,4 @@ class AppearanceProvider(Protocol):
 
 
 __all__ = ["Appearance", "AppearanceProvider", "EDGE_SIGMA_RANGE_MM", "EffectPlan", "Geometry",
-           "GeometryProvider", "LOW_PASS_TRUNCATE", "Scene", "StepJob", "tumor_box"]
+           "GeometryProvider", "LOW_PASS_TRUNCATE", "Scene", "low_pass", "StepJob", "tumor_box"]

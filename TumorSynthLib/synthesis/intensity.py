@@ -23,7 +23,7 @@ from ..anatomy.organs import intensity_profile
 from ..anatomy.parenchyma import MAD_TO_SIGMA, fixed_sample
 from ..anatomy.site import Site
 from ..core.volume import Box, bounding_box
-from .contracts import LOW_PASS_TRUNCATE, Scene
+from .contracts import Scene, low_pass
 
 #: Tumors are never darker than this on average (HU).
 TUMOR_FLOOR_HU = 10.0
@@ -139,7 +139,7 @@ def _measure_organ_grain(site: Site, scene: Scene, box: Box, mask: np.ndarray) -
         hp = scene.image[box.slices] - scene.low_frequencies(box)
     else:
         image = site.image_roi[box.slices]
-        hp = image - ndimage.gaussian_filter(image, 1.0, mode="nearest", truncate=LOW_PASS_TRUNCATE)
+        hp = image - low_pass(image)
     organ = site.organ_mask[box.slices]
     near_tumor = np.zeros_like(mask)
     near = bounding_box(mask, 2)
@@ -204,8 +204,7 @@ def robust_sd(values: np.ndarray) -> float:
 def change_towards(target_hu: np.ndarray, scene: Scene, box: Box, spacing: np.ndarray | None = None) -> np.ndarray:
     """Smooth change (float32, ``box`` shape) that moves the scene's low frequencies to those of
     ``target_hu`` (absolute HU in ``box``, e.g. a model's sample): the grain stays the scene's."""
-    target_low = ndimage.gaussian_filter(np.asarray(target_hu, dtype=np.float32), 1.0, mode="nearest",
-                                         truncate=LOW_PASS_TRUNCATE)
+    target_low = low_pass(np.asarray(target_hu, dtype=np.float32))
     return (target_low - scene.low_frequencies(box)).astype(np.float32)
 
 

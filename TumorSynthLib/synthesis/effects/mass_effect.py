@@ -72,7 +72,7 @@ def push_scene(site: Site, plan: EffectPlan, strength: float | None = None) -> S
     if moved is not None:
         dst, src = moved
         fine = (_fine_noise(np.ascontiguousarray(site.image_roi[box.slices]), site.organ_mask[box.slices],
-                            dst, src, site.spacing) if _moves_single_voxels(site.spacing) else None)
+                            dst, src) if _moves_single_voxels(site.spacing) else None)
         for whole in arrays:
             part = np.ascontiguousarray(whole[box.slices])
             flat = part.reshape(-1)
@@ -161,16 +161,14 @@ def _moved_voxels(site: Site, box: Box, r: float, strength: float, movable: np.n
     return dst[keep], src[keep]
 
 
-def _fine_noise(image: np.ndarray, organ: np.ndarray, dst: np.ndarray, src: np.ndarray,
-                spacing: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
-    """On grids where the push moves single voxels (every axis coarser than ``BLOCK_MM / 2``):
+def _fine_noise(image: np.ndarray, organ: np.ndarray, dst: np.ndarray,
+                src: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """For grids where the push moves single voxels (``_moves_single_voxels``; the caller checks):
     for the moved voxels whose source and destination both lie in the organ with noise-like fine
     detail (within ``NOISE_LIMIT_SD`` robust SDs of the organ's; a contour voxel's mean holds
     the fat beside it and is far beyond), the change that puts back the destination's own fine
     noise (image minus its ``FINE_NOISE_WIDTH``-wide mean) in place of the source's: ``(flat indices in image's
     box, HU to add)``, or None (module doc). No erosion: at 3 mm a kidney is a few voxels thick."""
-    if not _moves_single_voxels(spacing):
-        return None
     box = np.asarray(image, dtype=np.float32)
     fine = (box - ndimage.uniform_filter(box, FINE_NOISE_WIDTH, mode="nearest")).reshape(-1)
     inside = organ.reshape(-1)

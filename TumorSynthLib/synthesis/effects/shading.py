@@ -26,11 +26,11 @@ from ...anatomy.site import Site
 from ...core.volume import Box, bounding_box
 from ..contracts import (
     EDGE_SIGMA_RANGE_MM,
-    LOW_PASS_TRUNCATE,
     Appearance,
     EffectPlan,
     Geometry,
     Scene,
+    low_pass,
     tumor_box,
 )
 from ..intensity import GRAIN_MIN_VOXELS, ct_grain, organ_grain_hu, robust_sd
@@ -147,7 +147,7 @@ def _tumor_grain(image: np.ndarray, change: np.ndarray, mask: np.ndarray) -> flo
     hi = [min(b, c + half) + 3 for b, c in zip(box.hi, centre)]
     sub = tuple(slice(max(a, 0), min(b, n)) for a, b, n in zip(lo, hi, mask.shape))
     shaded = image[sub] + change[sub]
-    hp = shaded - ndimage.gaussian_filter(shaded, 1.0, mode="nearest", truncate=LOW_PASS_TRUNCATE)
+    hp = shaded - low_pass(shaded)
     core = ndimage.binary_erosion(mask[sub])
     return robust_sd(hp[core if np.count_nonzero(core) >= GRAIN_MIN_VOXELS else mask[sub]])
 
