@@ -9,7 +9,6 @@ import logging
 import os
 import random
 import sys
-import types
 from typing import Annotated
 
 import ctk
@@ -36,34 +35,23 @@ def moduleDir() -> str:
     return os.path.dirname(os.path.abspath(__file__))
 
 
+def modulePaths():
+    """``TumorSynthSlicer.module_paths`` (this folder put on sys.path first)."""
+    if moduleDir() not in sys.path:
+        sys.path.append(moduleDir())
+    from TumorSynthSlicer import module_paths
+
+    return module_paths
+
+
 def resourcePath(name: str) -> str:
-    """``Resources/<name>`` next to the module (built extension) or one level up (source tree)."""
-    for base in (moduleDir(), os.path.dirname(moduleDir())):
-        path = os.path.join(base, "Resources", name)
-        if os.path.exists(path):
-            return path
-    return os.path.join(moduleDir(), "Resources", name)
+    return modulePaths().resource_path(moduleDir(), name)
 
 
 def logicModules():
-    """The TumorSynthSlicer modules by short name (their folder and the engine's are put on
-    sys.path first)."""
-    if moduleDir() not in sys.path:
-        sys.path.append(moduleDir())
-    import TumorSynthSlicer.install_logic as install_logic
-
-    install_logic.ensure_engine_on_path(moduleDir())
-    import TumorSynthSlicer.catalogue_logic as catalogue_logic
-    import TumorSynthSlicer.click_logic as click_logic
-    import TumorSynthSlicer.export_logic as export_logic
-    import TumorSynthSlicer.output_logic as output_logic
-    import TumorSynthSlicer.placement_logic as placement_logic
-    import TumorSynthSlicer.reader_logic as reader_logic
-    import TumorSynthSlicer.segment_logic as segment_logic
-
-    return types.SimpleNamespace(install=install_logic, output=output_logic, placement=placement_logic,
-                                 segment=segment_logic, export=export_logic, catalogue=catalogue_logic,
-                                 reader=reader_logic, click=click_logic)
+    """The TumorSynthSlicer logic modules by short name (the engine's folder on sys.path)."""
+    return modulePaths().load_logic(moduleDir(), ("output", "placement", "segment", "export", "catalogue",
+                                                  "reader", "click"))
 
 
 class TumorSynth(ScriptedLoadableModule):

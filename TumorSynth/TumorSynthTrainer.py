@@ -7,12 +7,15 @@ The widget only wires the panel; the jobs live in ``TumorSynthSlicer.trainer_log
 """
 import os
 import sys
-import types
 from typing import Annotated, Union
 
 import qt
 import slicer
-from slicer import vtkMRMLLabelMapVolumeNode, vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode
+from slicer import (
+    vtkMRMLLabelMapVolumeNode,
+    vtkMRMLScalarVolumeNode,
+    vtkMRMLSegmentationNode,
+)
 from slicer.i18n import tr as _
 from slicer.i18n import translate
 from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
@@ -32,28 +35,22 @@ def moduleDir() -> str:
     return os.path.dirname(os.path.abspath(__file__))
 
 
+def modulePaths():
+    """``TumorSynthSlicer.module_paths`` (this folder put on sys.path first)."""
+    if moduleDir() not in sys.path:
+        sys.path.append(moduleDir())
+    from TumorSynthSlicer import module_paths
+
+    return module_paths
+
+
 def resourcePath(name: str) -> str:
-    """``Resources/<name>`` next to the module (built extension) or one level up (source tree)."""
-    for base in (moduleDir(), os.path.dirname(moduleDir())):
-        path = os.path.join(base, "Resources", name)
-        if os.path.exists(path):
-            return path
-    return os.path.join(moduleDir(), "Resources", name)
+    return modulePaths().resource_path(moduleDir(), name)
 
 
 def trainerModules():
-    """The TumorSynthSlicer modules by short name, with their folders on sys.path."""
-    if moduleDir() not in sys.path:
-        sys.path.append(moduleDir())
-    import TumorSynthSlicer.install_logic as install_logic
-
-    install_logic.ensure_engine_on_path(moduleDir())
-    import TumorSynthSlicer.catalogue_logic as catalogue_logic
-    import TumorSynthSlicer.process_logic as process_logic
-    import TumorSynthSlicer.trainer_logic as trainer_logic
-
-    return types.SimpleNamespace(install=install_logic, process=process_logic, trainer=trainer_logic,
-                                 catalogue=catalogue_logic)
+    """The TumorSynthSlicer logic modules by short name (the engine's folder on sys.path)."""
+    return modulePaths().load_logic(moduleDir(), ("process", "trainer", "catalogue"))
 
 
 class TumorSynthTrainer(ScriptedLoadableModule):

@@ -120,3 +120,22 @@ def test_slicer_512_uses_pip_ensure_with_requester_and_constraints_not_skip_pack
     with pytest.raises(MissingDependencyError, match="cannot run without"):
         ensure_python_packages(lambda m: True, ["pynrrd>=1.0"], installed_version=lookup,
                                torch=no_torch_step, packaging=Packaging(accept=False))
+
+
+def test_module_paths_find_resources_and_load_the_logic_for_both_modules(tmp_path):
+    import sys
+
+    from TumorSynthSlicer import module_paths
+
+    module_dir = Path(module_paths.__file__).resolve().parents[1]
+    icon = Path(module_paths.resource_path(module_dir, "Icons/TumorSynth.png"))
+    assert icon.is_file() and icon.parent.parent.name == "Resources"
+    built = tmp_path / "built"
+    (built / "Resources" / "UI").mkdir(parents=True)
+    (built / "Resources" / "UI" / "X.ui").write_text("<ui/>")
+    assert module_paths.resource_path(built, "UI/X.ui") == str(built / "Resources" / "UI" / "X.ui")
+    assert module_paths.resource_path(built, "UI/missing.ui") == str(built / "Resources" / "UI" / "missing.ui")
+    logic = module_paths.load_logic(module_dir, ("trainer", "catalogue", "trainer"))
+    assert sorted(vars(logic)) == ["catalogue", "install", "trainer"]
+    assert logic.trainer.__name__ == "TumorSynthSlicer.trainer_logic"
+    assert str(module_dir.parent) in sys.path          # the engine's folder (source tree)
