@@ -23,7 +23,18 @@ from typing import Any, Mapping, Sequence
 from ..core.errors import InputError
 from ..core.files import write_json_atomic, write_text_atomic
 from .quiz import KEY_KIND, QUIZ_ANSWERS, QUIZ_COLUMNS
-from .readerstudy_score import UNSURE_MODES, check_scoring_inputs, wilson_interval
+
+#: The two truths of a quiz lesion (``readerstudy_score.verdict``).
+QUIZ_LABELS = ("benign", "malignant")
+from .readerstudy_score import (
+    check_scoring_inputs,
+    checked_answer,
+    confusion,
+    read_sheet,
+    verdict,
+    wilson_interval,
+    with_rates,
+)
 
 QUIZ_SCORE_COLUMNS = ("reader", "group", "n_lesions", "n_answered", "n_unsure", "n_blank", "tp", "fn", "tn", "fp",
                       "sensitivity", "sensitivity_lo", "sensitivity_hi", "specificity", "specificity_lo",
@@ -54,17 +65,8 @@ def read_quiz_key(path: str | Path) -> dict[tuple[str, int], dict[str, Any]]:
 def read_quiz_answers(path: str | Path, key: Mapping[tuple[str, int], Any]) -> dict[tuple[str, int], dict[str, Any]]:
     """{(case id, lesion): {answer, confidence}} of one sheet; InputError with the line for an
     unknown case or lesion, a duplicate, or a value out of range. Blank answers are left out."""
-    path = Path(path).expanduser()
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except OSError as exc:
-        raise InputError(f"cannot read the answer sheet '{path}': {exc}") from exc
-    reader = csv.DictReader(io.StringIO(text))
-    if not {"case_id", "lesion", "answer"} <= set(reader.fieldnames or []):
-        raise InputError(f"'{path}' is not a quiz answer sheet (columns {', '.join(QUIZ_COLUMNS)} expected)")
     out: dict[tuple[str, int], dict[str, Any]] = {}
-    for line, row in enumerate(reader, start=2):
-        where = f"'{path.name}' line {line}"
+    for where, row in read_sheet(path, ("case_id", "lesion", "answer"), QUIZ_COLUMNS, "a quiz answer sheet"):
         try:
             item = ((row.get("case_id") or "").strip(), int((row.get("lesion") or "").strip()))
         except ValueError:
@@ -74,9 +76,7 @@ def read_quiz_answers(path: str | Path, key: Mapping[tuple[str, int], Any]) -> d
                              "sheet from another quiz?")
         if item in out:
             raise InputError(f"{where}: lesion {item[1]} of case '{item[0]}' is answered twice")
-        answer = (row.get("answer") or "").strip().lower()
-        if answer and answer not in QUIZ_ANSWERS:
-            raise InputError(f"{where}: answer '{answer}' must be one of {', '.join(QUIZ_ANSWERS)} (or empty)")
+        answer = checked_answer(row, where, QUIZ_ANSWERS)
         confidence = (row.get("confidence") or "").strip()
         if confidence and confidence not in {"1", "2", "3", "4", "5"}:
             raise InputError(f"{where}: confidence '{confidence}' must be 1 to 5 (or empty)")
@@ -84,32 +84,15 @@ def read_quiz_answers(path: str | Path, key: Mapping[tuple[str, int], Any]) -> d
     return out
 
 
-def verdict(malignant: bool, answer: str, unsure: str) -> str | None:
-    """tp / fn / tn / fp of one answered lesion; None when it leaves the table."""
-    if answer == "unsure":
-        if unsure == "exclude":
-            return None
-        answer = "benign" if malignant else "malignant"
-    said = answer == "malignant"
-    return ("tp" if said else "fn") if malignant else ("fp" if said else "tn")
+def quiz_verdict(malignant: bool, answer: str, unsure: str) -> str | None:
+    """tp / fn / tn / fp of one answered lesion (positive: malignant); None when it leaves the table."""
+    return verdict("malignant" if malignant else "benign", answer, "malignant", unsure, QUIZ_LABELS)
 
 
 def quiz_row(reader: str, group: str, pairs: Sequence[tuple[bool, str]], unsure: str) -> dict[str, Any]:
-    c = {"tp": 0, "fn": 0, "tn": 0, "fp": 0, "n_unsure": 0, "n_blank": 0}
-    for malignant, answer in pairs:
-        if not answer:
-            c["n_blank"] += 1
-            continue
-        c["n_unsure"] += answer == "unsure"
-        v = verdict(malignant, answer, unsure)
-        if v is not None:
-            c[v] += 1
-    row: dict[str, Any] = {"reader": reader, "group": group, "n_lesions": len(pairs),
-                           "n_answered": c["tp"] + c["fn"] + c["tn"] + c["fp"], **c}
-    for name, x, n in (("sensitivity", c["tp"], c["tp"] + c["fn"]), ("specificity", c["tn"], c["tn"] + c["fp"]),
-                       ("accuracy", c["tp"] + c["tn"], c["tp"] + c["fn"] + c["tn"] + c["fp"])):
-        row[name], row[f"{name}_lo"], row[f"{name}_hi"] = wilson_interval(x, n)
-    return row
+    truths = [("malignant" if malignant else "benign", answer) for malignant, answer in pairs]
+    return {"reader": reader, "group": group, "n_lesions": len(pairs),
+            **with_rates(confusion(truths, "malignant", unsure, QUIZ_LABELS))}
 
 
 def solved_cases(key: Mapping[tuple[str, int], Any], answers: Mapping[tuple[str, int], Any],
@@ -122,7 +105,7 @@ def solved_cases(key: Mapping[tuple[str, int], Any], answers: Mapping[tuple[str,
         if not all(given) or (unsure == "exclude" and "unsure" in given):
             continue
         judged += 1
-        solved += all(verdict(key[k]["malignant"], a, "wrong") in ("tp", "tn") for k, a in zip(items, given))
+        solved += all(quiz_verdict(key[k]["malignant"], a, "wrong") in ("tp", "tn") for k, a in zip(items, given))
     return solved, judged
 
 

@@ -110,30 +110,41 @@ def read_answers(path: str | Path, key: Mapping[str, Any]) -> dict[str, dict[str
     """{case id: {answer, confidence, reading_time_s}} of one answer sheet; InputError (with
     the line) for an unknown case id, a duplicate, or an answer / confidence / time out of
     range. Blank answers are kept as ``answer=""``."""
+    out: dict[str, dict[str, Any]] = {}
+    for where, row in read_sheet(path, ("case_id", "answer"), ANSWER_COLUMNS, "an answer sheet"):
+        case_id = (row.get("case_id") or "").strip()
+        if case_id not in key:
+            raise InputError(f"{where}: case '{case_id}' is not in the key; is this sheet from another study?")
+        if case_id in out:
+            raise InputError(f"{where}: case '{case_id}' is answered twice; keep one row per case")
+        out[case_id] = {"answer": checked_answer(row, where, ANSWERS),
+                        "confidence": _number(row.get("confidence"), where, "confidence", 1, 5),
+                        "reading_time_s": _number(row.get("reading_time_s"), where, "reading_time_s", 0, math.inf)}
+    return out
+
+
+def read_sheet(path: str | Path, required: Sequence[str], columns: Sequence[str],
+               what: str) -> list[tuple[str, dict[str, str]]]:
+    """The rows of a CSV answer sheet (a reader study's or a quiz's), each with where it is
+    (``'file' line N``, for error messages); InputError when the file cannot be read or lacks
+    one of the ``required`` columns (``columns``: the full layout, named in the message)."""
     path = Path(path).expanduser()
     try:
         text = path.read_text(encoding="utf-8-sig")
     except OSError as exc:
         raise InputError(f"cannot read the answer sheet '{path}': {exc}") from exc
     reader = csv.DictReader(io.StringIO(text))
-    header = set(reader.fieldnames or [])
-    rows = list(reader)
-    if not {"case_id", "answer"} <= header:
-        raise InputError(f"'{path}' is not an answer sheet (columns {', '.join(ANSWER_COLUMNS)} expected)")
-    out: dict[str, dict[str, Any]] = {}
-    for line, row in enumerate(rows, start=2):
-        case_id = (row.get("case_id") or "").strip()
-        where = f"'{path.name}' line {line}"
-        if case_id not in key:
-            raise InputError(f"{where}: case '{case_id}' is not in the key; is this sheet from another study?")
-        if case_id in out:
-            raise InputError(f"{where}: case '{case_id}' is answered twice; keep one row per case")
-        answer = (row.get("answer") or "").strip().lower()
-        if answer and answer not in ANSWERS:
-            raise InputError(f"{where}: answer '{answer}' must be one of {', '.join(ANSWERS)} (or empty)")
-        out[case_id] = {"answer": answer, "confidence": _number(row.get("confidence"), where, "confidence", 1, 5),
-                        "reading_time_s": _number(row.get("reading_time_s"), where, "reading_time_s", 0, math.inf)}
-    return out
+    if not set(required) <= set(reader.fieldnames or []):
+        raise InputError(f"'{path}' is not {what} (columns {', '.join(columns)} expected)")
+    return [(f"'{path.name}' line {line}", row) for line, row in enumerate(reader, start=2)]
+
+
+def checked_answer(row: Mapping[str, str], where: str, allowed: Sequence[str]) -> str:
+    """The row's answer, lower case ("" when blank); InputError unless it is one of ``allowed``."""
+    answer = (row.get("answer") or "").strip().lower()
+    if answer and answer not in allowed:
+        raise InputError(f"{where}: answer '{answer}' must be one of {', '.join(allowed)} (or empty)")
+    return answer
 
 
 def _number(text: str | None, where: str, name: str, lo: float, hi: float) -> float | None:
@@ -149,31 +160,47 @@ def _number(text: str | None, where: str, name: str, lo: float, hi: float) -> fl
 
 
 # -- scoring ------------------------------------------------------------------------------------------
-def confusion(pairs: Sequence[tuple[str, str]], positive: str, unsure: str) -> dict[str, int]:
+def verdict(truth: str, answer: str, positive: str, unsure: str, labels: Sequence[str] = ANSWERS[:2]) -> str | None:
+    """tp / fn / tn / fp of one non-blank answer (``labels``: the two truths; ``positive`` one
+    of them); an unsure answer leaves the table (None) or, with ``unsure="wrong"``, counts as
+    the other label than the truth."""
+    if answer == "unsure":
+        if unsure == "exclude":
+            return None
+        answer = labels[0] if truth == labels[1] else labels[1]
+    is_pos, said_pos = truth == positive, answer == positive
+    return ("tp" if said_pos else "fn") if is_pos else ("fp" if said_pos else "tn")
+
+
+def confusion(pairs: Sequence[tuple[str, str]], positive: str, unsure: str,
+              labels: Sequence[str] = ANSWERS[:2]) -> dict[str, int]:
     """tp/fn/tn/fp (+ n_unsure, n_blank) of (truth, answer) pairs with ``positive`` truth."""
     counts = {"tp": 0, "fn": 0, "tn": 0, "fp": 0, "n_unsure": 0, "n_blank": 0}
     for truth, answer in pairs:
         if not answer:
             counts["n_blank"] += 1
             continue
-        if answer == "unsure":
-            counts["n_unsure"] += 1
-            if unsure == "exclude":
-                continue
-            answer = "synthetic" if truth == "real" else "real"   # counted as an error
-        is_pos, said_pos = truth == positive, answer == positive
-        counts[("tp" if said_pos else "fn") if is_pos else ("fp" if said_pos else "tn")] += 1
+        counts["n_unsure"] += answer == "unsure"
+        said = verdict(truth, answer, positive, unsure, labels)
+        if said is not None:
+            counts[said] += 1
     return counts
 
 
-def score_row(reader: str, positive: str, group: str, pairs: Sequence[tuple[str, str]], unsure: str) -> dict[str, Any]:
-    c = confusion(pairs, positive, unsure)
-    row: dict[str, Any] = {"reader": reader, "positive": positive, "group": group, "n_cases": len(pairs),
-                           "n_answered": c["tp"] + c["fn"] + c["tn"] + c["fp"], **c}
+def with_rates(counts: Mapping[str, int]) -> dict[str, Any]:
+    """``counts`` (tp/fn/tn/fp...) with n_answered, sensitivity, specificity and accuracy, each
+    with its 95 % Wilson interval (``_lo`` / ``_hi``)."""
+    c = dict(counts)
+    row: dict[str, Any] = {"n_answered": c["tp"] + c["fn"] + c["tn"] + c["fp"], **c}
     for name, x, n in (("sensitivity", c["tp"], c["tp"] + c["fn"]), ("specificity", c["tn"], c["tn"] + c["fp"]),
-                       ("accuracy", c["tp"] + c["tn"], c["tp"] + c["fn"] + c["tn"] + c["fp"])):
+                       ("accuracy", c["tp"] + c["tn"], row["n_answered"])):
         row[name], row[f"{name}_lo"], row[f"{name}_hi"] = wilson_interval(x, n)
     return row
+
+
+def score_row(reader: str, positive: str, group: str, pairs: Sequence[tuple[str, str]], unsure: str) -> dict[str, Any]:
+    return {"reader": reader, "positive": positive, "group": group, "n_cases": len(pairs),
+            **with_rates(confusion(pairs, positive, unsure))}
 
 
 def groups_of(key: Mapping[str, Any]) -> list[tuple[str, list[str]]]:
@@ -238,5 +265,22 @@ def score_study(key: Mapping[str, Any], answers: Mapping[str, Mapping[str, Any]]
             "n_synthetic": sum(1 for c in key.values() if c["truth"] == "synthetic")}
 
 
-__all__ = ["wilson_interval", "fleiss_kappa", "read_key", "read_answers", "reader_name", "confusion",
-           "score_row", "score_study", "agreement", "groups_of", "SCORE_COLUMNS", "UNSURE_MODES", "Z_95"]
+__all__ = [
+    "SCORE_COLUMNS",
+    "UNSURE_MODES",
+    "Z_95",
+    "agreement",
+    "checked_answer",
+    "confusion",
+    "fleiss_kappa",
+    "groups_of",
+    "read_answers",
+    "read_key",
+    "read_sheet",
+    "reader_name",
+    "score_row",
+    "score_study",
+    "verdict",
+    "wilson_interval",
+    "with_rates",
+]
