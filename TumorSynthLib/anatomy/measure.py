@@ -18,6 +18,7 @@ import numpy as np
 from scipy import ndimage
 
 from ..core.errors import DependencyError
+from ..core.morphology import erode
 from ..core.volume import bounding_box
 
 #: In-plane directions of the caliper search for the RECIST slice (0.2 % accuracy).
@@ -122,7 +123,7 @@ def recist_diameters(mask: np.ndarray, affine: np.ndarray) -> dict[str, Any]:
         for v in (0, 2):
             index[a] = v
             structure[tuple(index)] = True
-    boundary = m & ~ndimage.binary_erosion(m, structure=structure)
+    boundary = m & ~erode(m, structure)
     vox = np.argwhere(boundary)
     pts = vox.astype(float) @ aff[:3, :3].T
     k = _widest_slice(pts, vox[:, ax], cols)

@@ -19,6 +19,7 @@ import numpy as np
 from scipy import ndimage
 
 from ..core.errors import PlacementError
+from ..core.morphology import opening
 from ..core.volume import Box, box_around, is_any
 from .analysis import ScanView
 from .organs import lesion_label_ids, organ_label_ids
@@ -204,7 +205,7 @@ def grow_organ_region(view: ScanView, click_vox: Sequence[float], organ: str = "
     local_r = max(local_radius_mm, 1.01 * float(np.max(spacing)))
     med, mad = robust_median_mad(sub[d2 <= local_r**2].astype(np.float64))
     cand = (d2 <= radius_mm**2) & (np.abs(sub - med) <= tolerance_mad * mad)
-    opened = ndimage.binary_opening(cand, structure=_structure_mm(opening_mm, spacing))
+    opened = opening(cand, _structure_mm(opening_mm, spacing))
     comps, n = ndimage.label(opened)
     if n == 0:
         raise PlacementError(

@@ -12,6 +12,8 @@ from typing import Any, Sequence
 import numpy as np
 from scipy import ndimage
 
+from .morphology import dilate
+
 
 def _axis_sample(array: np.ndarray, axis: int, coords: np.ndarray, order: int, fill: Any) -> np.ndarray:
     """``array`` sampled at continuous indices ``coords`` along ``axis`` (nearest or linear);
@@ -102,7 +104,7 @@ def dilate_mm(mask: np.ndarray, radius_mm: float, spacing: np.ndarray) -> np.nda
         return mask.copy()
     g = np.ogrid[tuple(slice(-h, h + 1) for h in half)]
     structure = sum((gi / max(h, 1)) ** 2 for gi, h in zip(g, half)) <= 1.0
-    grown = ndimage.binary_dilation(coarse, structure=structure)
+    grown = dilate(coarse, structure)
     for axis, b in enumerate(block):
         grown = np.repeat(grown, b, axis=axis)
     return grown[tuple(slice(0, n) for n in mask.shape)] | mask

@@ -22,6 +22,7 @@ from scipy import ndimage
 from ..anatomy.organs import intensity_profile
 from ..anatomy.parenchyma import MAD_TO_SIGMA, fixed_sample
 from ..anatomy.site import Site
+from ..core.morphology import dilate
 from ..core.volume import Box, bounding_box
 from .contracts import Scene, low_pass
 
@@ -112,7 +113,7 @@ def _structure_in_tumor(image: np.ndarray, low: np.ndarray, mask: np.ndarray, me
     if box is not None:
         sl = box.slices
         far = (np.abs(low[sl] - np.float32(median)) > gap) | (np.abs(image[sl] - np.float32(median)) > outlier)
-        out[sl] = ndimage.binary_dilation(far) & mask[sl]
+        out[sl] = dilate(far) & mask[sl]
     return out
 
 
@@ -144,7 +145,7 @@ def _measure_organ_grain(site: Site, scene: Scene, box: Box, mask: np.ndarray) -
     near_tumor = np.zeros_like(mask)
     near = bounding_box(mask, 2)
     if near is not None:
-        near_tumor[near.slices] = ndimage.binary_dilation(mask[near.slices], iterations=2)
+        near_tumor[near.slices] = dilate(mask[near.slices], iterations=2)
     for where in (organ & ~near_tumor, organ):
         if np.count_nonzero(where) >= GRAIN_MIN_VOXELS:
             return robust_sd(hp[where])

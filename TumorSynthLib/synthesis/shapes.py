@@ -17,6 +17,7 @@ from typing import Any, Sequence
 import numpy as np
 from scipy import ndimage
 
+from ..core.morphology import dilate
 from ..core.resample import coarse_grid
 from ..core.volume import Box, box_around
 
@@ -170,7 +171,7 @@ def rasterise_box(
         return box, _level(shape, _offsets_mm(axes, center, spacing, True), scale) <= 1.0
     positions = [a + (np.arange(-(-(b - a) // f)) + 0.5) * f - 0.5 for a, b, f in zip(box.lo, box.hi, factor)]
     inside = _level(shape, _offsets_mm(positions, center, spacing, True), scale) <= 1.0
-    near = ndimage.binary_dilation(inside) & ndimage.binary_dilation(~inside)
+    near = dilate(inside) & dilate(~inside)
     sub = _expand(inside & ~near, factor, box.shape)
     near_fine = np.nonzero(_expand(near, factor, box.shape))
     points = [idx + lo for idx, lo in zip(near_fine, box.lo)]

@@ -20,9 +20,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy import ndimage
 
 from ...anatomy.site import Site
+from ...core.morphology import dilate, erode
 from ...core.volume import Box, bounding_box
 from ..contracts import (
     EDGE_SIGMA_RANGE_MM,
@@ -148,7 +148,7 @@ def _tumor_grain(image: np.ndarray, change: np.ndarray, mask: np.ndarray) -> flo
     sub = tuple(slice(max(a, 0), min(b, n)) for a, b, n in zip(lo, hi, mask.shape))
     shaded = image[sub] + change[sub]
     hp = shaded - low_pass(shaded)
-    core = ndimage.binary_erosion(mask[sub])
+    core = erode(mask[sub])
     return robust_sd(hp[core if np.count_nonzero(core) >= GRAIN_MIN_VOXELS else mask[sub]])
 
 
@@ -160,7 +160,7 @@ def _vessels_in_tumor(vessels: np.ndarray, mask: np.ndarray, weight: np.ndarray)
     if box is None:
         return candidates
     out = np.zeros_like(candidates)
-    out[box.slices] = candidates[box.slices] & ndimage.binary_dilation(mask[box.slices])
+    out[box.slices] = candidates[box.slices] & dilate(mask[box.slices])
     return out
 
 
@@ -189,7 +189,7 @@ def _capsule(mask: np.ndarray, spacing: np.ndarray, drop: float, rng: np.random.
     if box is None:
         return out
     m = mask[box.slices]
-    rim = soft_weight(m & ~ndimage.binary_erosion(m, _ball(thickness, spacing)), spacing, 0.5)
+    rim = soft_weight(m & ~erode(m, _ball(thickness, spacing)), spacing, 0.5)
     out[box.slices] = np.where(m, np.float32(lift) * rim, 0.0)
     return out
 

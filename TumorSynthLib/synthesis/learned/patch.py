@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
+from ...core.morphology import dilate
 from ...core.volume import Box, bounding_box
 
 #: Pre-blur (sigma in voxels) per unit of downsampling beyond 1 (anti-aliasing).
@@ -114,7 +115,7 @@ def dilate_mm(mask: np.ndarray, spacing: np.ndarray, margin_mm: float) -> np.nda
     element = ball(margin_mm, spacing)
     if element.size == 1:
         return np.asarray(mask, dtype=bool).copy()
-    return ndimage.binary_dilation(mask, element)
+    return dilate(mask, element)
 
 
 __all__ = ["PatchGrid", "ball", "dilate_mm", "extent_mm", "patch_for_mask", "patch_spacing"]

