@@ -162,21 +162,61 @@ def rasterise_box(
     the voxels of coarse cells at the surface are evaluated one by one."""
     spacing = np.asarray(spacing, dtype=float)
     center = np.asarray(center_vox, dtype=float)
-    box = box_around(center, shape.extent_mm(scale), spacing, tuple(int(s) for s in grid_shape))
-    if box.is_empty:
-        return box, np.zeros(box.shape, dtype=bool)
-    factor = coarse_grid(spacing, float(shape.radii_mm.min()) * scale / LEVEL_CELLS_PER_RADIUS)
-    axes = [np.arange(a, b) for a, b in zip(box.lo, box.hi)]
-    if np.all(factor == 1):
+    cells = coarse_cells(shape, grid_shape, center, spacing, scale)
+    if cells is None or cells.box.is_empty:
+        box = box_around(center, shape.extent_mm(scale), spacing, tuple(int(s) for s in grid_shape))
+        if box.is_empty:
+            return box, np.zeros(box.shape, dtype=bool)
+        axes = [np.arange(a, b) for a, b in zip(box.lo, box.hi)]
         return box, _level(shape, _offsets_mm(axes, center, spacing, True), scale) <= 1.0
-    positions = [a + (np.arange(-(-(b - a) // f)) + 0.5) * f - 0.5 for a, b, f in zip(box.lo, box.hi, factor)]
-    inside = _level(shape, _offsets_mm(positions, center, spacing, True), scale) <= 1.0
+    box, factor, inside = cells.box, cells.factor, cells.inside
     near = dilate(inside) & dilate(~inside)
     sub = _expand(inside & ~near, factor, box.shape)
-    near_fine = np.nonzero(_expand(near, factor, box.shape))
+    near_fine = _cell_voxels(near, factor, box.shape)
     points = [idx + lo for idx, lo in zip(near_fine, box.lo)]
     sub[near_fine] = _level(shape, _offsets_mm(points, center, spacing, False), scale) <= 1.0
     return box, sub
+
+
+def _cell_voxels(cells: np.ndarray, factor: np.ndarray, shape: Sequence[int]) -> tuple[np.ndarray, ...]:
+    """Indices (per axis) of the voxels of ``shape`` that the true ``cells`` (of ``factor``
+    voxels, tiling from the origin) cover: ``np.nonzero`` of the expanded cells, built from the
+    few cells instead of the whole expanded grid."""
+    corners = np.argwhere(cells) * np.asarray(factor)
+    inner = np.stack(np.meshgrid(*[np.arange(f) for f in factor], indexing="ij"), axis=-1).reshape(-1, 3)
+    voxels = (corners[:, None, :] + inner[None, :, :]).reshape(-1, 3)
+    voxels = voxels[np.all(voxels < np.asarray(shape), axis=1)]
+    return tuple(voxels[:, axis] for axis in range(3))
+
+
+@dataclass
+class CoarseCells:
+    """A large shape on the coarse grid ``rasterise_box`` starts from: ``inside[c]`` holds for
+    the cells whose centre (voxel ``positions[axis][c]``) is inside; cells of ``factor`` voxels
+    tile ``box`` from its low corner."""
+
+    box: Box
+    factor: np.ndarray
+    positions: list[np.ndarray]
+    inside: np.ndarray
+
+
+def coarse_cells(
+    shape: EllipsoidShape, grid_shape: Sequence[int], center_vox: Sequence[float],
+    spacing: Sequence[float], scale: float = 1.0, cells_per_radius: float = LEVEL_CELLS_PER_RADIUS,
+) -> CoarseCells | None:
+    """The shape at ``scale`` on cells of about 1/``cells_per_radius`` of its smallest radius,
+    or None when those cells are single voxels (a small shape): a cheap first look at a large
+    shape (``rasterise_box`` refines its surface; size fitting counts on coarser ones)."""
+    spacing = np.asarray(spacing, dtype=float)
+    center = np.asarray(center_vox, dtype=float)
+    factor = coarse_grid(spacing, float(shape.radii_mm.min()) * scale / cells_per_radius)
+    if np.all(factor == 1):
+        return None
+    box = box_around(center, shape.extent_mm(scale), spacing, tuple(int(s) for s in grid_shape))
+    positions = [a + (np.arange(-(-(b - a) // f)) + 0.5) * f - 0.5 for a, b, f in zip(box.lo, box.hi, factor)]
+    inside = _level(shape, _offsets_mm(positions, center, spacing, True), scale) <= 1.0
+    return CoarseCells(box, factor, positions, inside)
 
 
 def _expand(coarse: np.ndarray, factor: np.ndarray, shape: Sequence[int]) -> np.ndarray:
@@ -200,7 +240,9 @@ def deformed_ellipsoid(
 
 
 __all__ = [
+    "CoarseCells",
     "EllipsoidShape",
+    "coarse_cells",
     "deformed_ellipsoid",
     "draw_radii",
     "draw_shape",
