@@ -18,8 +18,6 @@ Prints the tables and the seconds per check; writes the ``bench_quality`` sectio
 from __future__ import annotations
 
 import argparse
-import json
-import shlex
 import sys
 from pathlib import Path
 from typing import Any
@@ -29,7 +27,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from benchmarks.markdown_section import table, write_section  # noqa: E402
+from benchmarks.markdown_section import command_line, record_results, table  # noqa: E402
 from TumorSynthLib import TumorSpec, synthesize  # noqa: E402
 from TumorSynthLib.core.errors import TumorSynthError  # noqa: E402
 from TumorSynthLib.datasets.phantom_pool import render_phantom  # noqa: E402
@@ -145,14 +143,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-doc", action="store_true", help="do not write docs/benchmarks.md")
     args = parser.parse_args(argv)
     log = lambda text: print(text, file=sys.stderr, flush=True)  # noqa: E731
-    command = "python " + shlex.join(["benchmarks/bench_quality.py", *(argv if argv is not None else sys.argv[1:])])
+    command = command_line("bench_quality.py", argv)
     res = run(args.model, list(range(BENCH_SEED_BASE, BENCH_SEED_BASE + args.seeds)), log)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "bench_quality.json").write_text(json.dumps(res, indent=1, default=float) + "\n")
-    text = markdown(res, command)
-    print(text)
-    if not args.no_doc:
-        log(f"wrote the bench_quality section of {write_section('bench_quality', text)}")
+    record_results("bench_quality", res, markdown(res, command), args.out, not args.no_doc, log)
     return 0
 
 

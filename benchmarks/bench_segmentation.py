@@ -23,8 +23,6 @@ Writes the ``bench_segmentation`` section of ``docs/benchmarks.md`` and the figu
 from __future__ import annotations
 
 import argparse
-import json
-import shlex
 import sys
 import time
 from pathlib import Path
@@ -36,7 +34,7 @@ from scipy import ndimage
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from benchmarks.markdown_section import table, write_section  # noqa: E402
+from benchmarks.markdown_section import command_line, record_results, table  # noqa: E402
 from TumorSynthLib import TumorSpec, synthesize  # noqa: E402
 from TumorSynthLib.core.errors import TumorSynthError  # noqa: E402
 from TumorSynthLib.datasets.phantom_pool import render_phantom  # noqa: E402
@@ -274,16 +272,11 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(max(1, torch.get_num_threads()))
     log = lambda text: print(text, file=sys.stderr, flush=True)  # noqa: E731
-    command = "python " + shlex.join(["benchmarks/bench_segmentation.py", *(argv if argv is not None else sys.argv[1:])])
+    command = command_line("bench_segmentation.py", argv)
     seeds = list(range(BENCH_SEED_BASE, BENCH_SEED_BASE + args.seeds))
     log(f"evaluating {args.model} on {2 * len(seeds)} unseen phantom cases")
     res = run(args.model, seeds, log)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "bench_segmentation.json").write_text(json.dumps(res, indent=1, default=float) + "\n")
-    text = markdown(res, command)
-    print(text)
-    if not args.no_doc:
-        log(f"wrote the bench_segmentation section of {write_section('bench_segmentation', text)}")
+    record_results("bench_segmentation", res, markdown(res, command), args.out, not args.no_doc, log)
     return 0
 
 

@@ -5,10 +5,15 @@ Each benchmark owns one section of that file, between ``<!-- NAME:start -->`` an
 """
 from __future__ import annotations
 
+import datetime
+import json
 import os
 import re
+import shlex
+import subprocess
+import sys
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 REPO = Path(__file__).resolve().parents[1]
 BENCHMARKS_MD = REPO / "docs" / "benchmarks.md"
@@ -19,10 +24,31 @@ figures. The machine: 2 shared CPU cores unless a section says otherwise.
 """
 
 
+def code_version() -> str:
+    """The code a figure came from: the git commit (and "with uncommitted changes" when the
+    tracked files differ from it) and the package version."""
+    from TumorSynthLib import __version__
+
+    def git(*args: str) -> str:
+        try:
+            return subprocess.run(["git", "-C", str(REPO), *args], capture_output=True, text=True,
+                                  timeout=10, check=True).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return ""
+
+    commit = git("rev-parse", "--short=10", "HEAD")
+    if not commit:
+        return f"tumorsynth {__version__} (not a git checkout)"
+    dirty = " with uncommitted changes" if git("status", "--porcelain", "--untracked-files=no") else ""
+    return f"commit {commit}{dirty}, tumorsynth {__version__}"
+
+
 def write_section(name: str, body: str, path: Path = BENCHMARKS_MD) -> Path:
-    """Replace (or append) the section ``name`` of ``path`` with ``body`` (atomic write)."""
+    """Replace (or append) the section ``name`` of ``path`` with ``body`` and a line saying
+    when and from which code (``code_version``) it was recorded (atomic write)."""
     start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
-    block = f"{start}\n{body.rstrip()}\n{end}\n"
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    block = f"{start}\n{body.rstrip()}\n\nRecorded {stamp} from {code_version()}.\n{end}\n"
     text = path.read_text(encoding="utf-8") if path.exists() else HEADER
     pattern = re.compile(re.escape(start) + r".*?" + re.escape(end) + r"\n?", re.DOTALL)
     text = pattern.sub(lambda _m: block, text) if pattern.search(text) else text.rstrip() + "\n\n" + block
@@ -47,4 +73,20 @@ def table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["BENCHMARKS_MD", "write_section", "table"]
+def command_line(script: str, argv: Sequence[str] | None) -> str:
+    """The command that reproduces a run (``python benchmarks/<script> ARGS``)."""
+    return "python " + shlex.join([f"benchmarks/{script}", *(argv if argv is not None else sys.argv[1:])])
+
+
+def record_results(name: str, res: dict[str, Any], text: str, out: Path, write_doc: bool,
+                   log: Callable[[str], None]) -> None:
+    """A benchmark's ending: ``out/<name>.json`` (with ``code_version``), the markdown printed
+    and, unless ``write_doc`` is False, written as its section of ``docs/benchmarks.md``."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{name}.json").write_text(json.dumps({**res, "code": code_version()}, indent=1, default=float) + "\n")
+    print(text)
+    if write_doc:
+        log(f"wrote the {name} section of {write_section(name, text)}")
+
+
+__all__ = ["BENCHMARKS_MD", "code_version", "command_line", "record_results", "table", "write_section"]
