@@ -98,8 +98,8 @@ def _bend_vessels(site: Site, box: Box, r: float, movable: np.ndarray, image: np
     vessel. In place on the ROI arrays; returns the number of voxels changed."""
     spacing = np.asarray(site.spacing, dtype=float)
     c = np.asarray(site.center_vox, dtype=float)
-    sub = vessels[box.slices]
-    idx = np.argwhere(sub) + np.asarray(box.lo)
+    room = box_around(c, r, spacing, vessels.shape)          # inside ``box``, 1/8 of its voxels
+    idx = np.argwhere(vessels[room.slices]) + np.asarray(room.lo)
     if idx.size == 0:
         return 0
     offset = (idx - c) * spacing
