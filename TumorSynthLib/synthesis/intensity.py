@@ -189,11 +189,17 @@ def ct_grain(shape: tuple[int, ...], amplitude_hu: float, rng: np.random.Generat
     signs = np.where(rng.random(3) < 0.5, -1, 1)
     axes = [(np.arange(size) * sign + offset) % n for size, sign, offset in zip(shape, signs, offsets)]
     out = np.zeros(shape, dtype=np.float32)
+    box = Box((0, 0, 0), tuple(shape)) if where is None else bounding_box(where)
+    if box is None:
+        return out
+    field = tile
+    for axis, (a, lo, hi) in enumerate(zip(axes, box.lo, box.hi)):
+        field = field.take(a[lo:hi], axis=axis)          # whole rows of the tile: no per-voxel gather
     if where is None:
-        out[...] = tile[np.ix_(*axes)]
+        out[...] = field
     else:
-        at = np.nonzero(where)
-        out[at] = tile[tuple(a[i] for a, i in zip(axes, at))]
+        inside = where[box.slices]
+        out[box.slices][inside] = field[inside]
     out *= np.float32(amplitude_hu)
     return out
 
