@@ -59,7 +59,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from TumorSynthLib.core.events import EventStream  # noqa: E402
+from TumorSynthLib.core.events import EventStream, run_sessions  # noqa: E402
 from TumorSynthLib.core.files import sha256_file  # noqa: E402
 from TumorSynthLib.datasets.phantom_pool import write_phantom_pool  # noqa: E402
 
@@ -235,32 +235,6 @@ def loss_curve(run_dir: Path, every: int = 25) -> tuple[list[list[float]], list[
     return curve, validations
 
 
-def training_segments(run_dir: Path) -> list[dict[str, Any]]:
-    """The run's sessions (a resumed run has several), from events.jsonl: first and last step,
-    loop seconds and why each ended; a session without a ``done`` event (killed, or still
-    running) ends at its last progress event."""
-    segments: list[dict[str, Any]] = []
-    current: dict[str, Any] | None = None
-    for line in (run_dir / "events.jsonl").read_text().splitlines():
-        event = json.loads(line) if line.strip() else {}
-        kind = event.get("event")
-        if kind == "start":
-            if current is not None:
-                segments.append(current)
-            current = {"from_step": int(event["step"]), "to_step": int(event["step"]), "loop_s": 0.0,
-                       "reason": "no done event (killed or still running)", "ended_utc": event.get("time")}
-        elif current is not None and kind in ("progress", "done"):
-            current.update(to_step=int(event["step"]), loop_s=round(float(event.get("elapsed_s") or 0.0), 1),
-                           ended_utc=event.get("time"))
-            if kind == "done":
-                current["reason"] = event.get("reason")
-                segments.append(current)
-                current = None
-    if current is not None:
-        segments.append(current)
-    return [seg for seg in segments if seg["to_step"] > seg["from_step"]]
-
-
 def shipped_validation(validations: list[dict[str, Any]], step: int) -> tuple[float | None, dict[str, Any] | None]:
     """(validation tumor DSC of ``step``, else None; the run's best validation {step, tumor_dsc})."""
     own = next((v.get("tumor_dsc") for v in reversed(validations) if v.get("step") == step), None)
@@ -375,7 +349,7 @@ def ship(args: argparse.Namespace, command: str, data: dict[str, Any], source: P
         "command": command, "seed": args.seed, "git_commit": git_commit(), "data": data,
         "config": json.loads((args.work / "run" / "config.json").read_text()),
         "checkpoint_source": source.name, "checkpoint_step": int(payload["step"]), "timing": facts,
-        "segments": (segments := training_segments(args.work / "run")),
+        "segments": (segments := run_sessions(args.work / "run" / "events.jsonl")),
         "total_loop_minutes": round(sum(seg["loop_s"] for seg in segments) / 60.0, 1),
         "synthesis": synthesis if synthesis.get("samples") else
         "counted in the data-loading worker process (not available here)",

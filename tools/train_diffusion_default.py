@@ -34,7 +34,7 @@ sys.path.insert(0, str(REPO))
 
 from TumorSynthLib import TumorSpec, synthesize  # noqa: E402
 from TumorSynthLib.core.errors import PlacementError  # noqa: E402
-from TumorSynthLib.core.events import EventStream  # noqa: E402
+from TumorSynthLib.core.events import EventStream, run_sessions  # noqa: E402
 from TumorSynthLib.core.files import write_json_atomic  # noqa: E402
 from TumorSynthLib.core.model_registry import sha256_file  # noqa: E402
 from TumorSynthLib.core.volume import Volume  # noqa: E402
@@ -226,6 +226,8 @@ def main() -> int:
                           "best_mae_ratio": result.best_metric, "losses": [round(v, 5) for v in result.losses],
                           "validation": [{"step": v["step"], **v["metrics"]} for v in validations],
                           "config": cfg.to_dict()}
+    sessions = run_sessions(run / "events.jsonl")      # a resumed run: every session, not only this one
+    record["training"].update(sessions=sessions, total_loop_minutes=round(sum(s["loop_s"] for s in sessions) / 60.0, 1))
     record["trained_on"] = cfg.trained_on
     print(f"3. quality of {best.name} on {args.eval_patches} held-out patches per source", flush=True)
     record["quality"] = quality(best, data / "datalist.json", args.eval_patches, args.seed)

@@ -127,3 +127,18 @@ def test_the_bar_follows_a_total_re_aimed_by_a_budget():
     stream.progress(2)
     stream.close()
     assert "2/40" in err.getvalue()
+
+
+def test_run_sessions_of_a_killed_and_resumed_run(tmp_path):
+    from TumorSynthLib.core.events import run_sessions
+
+    lines = [make_event("start", step=0, total=100), make_event("progress", step=40, total=100, elapsed_s=80.0),
+             make_event("start", step=25, total=100),                      # killed after step 40; resumed at 25
+             make_event("progress", step=60, total=100, elapsed_s=70.0),
+             make_event("done", step=100, total=100, elapsed_s=150.0, reason="max_steps"),
+             make_event("start", step=100, total=100)]                     # a session that made no step
+    path = tmp_path / "events.jsonl"
+    path.write_text("".join(format_event(e) + "\n" for e in lines) + "\n")
+    sessions = run_sessions(path)
+    assert [(s["from_step"], s["to_step"], s["loop_s"]) for s in sessions] == [(0, 40, 80.0), (25, 100, 150.0)]
+    assert sessions[0]["reason"].startswith("no done event") and sessions[1]["reason"] == "max_steps"

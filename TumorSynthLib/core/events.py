@@ -227,7 +227,35 @@ def event_session(mode: str, **kwargs: Any) -> Iterator[EventStream]:
         sys.stdout = real_stdout
 
 
+def run_sessions(events_path: str | Path) -> list[dict[str, Any]]:
+    """The sessions of a training run (a resumed run has several) from its ``events.jsonl``:
+    first and last step, loop seconds and why each ended; a session without a ``done`` event
+    (killed, or still running) ends at its last progress event. Sessions without a step are left
+    out. What a record of the run's total training time is built from."""
+    sessions: list[dict[str, Any]] = []
+    current: dict[str, Any] | None = None
+    for line in Path(events_path).read_text(encoding="utf-8").splitlines():
+        event = json.loads(line) if line.strip() else {}
+        kind = event.get("event")
+        if kind == "start":
+            if current is not None:
+                sessions.append(current)
+            current = {"from_step": int(event["step"]), "to_step": int(event["step"]), "loop_s": 0.0,
+                       "reason": "no done event (killed or still running)", "ended_utc": event.get("time")}
+        elif current is not None and kind in ("progress", "done"):
+            current.update(to_step=int(event["step"]), loop_s=round(float(event.get("elapsed_s") or 0.0), 1),
+                           ended_utc=event.get("time"))
+            if kind == "done":
+                current["reason"] = event.get("reason")
+                sessions.append(current)
+                current = None
+    if current is not None:
+        sessions.append(current)
+    return [seg for seg in sessions if seg["to_step"] > seg["from_step"]]
+
+
 __all__ = [
+    "run_sessions",
     "PROTOCOL_VERSION",
     "EVENT_KINDS",
     "EVENT_MODES",
