@@ -45,6 +45,7 @@ def modulePaths():
 
 
 def resourcePath(name: str) -> str:
+    """``Resources/<name>`` next to the module (built extension) or one level up (source tree)."""
     return modulePaths().resource_path(moduleDir(), name)
 
 

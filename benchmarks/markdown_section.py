@@ -24,9 +24,13 @@ figures. The machine: 2 shared CPU cores unless a section says otherwise.
 """
 
 
+#: What the benchmarks write themselves: not a change of the code they measure.
+RECORD_FILES = "docs/benchmarks.md"
+
+
 def code_version() -> str:
-    """The code a figure came from: the git commit (and "with uncommitted changes" when the
-    tracked files differ from it) and the package version."""
+    """The code a figure came from: the git commit (and "with uncommitted changes" when tracked
+    files other than the records themselves differ from it) and the package version."""
     from TumorSynthLib import __version__
 
     def git(*args: str) -> str:
@@ -39,7 +43,8 @@ def code_version() -> str:
     commit = git("rev-parse", "--short=10", "HEAD")
     if not commit:
         return f"tumorsynth {__version__} (not a git checkout)"
-    dirty = " with uncommitted changes" if git("status", "--porcelain", "--untracked-files=no") else ""
+    changed = git("status", "--porcelain", "--untracked-files=no", "--", ".", f":(exclude){RECORD_FILES}")
+    dirty = " with uncommitted changes" if changed else ""
     return f"commit {commit}{dirty}, tumorsynth {__version__}"
 
 

@@ -11,7 +11,12 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-from benchmarks.markdown_section import code_version, command_line, record_results, write_section  # noqa: E402
+from benchmarks.markdown_section import (
+    code_version,
+    command_line,
+    record_results,
+    write_section,
+)
 
 
 def test_sections_are_replaced_alone_and_stamped_with_the_code(tmp_path):

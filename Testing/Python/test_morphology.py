@@ -40,3 +40,16 @@ def test_full_mask_erodes_from_the_edges_and_bad_elements_are_refused():
     lopsided[1, 1, 1] = lopsided[2, 1, 1] = True
     with pytest.raises(ValueError, match="symmetric"):
         erode(full, lopsided)
+
+
+def test_edge_cases_of_the_elements_and_iterations():
+    mask = np.zeros((4, 5), bool)
+    mask[1, 2] = True                                               # 2D: the 2D cross by default
+    assert np.array_equal(dilate(mask), ndimage.binary_dilation(mask))
+    big = np.ones((9, 9, 9), bool)                                  # element larger than the array
+    small = np.zeros((3, 2, 4), bool)
+    small[1, 0, 2] = True
+    assert np.array_equal(dilate(small, big), ndimage.binary_dilation(small, big))
+    assert not erode(np.ones((3, 2, 4), bool), big).any()
+    with pytest.raises(ValueError, match="iterations"):
+        dilate(small, iterations=0)

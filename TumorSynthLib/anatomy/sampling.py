@@ -161,7 +161,9 @@ def _axes_inside(v: np.ndarray, region: LabelledRegion, need: float) -> bool:
     ``_fits`` reads the whole ball (its decision is the same either way)."""
     spacing, shape = region.view.analysis.spacing, region.view.analysis.shape
     for axis in range(3):
-        reach = int(np.ceil(need / spacing[axis])) - 1
+        reach = int(np.ceil(need / spacing[axis]))
+        while reach >= 1 and (reach * spacing[axis]) ** 2 >= need**2:   # ``_fits``'s own test
+            reach -= 1
         if reach < 1:
             continue
         lo, hi = v.copy(), v + 1

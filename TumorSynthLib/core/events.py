@@ -230,12 +230,15 @@ def event_session(mode: str, **kwargs: Any) -> Iterator[EventStream]:
 def run_sessions(events_path: str | Path) -> list[dict[str, Any]]:
     """The sessions of a training run (a resumed run has several) from its ``events.jsonl``:
     first and last step, loop seconds and why each ended; a session without a ``done`` event
-    (killed, or still running) ends at its last progress event. Sessions without a step are left
-    out. What a record of the run's total training time is built from."""
+    (killed, or still running) ends at its last progress event; a half-written line is skipped.
+    Sessions without a step are left out. What a record of the run's total training time is built from."""
     sessions: list[dict[str, Any]] = []
     current: dict[str, Any] | None = None
     for line in Path(events_path).read_text(encoding="utf-8").splitlines():
-        event = json.loads(line) if line.strip() else {}
+        try:
+            event = json.loads(line) if line.strip() else {}
+        except ValueError:                       # the half-written last line of a killed run
+            continue
         kind = event.get("event")
         if kind == "start":
             if current is not None:
@@ -255,13 +258,13 @@ def run_sessions(events_path: str | Path) -> list[dict[str, Any]]:
 
 
 __all__ = [
-    "run_sessions",
-    "PROTOCOL_VERSION",
     "EVENT_KINDS",
     "EVENT_MODES",
+    "PROTOCOL_VERSION",
     "EventStream",
     "event_session",
-    "make_event",
     "format_event",
+    "make_event",
     "parse_event",
+    "run_sessions",
 ]

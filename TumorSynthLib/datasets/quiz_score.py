@@ -23,9 +23,6 @@ from typing import Any, Mapping, Sequence
 from ..core.errors import InputError
 from ..core.files import write_json_atomic, write_text_atomic
 from .quiz import KEY_KIND, QUIZ_ANSWERS, QUIZ_COLUMNS
-
-#: The two truths of a quiz lesion (``readerstudy_score.verdict``).
-QUIZ_LABELS = ("benign", "malignant")
 from .readerstudy_score import (
     check_scoring_inputs,
     checked_answer,
@@ -35,6 +32,9 @@ from .readerstudy_score import (
     wilson_interval,
     with_rates,
 )
+
+#: The two truths of a quiz lesion (``readerstudy_score.verdict``).
+QUIZ_LABELS = ("benign", "malignant")
 
 QUIZ_SCORE_COLUMNS = ("reader", "group", "n_lesions", "n_answered", "n_unsure", "n_blank", "tp", "fn", "tn", "fp",
                       "sensitivity", "sensitivity_lo", "sensitivity_hi", "specificity", "specificity_lo",

@@ -38,9 +38,9 @@ def low_pass(image: np.ndarray) -> np.ndarray:
 
 
 def low_pass_rows(image: np.ndarray, step: int) -> np.ndarray:
-    """``low_pass(image)[::step]`` (the same filter, float32 rounding aside) for about 1/``step``
-    of its cost: the first axis is summed at the kept rows only. For statistics that a sample
-    of a large box measures as well as the whole box (a grain)."""
+    """``low_pass(image)[::step]`` (the same filter; float32, to ~1e-5 HU) for about
+    1/``step`` of its cost: the first axis is summed at the kept rows only. For statistics that
+    a sample of a large box measures as well as the whole box (a grain)."""
     image = np.asarray(image, dtype=np.float32)
     if step <= 1:
         return low_pass(image)

@@ -44,7 +44,8 @@ GRAIN_MIN_VOXELS = 30
 #: estimate's error is then ~0.5 %, and two medians of a million values cost 40 ms).
 ROBUST_SD_MAX_VALUES = 1 << 16
 #: The organ's grain around a pushed tumor is measured on every n-th row of its box, n = the
-#: box's voxels over this (a 64 mm tumor: every 3rd; up to ~40 mm: every row).
+#: box's voxels // this (every row below 2^19 voxels, about a 50 mm tumor at 1 mm; a 64 mm
+#: one: every 3rd).
 GRAIN_ROW_VOXELS = 1 << 18
 #: Grain (HU) assumed when the scan shows too little parenchyma to measure it.
 FALLBACK_GRAIN_HU = 10.0
