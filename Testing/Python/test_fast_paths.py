@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from TumorSynthLib.anatomy import sampling
+from TumorSynthLib.core.volume import Box
 from TumorSynthLib.synthesis import shapes
 from TumorSynthLib.synthesis.contracts import low_pass, low_pass_rows
 from TumorSynthLib.synthesis.intensity import ct_grain
@@ -62,3 +63,21 @@ def test_early_rejection_decides_as_the_ball_test(diameter, spacing):
         finally:
             sampling._axes_inside = original
         assert fast == slow == ((far * spacing) ** 2 >= need**2), (far, need)
+
+
+def test_organ_voxels_are_drawn_uniformly_over_the_organ():
+    from collections import Counter
+
+    labels = np.zeros((12, 10, 8), np.int32)
+    labels[2:5, 3:6, 1:3] = 5
+    labels[9, 8, 6] = 5                                             # a lone voxel far in the box corner
+    analysis = SimpleNamespace(label_array=labels)
+    rules = sampling._Rules.__new__(sampling._Rules)
+    rules.analysis, rules.ids = analysis, (5,)
+    rules.box = Box((2, 3, 1), (10, 9, 7))
+    rng = np.random.default_rng(0)
+    counts = Counter(tuple(int(x) for x in rules.organ_voxel(rng)) for _ in range(3800))
+    assert set(counts) == {tuple(int(x) for x in v) for v in np.argwhere(labels == 5)}
+    assert 150 < counts[(9, 8, 6)] < 250                              # 1 of 19 voxels: 200 of 3800 expected
+    rules.box = None
+    assert rules.organ_voxel(rng) is None

@@ -34,8 +34,10 @@ from .task_labels import guess_convention
 
 #: Analyses kept (by identity of the image and labels volumes).
 CACHE_SIZE = 8
-#: Largest number of organ voxels the organ-wide vessel threshold is estimated from.
+#: The organ-wide vessel threshold is estimated on a sub-grid of about this many voxels of the
+#: organ's box (its organ voxels), or on all of them when that gives fewer than the minimum.
 THRESHOLD_SAMPLE = 32_768
+MIN_THRESHOLD_VALUES = 200
 #: No CT voxel lies beyond +-HU_LIMIT; the bulk of a CT (1st-99th percentile) lies within HU_BULK
 #: (air -1000, padding down to -3024 on some scanners, dense bone and metal up to a few thousand).
 HU_LIMIT = 100_000.0
@@ -255,17 +257,30 @@ class ScanAnalysis:
 
     def vessel_threshold(self, ids: Sequence[int]) -> float:
         """Organ-wide vessel threshold (median + 3 MAD of the parenchyma HU of ``ids``),
-        estimated on at most ``THRESHOLD_SAMPLE`` voxels taken at a regular stride."""
+        estimated on the organ's voxels of a regular sub-grid of its box (about
+        ``THRESHOLD_SAMPLE`` box voxels: no list of the organ's voxels is built)."""
         key = ("vessel_threshold", tuple(sorted(ids)))
         if key not in self._cache:
-            flat = self.indices(ids)
-            if flat.size > THRESHOLD_SAMPLE:
-                flat = flat[:: int(np.ceil(flat.size / THRESHOLD_SAMPLE))]
-            values = np.asarray(self.image.array.reshape(-1)[flat], dtype=np.float64)
+            values = self._organ_values(ids)
             kept = parenchyma_values(values) if values.size else values
             med, mad = robust_median_mad(kept if kept.size else (values if values.size else np.zeros(1)))
             self._cache[key] = med + 3.0 * mad
         return self._cache[key]  # type: ignore[return-value]
+
+
+    def _organ_values(self, ids: Sequence[int]) -> np.ndarray:
+        """HU of the organ's voxels on a regular sub-grid of its box (every voxel when the
+        sub-grid holds fewer than ``MIN_THRESHOLD_VALUES`` of them: a thin organ)."""
+        box = self.box(ids)
+        if box is None or self.label_array is None:
+            return np.zeros(0)
+        step = max(1, int(np.ceil((int(np.prod(box.shape)) / THRESHOLD_SAMPLE) ** (1.0 / 3.0))))
+        while True:
+            grid = tuple(slice(a, b, step) for a, b in zip(box.lo, box.hi))
+            values = np.asarray(self.image.array[grid][is_any(self.label_array[grid], ids)], dtype=np.float64)
+            if values.size >= MIN_THRESHOLD_VALUES or step == 1:
+                return values
+            step = 1
 
 
 def _box_to_flat(local: np.ndarray, box: Box, shape: Sequence[int]) -> np.ndarray:
