@@ -117,7 +117,8 @@ def test_difference_map_takes_each_crops_organ_channel():
 def test_provider_reads_the_organs_channel(organ):
     cfg = GanConfig(channels=(4, 8, 16), strides=(2, 2), disc_channels=(4, 8, 16), patch=24)
     values = [0.1, 0.4, 0.7]
-    model = GeneratorModel(cfg, ChannelValues(values), torch.device("cpu"), Path("x.pt"), "0" * 64, "test")
+    model = GeneratorModel(config=cfg, generator=ChannelValues(values), device=torch.device("cpu"), path=Path("x.pt"),
+                           sha256="0" * 64, model_id="test")
     image = np.random.default_rng(0).normal(60, 10, (30, 30, 20)).astype(np.float32)
 
     class Box:

@@ -268,7 +268,8 @@ class DiffusionTrainer:
         if self.phase() == "autoencoder":
             return {}
         self.ema.eval()
-        model = DiffusionModel(self.cfg, self.ema, self.autoencoder, self.device, Path(""), "", "training")
+        model = DiffusionModel(config=self.cfg, denoiser=self.ema, autoencoder=self.autoencoder, device=self.device,
+                               path=Path(""), sha256="", model_id="training")
         metrics = evaluate_patches(model, self.val_images, self.val_masks, seed=self.tcfg.seed)
         metrics["held_out"] = self.held_out
         improved = metrics.get("n_patches", 0) > 0 and metrics["mae_ratio"] < self.best_metric

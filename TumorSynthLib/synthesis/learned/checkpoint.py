@@ -15,14 +15,14 @@ loads the weights strictly; any mismatch is a ModelError that says what to do.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ...core.checkpoints import load_checkpoint, save_checkpoint
 from ...core.errors import InputError, ModelError
 from .config import DiffusionConfig
-from .loading import default_ref, load_cached, load_strict
+from .loading import LoadedModel, default_ref, load_cached, load_strict
 from .networks import build_autoencoder, build_denoiser, require_monai
 
 FORMAT = "tumorsynth-diffusion"
@@ -49,23 +49,17 @@ def read_diffusion_checkpoint(path: str | Path, map_location: Any = "cpu") -> di
     return payload
 
 
-@dataclass
-class DiffusionModel:
-    """A loaded model, ready to sample (eval mode, no gradients, on ``device``)."""
+@dataclass(kw_only=True)
+class DiffusionModel(LoadedModel):
+    """A loaded diffusion model, ready to sample (eval mode, no gradients, on ``device``)."""
 
     config: DiffusionConfig
     denoiser: Any
     autoencoder: Any | None
-    device: Any
-    path: Path
-    sha256: str
-    model_id: str
-    facts: dict[str, Any] = field(default_factory=dict)
 
     def describe(self) -> dict[str, Any]:
-        """What the report says about the model."""
-        return {"model_id": self.model_id, "model_sha256": self.sha256, "config": self.config.kind,
-                "timesteps": self.config.timesteps, "patch": self.config.patch, **self.facts}
+        return {**super().describe(), "config": self.config.kind, "timesteps": self.config.timesteps,
+                "patch": self.config.patch}
 
 
 def build_model(payload: dict[str, Any], path: str | Path, device: Any) -> tuple[Any, Any | None]:
@@ -103,7 +97,8 @@ def _build_diffusion_model(path: Path, digest: str, device: Any, model_id: str) 
     denoiser, autoencoder = build_model(payload, path, device)
     facts = {"organ": str(payload.get("organ", "any")), "trained_steps": payload.get("step"),
              "trained_on": str(payload.get("trained_on", ""))}
-    return DiffusionModel(payload["config"], denoiser, autoencoder, device, path, digest, model_id, facts)
+    return DiffusionModel(config=payload["config"], denoiser=denoiser, autoencoder=autoencoder, device=device,
+                          path=path, sha256=digest, model_id=model_id, facts=facts)
 
 
 __all__ = [

@@ -12,13 +12,13 @@ strictly, so any mismatch is a ModelError that says what to do.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ...core import checkpoints
 from .gan import GanConfig, build_generator
-from .loading import default_ref, load_cached, load_strict
+from .loading import LoadedModel, default_ref, load_cached, load_strict
 
 TASK = "adversarial"
 FORMAT_VERSION = 1
@@ -40,20 +40,12 @@ def read_gan_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[str
     return payload
 
 
-@dataclass
-class GeneratorModel:
+@dataclass(kw_only=True)
+class GeneratorModel(LoadedModel):
     """A loaded generator (eval mode, no gradients) and what reports say about it."""
 
     config: GanConfig
     generator: Any
-    device: Any
-    path: Path
-    sha256: str
-    model_id: str
-    facts: dict[str, Any] = field(default_factory=dict)
-
-    def describe(self) -> dict[str, Any]:
-        return {"model_id": self.model_id, "model_sha256": self.sha256, **self.facts}
 
 
 def default_generator_ref() -> str | None:
@@ -78,7 +70,8 @@ def _build_generator_model(path: Path, digest: str, device: Any, model_id: str) 
     generator.to(device).eval().requires_grad_(False)
     facts = {"organs": list(cfg.organs), "trained_steps": (payload.get("config") or {}).get("step"),
              "segmenter": payload.get("segmenter"), "trained_on": str(payload.get("trained_on", ""))}
-    return GeneratorModel(cfg, generator, device, path, digest, model_id, facts)
+    return GeneratorModel(config=cfg, generator=generator, device=device, path=path, sha256=digest,
+                          model_id=model_id, facts=facts)
 
 
 __all__ = [

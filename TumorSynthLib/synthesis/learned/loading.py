@@ -8,6 +8,7 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -25,6 +26,22 @@ CACHE_SIZE = 4
 _CACHE: OrderedDict[tuple[str, str, str, str], Any] = OrderedDict()
 _LOCK = threading.Lock()
 Model = TypeVar("Model")
+
+
+@dataclass(kw_only=True)
+class LoadedModel:
+    """What every loaded learned-appearance model carries besides its networks: where it runs,
+    which file (``path``, ``sha256``, registry ``model_id``) and the facts its reports state."""
+
+    device: Any
+    path: Path
+    sha256: str
+    model_id: str
+    facts: dict[str, Any] = field(default_factory=dict)
+
+    def describe(self) -> dict[str, Any]:
+        """What a tumor's report says about the model."""
+        return {"model_id": self.model_id, "model_sha256": self.sha256, **self.facts}
 
 
 def resolve_reference(ref: str | Path) -> tuple[Path, str]:
