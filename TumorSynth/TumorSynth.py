@@ -31,28 +31,19 @@ SWITCH = ("auto", "on", "off")
 GROWTH_TICK_MS = 50
 
 
-def moduleDir() -> str:
-    return os.path.dirname(os.path.abspath(__file__))
-
-
 def modulePaths():
-    """``TumorSynthSlicer.module_paths`` (this folder put on sys.path first)."""
-    if moduleDir() not in sys.path:
-        sys.path.append(moduleDir())
+    """``TumorSynthSlicer.module_paths`` (this module's folder put on sys.path first)."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    if here not in sys.path:
+        sys.path.append(here)
     from TumorSynthSlicer import module_paths
 
     return module_paths
 
 
-def resourcePath(name: str) -> str:
-    """``Resources/<name>`` next to the module (built extension) or one level up (source tree)."""
-    return modulePaths().resource_path(moduleDir(), name)
-
-
 def logicModules():
     """The TumorSynthSlicer logic modules by short name (the engine's folder on sys.path)."""
-    return modulePaths().load_logic(moduleDir(), ("output", "placement", "segment", "export", "catalogue",
-                                                  "reader", "click"))
+    return modulePaths().load_logic(("output", "placement", "segment", "export", "catalogue", "reader", "click"))
 
 
 class TumorSynth(ScriptedLoadableModule):
@@ -69,7 +60,7 @@ class TumorSynth(ScriptedLoadableModule):
         self.parent.acknowledgementText = _(
             "Tumor synthesis after the SyntheticTumors (CVPR 2023), Pixel2Cancer and DiffTumor "
             "papers, implemented from their descriptions.")
-        iconPath = resourcePath("Icons/TumorSynth.png")
+        iconPath = modulePaths().resource_path("Icons/TumorSynth.png")
         if os.path.exists(iconPath):
             self.parent.icon = qt.QIcon(iconPath)
 
@@ -115,7 +106,7 @@ class TumorSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     # -- set-up --------------------------------------------------------------------------------
     def setup(self) -> None:
         ScriptedLoadableModuleWidget.setup(self)
-        uiWidget = slicer.util.loadUI(resourcePath("UI/TumorSynth.ui"))
+        uiWidget = slicer.util.loadUI(modulePaths().resource_path("UI/TumorSynth.ui"))
         self.layout.addWidget(uiWidget)
         self.ui = slicer.util.childWidgetVariables(uiWidget)
         uiWidget.setMRMLScene(slicer.mrmlScene)

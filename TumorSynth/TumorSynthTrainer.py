@@ -31,27 +31,19 @@ DEVICES = ("auto", "cpu", "cuda")
 LOG_LIMIT_LINES = 2000
 
 
-def moduleDir() -> str:
-    return os.path.dirname(os.path.abspath(__file__))
-
-
 def modulePaths():
-    """``TumorSynthSlicer.module_paths`` (this folder put on sys.path first)."""
-    if moduleDir() not in sys.path:
-        sys.path.append(moduleDir())
+    """``TumorSynthSlicer.module_paths`` (this module's folder put on sys.path first)."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    if here not in sys.path:
+        sys.path.append(here)
     from TumorSynthSlicer import module_paths
 
     return module_paths
 
 
-def resourcePath(name: str) -> str:
-    """``Resources/<name>`` next to the module (built extension) or one level up (source tree)."""
-    return modulePaths().resource_path(moduleDir(), name)
-
-
 def trainerModules():
     """The TumorSynthSlicer logic modules by short name (the engine's folder on sys.path)."""
-    return modulePaths().load_logic(moduleDir(), ("process", "trainer", "catalogue"))
+    return modulePaths().load_logic(("process", "trainer", "catalogue"))
 
 
 class TumorSynthTrainer(ScriptedLoadableModule):
@@ -66,7 +58,7 @@ class TumorSynthTrainer(ScriptedLoadableModule):
             "apply it to a volume, and evaluate predictions against references. Jobs run in the "
             "background; trained models can be removed from this panel.")
         self.parent.acknowledgementText = _("Built on MONAI and PyTorch (through the PyTorch extension).")
-        iconPath = resourcePath("Icons/TumorSynthTrainer.png")
+        iconPath = modulePaths().resource_path("Icons/TumorSynthTrainer.png")
         if os.path.exists(iconPath):
             self.parent.icon = qt.QIcon(iconPath)
 
@@ -104,7 +96,7 @@ class TumorSynthTrainerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
 
     def setup(self) -> None:
         ScriptedLoadableModuleWidget.setup(self)
-        uiWidget = slicer.util.loadUI(resourcePath("UI/TumorSynthTrainer.ui"))
+        uiWidget = slicer.util.loadUI(modulePaths().resource_path("UI/TumorSynthTrainer.ui"))
         self.layout.addWidget(uiWidget)
         self.ui = slicer.util.childWidgetVariables(uiWidget)
         uiWidget.setMRMLScene(slicer.mrmlScene)
@@ -348,7 +340,7 @@ class TumorSynthTrainerLogic(ScriptedLoadableModuleLogic):
         lib = trainerModules()
         install, process, trainer = lib.install, lib.process, lib.trainer
         if self._jobs is None or self._jobs.scene is not slicer.mrmlScene:
-            engineDir = install.engine_dir(moduleDir())
+            engineDir = install.engine_dir(modulePaths().MODULE_DIR)
             self._jobs = trainer.BackgroundJobs(slicer.mrmlScene, lambda ms, fn: qt.QTimer.singleShot(ms, fn),
                                                 python=process.python_executable(),
                                                 libDir=str(engineDir) if engineDir else None)

@@ -127,15 +127,16 @@ def test_module_paths_find_resources_and_load_the_logic_for_both_modules(tmp_pat
 
     from TumorSynthSlicer import module_paths
 
-    module_dir = Path(module_paths.__file__).resolve().parents[1]
-    icon = Path(module_paths.resource_path(module_dir, "Icons/TumorSynth.png"))
+    module_dir = module_paths.MODULE_DIR
+    assert (module_dir / "TumorSynth.py").is_file()
+    icon = Path(module_paths.resource_path("Icons/TumorSynth.png"))
     assert icon.is_file() and icon.parent.parent.name == "Resources"
     built = tmp_path / "built"
     (built / "Resources" / "UI").mkdir(parents=True)
     (built / "Resources" / "UI" / "X.ui").write_text("<ui/>")
-    assert module_paths.resource_path(built, "UI/X.ui") == str(built / "Resources" / "UI" / "X.ui")
-    assert module_paths.resource_path(built, "UI/missing.ui") == str(built / "Resources" / "UI" / "missing.ui")
-    logic = module_paths.load_logic(module_dir, ("trainer", "catalogue", "trainer"))
+    assert module_paths.resource_path("UI/X.ui", built) == str(built / "Resources" / "UI" / "X.ui")
+    assert module_paths.resource_path("UI/missing.ui", built) == str(built / "Resources" / "UI" / "missing.ui")
+    logic = module_paths.load_logic(("trainer", "catalogue", "trainer"))
     assert sorted(vars(logic)) == ["catalogue", "install", "trainer"]
     assert logic.trainer.__name__ == "TumorSynthSlicer.trainer_logic"
     assert str(module_dir.parent) in sys.path          # the engine's folder (source tree)

@@ -37,32 +37,29 @@ def _slices(offset: tuple[int, ...]) -> tuple[tuple[slice, ...], tuple[slice, ..
 def dilate(mask: np.ndarray, structure: np.ndarray | None = None, iterations: int = 1) -> np.ndarray:
     """``mask`` (bool) dilated ``iterations`` (>= 1) times by ``structure`` (odd-sized,
     symmetric, holding its centre; default the nearest-neighbour cross): a new array."""
-    out = np.array(mask, dtype=bool, copy=True)
+    return _grow(np.array(mask, dtype=bool, copy=True), structure, iterations, outside=False)
+
+
+def erode(mask: np.ndarray, structure: np.ndarray | None = None, iterations: int = 1) -> np.ndarray:
+    """``mask`` (bool) eroded ``iterations`` (>= 1) times by ``structure`` (odd-sized,
+    symmetric, holding its centre; default the nearest-neighbour cross; voxels beyond the array
+    are false): a new array. The complement's dilation with the outside counted as true."""
+    return ~_grow(~np.asarray(mask, dtype=bool), structure, iterations, outside=True)
+
+
+def _grow(out: np.ndarray, structure: np.ndarray | None, iterations: int, outside: bool) -> np.ndarray:
+    """Dilate ``out`` in place; ``outside``: voxels beyond the array count as true."""
     offsets = _offsets(structure, out.ndim, int(iterations))
     for _ in range(int(iterations)):
         src = out.copy()
         for offset in offsets:
             dst, from_ = _slices(offset)
             out[dst] |= src[from_]
-    return out
-
-
-def erode(mask: np.ndarray, structure: np.ndarray | None = None, iterations: int = 1) -> np.ndarray:
-    """``mask`` (bool) eroded ``iterations`` (>= 1) times by ``structure`` (odd-sized,
-    symmetric, holding its centre; default the nearest-neighbour cross; voxels beyond the array
-    are false): a new array."""
-    out = np.array(mask, dtype=bool, copy=True)
-    offsets = _offsets(structure, out.ndim, int(iterations))
-    for _ in range(int(iterations)):
-        src = out.copy()
-        for offset in offsets:
-            dst, from_ = _slices(offset)
-            out[dst] &= src[from_]
             for axis, o in enumerate(offset):
-                if o:
+                if o and outside:                # the voxels whose neighbour lies beyond the array
                     edge = [slice(None)] * out.ndim
                     edge[axis] = slice(0, o) if o > 0 else slice(max(out.shape[axis] + o, 0), None)
-                    out[tuple(edge)] = False
+                    out[tuple(edge)] = True
     return out
 
 
