@@ -33,7 +33,7 @@ from ..contracts import (
     low_pass,
     tumor_box,
 )
-from ..intensity import GRAIN_MIN_VOXELS, ct_grain, organ_grain_hu, robust_sd
+from ..intensity import GRAIN_MIN_VOXELS, ct_grain, organ_grain_hu, robust_sd, zero_mean
 from ..texture import gaussian_mm
 from .lesions import necrosis_region
 
@@ -129,7 +129,7 @@ def _grain_top_up(site: Site, scene: Scene, box: Box, mask: np.ndarray, change: 
         return out
     added = float(np.sqrt(target**2 - current**2))
     draws["grain_added_hu"] = added
-    out[mask] = ct_grain(mask.shape, added, rng, where=mask)[mask]
+    out[mask] = zero_mean(ct_grain(mask.shape, added, rng, where=mask)[mask])
     return out
 
 
