@@ -35,7 +35,7 @@ def modulePaths():
     """``TumorSynthSlicer.module_paths`` (this module's folder put on sys.path first)."""
     here = os.path.dirname(os.path.abspath(__file__))
     if here not in sys.path:
-        sys.path.append(here)
+        sys.path.insert(0, here)          # this folder's TumorSynthSlicer, not an installed copy
     from TumorSynthSlicer import module_paths
 
     return module_paths

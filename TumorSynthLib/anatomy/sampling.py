@@ -9,8 +9,9 @@ median sphericity of advanced cellular liver tumors rose from 0.67 to 0.77 in be
 
 The organ's box and vessel threshold are organ-wide facts computed once per scan
 (``ScanAnalysis``); a candidate is a uniform draw in the box that holds the organ, and each
-then checks only a small box around it (rejection sampling). After ``REJECTION_TRIES`` misses the exact eligible set is computed once with
-distance transforms on the organ's box, so the draw stays uniform over the same set either way.
+then checks only a small box around it (rejection sampling). After ``REJECTION_TRIES`` misses
+the exact eligible set is computed once with distance transforms on the organ's box, so the
+draw stays uniform over the same set either way.
 """
 from __future__ import annotations
 

@@ -22,7 +22,7 @@ from typing import Any
 from ...core.checkpoints import load_checkpoint, save_checkpoint
 from ...core.errors import InputError, ModelError
 from .config import DiffusionConfig
-from .loading import LoadedModel, default_ref, load_cached, load_strict
+from .loading import LearnedModel, default_ref, load_cached, load_strict
 from .networks import build_autoencoder, build_denoiser, require_monai
 
 FORMAT = "tumorsynth-diffusion"
@@ -50,7 +50,7 @@ def read_diffusion_checkpoint(path: str | Path, map_location: Any = "cpu") -> di
 
 
 @dataclass(kw_only=True)
-class DiffusionModel(LoadedModel):
+class DiffusionModel(LearnedModel):
     """A loaded diffusion model, ready to sample (eval mode, no gradients, on ``device``)."""
 
     config: DiffusionConfig
@@ -58,8 +58,9 @@ class DiffusionModel(LoadedModel):
     autoencoder: Any | None
 
     def describe(self) -> dict[str, Any]:
-        return {**super().describe(), "config": self.config.kind, "timesteps": self.config.timesteps,
-                "patch": self.config.patch}
+        """What a tumor's report says about the model (its configuration before the facts)."""
+        return {"model_id": self.model_id, "model_sha256": self.sha256, "config": self.config.kind,
+                "timesteps": self.config.timesteps, "patch": self.config.patch, **self.facts}
 
 
 def build_model(payload: dict[str, Any], path: str | Path, device: Any) -> tuple[Any, Any | None]:

@@ -18,7 +18,7 @@ from typing import Any
 
 from ...core import checkpoints
 from .gan import GanConfig, build_generator
-from .loading import LoadedModel, default_ref, load_cached, load_strict
+from .loading import LearnedModel, default_ref, load_cached, load_strict
 
 TASK = "adversarial"
 FORMAT_VERSION = 1
@@ -41,7 +41,7 @@ def read_gan_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[str
 
 
 @dataclass(kw_only=True)
-class GeneratorModel(LoadedModel):
+class GeneratorModel(LearnedModel):
     """A loaded generator (eval mode, no gradients) and what reports say about it."""
 
     config: GanConfig

@@ -29,7 +29,7 @@ Model = TypeVar("Model")
 
 
 @dataclass(kw_only=True)
-class LoadedModel:
+class LearnedModel:
     """What every loaded learned-appearance model carries besides its networks: where it runs,
     which file (``path``, ``sha256``, registry ``model_id``) and the facts its reports state."""
 
@@ -107,4 +107,4 @@ def load_cached(task: str, ref: str | Path | None, device: Any, expected_sha256:
     return model
 
 
-__all__ = ["CACHE_SIZE", "default_ref", "load_cached", "load_strict", "resolve_reference"]
+__all__ = ["CACHE_SIZE", "LearnedModel", "default_ref", "load_cached", "load_strict", "resolve_reference"]
