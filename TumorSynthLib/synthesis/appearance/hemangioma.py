@@ -11,7 +11,7 @@ depth, of radius 25-35 % of the lesion's largest depth (at least 1.5 mm). A voxe
 when its distance to the nearest nodule centre is at most the nodule radius plus the phase's
 share of the farthest such distance: arterial 0 (only the nodules), venous U(0.35, 0.6),
 delayed U(0.85, 1.0); peripheral seeds make that front move inwards. Filled voxels take the
-blood-pool level of the phase, the rest the unenhanced level; the pattern is blurred by 2 mm
+blood-pool level of the phase, the rest the unenhanced level; the pattern is blurred by 3 mm
 so the change stays smooth, and the scan's grain stays (``cyst.change_to_level``).
 
 The phase is the option ``phase`` or, with ``auto``, estimated from the organ: a liver
@@ -42,7 +42,9 @@ FILL_RANGE = {"noncontrast": (0.0, 0.0), "arterial": (0.0, 0.0), "venous": (0.35
 NODULE_DEPTH = (0.05, 0.25)           # nodule centres: this share of the largest depth
 NODULE_RADIUS = (0.25, 0.35)          # nodule radius: share of the largest depth
 NODULE_MIN_MM = 1.5
-PATTERN_BLUR_MM = 2.0
+#: Blur (mm) of the filled pattern: at 2 mm its edges read as grain (grain ratio median 1.22 over
+#: six venous-phantom lesions, up to 1.34); at 3 mm 1.05 (0.96-1.08).
+PATTERN_BLUR_MM = 3.0
 NONCONTRAST_BELOW_HU = 75.0
 MIN_VESSEL_VOXELS = 30
 
