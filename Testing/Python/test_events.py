@@ -138,7 +138,7 @@ def test_run_sessions_of_a_killed_and_resumed_run(tmp_path):
              make_event("done", step=100, total=100, elapsed_s=150.0, reason="max_steps"),
              make_event("start", step=100, total=100)]                     # a session that made no step
     path = tmp_path / "events.jsonl"
-    path.write_text("".join(format_event(e) + "\n" for e in lines) + "\n")
+    path.write_text("".join(format_event(e) + "\n" for e in lines) + '{"v": 1, "event": "progr')   # killed mid-line
     sessions = run_sessions(path)
     assert [(s["from_step"], s["to_step"], s["loop_s"]) for s in sessions] == [(0, 40, 80.0), (25, 100, 150.0)]
     assert sessions[0]["reason"].startswith("no done event") and sessions[1]["reason"] == "max_steps"

@@ -13,7 +13,7 @@ from TumorSynthLib.anatomy import sampling
 from TumorSynthLib.core.volume import Box
 from TumorSynthLib.synthesis import shapes
 from TumorSynthLib.synthesis.contracts import low_pass, low_pass_rows
-from TumorSynthLib.synthesis.intensity import ct_grain
+from TumorSynthLib.synthesis.intensity import ct_grain, grain_values
 
 
 @pytest.mark.parametrize("step", [1, 2, 3, 5])
@@ -41,6 +41,9 @@ def test_ct_grain_in_a_region_is_the_full_field_there():
     part = ct_grain(where.shape, 7.0, np.random.default_rng(5), where=where)
     assert np.array_equal(part, np.where(where, full, 0.0).astype(np.float32))
     assert not ct_grain(where.shape, 7.0, np.random.default_rng(5), where=np.zeros_like(where)).any()
+    values = grain_values(where, 7.0, np.random.default_rng(5))      # the same noise, its mean removed
+    np.testing.assert_allclose(values, full[where] - full[where].mean(), atol=1e-4)
+    assert abs(float(values.mean())) < 1e-4 and grain_values(np.zeros_like(where), 7.0, np.random.default_rng(5)).size == 0
 
 
 @pytest.mark.parametrize("diameter, spacing", [(48.0, 0.8), (42.0, 0.6), (105.0, 0.7), (30.0, 1.0), (20.0, 1.5)])

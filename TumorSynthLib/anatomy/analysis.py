@@ -2,10 +2,10 @@
 
 The checks and facts that need the whole scan (finite HU, integer labels on the same grid,
 voxel count and bounding box of every label id, the organ-wide vessel threshold; the list of an
-organ's voxels only when sampling falls back to its exhaustive draw) are computed once per scan and cached (``analyse_scan`` keeps
-the analyses of the last few ``Volume`` objects, by identity: volumes are immutable). After that,
-a tumor reads only boxes around itself (``ScanView``), so its cost does not depend on the size of
-the scan.
+organ's voxels only when sampling falls back to its exhaustive draw) are computed once per scan
+and cached (``analyse_scan`` keeps the analyses of the last few ``Volume`` objects, by
+identity: volumes are immutable). After that, a tumor reads only boxes around itself
+(``ScanView``), so its cost does not depend on the size of the scan.
 
 ``ScanView`` reads boxes of the scan as it is *now*: the base class reads the input; the
 synthesis case overlays the tumors already placed (``synthesis.case``).

@@ -230,14 +230,15 @@ def event_session(mode: str, **kwargs: Any) -> Iterator[EventStream]:
 def run_sessions(events_path: str | Path) -> list[dict[str, Any]]:
     """The sessions of a training run (a resumed run has several) from its ``events.jsonl``:
     first and last step, loop seconds and why each ended; a session without a ``done`` event
-    (killed, or still running) ends at its last progress event; a half-written line is skipped.
-    Sessions without a step are left out. What a record of the run's total training time is built from."""
+    (killed, or still running) ends at its last progress event; a line that is not an event (the
+    half-written last line of a killed run) is skipped, and so are sessions without a step. What
+    a record of the run's total training time is built from."""
     sessions: list[dict[str, Any]] = []
     current: dict[str, Any] | None = None
     for line in Path(events_path).read_text(encoding="utf-8").splitlines():
         try:
-            event = json.loads(line) if line.strip() else {}
-        except ValueError:                       # the half-written last line of a killed run
+            event = parse_event(line)
+        except InputError:
             continue
         kind = event.get("event")
         if kind == "start":

@@ -33,7 +33,7 @@ from .readerstudy_score import (
     with_rates,
 )
 
-#: The two truths of a quiz lesion (``readerstudy_score.verdict``).
+#: The two truths of a quiz lesion, indexed by "malignant" (``readerstudy_score.verdict``).
 QUIZ_LABELS = ("benign", "malignant")
 
 QUIZ_SCORE_COLUMNS = ("reader", "group", "n_lesions", "n_answered", "n_unsure", "n_blank", "tp", "fn", "tn", "fp",
@@ -86,11 +86,11 @@ def read_quiz_answers(path: str | Path, key: Mapping[tuple[str, int], Any]) -> d
 
 def quiz_verdict(malignant: bool, answer: str, unsure: str) -> str | None:
     """tp / fn / tn / fp of one answered lesion (positive: malignant); None when it leaves the table."""
-    return verdict("malignant" if malignant else "benign", answer, "malignant", unsure, QUIZ_LABELS)
+    return verdict(QUIZ_LABELS[bool(malignant)], answer, "malignant", unsure, QUIZ_LABELS)
 
 
 def quiz_row(reader: str, group: str, pairs: Sequence[tuple[bool, str]], unsure: str) -> dict[str, Any]:
-    truths = [("malignant" if malignant else "benign", answer) for malignant, answer in pairs]
+    truths = [(QUIZ_LABELS[bool(malignant)], answer) for malignant, answer in pairs]
     return {"reader": reader, "group": group, "n_lesions": len(pairs),
             **with_rates(confusion(truths, "malignant", unsure, QUIZ_LABELS))}
 

@@ -55,6 +55,7 @@ def low_pass_rows(image: np.ndarray, step: int) -> np.ndarray:
         out = ndimage.gaussian_filter1d(out, 1.0, axis=axis, mode="nearest", truncate=LOW_PASS_TRUNCATE)
     return out
 
+
 #: Soft-edge blur of the tumor weight, sigma in mm (common.md "Edge").
 EDGE_SIGMA_RANGE_MM = (1.0, 2.0)
 

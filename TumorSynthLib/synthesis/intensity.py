@@ -100,8 +100,7 @@ def solid_change(site: Site, scene: Scene, box: Box, mask: np.ndarray, rng: np.r
     bias = float(np.mean(hp[clean])) if clean.any() else 0.0
     out[clean] = np.float32(median - bias) - low[clean]
     if structured.any():
-        noise = zero_mean(ct_grain(mask.shape, amplitude, rng, where=structured)[structured])
-        out[structured] = np.float32(median) + noise - image[structured]
+        out[structured] = np.float32(median) + grain_values(structured, amplitude, rng) - image[structured]
         draws.update(grain_resynthesised_voxels=int(structured.sum()), grain_resynthesised_hu=amplitude)
     return out
 
@@ -205,11 +204,13 @@ def ct_grain(shape: tuple[int, ...], amplitude_hu: float, rng: np.random.Generat
     return out
 
 
-def zero_mean(noise: np.ndarray) -> np.ndarray:
-    """``noise`` less its mean. Grain noise is spatially correlated, so over the few dozen voxels
-    of a small tumor its mean is far from 0 (+-10 HU at a 12 HU grain on 3 mm CT): re-synthesised
-    grain must not move the tumor's level, which the drop sets (an early tumor in a fatty pancreas
+def grain_values(where: np.ndarray, amplitude_hu: float, rng: np.random.Generator) -> np.ndarray:
+    """``ct_grain`` at the voxels of ``where`` (1D float32, in ``where``'s order) less its mean
+    over them. Grain noise is spatially correlated, so over the few dozen voxels of a small
+    tumor its mean is far from 0 (+-10 HU at a 12 HU grain on 3 mm CT): re-synthesised grain
+    must not move the tumor's level, which the drop sets (an early tumor in a fatty pancreas
     came out 12 HU brighter than its organ instead of 4 HU darker)."""
+    noise = ct_grain(where.shape, amplitude_hu, rng, where=where)[where]
     return (noise - np.float32(noise.mean())).astype(np.float32) if noise.size else noise
 
 
@@ -231,4 +232,4 @@ def change_towards(target_hu: np.ndarray, scene: Scene, box: Box, spacing: np.nd
 
 
 __all__ = ["TUMOR_FLOOR_HU", "change_towards", "ct_grain", "darkening_delta", "organ_grain_hu", "robust_sd",
-           "solid_change", "structure_gap_hu", "zero_mean"]
+           "grain_values", "solid_change", "structure_gap_hu"]

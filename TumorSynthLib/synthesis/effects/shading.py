@@ -33,7 +33,7 @@ from ..contracts import (
     low_pass,
     tumor_box,
 )
-from ..intensity import GRAIN_MIN_VOXELS, ct_grain, organ_grain_hu, robust_sd, zero_mean
+from ..intensity import GRAIN_MIN_VOXELS, grain_values, organ_grain_hu, robust_sd
 from ..texture import gaussian_mm
 from .lesions import necrosis_region
 
@@ -114,7 +114,7 @@ def shade(site: Site, scene: Scene, geometry: Geometry, appearance: Appearance, 
 
 def _grain_top_up(site: Site, scene: Scene, box: Box, mask: np.ndarray, change: np.ndarray,
                   rng: np.random.Generator, draws: dict[str, Any]) -> np.ndarray:
-    """Noise (``intensity.ct_grain``) that brings the tumor's grain up to the organ's around it
+    """Noise (``intensity.grain_values``, zero-mean) that brings the tumor's grain up to the organ's around it
     (``intensity.organ_grain_hu``) where the tumor's own voxels are smoother than the organ (a
     homogeneous spot of a structured organ such as the kidney): a real tumor is at least as
     grainy as its organ. Grain = robust SD of the image minus its 1-voxel blur, the tumor's
@@ -129,7 +129,7 @@ def _grain_top_up(site: Site, scene: Scene, box: Box, mask: np.ndarray, change: 
         return out
     added = float(np.sqrt(target**2 - current**2))
     draws["grain_added_hu"] = added
-    out[mask] = zero_mean(ct_grain(mask.shape, added, rng, where=mask)[mask])
+    out[mask] = grain_values(mask, added, rng)
     return out
 
 
