@@ -31,7 +31,7 @@ def test_task_names_labels_and_conventions():
     labels = np.array([0, 5, 205, 7, 207, 2, 203, 1, 64])           # totalseg ids
     assert task_label_array(labels, ABDOMEN, "totalseg").tolist() == [0, 1, 2, 1, 2, 1, 2, 0, 0]
     assert task_label_array(labels, "pancreas", "totalseg").tolist() == [0, 0, 0, 1, 2, 0, 0, 0, 0]
-    assert sampling_classes(labels, ABDOMEN, "totalseg").tolist() == [0, 1, 4, 2, 4, 3, 4, 0, 0]
+    assert sampling_classes(labels, ABDOMEN, "totalseg").tolist() == [0, 1, 4, 2, 5, 3, 6, 0, 0]
     assert task_label_names(ABDOMEN) == {0: "background", 1: "liver|pancreas|kidney", 2: "tumor"}
     assert task_label_names("kidney") == {0: "background", 1: "kidney", 2: "kidney_tumor"}
     assert covers(ABDOMEN, "kidney") and covers(ABDOMEN, "liver,pancreas")

@@ -45,6 +45,14 @@ def _ints(text: str) -> tuple[int, ...]:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got '{text}'") from exc
 
 
+def _contrast(text: str) -> tuple[float, float]:
+    try:
+        lo, hi = (float(v) for v in text.split(":"))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"expected LO:HI (two numbers, e.g. 0.5:1.2), got '{text}'") from exc
+    return lo, hi
+
+
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser = command_parser(
         subparsers, "train", help="train a tumor segmentation model (synthetic tumors online)",
@@ -84,7 +92,11 @@ def add_train_flags(parser: argparse.ArgumentParser) -> None:
     p("--samples-per-case", type=int, default=2, help="patches drawn per case (default 2)")
     p("--tumor-weight", type=finite_float, default=2.0,
       help="patch centres are drawn on background, each organ and tumors in the ratio 1 : 1 : W "
-           "(default 2)")
+           "(default 2; with several organs the tumors of each organ get W / n)")
+    p("--tumor-contrast", type=_contrast, default=None, metavar="LO:HI",
+      help="augmentation: in half of the organs with synthetic tumors, scale the tumors' contrast "
+           "to the organ (HU minus the organ median) by a factor drawn in [LO, HI], e.g. 0.5:1.2 "
+           "(default: tumors as the methods make them)")
     p("--lr", type=finite_float, default=1e-3, help="peak learning rate of AdamW (default 1e-3)")
     p("--warmup-steps", type=int, default=None, help="linear warm-up steps (default 5%% of --max-steps)")
     p("--val-every", type=int, default=250, help="validate every N steps (0: never; default 250)")
@@ -118,7 +130,7 @@ def config_from_args(args: argparse.Namespace) -> Any:
         data=str(args.data), out=str(args.out), organ=args.organ, method=args.method,
         labels=args.labels, model=args.model, channels=args.channels, spacing_mm=args.spacing,
         patch=patch, batch_size=args.batch_size, samples_per_case=args.samples_per_case,
-        tumor_weight=args.tumor_weight, lr=args.lr,
+        tumor_weight=args.tumor_weight, tumor_contrast=args.tumor_contrast, lr=args.lr,
         warmup_steps=args.warmup_steps, max_steps=args.max_steps, max_minutes=args.max_minutes,
         fit_schedule=args.fit_schedule,
         stop_at=args.stop_at,

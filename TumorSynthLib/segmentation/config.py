@@ -32,7 +32,8 @@ class TrainConfig:
     patch: int = 64
     batch_size: int = 1                   # cases per step; each gives samples_per_case patches
     samples_per_case: int = 2
-    tumor_weight: float = 2.0             # patch centres: background 1, each organ 1, tumor this
+    tumor_weight: float = 2.0             # patch centres: background 1, each organ 1, tumors this (shared by the organs)
+    tumor_contrast: tuple[float, float] | None = None   # rescale synthetic tumors' contrast by U(lo, hi), p 0.5 per organ
     lr: float = 1e-3
     weight_decay: float = 1e-5
     warmup_steps: int | None = None       # None: 5 % of max_steps (at most 200)
@@ -106,6 +107,12 @@ class TrainConfig:
             raise InputError(f"--lr must be > 0, got {self.lr}")
         if self.workers < 0:
             raise InputError(f"--workers must be >= 0, got {self.workers}")
+        if self.tumor_contrast is not None:
+            pair = tuple(self.tumor_contrast)
+            numbers = len(pair) == 2 and all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                             and math.isfinite(v) for v in pair)
+            if not numbers or not 0.0 < pair[0] <= pair[1] <= 3.0:
+                raise InputError(f"--tumor-contrast must be LO:HI with 0 < LO <= HI <= 3, got {shown(self.tumor_contrast)}")
         task_methods(self.method)
 
     @property
@@ -116,7 +123,7 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
-        for key in ("channels", "num_tumors", "window_hu"):
+        for key in ("channels", "num_tumors", "window_hu", "tumor_contrast"):
             if out[key] is not None:
                 out[key] = list(out[key])
         return out
@@ -125,7 +132,7 @@ class TrainConfig:
     def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
         known = {f.name for f in fields(cls)}
         kwargs = {k: v for k, v in data.items() if k in known}
-        for key in ("channels", "num_tumors", "window_hu"):
+        for key in ("channels", "num_tumors", "window_hu", "tumor_contrast"):
             if kwargs.get(key) is not None:
                 kwargs[key] = tuple(kwargs[key])
         return cls(**kwargs)

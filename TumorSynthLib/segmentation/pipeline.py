@@ -3,9 +3,9 @@ run repeatable and resumable.
 
 Order (training): load (``load_volume``: NIfTI / NRRD / DICOM, RAS affine) -> orientation RAS
 -> spacing (isotropic mm) -> crop to the body -> [cached up to here] -> ``RandTumorSynthd`` (in
-HU, on the dataset's own labels; one instance per task organ and synthesis method) -> task
-labels {0, 1, 2} -> HU window to [0, 1] -> pad -> random patches weighted towards organ and tumor
-(for a multi-organ task, towards each organ in turn) -> small intensity jitter.
+HU, on the dataset's own labels; one instance per task organ and synthesis method) -> optional
+tumor contrast jitter (``RandTumorContrastd``) -> task labels {0, 1, 2} -> HU window to [0, 1] -> pad -> random patches weighted towards organ and tumor
+(for a multi-organ task, towards each organ and each organ's tumors in turn) -> small intensity jitter.
 
 Sample seeds: the random transforms of sample ``index`` in epoch ``epoch`` are seeded from
 ``SeedSequence([seed, epoch, index])`` whatever the worker or rank that draws it, and
@@ -24,6 +24,7 @@ from monai.transforms import (
     CropForegroundd,
     EnsureTyped,
     MapTransform,
+    Randomizable,
     Orientationd,
     RandCropByLabelClassesd,
     RandScaleIntensityd,
@@ -40,7 +41,7 @@ from ..core.volume_io import load_volume
 from ..transforms import RandTumorSynthd
 from .config import TrainConfig, task_methods
 from .datasets import Case
-from .tasks import task_label_array, task_organs, task_region_ids, tumor_ids
+from .tasks import task_label_array, task_organ_ids, task_organs, task_region_ids, tumor_ids
 
 #: Voxels above this HU are "body" for the foreground crop.
 BODY_HU = -500.0
@@ -52,6 +53,10 @@ VALIDATION_EPOCH = 2**31 - 1
 CLASSES_KEY, INDICES_KEY = "crop_classes", "crop_indices"
 #: Patch-centre weights of background and of each organ (tumor: ``TrainConfig.tumor_weight``).
 BACKGROUND_WEIGHT, ORGAN_WEIGHT = 1.0, 1.0
+#: Chance that one organ's synthetic tumors get their contrast rescaled (``tumor_contrast``).
+TUMOR_CONTRAST_PROB = 0.5
+#: The contrast jitter leaves a tumor's mean drop at least this far from the organ median (HU).
+TUMOR_CONTRAST_MIN_HU = 15.0
 
 
 def is_body(x: Any) -> Any:
@@ -103,14 +108,53 @@ def _like(template: Any, array: np.ndarray) -> Any:
 
 
 def sampling_classes(labels: np.ndarray, organ: str, convention: str) -> np.ndarray:
-    """uint8 classes for patch sampling: 0 background, k for the region of the k-th task organ,
-    ``len(organs) + 1`` for a tumor of any of them."""
+    """uint8 classes for patch sampling: 0 background, k for the region of the k-th task organ
+    and ``n + k`` for its tumors (n task organs). Tumors of each organ are a class of their own
+    so that small kidney tumors get as many patches as large liver ones."""
     organs = task_organs(organ)
     out = np.zeros(labels.shape, dtype=np.uint8)
     for k, name in enumerate(organs, start=1):
         out[np.isin(labels, task_region_ids(name, convention))] = k
-    out[np.isin(labels, tumor_ids(organ, convention))] = len(organs) + 1
+    for k, name in enumerate(organs, start=len(organs) + 1):
+        out[np.isin(labels, tumor_ids(name, convention))] = k
     return out
+
+
+class RandTumorContrastd(Randomizable, MapTransform):
+    """Training augmentation: scale each organ's synthetic tumors' contrast to the organ by a
+    factor drawn uniformly in ``factors`` (HU inside the tumor -> organ median + f (HU - organ
+    median); the organ median over its tissue voxels; a tumor's mean difference to the organ
+    never shrinks below ``TUMOR_CONTRAST_MIN_HU``). Teaches the model tumors fainter or
+    brighter than the synthesis methods make them (e.g. a 40 HU drop in an enhancing kidney),
+    without changing the synthesis itself. Writes into the sample's own image tensor."""
+
+    def __init__(self, organ: str, convention: str, factors: tuple[float, float], prob: float = 0.5) -> None:
+        MapTransform.__init__(self, ("image", "label"))
+        self.organs, self.convention = task_organs(organ), convention
+        self.factors, self.prob = (float(factors[0]), float(factors[1])), float(prob)
+
+    def randomize(self, data: Any = None) -> list[float | None]:
+        return [float(self.R.uniform(*self.factors)) if self.R.random_sample() < self.prob else None
+                for _ in self.organs]
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        draws = self.randomize()
+        image, labels = d["image"], np.rint(d["label"].numpy()[0]).astype(np.int32)
+        values = image.numpy()[0] if isinstance(image, torch.Tensor) else np.asarray(image)[0]
+        for name, factor in zip(self.organs, draws):
+            tumor = np.isin(labels, tumor_ids(name, self.convention))
+            if factor is None or not tumor.any():
+                continue
+            tissue = values[np.isin(labels, task_organ_ids(name, self.convention))]
+            if tissue.size == 0:
+                continue
+            reference = float(np.median(tissue))
+            drop = abs(reference - float(values[tumor].mean()))
+            if drop > 0:   # never fainter than TUMOR_CONTRAST_MIN_HU (unless made fainter)
+                factor = max(factor, min(1.0, TUMOR_CONTRAST_MIN_HU / drop))
+            values[tumor] = reference + factor * (values[tumor] - reference)
+        return d
 
 
 class ClassIndicesd(Transform):
@@ -181,22 +225,25 @@ def patch_transforms(cfg: TrainConfig) -> list:
     keys = ("image", "label")
     size = (cfg.patch,) * 3
     n = len(task_organs(cfg.organ))
-    ratios = [BACKGROUND_WEIGHT] + [ORGAN_WEIGHT] * n + [float(cfg.tumor_weight)]
     if n == 1:
+        ratios = [BACKGROUND_WEIGHT, ORGAN_WEIGHT, float(cfg.tumor_weight)]
         return [SpatialPadd(keys, spatial_size=size),
                 RandCropByLabelClassesd(keys, label_key="label", spatial_size=size, ratios=ratios,
                                         num_classes=3, num_samples=cfg.samples_per_case, warn=False)]
+    ratios = [BACKGROUND_WEIGHT] + [ORGAN_WEIGHT] * n + [float(cfg.tumor_weight) / n] * n
     return [SpatialPadd(keys + (CLASSES_KEY,), spatial_size=size),
-            ClassIndicesd(n + 2),
+            ClassIndicesd(2 * n + 1),
             RandCropByLabelClassesd(keys, label_key="label", spatial_size=size, ratios=ratios,
-                                    num_classes=n + 2, num_samples=cfg.samples_per_case,
+                                    num_classes=2 * n + 1, num_samples=cfg.samples_per_case,
                                     indices_key=INDICES_KEY, warn=False)]
 
 
 def training_transform(cfg: TrainConfig, convention: str, quality: Any = None) -> Compose:
     keys = ("image", "label")
     multi = len(task_organs(cfg.organ)) > 1
-    return Compose(preprocess_transforms(cfg) + synthesis_transforms(cfg, convention, cfg.prob, quality) + [
+    contrast = [] if cfg.tumor_contrast is None else [
+        RandTumorContrastd(cfg.organ, convention, cfg.tumor_contrast, prob=TUMOR_CONTRAST_PROB)]
+    return Compose(preprocess_transforms(cfg) + synthesis_transforms(cfg, convention, cfg.prob, quality) + contrast + [
         TaskLabelsd("label", cfg.organ, convention, CLASSES_KEY if multi else None),
         window_transform(cfg),
         *patch_transforms(cfg),
@@ -308,7 +355,7 @@ class EpochSampler(Sampler):
 
 
 __all__ = [
-    "LoadVolumed", "TaskLabelsd", "task_labels_transform", "ClassIndicesd", "sampling_classes", "preprocess_transforms",
+    "LoadVolumed", "TaskLabelsd", "task_labels_transform", "ClassIndicesd", "sampling_classes", "RandTumorContrastd", "preprocess_transforms",
     "synthesis_transforms", "patch_transforms", "training_transform",
     "validation_transform", "SeededDataset", "EpochSampler", "sample_seed", "sampling_start", "VALIDATION_EPOCH",
 ]

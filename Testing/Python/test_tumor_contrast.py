@@ -1,0 +1,67 @@
+"""The training-time tumor contrast jitter and the per-organ tumor patch classes."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from TumorSynthLib.core.errors import InputError
+from TumorSynthLib.segmentation.config import TrainConfig
+from TumorSynthLib.segmentation.pipeline import TUMOR_CONTRAST_MIN_HU, RandTumorContrastd, patch_transforms
+
+ABDOMEN = "liver,pancreas,kidney"
+
+
+def _case() -> dict:
+    labels = np.zeros((1, 20, 20, 20), np.float32)
+    labels[0, :10] = 5                     # liver (totalseg)
+    labels[0, 2:6, 2:6, 2:6] = 205          # liver tumor
+    labels[0, 12:, :10] = 2                 # right kidney
+    labels[0, 14:17, 2:5, 2:5] = 202        # kidney tumor
+    image = np.full((1, 20, 20, 20), 100.0, np.float32)
+    image[labels == 205] = 40.0             # 60 HU drop
+    image[labels == 2] = 160.0
+    image[labels == 202] = 150.0            # 10 HU drop: already fainter than the floor
+    return {"image": torch.from_numpy(image), "label": torch.from_numpy(labels)}
+
+
+def test_contrast_jitter_scales_around_the_organ_median_and_keeps_a_floor():
+    jitter = RandTumorContrastd(ABDOMEN, "totalseg", (0.4, 0.4), prob=1.0)
+    jitter.set_random_state(seed=0)
+    case = _case()
+    before = case["image"].clone()
+    out = jitter(case)
+    image = out["image"].numpy()[0]
+    labels = out["label"].numpy()[0]
+    assert np.allclose(image[labels == 205], 100.0 - 0.4 * 60.0)       # 60 HU drop -> 24
+    assert np.allclose(image[labels == 202], 150.0)                   # 10 < floor: unchanged
+    untouched = ~np.isin(labels, (205, 202))
+    assert np.array_equal(image[untouched], before.numpy()[0][untouched])
+    deep = _case()
+    deep["image"][deep["label"] == 205] = -20.0                        # 120 HU drop
+    scaled = RandTumorContrastd(ABDOMEN, "totalseg", (0.1, 0.1), prob=1.0)(deep)["image"].numpy()[0]
+    assert np.allclose(100.0 - scaled[labels == 205], TUMOR_CONTRAST_MIN_HU)
+
+
+def test_contrast_jitter_is_seeded_and_optional_per_organ():
+    def run(seed: int) -> np.ndarray:
+        jitter = RandTumorContrastd(ABDOMEN, "totalseg", (0.5, 1.3), prob=0.5)
+        jitter.set_random_state(seed=seed)
+        return jitter(_case())["image"].numpy().copy()
+
+    assert np.array_equal(run(3), run(3))
+    outcomes = {run(s)[0, 3, 3, 3] == 40.0 for s in range(12)}
+    assert outcomes == {True, False}                                   # some organs kept, some scaled
+
+
+def test_contrast_range_is_checked(tmp_path):
+    with pytest.raises(InputError, match="tumor-contrast"):
+        TrainConfig(data=str(tmp_path), out=str(tmp_path / "run"), tumor_contrast=(1.2, 0.5))
+    cfg = TrainConfig(data=str(tmp_path), out=str(tmp_path / "run"), tumor_contrast=(0.5, 1.2))
+    assert TrainConfig.from_dict(cfg.to_dict()).tumor_contrast == (0.5, 1.2)
+
+
+def test_each_organs_tumors_share_the_tumor_weight(tmp_path):
+    cfg = TrainConfig(data=str(tmp_path), out=str(tmp_path / "run"), organ=ABDOMEN, tumor_weight=6.0)
+    crop = patch_transforms(cfg)[-1]
+    assert list(crop.cropper.ratios) == [1.0, 1.0, 1.0, 1.0, 2.0, 2.0, 2.0]
