@@ -136,12 +136,34 @@ class Appearance:
     absolute HU with noise of its own turns them into a smooth change with
     ``appearance.common.change_towards``. ``target_drop_hu``
     is the mean drop the provider aimed at (None when it has no target); ``info`` names a
-    learned model (id, SHA256) and other facts for the report."""
+    learned model (id, SHA256) and other facts for the report.
+
+    ``solid_hu`` (float32, ``solid_box`` shape, zero outside the tumor) is the part of
+    ``change_hu`` that makes the tumor solid parenchyma (``intensity.solid_change``: fat, sinus
+    and contour replaced). The shading applies it in full inside the tumor's mask, where the soft
+    edge fades only the rest: faded, the replaced anatomy would show through the tumor's outer
+    layers as a ghost (and as extra grain)."""
 
     change_hu: np.ndarray
     target_drop_hu: float | None = None
     draws: dict[str, Any] = field(default_factory=dict)
     info: dict[str, Any] = field(default_factory=dict)
+    solid_hu: np.ndarray | None = None
+    solid_box: Box | None = None
+
+    def solid_in(self, box: Box) -> np.ndarray:
+        """``solid_hu`` on ``box`` (zeros where it has none; float32)."""
+        out = np.zeros(box.shape, dtype=np.float32)
+        if self.solid_hu is None or self.solid_box is None:
+            return out
+        lo = tuple(max(a, b) for a, b in zip(box.lo, self.solid_box.lo))
+        hi = tuple(min(a, b) for a, b in zip(box.hi, self.solid_box.hi))
+        if any(h <= l for l, h in zip(lo, hi)):
+            return out
+        dst = tuple(slice(l - o, h - o) for l, h, o in zip(lo, hi, box.lo))
+        src = tuple(slice(l - o, h - o) for l, h, o in zip(lo, hi, self.solid_box.lo))
+        out[dst] = self.solid_hu[src]
+        return out
 
 
 @runtime_checkable

@@ -76,9 +76,10 @@ class AdversarialAppearance:
         base = drop_base_hu(site.organ_median_hu)
         textured = (tex * (scene.organ[box.slices] | mask)).astype(np.float32)
         drop, mean_drop = _drop_in_range(site, gaussian_mm(d, DROP_SMOOTH_MM, site.spacing), textured, mask, base)
-        change[box.slices] = solid_change(site, scene, box, mask, rng, draws) - drop
+        solid = solid_change(site, scene, box, mask, rng, draws)
+        change[box.slices] = solid - drop
         info.update(mean_d=float(d[mask].mean()), drop_base_hu=base, mean_drop_hu=mean_drop)
-        return Appearance(change, target_drop_hu=mean_drop, draws=draws, info=info)
+        return Appearance(change, target_drop_hu=mean_drop, draws=draws, info=info, solid_hu=solid, solid_box=box)
 
 
 def _drop_in_range(site: Site, d: np.ndarray, textured: np.ndarray, mask: np.ndarray,

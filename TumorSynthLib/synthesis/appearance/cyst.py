@@ -23,13 +23,14 @@ CYST_LEVEL_HU = (2.0, 15.0)
 
 
 def change_to_level(site: Site, scene: Scene, box: Box, mask: np.ndarray, level_hu: np.ndarray | float,
-                    rng: np.random.Generator, draws: dict[str, Any]) -> np.ndarray:
-    """Change (float32, ``box`` shape) that brings the low frequencies of the lesion voxels
-    ``mask`` to ``level_hu`` (a number or a smooth array of ``box`` shape), keeping the scan's
-    grain; zero outside ``mask``."""
+                    rng: np.random.Generator, draws: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+    """(change, its solid part; float32, ``box`` shape): the change brings the low frequencies
+    of the lesion voxels ``mask`` to ``level_hu`` (a number or a smooth array of ``box`` shape),
+    keeping the scan's grain; zero outside ``mask``. The solid part is
+    ``intensity.solid_change`` (``Appearance.solid_hu``)."""
     base = solid_change(site, scene, box, mask, rng, draws)
     offset = np.asarray(level_hu, dtype=np.float32) - np.float32(site.organ_median_hu)
-    return np.where(mask, base + offset, 0.0).astype(np.float32)
+    return np.where(mask, base + offset, 0.0).astype(np.float32), base
 
 
 @register_appearance("cyst", description="simple cyst: water density, no enhancement")
@@ -50,10 +51,11 @@ class CystAppearance:
         change = np.zeros(site.image_roi.shape, dtype=np.float32)
         drop = float(site.organ_median_hu) - level
         box = tumor_box(geometry.mask, site.spacing)
+        solid = None
         if box is not None:
-            change[box.slices] = change_to_level(site, scene, box, geometry.mask[box.slices], level, rng, draws)
+            change[box.slices], solid = change_to_level(site, scene, box, geometry.mask[box.slices], level, rng, draws)
         return Appearance(change, target_drop_hu=drop, draws=draws,
-                          info={"level_hu": level, "enhancement": "none"})
+                          info={"level_hu": level, "enhancement": "none"}, solid_hu=solid, solid_box=box)
 
 
 __all__ = ["CYST_LEVEL_HU", "CystAppearance", "change_to_level"]

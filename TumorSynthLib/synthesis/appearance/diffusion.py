@@ -124,14 +124,20 @@ class DiffusionJob:
         while not self.done:
             self.advance(1)
         draws: dict[str, Any] = {"torch_seed": self.seed, "grain_seed": self.grain_seed}
-        change = self.change_of(self.sampler.estimate(), draws)  # type: ignore[arg-type]
-        return Appearance(change, target_drop_hu=None, draws=draws, info=self.info(change))
+        change, solid = self.paint(self.sampler.estimate(), draws)  # type: ignore[arg-type]
+        return Appearance(change, target_drop_hu=None, draws=draws, info=self.info(change),
+                          solid_hu=solid, solid_box=self.box)
 
     # -- helpers ----------------------------------------------------------------------------------
     def change_of(self, patch_unit: np.ndarray, draws: dict[str, Any] | None = None) -> np.ndarray:
-        """The ROI change (HU) that paints ``patch_unit`` (window units) into the tumor: solid
-        parenchyma plus the sample's low frequencies relative to the median inside the tumor,
-        the sample's low frequencies in the margin around it (module docstring, step 3)."""
+        """The ROI change (HU) that paints ``patch_unit`` (window units) into the tumor."""
+        return self.paint(patch_unit, draws)[0]
+
+    def paint(self, patch_unit: np.ndarray, draws: dict[str, Any] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(ROI change in HU, its solid part on ``self.box``) that paint ``patch_unit`` (window
+        units) into the tumor: solid parenchyma plus the sample's low frequencies relative to the
+        median inside the tumor, the sample's low frequencies in the margin around it (module
+        docstring, step 3)."""
         box, cfg = self.box, self.model.config
         target = np.array(self.scene.image[box.slices], dtype=np.float32, copy=True)
         inside = self.region[box.slices]
@@ -143,7 +149,7 @@ class DiffusionJob:
                              {} if draws is None else draws)
         change = np.zeros(self.site.image_roi.shape, dtype=np.float32)
         change[box.slices] = np.where(tumor, solid + pattern, towards)
-        return change
+        return change, solid
 
     def info(self, change: np.ndarray) -> dict[str, Any]:
         """The report's facts: model, sampling, patch, achieved drop against common.md's range."""

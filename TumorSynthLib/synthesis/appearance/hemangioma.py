@@ -116,10 +116,10 @@ class HemangiomaAppearance:
             return Appearance(change, target_drop_hu=None, draws=draws, info=info)
         mask = geometry.mask[box.slices]
         level = self.level_map(mask, site, phase, fills[phase], unenhanced, blood, rng, draws)
-        change[box.slices] = change_to_level(site, scene, box, mask, level, rng, draws)
+        change[box.slices], solid = change_to_level(site, scene, box, mask, level, rng, draws)
         drop = float(site.organ_median_hu) - float(level[mask].mean())
         info["filled_share"] = draws.get("filled_share")
-        return Appearance(change, target_drop_hu=drop, draws=draws, info=info)
+        return Appearance(change, target_drop_hu=drop, draws=draws, info=info, solid_hu=solid, solid_box=box)
 
     @staticmethod
     def level_map(mask: np.ndarray, site: Site, phase: str, fill: float, unenhanced: float, blood: float,

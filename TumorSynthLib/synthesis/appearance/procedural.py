@@ -46,9 +46,10 @@ class ProceduralAppearance:
                            sigma_b_mm=float(rng.uniform(*SIGMA_B_MM)),
                            heterogeneity=STAGE_HETEROGENEITY[site.stage], draws=draws)
         scale = np.float32(delta / max(float(tex[mask].mean()), 1e-6))
-        change[box.slices] = solid_change(site, scene, box, mask, rng, draws) - scale * tex
+        solid = solid_change(site, scene, box, mask, rng, draws)
+        change[box.slices] = solid - scale * tex
         return Appearance(change, target_drop_hu=delta, draws=draws,
-                          info={"enhancement": enhancement, "delta_hu": delta})
+                          info={"enhancement": enhancement, "delta_hu": delta}, solid_hu=solid, solid_box=box)
 
 
 __all__ = ["ProceduralAppearance"]

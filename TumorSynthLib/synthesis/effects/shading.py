@@ -11,7 +11,11 @@ frequencies (a 1-voxel Gaussian), so the grain rides on top of them too.
 * capsule: a 1-2 mm rim slightly brighter than the tumor;
 * necrosis: the necrotic region pulled towards 0-20 HU (never brightened);
 * grain: where the tumor's voxels are smoother than the organ around it, fine noise brings them
-  up to the organ's grain (a homogeneous spot of the kidney, fat replaced by tumor);
+  up to the organ's grain (a homogeneous spot of the kidney, fat replaced by tumor); where they
+  are grainier (a learned change with voxel-scale detail), the change is blurred;
+* the appearance's solid part (``Appearance.solid_hu``: the replaced fat, sinus, contour) applies
+  in full inside the tumor's mask, the soft edge fades only the rest (no ghost of the old anatomy
+  in the tumor's outer layers);
 * the change applies where the organ or the tumor is (vessels outside the tumor never change).
 """
 from __future__ import annotations
@@ -45,6 +49,13 @@ NECROSIS_EDGE_MM = 1.0
 #: Grain top-up: when the tumor's grain is below this fraction of the organ's, CT-like noise
 #: makes up the difference.
 GRAIN_TOP_UP_BELOW = 0.92
+#: Grain cap: a change that makes the tumor grainier than this multiple of the organ is blurred.
+GRAIN_CAP_ABOVE = 1.1
+#: ... when the appearance's own pattern has at least this grain (fraction of the organ's).
+GRAIN_PATTERN_SHARE = 0.25
+#: Bounds of the correction of the top-up noise's amplitude to the grain it reaches in the tumor.
+GRAIN_NOISE_SCALE = (0.6, 1.6)
+GRAIN_NOISE_ITERATIONS = 2
 #: The tumor's grain is measured on (at most) this central cube of it, in voxels.
 GRAIN_SAMPLE_VOXELS = 48
 #: Weight at and above which a voxel counts as tumor core in the measured drop.
@@ -85,12 +96,15 @@ def shade(site: Site, scene: Scene, geometry: Geometry, appearance: Appearance, 
         weight = np.asarray(geometry.weight[sl], dtype=np.float32)
     raw = scene.image[sl]
     change = np.array(appearance.change_hu[sl], dtype=np.float32)
+    solid = appearance.solid_in(box)
+    change = _cap_grain(site, scene, box, m, change, solid, draws)
     level = float(np.mean(raw[m] + change[m])) if m.any() else 0.0
     vessels = scene.vessels[sl]
     inside_vessels = _vessels_in_tumor(vessels, m, weight)
     if inside_vessels.any():  # thin vessels: measured on the voxels themselves, not the low-pass
         vessel_hu = scene.image[sl][inside_vessels]
         change[inside_vessels] = np.float32(VESSEL_DAMPING) * (np.float32(level) - vessel_hu)
+        solid[inside_vessels] = 0.0
     drop = abs(appearance.target_drop_hu or (float(np.median(raw[m])) - level if m.any() else 0.0))
     if plan.capsule and m.any():
         change += _capsule(m, site.spacing, drop, rng, draws)
@@ -100,9 +114,9 @@ def shade(site: Site, scene: Scene, geometry: Geometry, appearance: Appearance, 
         target = min(float(rng.uniform(*NECROSIS_LEVEL_HU)), level - 5.0)
         draws["necrosis_level_hu"] = target
         change += _necrosis_change(scene, box, m, nec, change, target, site.spacing)
-    change += _grain_top_up(site, scene, box, m, change, rng, draws)
+    change = _top_up_grain(site, scene, box, m, weight, change, rng, draws)
     allowed = (scene.organ[sl] | m) & ~(scene.vessels[sl] & ~m)
-    delta = np.where(allowed, weight * change, 0.0).astype(np.float32)
+    delta = np.where(allowed, weight * change + (1.0 - weight) * solid, 0.0).astype(np.float32)
     core = (weight >= CORE_WEIGHT) & (~nec if nec is not None else True)
     return Shading(
         box=box, delta=delta, weight=weight, necrosis=necrosis,
@@ -112,25 +126,71 @@ def shade(site: Site, scene: Scene, geometry: Geometry, appearance: Appearance, 
     )
 
 
-def _grain_top_up(site: Site, scene: Scene, box: Box, mask: np.ndarray, change: np.ndarray,
-                  rng: np.random.Generator, draws: dict[str, Any]) -> np.ndarray:
-    """Noise (``intensity.grain_values``, zero-mean) that brings the tumor's grain up to the organ's around it
-    (``intensity.organ_grain_hu``) where the tumor's own voxels are smoother than the organ (a
-    homogeneous spot of a structured organ such as the kidney): a real tumor is at least as
-    grainy as its organ. Grain = robust SD of the image minus its 1-voxel blur, the tumor's
-    measured with ``change`` (the shading so far) applied."""
-    out = np.zeros(mask.shape, dtype=np.float32)
+def _cap_grain(site: Site, scene: Scene, box: Box, mask: np.ndarray, change: np.ndarray, solid: np.ndarray,
+               draws: dict[str, Any]) -> np.ndarray:
+    """``change`` (the appearance's) without voxel-scale detail of its own when it makes the
+    tumor grainier than ``GRAIN_CAP_ABOVE`` x the organ's grain and that detail is more than
+    ``GRAIN_PATTERN_SHARE`` of the organ's grain (a learned map, or a texture on a large drop):
+    inside the tumor (less its two outer voxel layers) the part beyond ``solid`` (which holds
+    re-synthesised grain) becomes its 1-voxel blur, so the tumor's grain is the scan's.
+    Measured off the labelled vessels (the shading damps those itself)."""
+    where = mask & ~scene.vessels[box.slices]
+    if where.sum() < GRAIN_MIN_VOXELS:
+        return change
+    target = organ_grain_hu(site, scene, box, mask)
+    current = _tumor_grain(scene.image[box.slices], change, where)
+    draws["grain_organ_hu"], draws["grain_appearance_hu"] = target, current
+    if not (np.isfinite(target) and np.isfinite(current)) or current <= GRAIN_CAP_ABOVE * target:
+        return change
+    pattern = change - solid
+    interior = erode(where, iterations=2)      # the pattern's edge at the contour is not grain
+    if not (np.count_nonzero(interior) >= GRAIN_MIN_VOXELS
+            and _tumor_grain(np.zeros_like(pattern), pattern, interior) > GRAIN_PATTERN_SHARE * target):
+        return change                          # a smooth pattern: the grain is the scan's own
+    change = solid + np.where(interior, low_pass(pattern), pattern)
+    draws["grain_smoothed_hu"] = _tumor_grain(scene.image[box.slices], change, where)
+    return change
+
+
+def _top_up_grain(site: Site, scene: Scene, box: Box, mask: np.ndarray, weight: np.ndarray,
+                  change: np.ndarray, rng: np.random.Generator, draws: dict[str, Any]) -> np.ndarray:
+    """``change`` plus zero-mean noise (``intensity.grain_values``) when the tumor, with
+    ``change`` applied, is smoother than ``GRAIN_TOP_UP_BELOW`` x the organ's grain around it
+    (``intensity.organ_grain_hu``; a homogeneous spot of a structured organ such as the kidney,
+    fat replaced by tumor): a real tumor is at least as grainy as its organ. Grain = robust SD
+    of the image minus its 1-voxel blur. The noise is divided by the soft weight (at least 0.5)
+    so that, once the weight multiplies the change, the tumor's outer layers get the same grain
+    as its centre."""
     if mask.sum() < GRAIN_MIN_VOXELS:
-        return out
+        return change
     target = organ_grain_hu(site, scene, box, mask)
     current = _tumor_grain(scene.image[box.slices], change, mask)
     draws["grain_organ_hu"], draws["grain_tumor_hu"] = target, current
     if not (np.isfinite(target) and np.isfinite(current)) or current >= GRAIN_TOP_UP_BELOW * target:
-        return out
+        return change
     added = float(np.sqrt(target**2 - current**2))
-    draws["grain_added_hu"] = added
-    out[mask] = grain_values(mask, added, rng)
-    return out
+    noise = np.zeros_like(change)
+    noise[mask] = grain_values(mask, added, rng)
+    scale = _noise_scale(scene.image[box.slices], change, noise, mask, current, target)
+    draws["grain_added_hu"] = added * scale
+    noise[mask] *= np.float32(scale) / np.maximum(weight[mask], np.float32(0.5))
+    return change + noise
+
+
+def _noise_scale(image: np.ndarray, change: np.ndarray, noise: np.ndarray, mask: np.ndarray,
+                 current: float, target: float) -> float:
+    """The factor on ``noise`` that brings the tumor's grain to ``target``: over a few hundred
+    voxels, correlated noise and the robust SD are off by up to ~20 % from their nominal sum
+    (sqrt(current^2 + added^2)), so the reached grain is measured and the factor corrected
+    (``GRAIN_NOISE_ITERATIONS`` times, within ``GRAIN_NOISE_SCALE``)."""
+    scale = 1.0
+    for _ in range(GRAIN_NOISE_ITERATIONS):
+        reached = _tumor_grain(image, change + np.float32(scale) * noise, mask)
+        own = reached**2 - current**2
+        if not np.isfinite(own) or own <= 0:
+            break
+        scale = float(np.clip(scale * np.sqrt((target**2 - current**2) / own), *GRAIN_NOISE_SCALE))
+    return scale
 
 
 def _tumor_grain(image: np.ndarray, change: np.ndarray, mask: np.ndarray) -> float:
