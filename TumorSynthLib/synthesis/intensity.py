@@ -177,24 +177,34 @@ def _grain_tile(correlation_voxels: float) -> np.ndarray:
     return tile
 
 
+def _tile_axes(shape: tuple[int, ...], rng: np.random.Generator) -> list[np.ndarray]:
+    """Per axis, the tile rows a field of ``shape`` reads: an offset and a flip drawn from ``rng``."""
+    n = GRAIN_TILE_VOXELS
+    offsets = rng.integers(0, n, size=3)
+    signs = np.where(rng.random(3) < 0.5, -1, 1)
+    return [(np.arange(size) * sign + offset) % n for size, sign, offset in zip(shape, signs, offsets)]
+
+
+def _tile_field(axes: list[np.ndarray], box: Box) -> np.ndarray:
+    """The grain tile read on ``box`` (whole rows of the tile: no per-voxel gather)."""
+    field = _grain_tile(GRAIN_CORRELATION_VOXELS)
+    for axis, (a, lo, hi) in enumerate(zip(axes, box.lo, box.hi)):
+        field = field.take(a[lo:hi], axis=axis)
+    return field
+
+
 def ct_grain(shape: tuple[int, ...], amplitude_hu: float, rng: np.random.Generator,
              where: np.ndarray | None = None) -> np.ndarray:
     """CT-like noise (white noise blurred by ``GRAIN_CORRELATION_VOXELS``) whose grain (robust
     SD of it minus its 1-voxel blur) is ``amplitude_hu``: float32 of ``shape``, filled at
     ``where`` (bool, ``shape``; default everywhere) and zero elsewhere. Read from the periodic
     noise tile at an offset and axis flips drawn from ``rng``."""
-    tile = _grain_tile(GRAIN_CORRELATION_VOXELS)
-    n = tile.shape[0]
-    offsets = rng.integers(0, n, size=3)
-    signs = np.where(rng.random(3) < 0.5, -1, 1)
-    axes = [(np.arange(size) * sign + offset) % n for size, sign, offset in zip(shape, signs, offsets)]
+    axes = _tile_axes(shape, rng)
     out = np.zeros(shape, dtype=np.float32)
     box = Box((0, 0, 0), tuple(shape)) if where is None else bounding_box(where)
     if box is None:
         return out
-    field = tile
-    for axis, (a, lo, hi) in enumerate(zip(axes, box.lo, box.hi)):
-        field = field.take(a[lo:hi], axis=axis)          # whole rows of the tile: no per-voxel gather
+    field = _tile_field(axes, box)
     if where is None:
         out[...] = field
     else:
@@ -205,13 +215,18 @@ def ct_grain(shape: tuple[int, ...], amplitude_hu: float, rng: np.random.Generat
 
 
 def grain_values(where: np.ndarray, amplitude_hu: float, rng: np.random.Generator) -> np.ndarray:
-    """``ct_grain`` at the voxels of ``where`` (1D float32, in ``where``'s order) less its mean
-    over them. Grain noise is spatially correlated, so over the few dozen voxels of a small
-    tumor its mean is far from 0 (+-10 HU at a 12 HU grain on 3 mm CT): re-synthesised grain
-    must not move the tumor's level, which the drop sets (an early tumor in a fatty pancreas
-    came out 12 HU brighter than its organ instead of 4 HU darker)."""
-    noise = ct_grain(where.shape, amplitude_hu, rng, where=where)[where]
-    return (noise - np.float32(noise.mean())).astype(np.float32) if noise.size else noise
+    """``ct_grain`` at the voxels of ``where`` (1D float32, in ``where``'s order; the same draws
+    and values, without a field of ``where``'s shape) less its mean over them. Grain noise is
+    spatially correlated, so over the few dozen voxels of a small tumor its mean is far from 0
+    (+-10 HU at a 12 HU grain on 3 mm CT): re-synthesised grain must not move the tumor's level,
+    which the drop sets (an early tumor in a fatty pancreas came out 12 HU brighter than its
+    organ instead of 4 HU darker)."""
+    axes = _tile_axes(where.shape, rng)
+    box = bounding_box(where)
+    if box is None:
+        return np.zeros(0, dtype=np.float32)
+    noise = _tile_field(axes, box)[where[box.slices]] * np.float32(amplitude_hu)
+    return (noise - np.float32(noise.mean())).astype(np.float32)
 
 
 def robust_sd(values: np.ndarray) -> float:

@@ -58,6 +58,8 @@ GRAIN_NOISE_SCALE = (0.6, 1.6)
 GRAIN_NOISE_ITERATIONS = 2
 #: The tumor's grain is measured on (at most) this central cube of it, in voxels.
 GRAIN_SAMPLE_VOXELS = 48
+#: Where a tumor's grain is measured: (slices of its central cube, core voxels in it).
+Cube = tuple[tuple[slice, ...], np.ndarray]
 #: Weight at and above which a voxel counts as tumor core in the measured drop.
 CORE_WEIGHT = 0.9
 
@@ -97,7 +99,9 @@ def shade(site: Site, scene: Scene, geometry: Geometry, appearance: Appearance, 
     raw = scene.image[sl]
     change = np.array(appearance.change_hu[sl], dtype=np.float32)
     solid = appearance.solid_in(box)
-    change = _cap_grain(site, scene, box, m, change, solid, draws)
+    cube = _grain_cube(m) if np.count_nonzero(m) >= GRAIN_MIN_VOXELS else None
+    if cube is not None:
+        change = _cap_grain(site, scene, box, m, cube, change, solid, draws)
     level = float(np.mean(raw[m] + change[m])) if m.any() else 0.0
     vessels = scene.vessels[sl]
     inside_vessels = _vessels_in_tumor(vessels, m, weight)
@@ -114,7 +118,8 @@ def shade(site: Site, scene: Scene, geometry: Geometry, appearance: Appearance, 
         target = min(float(rng.uniform(*NECROSIS_LEVEL_HU)), level - 5.0)
         draws["necrosis_level_hu"] = target
         change += _necrosis_change(scene, box, m, nec, change, target, site.spacing)
-    change = _top_up_grain(site, scene, box, m, weight, change, rng, draws)
+    if cube is not None:
+        change = _top_up_grain(site, scene, box, m, cube, weight, change, rng, draws)
     allowed = (scene.organ[sl] | m) & ~(scene.vessels[sl] & ~m)
     delta = np.where(allowed, weight * change + (1.0 - weight) * solid, 0.0).astype(np.float32)
     core = (weight >= CORE_WEIGHT) & (~nec if nec is not None else True)
@@ -126,33 +131,36 @@ def shade(site: Site, scene: Scene, geometry: Geometry, appearance: Appearance, 
     )
 
 
-def _cap_grain(site: Site, scene: Scene, box: Box, mask: np.ndarray, change: np.ndarray, solid: np.ndarray,
-               draws: dict[str, Any]) -> np.ndarray:
+def _cap_grain(site: Site, scene: Scene, box: Box, mask: np.ndarray, cube: Cube, change: np.ndarray,
+               solid: np.ndarray, draws: dict[str, Any]) -> np.ndarray:
     """``change`` (the appearance's) without voxel-scale detail of its own when it makes the
     tumor grainier than ``GRAIN_CAP_ABOVE`` x the organ's grain and that detail is more than
     ``GRAIN_PATTERN_SHARE`` of the organ's grain (a learned map, or a texture on a large drop):
     inside the tumor (less its two outer voxel layers) the part beyond ``solid`` (which holds
     re-synthesised grain) becomes its 1-voxel blur, so the tumor's grain is the scan's.
-    Measured off the labelled vessels (the shading damps those itself)."""
-    where = mask & ~scene.vessels[box.slices]
-    if where.sum() < GRAIN_MIN_VOXELS:
+    Measured on the grain cube off the labelled vessels (the shading damps those itself)."""
+    sub = cube[0]
+    vessels = scene.vessels[box.slices]
+    core = erode(mask[sub] & ~vessels[sub])
+    if np.count_nonzero(core) < GRAIN_MIN_VOXELS:
         return change
+    image = scene.image[box.slices][sub]
     target = organ_grain_hu(site, scene, box, mask)
-    current = _tumor_grain(scene.image[box.slices], change, where)
+    current = _grain_at(image + change[sub], core)
     draws["grain_organ_hu"], draws["grain_appearance_hu"] = target, current
     if not (np.isfinite(target) and np.isfinite(current)) or current <= GRAIN_CAP_ABOVE * target:
         return change
     pattern = change - solid
-    interior = erode(where, iterations=2)      # the pattern's edge at the contour is not grain
-    if not (np.count_nonzero(interior) >= GRAIN_MIN_VOXELS
-            and _tumor_grain(np.zeros_like(pattern), pattern, interior) > GRAIN_PATTERN_SHARE * target):
-        return change                          # a smooth pattern: the grain is the scan's own
+    interior = erode(mask & ~vessels, iterations=2)      # the pattern's edge at the contour is not grain
+    if not (np.count_nonzero(interior[sub]) >= GRAIN_MIN_VOXELS
+            and _grain_at(pattern[sub], interior[sub]) > GRAIN_PATTERN_SHARE * target):
+        return change                                    # a smooth pattern: the grain is the scan's own
     change = solid + np.where(interior, low_pass(pattern), pattern)
-    draws["grain_smoothed_hu"] = _tumor_grain(scene.image[box.slices], change, where)
+    draws["grain_smoothed_hu"] = _grain_at(image + change[sub], core)
     return change
 
 
-def _top_up_grain(site: Site, scene: Scene, box: Box, mask: np.ndarray, weight: np.ndarray,
+def _top_up_grain(site: Site, scene: Scene, box: Box, mask: np.ndarray, cube: Cube, weight: np.ndarray,
                   change: np.ndarray, rng: np.random.Generator, draws: dict[str, Any]) -> np.ndarray:
     """``change`` plus zero-mean noise (``intensity.grain_values``) when the tumor, with
     ``change`` applied, is smoother than ``GRAIN_TOP_UP_BELOW`` x the organ's grain around it
@@ -161,55 +169,57 @@ def _top_up_grain(site: Site, scene: Scene, box: Box, mask: np.ndarray, weight: 
     of the image minus its 1-voxel blur. The noise is divided by the soft weight (at least 0.5)
     so that, once the weight multiplies the change, the tumor's outer layers get the same grain
     as its centre."""
-    if mask.sum() < GRAIN_MIN_VOXELS:
-        return change
     target = organ_grain_hu(site, scene, box, mask)
-    current = _tumor_grain(scene.image[box.slices], change, mask)
+    sub, core = cube
+    shaded = scene.image[box.slices][sub] + change[sub]
+    current = _grain_at(shaded, core)
     draws["grain_organ_hu"], draws["grain_tumor_hu"] = target, current
     if not (np.isfinite(target) and np.isfinite(current)) or current >= GRAIN_TOP_UP_BELOW * target:
         return change
     added = float(np.sqrt(target**2 - current**2))
     noise = np.zeros_like(change)
     noise[mask] = grain_values(mask, added, rng)
-    scale = _noise_scale(scene.image[box.slices], change, noise, mask, current, target)
+    scale = _noise_scale(shaded, noise[sub], core, current, target)
     draws["grain_added_hu"] = added * scale
     noise[mask] *= np.float32(scale) / np.maximum(weight[mask], np.float32(0.5))
     return change + noise
 
 
-def _noise_scale(image: np.ndarray, change: np.ndarray, noise: np.ndarray, mask: np.ndarray,
-                 current: float, target: float) -> float:
-    """The factor on ``noise`` that brings the tumor's grain to ``target``: over a few hundred
-    voxels, correlated noise and the robust SD are off by up to ~20 % from their nominal sum
-    (sqrt(current^2 + added^2)), so the reached grain is measured and the factor corrected
-    (``GRAIN_NOISE_ITERATIONS`` times, within ``GRAIN_NOISE_SCALE``)."""
+def _noise_scale(shaded: np.ndarray, noise: np.ndarray, core: np.ndarray, current: float, target: float) -> float:
+    """The factor on ``noise`` that brings the grain of ``shaded + noise`` over ``core`` (a
+    ``_grain_cube``) to ``target``: over a few hundred voxels, correlated noise and the robust
+    SD are off by up to ~20 % from their nominal sum (sqrt(current^2 + added^2)), so the reached
+    grain is measured and the factor corrected (``GRAIN_NOISE_ITERATIONS`` times, within
+    ``GRAIN_NOISE_SCALE``)."""
     scale = 1.0
     for _ in range(GRAIN_NOISE_ITERATIONS):
-        reached = _tumor_grain(image, change + np.float32(scale) * noise, mask)
-        own = reached**2 - current**2
+        own = _grain_at(shaded + np.float32(scale) * noise, core) ** 2 - current**2
         if not np.isfinite(own) or own <= 0:
             break
         scale = float(np.clip(scale * np.sqrt((target**2 - current**2) / own), *GRAIN_NOISE_SCALE))
     return scale
 
 
-def _tumor_grain(image: np.ndarray, change: np.ndarray, mask: np.ndarray) -> float:
-    """The grain (HU) of ``image + change`` over ``mask`` less its outer voxel layer (the soft
-    edge's gradient is not grain), measured on the central ``GRAIN_SAMPLE_VOXELS`` cube of the
-    tumor (plenty of voxels for a robust SD; a large tumor's whole box would cost a Gaussian
-    over a million voxels)."""
+def _grain_cube(mask: np.ndarray) -> Cube | None:
+    """(slices, core) where a tumor's grain is measured: the central ``GRAIN_SAMPLE_VOXELS``
+    cube of ``mask`` (plus 3 voxels for the blur; plenty of voxels for a robust SD, where a large
+    tumor's whole box would cost a Gaussian over a million voxels) and, in it, ``mask`` less its
+    outer voxel layer (the soft edge's gradient is not grain), or all of it when that is small."""
     box = bounding_box(mask)
     if box is None:
-        return float("nan")
+        return None
     half = GRAIN_SAMPLE_VOXELS // 2
     centre = [(a + b) // 2 for a, b in zip(box.lo, box.hi)]
     lo = [max(a, c - half) - 3 for a, c in zip(box.lo, centre)]
     hi = [min(b, c + half) + 3 for b, c in zip(box.hi, centre)]
     sub = tuple(slice(max(a, 0), min(b, n)) for a, b, n in zip(lo, hi, mask.shape))
-    shaded = image[sub] + change[sub]
-    hp = shaded - low_pass(shaded)
     core = erode(mask[sub])
-    return robust_sd(hp[core if np.count_nonzero(core) >= GRAIN_MIN_VOXELS else mask[sub]])
+    return sub, (core if np.count_nonzero(core) >= GRAIN_MIN_VOXELS else mask[sub])
+
+
+def _grain_at(shaded: np.ndarray, core: np.ndarray) -> float:
+    """Robust SD (HU) of ``shaded`` minus its 1-voxel blur over ``core``."""
+    return robust_sd((shaded - low_pass(shaded))[core])
 
 
 def _vessels_in_tumor(vessels: np.ndarray, mask: np.ndarray, weight: np.ndarray) -> np.ndarray:
