@@ -57,7 +57,7 @@ GRAIN_PATTERN_SHARE = 0.25
 GRAIN_NOISE_SCALE = (0.6, 1.6)
 GRAIN_NOISE_ITERATIONS = 2
 #: The tumor's grain is measured on (at most) this central cube of it, in voxels.
-GRAIN_SAMPLE_VOXELS = 48
+GRAIN_SAMPLE_VOXELS = 32
 #: Where a tumor's grain is measured: (slices of its central cube, core voxels in it).
 Cube = tuple[tuple[slice, ...], np.ndarray]
 #: Weight at and above which a voxel counts as tumor core in the measured drop.
