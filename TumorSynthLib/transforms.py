@@ -300,6 +300,16 @@ def chained_records(previous: Any, record: Mapping[str, Any]) -> str:
     return json_text([*(earlier if isinstance(earlier, list) else [earlier]), record]).strip()
 
 
+def synthesised_organs(text: Any) -> set[str]:
+    """The organs that received synthetic tumors according to a sample's ``META_KEY`` text
+    (one record or a chain of them); empty when there is none."""
+    if not isinstance(text, str):
+        return set()
+    records = json.loads(text)
+    records = records if isinstance(records, list) else [records]
+    return {t["organ"] for r in records if r.get("applied") for t in r.get("tumors", [])}
+
+
 def read_record(image: Any) -> dict[str, Any]:
     """The synthesis record a ``RandTumorSynth`` left in a MetaTensor's metadata ({} if none)."""
     text = image.meta.get(META_KEY) if isinstance(image, MetaTensor) else None
@@ -351,4 +361,5 @@ def _tumor_record(report: Mapping[str, Any]) -> dict[str, Any]:
             "seed": report["seed"]}
 
 
-__all__ = ["CROP_MARGIN_MM", "META_KEY", "RandTumorSynth", "RandTumorSynthd", "SynthesisTally", "read_record"]
+__all__ = ["CROP_MARGIN_MM", "META_KEY", "RandTumorSynth", "RandTumorSynthd", "SynthesisTally", "read_record",
+           "synthesised_organs"]

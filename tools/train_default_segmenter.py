@@ -70,6 +70,8 @@ REGISTRY = REPO / "TumorSynthLib" / "resources" / "Models.json"
 EXAMPLE = REPO.parent / "shared" / "data" / "totalsegmentator-example"
 TRAIN_SEED_BASE, VAL_SEED_BASE, BENCH_SEED_BASE = 1000, 2000, 3000
 STAGE_MIX = {"early": 0.3, "intermediate": 0.5, "advanced": 0.2}
+#: Recipe defaults of a fresh run (a resumed run keeps its own).
+RECIPE = {"tumor_weight": 6.0, "tumor_contrast": (0.4, 1.3)}
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -92,13 +94,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--spacing", type=float, default=3.0, help="model voxel size in mm (default 3)")
     p.add_argument("--patch", type=int, default=40, help="patch side in voxels (default 40: 120 mm)")
     p.add_argument("--samples-per-case", type=int, default=4, help="patches per case and step (default 4)")
-    p.add_argument("--tumor-weight", type=float, default=6.0,
+    p.add_argument("--tumor-weight", type=float, default=None,
                    help="patch centres: background 1, each organ 1, tumors this, shared equally by "
-                        "the organs' tumors (default 6: 2 each)")
-    p.add_argument("--tumor-contrast", default="0.4:1.3",
-                   help="contrast jitter LO:HI of the synthetic tumors in half of the organs (default "
+                        f"the organs' tumors (default {RECIPE['tumor_weight']:g}: 2 each; --resume: the run's)")
+    p.add_argument("--tumor-contrast", type=contrast_range, default=None, metavar="LO:HI",
+                   help="contrast jitter of the synthetic tumors in half of the organs (default "
                         "0.4:1.3: venous kidney tumors are made 60-110 HU below the organ, 0.4 reaches "
-                        "40 HU; 'none': off)")
+                        "40 HU; 'none': off; --resume: the run's)")
     p.add_argument("--synth-reuse", type=int, default=4,
                    help="epochs a case keeps its synthetic tumors, new patches each time (default 4)")
     p.add_argument("--threads", type=int, default=1,
@@ -177,7 +179,7 @@ def train_config(args: argparse.Namespace, datalist: Path, run_dir: Path, max_st
         data=str(datalist), out=str(run_dir), organ=ORGANS, method=args.methods, labels="totalseg",
         model="unet", channels=tuple(int(c) for c in args.channels.split(",")), spacing_mm=args.spacing,
         patch=args.patch, batch_size=1, samples_per_case=args.samples_per_case,
-        tumor_weight=args.tumor_weight, lr=args.lr, tumor_contrast=_contrast_range(args.tumor_contrast), synth_reuse=args.synth_reuse,
+        tumor_weight=args.tumor_weight, tumor_contrast=args.tumor_contrast, lr=args.lr, synth_reuse=args.synth_reuse,
         max_steps=max_steps, val_every=args.val_every, ckpt_every=100, max_val_cases=2 * args.val_seeds,
         seed=args.seed, device="cpu", workers=args.workers, prob=args.prob, stage_mix=dict(STAGE_MIX),
         num_tumors=(1, 2), warmup_steps=min(200, max(20, max_steps // 25)))
@@ -185,10 +187,29 @@ def train_config(args: argparse.Namespace, datalist: Path, run_dir: Path, max_st
     return TrainConfig(**kwargs)
 
 
-def _contrast_range(text: str) -> tuple[float, float] | None:
-    if str(text).lower() == "none":
-        return None
-    lo, hi = (float(v) for v in str(text).split(":"))
+def recipe_defaults(args: argparse.Namespace, run_dir: Path) -> None:
+    """Fill the recipe flags left unset: a resumed run keeps its own (``config.json``), a fresh
+    one takes ``RECIPE``; an explicit flag that differs from a resumed run's is said in the log."""
+    saved = json.loads((run_dir / "config.json").read_text()) if args.resume and (run_dir / "config.json").is_file() else None
+    for key in ("tumor_weight", "tumor_contrast"):
+        if getattr(args, key) is None:
+            value = saved.get(key) if saved is not None else RECIPE[key]
+            setattr(args, key, tuple(value) if isinstance(value, list) else value)
+        elif saved is not None and saved.get(key) != getattr(args, key):
+            print(f"note: --{key.replace('_', '-')} {getattr(args, key)} differs from the resumed run's "
+                  f"{saved.get(key)} (recorded in config.json from here on)", file=sys.stderr)
+    if args.tumor_contrast == "none":
+        args.tumor_contrast = None
+
+
+def contrast_range(text: str) -> tuple[float, float] | str:
+    """``LO:HI`` as two floats, or ``none``."""
+    if text.strip().lower() == "none":
+        return "none"
+    try:
+        lo, hi = (float(v) for v in text.split(":"))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"expected LO:HI (e.g. 0.4:1.3) or none, got '{text}'") from exc
     return lo, hi
 
 
@@ -202,6 +223,7 @@ def run_training(args: argparse.Namespace, datalist: Path, log: Any) -> tuple[An
     resume = bool(args.resume)
     if resume and not (run_dir / "last.pt").is_file():
         raise SystemExit(f"--resume: no run to continue in {run_dir}")
+    recipe_defaults(args, run_dir)
     if not resume and run_dir.exists():
         log(f"starting afresh: removing the previous run in {run_dir}")
         shutil.rmtree(run_dir)

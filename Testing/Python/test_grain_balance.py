@@ -4,11 +4,11 @@ is blurred, a smooth tumor is topped up to the organ's grain."""
 from __future__ import annotations
 
 import numpy as np
-from test_effects import _ball, _plan, _site
+from test_effects import SPACING, _ball, _plan, _site
 
 from TumorSynthLib.core.volume import Box
 from TumorSynthLib.synthesis.contracts import Appearance, Geometry, Scene, low_pass
-from TumorSynthLib.synthesis.effects.shading import GRAIN_CAP_ABOVE, shade
+from TumorSynthLib.synthesis.effects.shading import GRAIN_CAP_ABOVE, shade, soft_weight
 from TumorSynthLib.synthesis.intensity import robust_sd
 
 SHAPE = (40, 40, 20)
@@ -24,9 +24,9 @@ def _noisy(sd: float = 8.0, seed: int = 1) -> np.ndarray:
     return (100.0 + np.random.default_rng(seed).normal(0, sd, SHAPE)).astype(np.float32)
 
 
-def _apply(site, scene, mask, look):
+def _apply(site, scene, mask, look, weight=None):
     draws: dict = {}
-    out = shade(site, scene, Geometry(mask=mask), look, _plan(), np.random.default_rng(2), draws)
+    out = shade(site, scene, Geometry(mask=mask, weight=weight), look, _plan(), np.random.default_rng(2), draws)
     after = scene.image.copy()
     after[out.box.slices] += out.delta
     weight = np.zeros(SHAPE, np.float32)
@@ -82,3 +82,19 @@ def test_a_smooth_tumor_is_topped_up_to_the_organs_grain():
     ratio = _grain(after, core) / draws["grain_organ_hu"]
     assert 0.9 <= ratio <= 1.1, ratio
     assert abs(float(after[core].mean()) - 70.0) < 2.0                     # the noise is zero-mean
+
+
+def test_vessels_at_the_tumors_edge_fade_and_are_never_made_parenchyma():
+    image = _noisy()
+    site, scene, mask = _scene(image)
+    vessels = np.zeros(SHAPE, bool)
+    vessels[:, 20, 14] = True                    # a chord 9 mm off the centre: near the surface
+    image[vessels] = 200.0
+    scene = Scene(image, site.labels_roi, scene.organ, vessels)
+    solid = np.where(mask & (np.abs(image - 100.0) > 30.0), 100.0 - image, 0.0).astype(np.float32)
+    change = solid - np.where(mask, 30.0, 0.0).astype(np.float32)
+    wide = soft_weight(mask, SPACING, 3.0)                # a wide soft edge: the chord's weights <= 0.5
+    weight, after, _ = _apply(site, scene, mask, Appearance(change, 30.0, solid_hu=solid, solid_box=Box((0, 0, 0), SHAPE)), wide)
+    edge = vessels & mask & (weight <= 0.5)
+    assert edge.any()
+    assert np.all(after[edge] >= 200.0 - 130.0 * weight[edge] - 1e-3)    # faded, as the rest of the change

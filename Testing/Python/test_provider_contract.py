@@ -60,6 +60,26 @@ def test_every_provider_pair_keeps_the_contract(phantom_small, geometry, appeara
         assert rep["mean_tumor_hu"] < rep["organ_median_hu"]
 
 
+@pytest.mark.parametrize("appearance", registry.appearance_names())
+def test_every_appearance_declares_its_solid_part_inside_the_tumor(phantom_small, monkeypatch, appearance):
+    """``Appearance.solid_hu`` (the shading applies it unfaded) is on ``solid_box``, zero
+    outside the tumor's mask, and part of the change (not added on top of it)."""
+    _skip_unless_available("ellipsoid", appearance)
+    from TumorSynthLib.synthesis import pipeline
+
+    seen = []
+    real_shade = pipeline.shade
+    monkeypatch.setattr(pipeline, "shade", lambda site, scene, geometry, look, *rest:
+                        seen.append((geometry, look)) or real_shade(site, scene, geometry, look, *rest))
+    _run(phantom_small, "ellipsoid", appearance)
+    geometry, look = seen[0]
+    assert look.solid_hu is not None and look.solid_box is not None, "every shipped appearance starts from solid_change"
+    assert look.solid_hu.shape == tuple(look.solid_box.shape) and look.solid_hu.dtype == np.float32
+    inside = geometry.mask[look.solid_box.slices]
+    assert not np.any(look.solid_hu[~inside]) and np.any(look.solid_hu[inside])
+    assert not np.any(look.change_hu[look.solid_box.slices][~inside & (look.solid_hu != 0)])
+
+
 @pytest.mark.parametrize("method", METHODS)
 def test_every_method_is_a_named_pair_of_registered_providers(method):
     pair = registry.get_method(method)

@@ -1,6 +1,8 @@
 """The training-time tumor contrast jitter and the per-organ tumor patch classes."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -8,11 +10,17 @@ import torch
 from TumorSynthLib.core.errors import InputError
 from TumorSynthLib.segmentation.config import TrainConfig
 from TumorSynthLib.segmentation.pipeline import TUMOR_CONTRAST_MIN_HU, RandTumorContrastd, patch_transforms
+from TumorSynthLib.transforms import META_KEY
 
 ABDOMEN = "liver,pancreas,kidney"
 
 
-def _case() -> dict:
+def _record(*organs: str) -> str:
+    return json.dumps([{"applied": True, "tumors": [{"organ": o} for o in organs]},
+                       {"applied": False, "skipped": "real tumor"}])
+
+
+def _case(record: str | None = None) -> dict:
     labels = np.zeros((1, 20, 20, 20), np.float32)
     labels[0, :10] = 5                     # liver (totalseg)
     labels[0, 2:6, 2:6, 2:6] = 205          # liver tumor
@@ -22,7 +30,9 @@ def _case() -> dict:
     image[labels == 205] = 40.0             # 60 HU drop
     image[labels == 2] = 160.0
     image[labels == 202] = 150.0            # 10 HU drop: already fainter than the floor
-    return {"image": torch.from_numpy(image), "label": torch.from_numpy(labels)}
+    out = {"image": torch.from_numpy(image), "label": torch.from_numpy(labels)}
+    out[META_KEY] = _record("liver", "kidney") if record is None else record
+    return out
 
 
 def test_contrast_jitter_scales_around_the_organ_median_and_keeps_a_floor():
@@ -41,6 +51,14 @@ def test_contrast_jitter_scales_around_the_organ_median_and_keeps_a_floor():
     deep["image"][deep["label"] == 205] = -20.0                        # 120 HU drop
     scaled = RandTumorContrastd(ABDOMEN, "totalseg", (0.1, 0.1), prob=1.0)(deep)["image"].numpy()[0]
     assert np.allclose(100.0 - scaled[labels == 205], TUMOR_CONTRAST_MIN_HU)
+
+
+def test_real_tumors_keep_their_contrast():
+    jitter = RandTumorContrastd(ABDOMEN, "totalseg", (0.4, 0.4), prob=1.0)
+    for record in ("", _record("kidney")):           # no synthesis at all; synthesis in the kidney only
+        case = _case(record or None) if record else {k: v for k, v in _case().items() if k != META_KEY}
+        out = jitter(case)["image"].numpy()[0]
+        assert np.allclose(out[case["label"].numpy()[0] == 205], 40.0)   # the liver tumor is real
 
 
 def test_contrast_jitter_is_seeded_and_optional_per_organ():

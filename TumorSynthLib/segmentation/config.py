@@ -3,6 +3,7 @@ checkpoint carries (as a JSON-able dict), so a run can be resumed, audited and a
 from __future__ import annotations
 
 import math
+from numbers import Real
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
@@ -108,11 +109,12 @@ class TrainConfig:
         if self.workers < 0:
             raise InputError(f"--workers must be >= 0, got {self.workers}")
         if self.tumor_contrast is not None:
-            pair = tuple(self.tumor_contrast)
-            numbers = len(pair) == 2 and all(isinstance(v, (int, float)) and not isinstance(v, bool)
+            pair = tuple(self.tumor_contrast) if isinstance(self.tumor_contrast, (list, tuple)) else ()
+            numbers = len(pair) == 2 and all(isinstance(v, Real) and not isinstance(v, bool)
                                              and math.isfinite(v) for v in pair)
             if not numbers or not 0.0 < pair[0] <= pair[1] <= 3.0:
                 raise InputError(f"--tumor-contrast must be LO:HI with 0 < LO <= HI <= 3, got {shown(self.tumor_contrast)}")
+            self.tumor_contrast = (float(pair[0]), float(pair[1]))
         task_methods(self.method)
 
     @property

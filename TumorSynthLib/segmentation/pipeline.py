@@ -38,7 +38,7 @@ from torch.utils.data import Dataset, Sampler
 
 from ..anatomy.analysis import convention_ids
 from ..core.volume_io import load_volume
-from ..transforms import RandTumorSynthd
+from ..transforms import META_KEY, RandTumorSynthd, synthesised_organs
 from .config import TrainConfig, task_methods
 from .datasets import Case
 from .tasks import task_label_array, task_organ_ids, task_organs, task_region_ids, tumor_ids
@@ -51,7 +51,8 @@ RAS_LABELS = (("L", "R"), ("P", "A"), ("I", "S"))
 VALIDATION_EPOCH = 2**31 - 1
 #: Keys of the patch-sampling classes of a multi-organ task (dropped before batching).
 CLASSES_KEY, INDICES_KEY = "crop_classes", "crop_indices"
-#: Patch-centre weights of background and of each organ (tumor: ``TrainConfig.tumor_weight``).
+#: Patch-centre weights of background and of each organ (tumors: ``TrainConfig.tumor_weight``,
+#: shared equally by the organs' tumor classes).
 BACKGROUND_WEIGHT, ORGAN_WEIGHT = 1.0, 1.0
 #: Chance that one organ's synthetic tumors get their contrast rescaled (``tumor_contrast``).
 TUMOR_CONTRAST_PROB = 0.5
@@ -81,9 +82,9 @@ class LoadVolumed(MapTransform):
 class TaskLabelsd(MapTransform):
     """Map a label of ``convention`` to the task labels {0 background, 1 organ, 2 tumor}.
 
-    With ``classes_key``, also store the patch-sampling classes there: 0 background, 1..n the
-    region of task organ 1..n, n + 1 tumor (uint8, same grid), so patches can be centred on each
-    organ of a multi-organ task in turn."""
+    With ``classes_key``, also store the patch-sampling classes there (``sampling_classes``: 0
+    background, 1..n the region of task organ 1..n, n + k the tumors of organ k; uint8, same
+    grid), so patches can be centred on each organ and each organ's tumors in turn."""
 
     def __init__(self, keys: Any, organ: str, convention: str, classes_key: str | None = None) -> None:
         super().__init__(keys)
@@ -121,7 +122,8 @@ def sampling_classes(labels: np.ndarray, organ: str, convention: str) -> np.ndar
 
 
 class RandTumorContrastd(Randomizable, MapTransform):
-    """Training augmentation: scale each organ's synthetic tumors' contrast to the organ by a
+    """Training augmentation: scale the contrast to the organ of each organ's synthetic tumors
+    (the organs the sample's ``RandTumorSynthd`` records name; real tumors stay as they are) by a
     factor drawn uniformly in ``factors`` (HU inside the tumor -> organ median + f (HU - organ
     median); the organ median over its tissue voxels; a tumor's mean difference to the organ
     never shrinks below ``TUMOR_CONTRAST_MIN_HU``). Teaches the model tumors fainter or
@@ -140,11 +142,16 @@ class RandTumorContrastd(Randomizable, MapTransform):
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
         d = dict(data)
         draws = self.randomize()
+        synthetic = synthesised_organs(d.get(META_KEY))
+        if not synthetic & set(self.organs):
+            return d
         image, labels = d["image"], np.rint(d["label"].numpy()[0]).astype(np.int32)
         values = image.numpy()[0] if isinstance(image, torch.Tensor) else np.asarray(image)[0]
         for name, factor in zip(self.organs, draws):
+            if factor is None or name not in synthetic:
+                continue
             tumor = np.isin(labels, tumor_ids(name, self.convention))
-            if factor is None or not tumor.any():
+            if not tumor.any():
                 continue
             tissue = values[np.isin(labels, task_organ_ids(name, self.convention))]
             if tissue.size == 0:
@@ -221,7 +228,9 @@ def window_transform(cfg: TrainConfig) -> ScaleIntensityRanged:
 
 def patch_transforms(cfg: TrainConfig) -> list:
     """Pad to the patch and draw ``samples_per_case`` patches, centred on background, each task
-    organ and tumor with weights ``BACKGROUND_WEIGHT : ORGAN_WEIGHT (each) : cfg.tumor_weight``."""
+    organ and each organ's tumors with weights ``BACKGROUND_WEIGHT : ORGAN_WEIGHT (each) :
+    cfg.tumor_weight / n (each)`` (n task organs; classes without voxels in a case drop out, so
+    a case with tumors in one organ only gets fewer tumor-centred patches than one with several)."""
     keys = ("image", "label")
     size = (cfg.patch,) * 3
     n = len(task_organs(cfg.organ))

@@ -131,10 +131,11 @@ class Geometry:
 @dataclass
 class Appearance:
     """What an appearance provider returns: ``change_hu`` (float32, ROI shape), the HU to add
-    inside the tumor (negative: darker). It must be smooth (no voxel-scale noise): the scene's
+    inside the tumor (negative: darker). It should be smooth (no voxel-scale noise): the scene's
     own grain stays in the tumor, so a provider never makes noise; a provider that generates
     absolute HU with noise of its own turns them into a smooth change with
-    ``appearance.common.change_towards``. ``target_drop_hu``
+    ``intensity.change_towards`` (and the shading blurs a pattern that still makes the tumor
+    grainier than its organ). ``target_drop_hu``
     is the mean drop the provider aimed at (None when it has no target); ``info`` names a
     learned model (id, SHA256) and other facts for the report.
 
@@ -166,6 +167,13 @@ class Appearance:
         return out
 
 
+def soft_blend(weight: np.ndarray, change: np.ndarray, solid: np.ndarray) -> np.ndarray:
+    """A change as the soft edge ``weight`` applies it: ``weight * change + (1 - weight) *
+    solid``, i.e. the solid part (``Appearance.solid_hu``, zero outside the tumor) in full, the
+    rest faded (float32)."""
+    return (weight * change + (np.float32(1.0) - weight) * solid).astype(np.float32)
+
+
 @runtime_checkable
 class StepJob(Protocol):
     """A stage that runs in steps (``advance``) so that front ends can show it growing."""
@@ -181,8 +189,9 @@ class StepJob(Protocol):
 
     def advance(self, n: int = 1) -> None: ...
 
-    def preview(self) -> np.ndarray | None:
-        """The current tumor mask (geometry) or HU change (appearance) of the ROI, or None."""
+    def preview(self) -> Any:
+        """The current tumor mask of the ROI (geometry) or the ``Appearance`` as it stands
+        (appearance), or None."""
 
     def finish(self) -> Union[Geometry, Appearance]:
         """Run the remaining steps (or stop where it is, if ``stop()`` was called) and return."""
@@ -220,4 +229,4 @@ class AppearanceProvider(Protocol):
 
 
 __all__ = ["Appearance", "AppearanceProvider", "EDGE_SIGMA_RANGE_MM", "EffectPlan", "Geometry",
-           "GeometryProvider", "LOW_PASS_TRUNCATE", "Scene", "low_pass", "StepJob", "tumor_box"]
+           "GeometryProvider", "LOW_PASS_TRUNCATE", "Scene", "low_pass", "soft_blend", "StepJob", "tumor_box"]

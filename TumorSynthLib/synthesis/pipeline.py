@@ -24,8 +24,9 @@ import numpy as np
 
 from ..anatomy.site import Site
 from ..core.errors import GeometryError, PlacementError
+from ..core.volume import Box
 from . import registry
-from .contracts import EDGE_SIGMA_RANGE_MM, Appearance, EffectPlan, Geometry, Scene
+from .contracts import EDGE_SIGMA_RANGE_MM, Appearance, EffectPlan, Geometry, Scene, soft_blend
 from .effects.lesions import add_satellites
 from .effects.mass_effect import push_scene
 from .effects.plan import draw_effect_plan
@@ -149,14 +150,15 @@ class TumorJob:
 
     def preview_image(self) -> np.ndarray | None:
         """The ROI's HU (float32) as the tumor looks now: the final image once done; while a
-        stepping appearance forms, the scene plus the soft weight times its current change
-        (organ and tumor voxels only; no stage effects yet); None otherwise."""
+        stepping appearance forms, the scene plus its current change under a soft edge
+        (``contracts.soft_blend``; organ and tumor voxels only; no stage effects yet); None
+        otherwise."""
         if self._outcome is not None:
             return self._outcome.image_roi
         if self.stage != "appearance" or self.geometry is None:
             return None
-        change = self._job.preview()
-        if change is None:
+        look = self._job.preview()
+        if look is None:
             return None
         geometry = self.geometry
         scene = geometry.scene or self.scene
@@ -164,7 +166,9 @@ class TumorJob:
             self._preview_weight = (geometry.weight if geometry.weight is not None else
                                     soft_weight(geometry.mask, self.site.spacing, PREVIEW_EDGE_SIGMA_MM))
         allowed = scene.organ | geometry.mask
-        return (scene.image + np.where(allowed, self._preview_weight * change, 0.0)).astype(np.float32)
+        solid = look.solid_in(Box((0, 0, 0), tuple(geometry.mask.shape)))
+        change = soft_blend(self._preview_weight, look.change_hu, solid)
+        return (scene.image + np.where(allowed, change, 0.0)).astype(np.float32)
 
     def advance(self, n: int = 1) -> None:
         """Move the current stage on by ``n`` steps (the next stage starts when one ends)."""

@@ -115,10 +115,14 @@ class DiffusionJob:
     def stop(self) -> None:
         self._stopped = True
 
-    def preview(self) -> np.ndarray | None:
-        """The change (ROI, HU) of the model's current estimate; None before the first step."""
+    def preview(self) -> Appearance | None:
+        """The appearance of the model's current estimate (no report facts); None before the
+        first step."""
         estimate = self.sampler.estimate()
-        return None if estimate is None else self.change_of(estimate)
+        if estimate is None:
+            return None
+        change, solid = self.paint(estimate)
+        return Appearance(change, solid_hu=solid, solid_box=self.box)
 
     def finish(self) -> Appearance:
         while not self.done:
@@ -129,10 +133,6 @@ class DiffusionJob:
                           solid_hu=solid, solid_box=self.box)
 
     # -- helpers ----------------------------------------------------------------------------------
-    def change_of(self, patch_unit: np.ndarray, draws: dict[str, Any] | None = None) -> np.ndarray:
-        """The ROI change (HU) that paints ``patch_unit`` (window units) into the tumor."""
-        return self.paint(patch_unit, draws)[0]
-
     def paint(self, patch_unit: np.ndarray, draws: dict[str, Any] | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(ROI change in HU, its solid part on ``self.box``) that paint ``patch_unit`` (window
         units) into the tumor: solid parenchyma plus the sample's low frequencies relative to the

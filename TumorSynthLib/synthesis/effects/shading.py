@@ -35,6 +35,7 @@ from ..contracts import (
     Geometry,
     Scene,
     low_pass,
+    soft_blend,
     tumor_box,
 )
 from ..intensity import GRAIN_MIN_VOXELS, grain_values, organ_grain_hu, robust_sd
@@ -108,7 +109,7 @@ def shade(site: Site, scene: Scene, geometry: Geometry, appearance: Appearance, 
     if inside_vessels.any():  # thin vessels: measured on the voxels themselves, not the low-pass
         vessel_hu = scene.image[sl][inside_vessels]
         change[inside_vessels] = np.float32(VESSEL_DAMPING) * (np.float32(level) - vessel_hu)
-        solid[inside_vessels] = 0.0
+    solid[vessels & m] = 0.0      # vessels are compressed (or faded at the edge), never made parenchyma
     drop = abs(appearance.target_drop_hu or (float(np.median(raw[m])) - level if m.any() else 0.0))
     if plan.capsule and m.any():
         change += _capsule(m, site.spacing, drop, rng, draws)
@@ -121,7 +122,7 @@ def shade(site: Site, scene: Scene, geometry: Geometry, appearance: Appearance, 
     if cube is not None:
         change = _top_up_grain(site, scene, box, m, cube, weight, change, rng, draws)
     allowed = (scene.organ[sl] | m) & ~(scene.vessels[sl] & ~m)
-    delta = np.where(allowed, weight * change + (1.0 - weight) * solid, 0.0).astype(np.float32)
+    delta = np.where(allowed, soft_blend(weight, change, solid), 0.0).astype(np.float32)
     core = (weight >= CORE_WEIGHT) & (~nec if nec is not None else True)
     return Shading(
         box=box, delta=delta, weight=weight, necrosis=necrosis,
