@@ -128,10 +128,10 @@ def markdown(res: dict[str, Any], command: str) -> str:
         table(["method", "stage", "n", "mean P", "accepted"], stage_rows), "",
         "Target: the clearly visible sphere (20 mm, 40 HU drop) scores P >= 0.8 and the invisible one "
         f"(0 HU drop) is rejected: {verdict(rows)}. The P of synthetic tumors is what the filter uses to "
-        "keep or redraw them. Most misses are venous (see the last column); a likely reason: the "
-        "kidneys and pancreas enhance, so a sphere 40 HU "
-        "below them is still brighter than most of the abdomen and the model, trained on the stage-"
-        "dependent drops of the synthesis methods, often does not call it a tumor.",
+        "keep or redraw them. Most misses are venous (see the last column); a likely reason: an "
+        "enhancing kidney holds darker medulla, so a sphere 40 HU below the kidney's median looks "
+        "like normal kidney to the model, although it was trained with the synthetic tumors' "
+        "contrast rescaled by 0.4-1.3 (venous kidney tumors are made 60-110 HU below the organ).",
     ])
 
 

@@ -10,8 +10,9 @@ data only, with tumors of every available synthesis method made online:
   3 mm) when ``../shared/data`` is present; validation on other phantom seeds. The benchmark
   (``benchmarks/bench_segmentation.py``) uses seeds from ``BENCH_SEED_BASE`` on, never seen here.
 * recipe (chosen for speed per CPU-minute on a shared 2-core machine): 3 mm voxels, 40^3
-  patches (120 mm), 4 per step, centred on background, each organ and tumors (1:1:1:1:4);
-  tumors in each organ with probability 0.7, stages early / intermediate / advanced
+  patches (120 mm), 4 per step, centred on background, each organ and each organ's tumors
+  (1:1:1:1:2:2:2); the synthetic tumors' contrast to the organ rescaled by U(0.4, 1.3) in half
+  of the organs (``--tumor-contrast``); tumors in each organ with probability 0.7, stages early / intermediate / advanced
   0.3 / 0.5 / 0.2, 1-2 tumors per organ, methods used equally often; each case keeps its
   synthetic tumors for ``--synth-reuse`` epochs (new patches every time: synthesis, about 2 s
   per case, then costs a quarter of a step); one torch thread (``--threads``); batch Dice +
@@ -23,21 +24,17 @@ data only, with tumors of every available synthesis method made online:
   ``--no-register``, the ``default`` entry of ``TumorSynthLib/resources/Models.json`` with the
   file's SHA256.
 
-Train one session fitted to a budget (about an hour on 2 shared CPU cores)::
+Train one session fitted to a budget (the shipped model: 10733 steps in 81.5 min, one CPU
+thread, the last checkpoint shipped)::
 
-    nice -n 10 python tools/train_default_segmenter.py --minutes 55
-
-The shipped model is three sessions of one run folder (the README lists the commands: 2820
-steps of handcrafted + cellular, resumed to 5200 and to 6800 with adversarial added, the last
-checkpoint shipped).
+    nice -n 5 python tools/train_default_segmenter.py --minutes 84 --ship last --methods handcrafted,cellular,adversarial
 
 Ship the best checkpoint of a run that is still going (or was killed) without waiting::
 
     python tools/train_default_segmenter.py --export-only
 
 ``--ship last`` ships the last checkpoint instead of the best: "best" is chosen on four
-validation cases, a noisy pick (the shipped model: best at step 4800, last at 6800; on the 16
-benchmark cases last was as good or better, a close call: see docs/benchmarks.md).
+validation cases, a noisy pick (the shipped model's run: best 0.759 at step 9600, last 0.725).
 
 Trial run without touching the shipped model::
 
