@@ -7,7 +7,7 @@ phases, for each organ:
 
 * calibration lesions (``phantom.lesions``): a 20 mm sphere 40 HU below the organ (clearly
   visible: target P >= 0.8) and the same sphere with a 0 HU drop (invisible: must be rejected);
-* one tumor of each synthesis method per organ and case, stages cycling through early,
+* one tumor of each synthesis method available here per organ and case, stages cycling through early,
   intermediate and advanced: mean P and the share accepted at 0.7, by method, organ and phase.
 
 Prints the tables and the seconds per check; writes the ``bench_quality`` section of
@@ -37,7 +37,17 @@ from TumorSynthLib.segmentation.tasks import task_label_array  # noqa: E402
 BENCH_SEED_BASE = 3000
 ORGANS = ("liver", "pancreas", "kidney")
 PHASES = ("venous", "noncontrast")
-METHODS = ("handcrafted", "cellular")
+
+def available_methods() -> tuple[str, ...]:
+    """Every synthesis method whose providers can run here (handcrafted and cellular first)."""
+    from TumorSynthLib.synthesis.registry import availability, methods
+
+    ok = [name for name, pair in methods().items()
+          if availability("geometry", pair.geometry)[0] and availability("appearance", pair.appearance)[0]]
+    return tuple(sorted(ok, key=lambda m: (m not in ("handcrafted", "cellular"), m != "handcrafted", m)))
+
+
+METHODS = available_methods()
 STAGES = ("early", "intermediate", "advanced")
 THRESHOLD = 0.7
 LESIONS = {"sphere 20 mm, 40 HU drop": 40.0, "sphere 20 mm, 0 HU drop": 0.0}
