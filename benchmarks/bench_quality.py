@@ -76,7 +76,8 @@ def run(model: str, seeds: list[int], log: Any) -> dict[str, Any]:
             arr = np.rint(np.asarray(labels.array)).astype(np.int32)
             for organ in ORGANS:
                 region = task_label_array(arr, organ, "totalseg") == 1
-                centre = lesion_centre(region, ct.spacing, 20.0, np.random.default_rng([seed, k]))
+                where = np.random.default_rng([seed, PHASES.index(phase), ORGANS.index(organ)])
+                centre = lesion_centre(region, ct.spacing, 20.0, where)     # whatever the method list
                 for name, drop in LESIONS.items():
                     image, mask = add_sphere_lesion(ct, region, centre, 20.0, drop)
                     rows.append({"kind": name, "organ": organ, "phase": phase, "seed": seed,
