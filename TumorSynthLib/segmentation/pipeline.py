@@ -4,8 +4,9 @@ run repeatable and resumable.
 Order (training): load (``load_volume``: NIfTI / NRRD / DICOM, RAS affine) -> orientation RAS
 -> spacing (isotropic mm) -> crop to the body -> [cached up to here] -> ``RandTumorSynthd`` (in
 HU, on the dataset's own labels; one instance per task organ and synthesis method) -> optional
-tumor contrast jitter (``RandTumorContrastd``) -> task labels {0, 1, 2} -> HU window to [0, 1] -> pad -> random patches weighted towards organ and tumor
-(for a multi-organ task, towards each organ and each organ's tumors in turn) -> small intensity jitter.
+tumor contrast jitter (``RandTumorContrastd``) -> task labels {0, 1, 2} -> HU window to [0, 1]
+-> pad -> random patches weighted towards organ and tumor (for a multi-organ task, towards each
+organ and each organ's tumors in turn) -> small intensity jitter.
 
 Sample seeds: the random transforms of sample ``index`` in epoch ``epoch`` are seeded from
 ``SeedSequence([seed, epoch, index])`` whatever the worker or rank that draws it, and
@@ -158,7 +159,7 @@ class RandTumorContrastd(Randomizable, MapTransform):
                 continue
             reference = float(np.median(tissue))
             drop = abs(reference - float(values[tumor].mean()))
-            if drop > 0:   # never fainter than TUMOR_CONTRAST_MIN_HU (unless made fainter)
+            if drop > 0:   # never below TUMOR_CONTRAST_MIN_HU, unless the method made it fainter
                 factor = max(factor, min(1.0, TUMOR_CONTRAST_MIN_HU / drop))
             values[tumor] = reference + factor * (values[tumor] - reference)
         return d
