@@ -11,22 +11,41 @@ from typing import Sequence
 import numpy as np
 from scipy import ndimage
 
+from ..anatomy.parenchyma import parenchyma_values
 from ..core.errors import InputError, PlacementError
 from ..core.volume import Volume
 
 
 def lesion_centre(organ: np.ndarray, spacing: Sequence[float], diameter_mm: float,
-                  rng: np.random.Generator | None = None) -> tuple[int, int, int]:
+                  rng: np.random.Generator | None = None,
+                  image: np.ndarray | None = None) -> tuple[int, int, int]:
     """A voxel of ``organ`` as deep as possible for the lesion: drawn (``rng``) among voxels at
-    least ``diameter_mm / 2`` from the organ's border, or the deepest voxel when none is."""
+    least ``diameter_mm / 2`` from the border, or the deepest voxel when none is.
+
+    With ``image`` (HU, same grid) the depth is measured in the organ's parenchyma (its voxels in
+    the window of ``anatomy.parenchyma.parenchyma_values``), so the lesion sits in homogeneous
+    tissue: the deepest part of a kidney label is its sinus (fat and hilar vessels), where a
+    darker sphere is no visible lesion."""
     mask = np.asarray(organ, dtype=bool)
     if not mask.any():
         raise PlacementError("the organ mask is empty: no place for a lesion")
+    if image is not None:
+        mask = mask & _parenchyma_window(np.asarray(image), mask)
     depth = ndimage.distance_transform_edt(mask, sampling=[float(s) for s in spacing])
     deep = np.argwhere(depth >= 0.5 * float(diameter_mm))
     if rng is None or deep.size == 0:
         return tuple(int(v) for v in np.unravel_index(int(np.argmax(depth)), depth.shape))  # type: ignore[return-value]
     return tuple(int(v) for v in deep[int(rng.integers(len(deep)))])  # type: ignore[return-value]
+
+
+def _parenchyma_window(image: np.ndarray, organ: np.ndarray) -> np.ndarray:
+    """Voxels whose HU lie in the parenchyma window of ``organ``'s values (bool, image grid)."""
+    if image.shape != organ.shape:
+        raise InputError(f"the image {image.shape} and the organ mask {organ.shape} are not on one grid")
+    kept = parenchyma_values(np.asarray(image[organ], dtype=np.float64))
+    if kept.size == 0:
+        raise PlacementError("the organ holds no parenchyma (no voxel in its HU window): no place for a lesion")
+    return (image >= kept.min()) & (image <= kept.max())
 
 
 def add_sphere_lesion(image: Volume, organ: np.ndarray, centre_voxel: Sequence[int], diameter_mm: float,
