@@ -6,7 +6,9 @@ is accepted when P >= 0.7. On phantom seeds the model never saw (from 3000), bot
 phases, for each organ:
 
 * calibration lesions (``phantom.lesions``): a 20 mm sphere 40 HU below the organ (clearly
-  visible: target P >= 0.8) and the same sphere with a 0 HU drop (invisible: must be rejected);
+  visible: target P >= 0.8) and the same sphere with a 0 HU drop (invisible: must be rejected),
+  placed in the organ's parenchyma (not in a kidney's sinus fat, where a darker sphere is no
+  visible lesion);
 * one tumor of each synthesis method available here per organ and case, stages cycling through early,
   intermediate and advanced: mean P and the share accepted at 0.7, by method, organ and phase.
 
@@ -77,7 +79,7 @@ def run(model: str, seeds: list[int], log: Any) -> dict[str, Any]:
             for organ in ORGANS:
                 region = task_label_array(arr, organ, "totalseg") == 1
                 where = np.random.default_rng([seed, PHASES.index(phase), ORGANS.index(organ)])
-                centre = lesion_centre(region, ct.spacing, 20.0, where)     # whatever the method list
+                centre = lesion_centre(region, ct.spacing, 20.0, where, image=np.asarray(ct.array))
                 for name, drop in LESIONS.items():
                     image, mask = add_sphere_lesion(ct, region, centre, 20.0, drop)
                     rows.append({"kind": name, "organ": organ, "phase": phase, "seed": seed,
@@ -138,11 +140,10 @@ def markdown(res: dict[str, Any], command: str) -> str:
         "By stage:", "",
         table(["method", "stage", "n", "mean P", "accepted"], stage_rows), "",
         "Target: the clearly visible sphere (20 mm, 40 HU drop) scores P >= 0.8 and the invisible one "
-        f"(0 HU drop) is rejected: {verdict(rows)}. The P of synthetic tumors is what the filter uses to "
-        "keep or redraw them. Most misses are venous (see the last column); a likely reason: an "
-        "enhancing kidney holds darker medulla, so a sphere 40 HU below the kidney's median looks "
-        "like normal kidney to the model, although it was trained with the synthetic tumors' "
-        "contrast rescaled by 0.4-1.3 (venous kidney tumors are made 60-110 HU below the organ).",
+        f"(0 HU drop) is rejected: {verdict(rows)}. The spheres sit in the organ's parenchyma (organ "
+        "voxels in its HU window: a kidney label's deepest part is its sinus, fat and hilar vessels, "
+        "where a darker sphere is no visible lesion). The P of synthetic tumors is what the filter "
+        "uses to keep or redraw them; the last column shows how it differs between the phases.",
     ])
 
 

@@ -64,7 +64,7 @@ def test_quality_p_of_visible_and_invisible_lesions(coarse_phantom, organ):
 
     ct, labels, _ = coarse_phantom
     region = task_label_array(np.asarray(labels.array), organ, "totalseg") == 1
-    centre = lesion_centre(region, ct.spacing, 20.0)
+    centre = lesion_centre(region, ct.spacing, 20.0, image=np.asarray(ct.array))
     qf = QualityFilter("default", device="cpu", organ=organ)
     visible, mask = add_sphere_lesion(ct, region, centre, 20.0, 40.0)
     invisible, _ = add_sphere_lesion(ct, region, centre, 20.0, 0.0)

@@ -166,3 +166,23 @@ def test_tiny_and_coarse_grids_work(shape, spacing):
     assert ct.shape == organs.shape == shape
     assert np.all(np.isfinite(ct.array))
     assert set(names) == set(np.unique(organs.array).tolist()) - {0}
+
+
+def test_calibration_lesion_sits_in_parenchyma_not_in_the_sinus():
+    from TumorSynthLib.core.volume import Volume
+    from TumorSynthLib.phantom.lesions import add_sphere_lesion, lesion_centre
+
+    kidney = np.zeros((60, 60, 60), bool)
+    kidney[5:55, 5:55, 5:55] = True
+    image = np.full(kidney.shape, -100.0, np.float32)
+    image[kidney] = 160.0
+    image[20:40, 20:40, 20:40] = -90.0          # sinus fat inside the kidney label, where it is deepest
+    spacing = (1.0, 1.0, 1.0)
+    deepest = lesion_centre(kidney, spacing, 12.0)
+    placed = lesion_centre(kidney, spacing, 12.0, np.random.default_rng(0), image=image)
+    assert image[deepest] < 0 and image[placed] == 160.0
+    ct = Volume(image, np.eye(4))
+    lesion, mask = add_sphere_lesion(ct, kidney, placed, 12.0, 40.0)
+    assert np.all(image[mask] == 160.0)         # the whole sphere in parenchyma
+    assert np.asarray(lesion.array)[placed] == pytest.approx(120.0, abs=0.5)
+    assert np.array_equal(np.asarray(ct.array), image)
