@@ -1,7 +1,8 @@
 """The quality bar of methods.md section 3, measured on held-out patches.
 
-For each patch (window units) the model fills the conditioning mask from the masked patch;
-then, inside the mask:
+For each patch (window units) the model fills the conditioning mask from the masked patch (the
+mean of ``chains`` chains, by default the ``diffusion`` appearance's ``DEFAULT_CHAINS``); then,
+inside the mask:
 
 * ``mae``: mean absolute error of the sample against the true patch;
 * ``mae_surround_fill``: the same for the baseline that fills the mask with the mean of the
@@ -23,7 +24,7 @@ import numpy as np
 from scipy import ndimage
 
 from ..synthesis.learned.checkpoint import DiffusionModel
-from ..synthesis.learned.sampler import InpaintSampler
+from ..synthesis.learned.sampler import DEFAULT_CHAINS, InpaintSampler
 
 SHELL_CELLS = 2
 QUALITY_BAR = {"mae_ratio": 0.6, "mean_error": 0.15}
@@ -62,12 +63,14 @@ def score_samples(samples: np.ndarray, truths: np.ndarray, masks: np.ndarray) ->
 
 
 def sample_patches(model: DiffusionModel, images: np.ndarray, masks: np.ndarray, seed: int,
-                   batch: int = 8, sampler: str | None = None, steps: int | None = None) -> np.ndarray:
-    """The model's samples for ``images`` (window units) with ``masks`` filled, in batches."""
+                   batch: int = 8, sampler: str | None = None, steps: int | None = None,
+                   chains: int = DEFAULT_CHAINS) -> np.ndarray:
+    """The model's samples (each the mean of ``chains`` chains) for ``images`` (window units)
+    with ``masks`` filled, in batches."""
     out = []
     for start in range(0, len(images), batch):
         run = InpaintSampler(model, images[start:start + batch], masks[start:start + batch],
-                             seed + start, sampler, steps)
+                             seed + start, sampler, steps, chains)
         sample = run.result()
         out.append(sample[None] if sample.ndim == 3 else sample)
     return np.concatenate(out)

@@ -5,7 +5,9 @@ diffusion model from the surrounding scan (after Chen et al., CVPR 2024; methods
    covers the soft edge too); a ``patch``^3 isotropic patch of ``h`` mm (``h`` from the mask's
    extent, at least 1 mm) is read around it from the scene, through the fixed HU window;
 2. the model samples the masked voxels (``learned.sampler``: one denoiser call per step, the
-   noise from one torch seed drawn from the tumor's generator);
+   noise from one torch seed drawn from the tumor's generator), ``diffusion_chains`` chains in
+   one batch whose mean is the sample (the model's expected tumor for these surroundings; the
+   scan supplies the grain in step 3);
 3. the sample goes back to HU and to the scan's voxels inside the mask; its low frequencies
    relative to the parenchyma median are the model's pattern (darkening, texture). Inside the
    tumor the change is the shared ``intensity.solid_change`` (the tumor starts as solid
@@ -36,6 +38,7 @@ from ..intensity import DELTA_MIN_BASE_HU, DELTA_OFFSET_HU, change_towards, soli
 from ..learned.checkpoint import default_model_ref, load_diffusion_model
 from ..learned.config import SAMPLERS, to_hu, to_unit
 from ..learned.patch import dilate_mm, extent_mm, patch_for_mask
+from ..learned.sampler import DEFAULT_CHAINS, InpaintSampler
 from ..registry import register_appearance
 
 
@@ -46,7 +49,7 @@ class DiffusionAppearance:
 
     name = "diffusion"
     description = "the tumor's inside inpainted by a diffusion model conditioned on the surrounding scan"
-    options = ("diffusion_model", "diffusion_steps", "diffusion_sampler")
+    options = ("diffusion_model", "diffusion_steps", "diffusion_sampler", "diffusion_chains")
 
     def available(self) -> tuple[bool, str]:
         for package in ("torch", "monai"):
@@ -70,8 +73,6 @@ class DiffusionJob:
     A stopped job keeps the model's current estimate of the tumor (after at least one step)."""
 
     def __init__(self, site: Site, scene: Scene, geometry: Geometry, rng: np.random.Generator) -> None:
-        from ..learned.sampler import InpaintSampler
-
         options = site.options
         if str(options.get("enhancement", "hypo")) == "hyper":
             raise InputError("the diffusion appearance paints what its model learned (hypo-attenuating "
@@ -87,8 +88,9 @@ class DiffusionJob:
         self.region = dilate_mm(geometry.mask, site.spacing, cfg.mask_margin_mm)
         self.grid = patch_for_mask(self.region, site.spacing, cfg.patch, cfg.infer_fill, cfg.spacing_mm[0])
         image = to_unit(self.grid.sample(scene.image), cfg.window_hu)
+        chains = int(options.get("diffusion_chains") or DEFAULT_CHAINS)
         self.sampler = InpaintSampler(self.model, image, self.grid.sample_mask(self.region), self.seed,
-                                      sampler, steps)
+                                      sampler, steps, chains)
         reach = int(np.ceil(LOW_PASS_TRUNCATE)) + 1
         self.box: Box = bounding_box(self.region, reach)  # type: ignore[assignment]
         self._stopped = False
@@ -170,7 +172,8 @@ class DiffusionJob:
             site.warnings.append(f"the tumor ({extent:.0f} mm with its edge) is larger than the diffusion model "
                                  f"was trained for (patch spacing {self.grid.spacing_mm:.2f} mm > "
                                  f"{cfg.spacing_mm[1]:g} mm); its appearance is extrapolated")
-        return {**self.model.describe(), "sampler": self.sampler.sampler, "steps_run": self.sampler.index,
+        return {**self.model.describe(), "sampler": self.sampler.sampler, "chains": self.sampler.chains,
+                "steps_run": self.sampler.index,
                 "steps_total": self.sampler.total_steps, "stopped_early": not self.sampler.done,
                 "patch_spacing_mm": self.grid.spacing_mm, "patch_cells": cfg.patch,
                 "mask_margin_mm": cfg.mask_margin_mm, "extent_mm": extent, "device": str(self.model.device),
