@@ -74,6 +74,20 @@ def test_ddim_on_a_t4_model_and_batches(tiny_diffusion_models):
     assert batch.shape == (2, *image.shape)
 
 
+def test_chains_are_averaged_independent_samples(tiny_diffusion_models):
+    model = ckpt.load_diffusion_model(tiny_diffusion_models.ddpm, "cpu")
+    image, mask = _patch(model)
+    pair = InpaintSampler(model, np.stack([image, image]), np.stack([mask, mask]), seed=4).result()
+    assert not np.array_equal(pair[0], pair[1])                          # two chains differ
+    mean = InpaintSampler(model, image, mask, seed=4, chains=2)
+    assert mean.total_steps == 4 and mean.result().shape == image.shape
+    assert np.allclose(mean.result(), pair.mean(axis=0), atol=1e-6)      # ... and are averaged
+    batch = InpaintSampler(model, np.stack([image, image]), np.stack([mask, mask]), seed=4, chains=3).result()
+    assert batch.shape == (2, *image.shape)
+    with pytest.raises(ValueError, match="chains"):
+        InpaintSampler(model, image, mask, seed=4, chains=0)
+
+
 def test_composite_report_and_roi_only_change(tiny_diffusion_models, diffusion_home, phantom):
     ct, organs = phantom
     result = synthesize(ct, organs, [_spec(tiny_diffusion_models.ddpm)])
@@ -82,6 +96,7 @@ def test_composite_report_and_roi_only_change(tiny_diffusion_models, diffusion_h
     assert report["method"] == "diffusion" and report["appearance"] == "diffusion" and report["geometry"] == "ellipsoid"
     assert info["model_sha256"] == ckpt.load_diffusion_model(tiny_diffusion_models.ddpm, "cpu").sha256
     assert info["model_id"] and info["steps_run"] == info["steps_total"] == 4 and not info["stopped_early"]
+    assert info["chains"] == diffusion_appearance.DEFAULT_CHAINS
     assert np.isfinite(info["achieved_drop_hu"]) and len(info["expected_drop_range_hu"]) == 2
     assert isinstance(info["drop_in_range"], bool) and report["measured_drop_hu"] is not None
     assert report["draws"]["appearance"]["torch_seed"] >= 0
@@ -144,7 +159,11 @@ def test_ddim_model_and_option_checks(tiny_diffusion_models, diffusion_home, pha
     assert out.reports[0]["appearance_info"]["steps_run"] == 5
     fewer = synthesize(ct, organs, [_spec(tiny_diffusion_models.ddim, options={"diffusion_steps": 2})])
     assert fewer.reports[0]["appearance_info"]["steps_run"] == 2
-    for bad in ({"diffusion_steps": 2}, {"diffusion_steps": 9}, {"enhancement": "hyper"}):
+    one = synthesize(ct, organs, [_spec(tiny_diffusion_models.ddim, options={"diffusion_chains": 1})])
+    assert one.reports[0]["appearance_info"]["chains"] == 1
+    assert not np.array_equal(one.image.array, out.image.array)         # one raw sample, not the mean
+    for bad in ({"diffusion_steps": 2}, {"diffusion_steps": 9}, {"enhancement": "hyper"},
+                {"diffusion_chains": 0}, {"diffusion_chains": 17}):
         with pytest.raises(InputError):
             synthesize(ct, organs, [_spec(tiny_diffusion_models.ddpm, options=bad)])
     with pytest.raises(InputError, match="diffusion"):                 # a key of a provider not used
