@@ -11,7 +11,6 @@ import random
 import sys
 from typing import Annotated
 
-import ctk
 import qt
 import slicer
 import vtk

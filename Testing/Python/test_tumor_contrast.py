@@ -9,8 +9,8 @@ import torch
 
 from TumorSynthLib.core.errors import InputError
 from TumorSynthLib.segmentation.config import TrainConfig
-from TumorSynthLib.segmentation.pipeline import (TUMOR_CONTRAST_FLOOR_HU, TUMOR_CONTRAST_MIN_HU, RandTumorContrastd,
-                                                 patch_transforms)
+from TumorSynthLib.segmentation.contrast_jitter import TUMOR_CONTRAST_FLOOR_HU, TUMOR_CONTRAST_MIN_HU, RandTumorContrastd
+from TumorSynthLib.segmentation.pipeline import patch_transforms
 from TumorSynthLib.transforms import META_KEY
 
 ABDOMEN = "liver,pancreas,kidney"
