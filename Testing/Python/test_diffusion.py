@@ -82,8 +82,11 @@ def test_chains_are_averaged_independent_samples(tiny_diffusion_models):
     mean = InpaintSampler(model, image, mask, seed=4, chains=2)
     assert mean.total_steps == 4 and mean.result().shape == image.shape
     assert np.allclose(mean.result(), pair.mean(axis=0), atol=1e-6)      # ... and are averaged
-    batch = InpaintSampler(model, np.stack([image, image]), np.stack([mask, mask]), seed=4, chains=3).result()
+    other, _ = _patch(model, rng=1)
+    batch = InpaintSampler(model, np.stack([image, other]), np.stack([mask, mask]), seed=4, chains=3).result()
+    chains = InpaintSampler(model, np.stack([image] * 3 + [other] * 3), np.stack([mask] * 6), seed=4).result()
     assert batch.shape == (2, *image.shape)
+    assert np.allclose(batch, chains.reshape(2, 3, *image.shape).mean(axis=1), atol=1e-6)   # grouped by patch
     with pytest.raises(ValueError, match="chains"):
         InpaintSampler(model, image, mask, seed=4, chains=0)
 

@@ -49,7 +49,7 @@ def test_listed_with_sha256_and_training_record(entry):
     record = json.loads(Path(entry.path).with_suffix(".json").read_text())
     assert record["sha256"] == entry.sha256 and record["seed"] == 0
     assert record["data"]["cases"] and record["training"]["losses"] and record["training"]["validation"]
-    assert {"mae_ratio", "mean_error", "passes"} <= set(record["quality"]["all"])
+    assert {"mae_ratio", "mean_error", "passes"} <= set(record["quality"]["one_chain"]["all"])
     model = load_diffusion_model(None, "cpu")
     assert model.model_id == SHIPPED_ID and model.config.patch == 32 and model.config.timesteps == 4
     assert model.config.prediction == "v_prediction"

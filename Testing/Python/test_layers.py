@@ -166,3 +166,17 @@ def test_light_modules_do_not_import_heavy_packages(module):
             "if m in sys.modules]; print(heavy)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_providers_are_listed_without_torch():
+    """Slicer before its PyTorch extension: every provider module imports, the learned ones say
+    they are unavailable and why (torch is imported only when such a tumor is made)."""
+    import subprocess
+    import sys
+
+    code = ("import sys; sys.modules['torch'] = None; sys.modules['monai'] = None\n"
+            "from TumorSynthLib.synthesis import registry\n"
+            "print(sorted(registry.methods()), registry.availability('appearance', 'diffusion')[0],\n"
+            "      registry.availability('appearance', 'procedural')[0])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "['adversarial', 'cellular', 'diffusion', 'handcrafted'] False True"

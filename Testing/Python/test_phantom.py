@@ -186,3 +186,8 @@ def test_calibration_lesion_sits_in_parenchyma_not_in_the_sinus():
     assert np.all(image[mask] == 160.0)         # the whole sphere in parenchyma
     assert np.asarray(lesion.array)[placed] == pytest.approx(120.0, abs=0.5)
     assert np.array_equal(np.asarray(ct.array), image)
+    liver = np.zeros((64, 64, 64), bool)
+    liver[2:62, 2:62, 2:62] = True
+    noisy = np.where(liver, 110.0, -100.0) + np.random.default_rng(1).normal(0.0, 15.0, liver.shape)
+    spots = {lesion_centre(liver, spacing, 30.0, np.random.default_rng(s), image=noisy) for s in range(5)}
+    assert len(spots) == 5                        # noise voxels beyond the window cut no holes

@@ -30,7 +30,7 @@ def _case(record: str | None = None) -> dict:
     image = np.full((1, 20, 20, 20), 100.0, np.float32)
     image[labels == 205] = 40.0             # 60 HU drop
     image[labels == 2] = 160.0
-    image[labels == 202] = 150.0            # 10 HU drop: already fainter than the floor
+    image[labels == 202] = 150.0            # 10 HU drop: already fainter than the 15 HU minimum
     out = {"image": torch.from_numpy(image), "label": torch.from_numpy(labels)}
     out[META_KEY] = _record("liver", "kidney") if record is None else record
     return out
@@ -46,7 +46,7 @@ def test_contrast_jitter_scales_around_the_organ_median_and_keeps_a_floor():
     labels = out["label"].numpy()[0]
     centre = (slice(4, 6),) * 3                                         # the tumor's level = its HU here
     assert np.allclose(image[centre], 100.0 - 0.4 * 60.0, atol=0.5)    # 60 HU drop -> 24
-    assert np.allclose(image[labels == 202], 150.0)                   # 10 < floor: unchanged
+    assert np.allclose(image[labels == 202], 150.0)                   # fainter than the minimum: unchanged
     untouched = ~np.isin(labels, (205, 202))
     assert np.array_equal(image[untouched], before.numpy()[0][untouched])
     deep = _case()
@@ -63,8 +63,19 @@ def test_contrast_jitter_keeps_the_grain_and_the_water_floor():
     labels = case["label"].numpy()[0]
     out = RandTumorContrastd(ABDOMEN, "totalseg", (3.0, 3.0), prob=1.0)(case)["image"].numpy()[0]
     assert out[labels == 205].mean() == pytest.approx(TUMOR_CONTRAST_FLOOR_HU, abs=1.0)  # not 100 - 3 x 60
-    core = out[(0, *(slice(3, 7),) * 3)] if out.ndim == 4 else out[(slice(3, 7),) * 3]
+    core = out[(slice(3, 7),) * 3]
     assert np.std(core) == pytest.approx(10.0, rel=0.35)            # the scan's noise, not 3x it
+
+
+def test_contrast_jitter_scales_the_tumors_own_pattern():
+    case = _case()
+    halves = case["label"].numpy()[0] == 205
+    case["image"][0, 1:5][torch.from_numpy(halves[1:5])] = 20.0          # one half 80 HU below, one 60
+    labels = case["label"].numpy()[0]
+    out = RandTumorContrastd(ABDOMEN, "totalseg", (0.5, 0.5), prob=1.0)(case)["image"].numpy()[0]
+    dark, light = out[2:4, 3:7, 3:7], out[6:8, 3:7, 3:7]
+    assert np.allclose(dark, 100.0 - 0.5 * 80.0, atol=1.0) and np.allclose(light, 100.0 - 0.5 * 60.0, atol=1.0)
+    assert labels[2, 3, 3] == labels[6, 3, 3] == 205
 
 
 def test_contrast_factors_are_log_uniform():

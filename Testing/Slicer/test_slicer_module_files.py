@@ -16,6 +16,7 @@ REPO = Path(__file__).resolve().parents[2]
 MODULE_DIR = REPO / "TumorSynth"
 MODULES = ("TumorSynth", "TumorSynthTrainer")
 MODULE_FILES = sorted(MODULE_DIR.glob("*.py"))
+WIDGET_FILES = sorted((MODULE_DIR / "TumorSynthWidgets").glob("*.py"))
 LOGIC_FILES = sorted((MODULE_DIR / "TumorSynthSlicer").glob("*.py"))
 ALLOWED_IN_MODULES = {"slicer", "vtk", "qt", "ctk", "numpy", "scipy"}
 ALLOWED_IN_LOGIC = {"slicer", "vtk", "numpy"}
@@ -65,7 +66,7 @@ def _code_at_import(tree: ast.Module, allowed_decorators: set[str]) -> list[int]
     return bad
 
 
-@pytest.mark.parametrize("path", MODULE_FILES, ids=lambda p: p.name)
+@pytest.mark.parametrize("path", MODULE_FILES + WIDGET_FILES, ids=lambda p: p.name)
 def test_module_files_import_only_slicer_side_packages_and_run_nothing(path):
     tree = _tree(path)
     imports = [(name, line) for name, line in _file_scope_imports(tree)
@@ -123,10 +124,10 @@ def test_ui_matches_the_code(module):
     assert used <= widgets, f"widgets used in {module}.py but not in the .ui: {used - widgets}"
 
 
-@pytest.mark.parametrize("module", MODULES)
-def test_user_visible_text_is_translatable(module):
+@pytest.mark.parametrize("path", [MODULE_DIR / f"{m}.py" for m in MODULES] + WIDGET_FILES, ids=lambda p: p.name)
+def test_user_visible_text_is_translatable(path):
     """No bare string literal is assigned to a widget's text or tool tip."""
-    tree = _tree(MODULE_DIR / f"{module}.py")
+    tree = _tree(path)
     bare = [node.lineno for node in ast.walk(tree) if isinstance(node, ast.Assign)
             and any(isinstance(t, ast.Attribute) and t.attr in ("text", "toolTip")
                     for t in node.targets)
@@ -139,8 +140,8 @@ def test_cmake_packages_every_file_and_depends_on_pytorch():
     sub = (MODULE_DIR / "CMakeLists.txt").read_text()
     assert re.search(r'EXTENSION_DEPENDS\s+"PyTorch"', top)
     assert "add_subdirectory(TumorSynth)" in top and "TumorSynthLib/*.py" in top
-    for path in LOGIC_FILES:
-        assert f"TumorSynthSlicer/{path.name}" in sub, f"{path.name} is not packaged"
+    for path in LOGIC_FILES + WIDGET_FILES:
+        assert f"{path.parent.name}/{path.name}" in sub, f"{path.parent.name}/{path.name} is not packaged"
     for module in MODULES:
         assert f"slicer_add_python_unittest(SCRIPT {module}.py)" in sub
         assert f"NAME {module}" in sub

@@ -49,7 +49,7 @@ def _contrast(text: str) -> tuple[float, float]:
     try:
         lo, hi = (float(v) for v in text.split(":"))
     except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"expected LO:HI (two numbers, e.g. 0.5:1.2), got '{text}'") from exc
+        raise argparse.ArgumentTypeError(f"expected LO:HI (two numbers, e.g. 0.35:3), got '{text}'") from exc
     return lo, hi
 
 

@@ -123,7 +123,7 @@ def run(args: argparse.Namespace) -> int:
             raise
         summary = result.metrics
         if summary.get("n_patches"):
-            events.log(f"held-out patches: in-mask MAE {summary['mae']:.3f} vs surround fill "
+            events.log(f"held-out patches, one chain per sample: in-mask MAE {summary['mae']:.3f} vs surround fill "
                        f"{summary['mae_surround_fill']:.3f} (ratio {summary['mae_ratio']:.2f}, bar < 0.6); "
                        f"in-mask mean error {summary['mean_error']:.3f} (bar < 0.15)")
         if result.stopped == "signal":

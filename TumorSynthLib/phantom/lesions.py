@@ -39,13 +39,15 @@ def lesion_centre(organ: np.ndarray, spacing: Sequence[float], diameter_mm: floa
 
 
 def _parenchyma_window(image: np.ndarray, organ: np.ndarray) -> np.ndarray:
-    """Voxels whose HU lie in the parenchyma window of ``organ``'s values (bool, image grid)."""
+    """Voxels whose HU, blurred by one voxel (so that noise does not punch holes that would cut
+    the depth map), lie in the parenchyma window of ``organ``'s values (bool, image grid)."""
     if image.shape != organ.shape:
         raise InputError(f"the image {image.shape} and the organ mask {organ.shape} are not on one grid")
     kept = parenchyma_values(np.asarray(image[organ], dtype=np.float64))
     if kept.size == 0:
         raise PlacementError("the organ holds no parenchyma (no voxel in its HU window): no place for a lesion")
-    return (image >= kept.min()) & (image <= kept.max())
+    level = ndimage.gaussian_filter(np.asarray(image, dtype=np.float32), 1.0, mode="nearest")
+    return (level >= kept.min()) & (level <= kept.max())
 
 
 def add_sphere_lesion(image: Volume, organ: np.ndarray, centre_voxel: Sequence[int], diameter_mm: float,

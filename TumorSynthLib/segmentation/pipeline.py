@@ -55,6 +55,8 @@ CLASSES_KEY, INDICES_KEY = "crop_classes", "crop_indices"
 #: Patch-centre weights of background and of each organ (tumors: ``TrainConfig.tumor_weight``,
 #: shared equally by the organs' tumor classes).
 BACKGROUND_WEIGHT, ORGAN_WEIGHT = 1.0, 1.0
+
+
 def is_body(x: Any) -> Any:
     """Foreground of a CT for ``CropForegroundd`` (module-level so workers can pickle it)."""
     return x > BODY_HU

@@ -14,6 +14,7 @@ from typing import Any, Iterable, Mapping
 
 from ..core.errors import InputError
 from ..core.files import shown
+from .learned.config import DEFAULT_CHAINS
 from .lesion_types import LESION_NAMES
 
 SHARED = "shared"
@@ -74,8 +75,9 @@ OPTIONS: tuple[OptionSpec, ...] = (
     OptionSpec("diffusion_steps", "int", "denoiser calls per tumor (default: the model's; fewer "
                "than its timesteps needs diffusion_sampler=ddim)", low=1, high=1000, reader="diffusion"),
     OptionSpec("diffusion_chains", "int", "independent chains averaged into the tumor's pattern "
-               "(default 4: the model's expected tumor for its surroundings, the scan supplying the "
-               "grain; 1: one raw sample, more invented texture)", low=1, high=16, reader="diffusion"),
+               f"(default {DEFAULT_CHAINS}, nearer the model's expected tumor for its surroundings, the "
+               "scan supplying the grain; 1: one raw sample, more invented texture)", low=1, high=16,
+               reader="diffusion"),
     OptionSpec("diffusion_sampler", "choice", "ddpm: ancestral, every timestep (default for T = 4 "
                "models); ddim: deterministic, any number of steps", choices=("ddpm", "ddim"),
                reader="diffusion"),

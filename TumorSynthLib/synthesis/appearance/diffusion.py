@@ -36,9 +36,8 @@ from ...core.volume import Box, bounding_box
 from ..contracts import LOW_PASS_TRUNCATE, Appearance, Geometry, Scene
 from ..intensity import DELTA_MIN_BASE_HU, DELTA_OFFSET_HU, change_towards, solid_change
 from ..learned.checkpoint import default_model_ref, load_diffusion_model
-from ..learned.config import SAMPLERS, to_hu, to_unit
+from ..learned.config import DEFAULT_CHAINS, SAMPLERS, to_hu, to_unit
 from ..learned.patch import dilate_mm, extent_mm, patch_for_mask
-from ..learned.sampler import DEFAULT_CHAINS, InpaintSampler
 from ..registry import register_appearance
 
 
@@ -73,6 +72,8 @@ class DiffusionJob:
     A stopped job keeps the model's current estimate of the tumor (after at least one step)."""
 
     def __init__(self, site: Site, scene: Scene, geometry: Geometry, rng: np.random.Generator) -> None:
+        from ..learned.sampler import InpaintSampler   # torch: only when a tumor is made
+
         options = site.options
         if str(options.get("enhancement", "hypo")) == "hyper":
             raise InputError("the diffusion appearance paints what its model learned (hypo-attenuating "

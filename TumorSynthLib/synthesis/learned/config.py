@@ -38,6 +38,9 @@ KINDS = ("pixel", "latent")
 SAMPLERS = ("ddpm", "ddim")
 SCHEDULES = ("cosine", "linear_beta", "scaled_linear_beta")
 PREDICTIONS = ("epsilon", "v_prediction")
+#: Chains averaged per patch by the ``diffusion`` appearance unless ``diffusion_chains`` says
+#: otherwise (``learned.sampler``): two, which cost one chain's time on the CPU.
+DEFAULT_CHAINS = 2
 
 
 @dataclass(frozen=True)

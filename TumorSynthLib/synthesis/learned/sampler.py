@@ -8,12 +8,12 @@ from one ``torch.Generator`` seeded with ``seed``, drawn in a fixed order, so th
 not depend on how the steps are chunked.
 
 ``chains`` > 1 runs that many independent chains per patch in one batch and returns their mean:
-an estimate nearer the model's expected tumor given its surroundings (the mean absolute error of
-a single sample adds the model's invented texture to the truth's own). The ``diffusion``
-appearance keeps only the sample's low frequencies and lets the scan supply the grain, so the
-mean is what it needs; ``DEFAULT_CHAINS`` is its default (measured on held-out patches: the
-benchmark record of the shipped model). On the CPU a lone chain pays for two (below), so two
-chains cost what one does.
+an estimate nearer the model's expected tumor given its surroundings, with less of the texture
+each chain invents. The ``diffusion`` appearance keeps only the sample's low frequencies and
+lets the scan supply the grain; its default is ``config.DEFAULT_CHAINS`` (2): on the CPU a lone
+chain pays for two (below), so two chains cost what one does. Measured on 48 held-out phantom
+patches with the shipped model (in-mask MAE / that of the surrounding-mean fill): 1 chain 0.66,
+2: 0.62, 4: 0.59, 8: 0.58 (4 chains take about 2.3x the time of 2).
 
 Device: the model's (CPU or CUDA, the same code); on CUDA the denoiser runs under fp16
 autocast. On the CPU the denoiser's batch is padded to 2 with a copy: torch's CPU convolution
@@ -35,8 +35,6 @@ from .networks import build_scheduler
 #: Torch threads of the denoiser on the CPU (measured here: 0.39 s per 32^3 call with one
 #: thread, 1-2 s with two while other work shares the cores).
 CPU_THREADS = 1
-#: Chains averaged per patch by default (``diffusion_chains``; the quality bar's figure).
-DEFAULT_CHAINS = 4
 
 
 class InpaintSampler:
@@ -157,4 +155,4 @@ class InpaintSampler:
         return out[0] if self.single else out
 
 
-__all__ = ["DEFAULT_CHAINS", "InpaintSampler"]
+__all__ = ["InpaintSampler"]
