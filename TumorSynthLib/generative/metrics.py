@@ -70,6 +70,7 @@ def sample_patches(model: DiffusionModel, images: np.ndarray, masks: np.ndarray,
     """The model's samples (each the mean of ``chains`` chains) for ``images`` (window units)
     with ``masks`` filled, in batches."""
     out = []
+    batch = max(1, batch // max(1, int(chains)))      # the denoiser's batch stays ``batch``
     for start in range(0, len(images), batch):
         run = InpaintSampler(model, images[start:start + batch], masks[start:start + batch],
                              seed + start, sampler, steps, chains)

@@ -73,7 +73,8 @@ class RandTumorContrastd(Randomizable, MapTransform):
 def rescale_tumor_contrast(values: np.ndarray, tumor: np.ndarray, reference_hu: float, factor: float) -> None:
     """In place on ``values`` (HU): the tumor's level moves to ``reference_hu`` + f (level -
     ``reference_hu``), its grain kept, f limited by ``TUMOR_CONTRAST_MIN_HU`` and
-    ``TUMOR_CONTRAST_FLOOR_HU`` (see ``RandTumorContrastd``)."""
+    ``TUMOR_CONTRAST_FLOOR_HU`` (see ``RandTumorContrastd``); a brighter-than-organ tumor
+    (``enhancement=hyper``, which training does not draw) has no ceiling."""
     box = bounding_box(tumor, 3).slices
     region, inside = values[box], tumor[box]
     level = _level_inside(region, inside)
