@@ -9,7 +9,7 @@ import torch
 
 from TumorSynthLib.core.errors import InputError
 from TumorSynthLib.segmentation.config import TrainConfig
-from TumorSynthLib.segmentation.contrast_jitter import TUMOR_CONTRAST_FLOOR_HU, TUMOR_CONTRAST_MIN_HU, RandTumorContrastd
+from TumorSynthLib.segmentation.contrast_jitter import TUMOR_CONTRAST_MIN_HU, RandTumorContrastd
 from TumorSynthLib.segmentation.pipeline import patch_transforms
 from TumorSynthLib.transforms import META_KEY
 
@@ -24,7 +24,7 @@ def _record(*organs: str) -> str:
 def _case(record: str | None = None) -> dict:
     labels = np.zeros((1, 20, 20, 20), np.float32)
     labels[0, :10] = 5                     # liver (totalseg)
-    labels[0, 1:9, 1:9, 1:9] = 205          # liver tumor
+    labels[0, 2:6, 2:6, 2:6] = 205          # liver tumor
     labels[0, 12:, :10] = 2                 # right kidney
     labels[0, 14:17, 2:5, 2:5] = 202        # kidney tumor
     image = np.full((1, 20, 20, 20), 100.0, np.float32)
@@ -44,46 +44,14 @@ def test_contrast_jitter_scales_around_the_organ_median_and_keeps_a_floor():
     out = jitter(case)
     image = out["image"].numpy()[0]
     labels = out["label"].numpy()[0]
-    centre = (slice(4, 6),) * 3                                         # the tumor's level = its HU here
-    assert np.allclose(image[centre], 100.0 - 0.4 * 60.0, atol=0.5)    # 60 HU drop -> 24
+    assert np.allclose(image[labels == 205], 100.0 - 0.4 * 60.0)       # 60 HU drop -> 24
     assert np.allclose(image[labels == 202], 150.0)                   # fainter than the minimum: unchanged
     untouched = ~np.isin(labels, (205, 202))
     assert np.array_equal(image[untouched], before.numpy()[0][untouched])
     deep = _case()
     deep["image"][deep["label"] == 205] = -20.0                        # 120 HU drop
     scaled = RandTumorContrastd(ABDOMEN, "totalseg", (0.1, 0.1), prob=1.0)(deep)["image"].numpy()[0]
-    assert np.allclose(100.0 - scaled[centre], TUMOR_CONTRAST_MIN_HU, atol=0.5)
-
-
-def test_contrast_jitter_keeps_the_grain_and_the_water_floor():
-    rng = np.random.default_rng(0)
-    case = _case()
-    grain = rng.normal(0.0, 10.0, case["image"].shape).astype(np.float32)
-    case["image"] += torch.from_numpy(grain)
-    labels = case["label"].numpy()[0]
-    out = RandTumorContrastd(ABDOMEN, "totalseg", (3.0, 3.0), prob=1.0)(case)["image"].numpy()[0]
-    assert out[labels == 205].mean() == pytest.approx(TUMOR_CONTRAST_FLOOR_HU, abs=1.0)  # not 100 - 3 x 60
-    core = out[(slice(3, 7),) * 3]
-    assert np.std(core) == pytest.approx(10.0, rel=0.35)            # the scan's noise, not 3x it
-
-
-def test_contrast_jitter_scales_the_tumors_own_pattern():
-    case = _case()
-    halves = case["label"].numpy()[0] == 205
-    case["image"][0, 1:5][torch.from_numpy(halves[1:5])] = 20.0          # one half 80 HU below, one 60
-    labels = case["label"].numpy()[0]
-    out = RandTumorContrastd(ABDOMEN, "totalseg", (0.5, 0.5), prob=1.0)(case)["image"].numpy()[0]
-    dark, light = out[2:4, 3:7, 3:7], out[6:8, 3:7, 3:7]
-    assert np.allclose(dark, 100.0 - 0.5 * 80.0, atol=1.0) and np.allclose(light, 100.0 - 0.5 * 60.0, atol=1.0)
-    assert labels[2, 3, 3] == labels[6, 3, 3] == 205
-
-
-def test_contrast_factors_are_log_uniform():
-    jitter = RandTumorContrastd(ABDOMEN, "totalseg", (0.25, 4.0), prob=1.0)
-    jitter.set_random_state(seed=1)
-    draws = np.array([jitter.randomize() for _ in range(400)]).ravel()
-    assert draws.min() >= 0.25 and draws.max() <= 4.0
-    assert np.mean(draws < 1.0) == pytest.approx(0.5, abs=0.06)          # as many fainter as brighter
+    assert np.allclose(100.0 - scaled[labels == 205], TUMOR_CONTRAST_MIN_HU)
 
 
 def test_real_tumors_keep_their_contrast():

@@ -49,7 +49,7 @@ def _contrast(text: str) -> tuple[float, float]:
     try:
         lo, hi = (float(v) for v in text.split(":"))
     except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"expected LO:HI (two numbers, e.g. 0.35:3), got '{text}'") from exc
+        raise argparse.ArgumentTypeError(f"expected LO:HI (two numbers, e.g. 0.5:1.2), got '{text}'") from exc
     return lo, hi
 
 
@@ -95,9 +95,8 @@ def add_train_flags(parser: argparse.ArgumentParser) -> None:
            "(default 2; with several organs the tumors of each organ get W / n)")
     p("--tumor-contrast", type=_contrast, default=None, metavar="LO:HI",
       help="augmentation: in half of the organs with synthetic tumors, scale the tumors' contrast "
-           "to the organ (the tumor's level minus the organ median; its grain is kept) by a factor "
-           "drawn log-uniformly in [LO, HI], e.g. 0.35:3; never fainter than 15 HU nor darker than "
-           "-10 HU (default: tumors as the methods make them)")
+           "to the organ (HU minus the organ median) by a factor drawn in [LO, HI], e.g. 0.5:1.2 "
+           "(default: tumors as the methods make them)")
     p("--lr", type=finite_float, default=1e-3, help="peak learning rate of AdamW (default 1e-3)")
     p("--warmup-steps", type=int, default=None, help="linear warm-up steps (default 5%% of --max-steps)")
     p("--val-every", type=int, default=250, help="validate every N steps (0: never; default 250)")

@@ -34,7 +34,7 @@ class TrainConfig:
     batch_size: int = 1                   # cases per step; each gives samples_per_case patches
     samples_per_case: int = 2
     tumor_weight: float = 2.0             # patch centres: background 1, each organ 1, tumors this (shared by the organs)
-    tumor_contrast: tuple[float, float] | None = None   # rescale synthetic tumors' contrast, log-uniform in [lo, hi], p 0.5 per organ
+    tumor_contrast: tuple[float, float] | None = None   # rescale synthetic tumors' contrast by U(lo, hi), p 0.5 per organ
     lr: float = 1e-3
     weight_decay: float = 1e-5
     warmup_steps: int | None = None       # None: 5 % of max_steps (at most 200)
