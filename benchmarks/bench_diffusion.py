@@ -70,8 +70,10 @@ def grain_ratio(image: np.ndarray, before: np.ndarray, tumor: np.ndarray, organ:
 def bench(name: str, image: Volume, organs: Volume, repeats: int, model: str | None) -> dict:
     click = deep_liver_voxel(organs)
     options = {} if model is None else {"diffusion_model": model}
-    spec = lambda seed: TumorSpec(organ="liver", stage="early", diameter_mm=15.0, center_voxel=click,
-                                  method="diffusion", seed=seed, options=options)
+    def spec(seed: int) -> TumorSpec:
+        return TumorSpec(organ="liver", stage="early", diameter_mm=15.0, center_voxel=click,
+                         method="diffusion", seed=seed, options=options)
+
     t0 = time.perf_counter()
     first = synthesize(image, organs, spec(0))
     first_s = time.perf_counter() - t0

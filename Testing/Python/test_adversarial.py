@@ -18,7 +18,6 @@ import torch
 from TumorSynthLib import TumorSpec, synthesize
 from TumorSynthLib.core.errors import ModelError
 from TumorSynthLib.core.model_registry import sha256_file
-from TumorSynthLib.core.volume_io import load_volume
 from TumorSynthLib.generative.adversarial_data import load_cases, make_batch
 from TumorSynthLib.generative.adversarial_train import AdversarialTrainer, Segmenter, batch_rng
 from TumorSynthLib.synthesis.appearance.adversarial import difference_in_box

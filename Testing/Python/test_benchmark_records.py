@@ -11,7 +11,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-from benchmarks.markdown_section import (
+from benchmarks.markdown_section import (  # noqa: E402
     code_version,
     command_line,
     record_results,

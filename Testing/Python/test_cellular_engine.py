@@ -10,16 +10,16 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from TumorSynthLib.core.errors import DependencyError, InputError
-from TumorSynthLib.synthesis.automaton import engine as ce
-from TumorSynthLib.synthesis.automaton.grid import (
+from TumorSynthLib.core.errors import DependencyError, InputError  # noqa: E402
+from TumorSynthLib.synthesis.automaton import engine as ce  # noqa: E402
+from TumorSynthLib.synthesis.automaton.grid import (  # noqa: E402
     CAGrid,
     expected_steps,
     load_calibration,
     steps_for_diameter,
     volume_preserving_mask,
 )
-from TumorSynthLib.synthesis.geometry.cellular import edge_weight
+from TumorSynthLib.synthesis.geometry.cellular import edge_weight  # noqa: E402
 
 
 def _automaton(state, acceptance=1.0, seed=0, yield_at=None, vessel_yield=0):

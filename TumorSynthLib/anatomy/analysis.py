@@ -54,7 +54,7 @@ def check_image(image: Volume) -> None:
         raise InputError(f"the image must be a Volume, got {type(image).__name__}")
     arr = image.array
     dtype = arr.dtype
-    if dtype == bool or not np.issubdtype(dtype, np.number) or np.issubdtype(dtype, np.complexfloating):
+    if dtype == np.bool_ or not np.issubdtype(dtype, np.number) or np.issubdtype(dtype, np.complexfloating):
         raise InputError(f"the image must hold real numbers (HU), got dtype {dtype}")
     if arr.size == 0:
         raise InputError(f"the image is empty (shape {image.shape}); pass a CT scan")

@@ -230,7 +230,9 @@ class DiffusionTrainer:
         images, masks = draw_batch(self.train_crops, self.cfg, np.random.default_rng([tcfg.seed, self.step]),
                                    tcfg.batch_size)
         gen = torch.Generator(device=self.device).manual_seed(int(tcfg.seed) * 1_000_003 + self.step)
-        as_tensor = lambda a: torch.from_numpy(a.astype(np.float32))[:, None].to(self.device)
+        def as_tensor(a: np.ndarray) -> Any:
+            return torch.from_numpy(a.astype(np.float32))[:, None].to(self.device)
+
         return as_tensor(images), as_tensor(masks), gen
 
     def train_step(self) -> float:

@@ -24,6 +24,7 @@ from monai.transforms import (
     Compose,
     CropForegroundd,
     EnsureTyped,
+    MapLabelValued,
     MapTransform,
     Orientationd,
     RandCropByLabelClassesd,
@@ -133,12 +134,10 @@ class ClassIndicesd(Transform):
         return d
 
 
-def task_labels_transform(keys: Any, organ: str, convention: str) -> "MapLabelValued":
+def task_labels_transform(keys: Any, organ: str, convention: str) -> MapLabelValued:
     """MONAI ``MapLabelValued`` from every id ``convention`` uses to the task labels {0, 1, 2}
     of ``organ`` (one or several, comma separated): for pipelines that need only the labels.
     Training uses ``TaskLabelsd``, which also writes the per-organ patch-sampling classes."""
-    from monai.transforms import MapLabelValued
-
     ids = sorted(convention_ids(convention))
     targets = task_label_array(np.asarray(ids), organ, convention)
     return MapLabelValued(keys, ids, [int(t) for t in targets], dtype=np.float32)

@@ -159,10 +159,10 @@ class Appearance:
             return out
         lo = tuple(max(a, b) for a, b in zip(box.lo, self.solid_box.lo))
         hi = tuple(min(a, b) for a, b in zip(box.hi, self.solid_box.hi))
-        if any(h <= l for l, h in zip(lo, hi)):
+        if any(b <= a for a, b in zip(lo, hi)):
             return out
-        dst = tuple(slice(l - o, h - o) for l, h, o in zip(lo, hi, box.lo))
-        src = tuple(slice(l - o, h - o) for l, h, o in zip(lo, hi, self.solid_box.lo))
+        dst = tuple(slice(a - o, b - o) for a, b, o in zip(lo, hi, box.lo))
+        src = tuple(slice(a - o, b - o) for a, b, o in zip(lo, hi, self.solid_box.lo))
         out[dst] = self.solid_hu[src]
         return out
 
