@@ -191,3 +191,5 @@ def test_calibration_lesion_sits_in_parenchyma_not_in_the_sinus():
     noisy = np.where(liver, 110.0, -100.0) + np.random.default_rng(1).normal(0.0, 15.0, liver.shape)
     spots = {lesion_centre(liver, spacing, 30.0, np.random.default_rng(s), image=noisy) for s in range(5)}
     assert len(spots) == 5                        # noise voxels beyond the window cut no holes
+    with pytest.raises(InputError, match="one grid"):
+        lesion_centre(liver, spacing, 30.0, image=noisy[:-1])

@@ -13,7 +13,10 @@ from scipy import ndimage
 
 from ..anatomy.parenchyma import parenchyma_values
 from ..core.errors import InputError, PlacementError
-from ..core.volume import Volume
+from ..core.volume import Volume, bounding_box
+
+#: Reach (voxels) of the 1-voxel blur that decides parenchyma (scipy's default truncation).
+BLUR_REACH_VOXELS = 4
 
 
 def lesion_centre(organ: np.ndarray, spacing: Sequence[float], diameter_mm: float,
@@ -26,27 +29,33 @@ def lesion_centre(organ: np.ndarray, spacing: Sequence[float], diameter_mm: floa
     the window of ``anatomy.parenchyma.parenchyma_values``), so the lesion sits in homogeneous
     tissue: the deepest part of a kidney label is its sinus (fat and hilar vessels), where a
     darker sphere is no visible lesion."""
-    mask = np.asarray(organ, dtype=bool)
-    if not mask.any():
+    organ = np.asarray(organ, dtype=bool)
+    box = bounding_box(organ, BLUR_REACH_VOXELS)     # the organ, its border and the blur's reach
+    if box is None:
         raise PlacementError("the organ mask is empty: no place for a lesion")
+    mask = organ[box.slices]
     if image is not None:
-        mask = mask & _parenchyma_window(np.asarray(image), mask)
+        if np.shape(image) != organ.shape:
+            raise InputError(f"the image {np.shape(image)} and the organ mask {organ.shape} are not on one grid")
+        mask = mask & _parenchyma_window(np.asarray(image)[box.slices], mask)
     depth = ndimage.distance_transform_edt(mask, sampling=[float(s) for s in spacing])
     deep = np.argwhere(depth >= 0.5 * float(diameter_mm))
     if rng is None or deep.size == 0:
-        return tuple(int(v) for v in np.unravel_index(int(np.argmax(depth)), depth.shape))  # type: ignore[return-value]
-    return tuple(int(v) for v in deep[int(rng.integers(len(deep)))])  # type: ignore[return-value]
+        local = np.unravel_index(int(np.argmax(depth)), depth.shape)
+    else:
+        local = deep[int(rng.integers(len(deep)))]
+    return tuple(int(v) + int(o) for v, o in zip(local, box.lo))  # type: ignore[return-value]
 
 
 def _parenchyma_window(image: np.ndarray, organ: np.ndarray) -> np.ndarray:
     """Voxels whose HU, blurred by one voxel (so that noise does not punch holes that would cut
-    the depth map), lie in the parenchyma window of ``organ``'s values (bool, image grid)."""
-    if image.shape != organ.shape:
-        raise InputError(f"the image {image.shape} and the organ mask {organ.shape} are not on one grid")
+    the depth map), lie in the parenchyma window of ``organ``'s values (bool, ``image``'s grid:
+    the organ's box)."""
     kept = parenchyma_values(np.asarray(image[organ], dtype=np.float64))
     if kept.size == 0:
         raise PlacementError("the organ holds no parenchyma (no voxel in its HU window): no place for a lesion")
-    level = ndimage.gaussian_filter(np.asarray(image, dtype=np.float32), 1.0, mode="nearest")
+    level = ndimage.gaussian_filter(np.asarray(image, dtype=np.float32), 1.0, mode="nearest",
+                                    truncate=BLUR_REACH_VOXELS)
     return (level >= kept.min()) & (level <= kept.max())
 
 

@@ -13,7 +13,7 @@ each chain invents. The ``diffusion`` appearance keeps only the sample's low fre
 lets the scan supply the grain; its default is ``config.DEFAULT_CHAINS`` (2): on the CPU a lone
 chain pays for two (below), so two chains cost what one does. Measured on 48 held-out phantom
 patches with the shipped model (in-mask MAE / that of the surrounding-mean fill): 1 chain 0.66,
-2: 0.62, 4: 0.59, 8: 0.58 (4 chains take about 2.3x the time of 2).
+2: 0.61-0.62, 4: 0.59, 8: 0.58 (4 chains take about 2.3x the time of 2).
 
 Device: the model's (CPU or CUDA, the same code); on CUDA the denoiser runs under fp16
 autocast. On the CPU the denoiser's batch is padded to 2 with a copy: torch's CPU convolution
