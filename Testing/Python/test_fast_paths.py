@@ -79,8 +79,14 @@ def test_organ_voxels_are_drawn_uniformly_over_the_organ():
     rules.analysis, rules.ids = analysis, (5,)
     rules.box = Box((2, 3, 1), (10, 9, 7))
     rng = np.random.default_rng(0)
-    counts = Counter(tuple(int(x) for x in rules.organ_voxel(rng)) for _ in range(3800))
+    counts: Counter = Counter()
+    while sum(counts.values()) < 3800:
+        counts.update(tuple(int(x) for x in v) for v in rules.organ_voxels(rng))
+    n = sum(counts.values())
     assert set(counts) == {tuple(int(x) for x in v) for v in np.argwhere(labels == 5)}
-    assert 150 < counts[(9, 8, 6)] < 250                              # 1 of 19 voxels: 200 of 3800 expected
+    assert 0.75 < counts[(9, 8, 6)] / (n / 19) < 1.25              # 1 of 19 voxels
+    absent = sampling._Rules.__new__(sampling._Rules)
+    absent.analysis, absent.ids, absent.box = SimpleNamespace(label_array=np.zeros_like(labels)), (5,), Box((2, 3, 1), (10, 9, 7))
+    assert absent.organ_voxels(rng) is None                           # ORGAN_DRAWS misses
     rules.box = None
-    assert rules.organ_voxel(rng) is None
+    assert rules.organ_voxels(rng) is None

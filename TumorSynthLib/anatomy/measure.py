@@ -19,7 +19,7 @@ from scipy import ndimage
 
 from ..core.errors import DependencyError
 from ..core.morphology import erode
-from ..core.volume import bounding_box
+from ..core.volume import bounding_box, voxel_coords
 
 #: In-plane directions of the caliper search for the RECIST slice (0.2 % accuracy).
 CALIPER_DIRECTIONS = 24
@@ -124,7 +124,7 @@ def recist_diameters(mask: np.ndarray, affine: np.ndarray) -> dict[str, Any]:
             index[a] = v
             structure[tuple(index)] = True
     boundary = m & ~erode(m, structure)
-    vox = np.argwhere(boundary)
+    vox = voxel_coords(boundary)
     pts = vox.astype(float) @ aff[:3, :3].T
     k = _widest_slice(pts, vox[:, ax], cols)
     sel = vox[:, ax] == k
@@ -167,7 +167,7 @@ def shape_metrics(mask: np.ndarray, spacing: Sequence[float]) -> dict[str, float
     area, volume = mesh_area_volume(sub, spacing)
     if area > 0 and volume > 0:
         out["sphericity"] = float((36.0 * np.pi * volume**2) ** (1 / 3) / area)
-    pts = np.argwhere(sub) * spacing
+    pts = voxel_coords(sub) * spacing
     eig = np.sort(np.linalg.eigvalsh(np.cov(pts.T)))[::-1]
     if eig[0] > 0:
         out["elongation"] = float(np.sqrt(max(eig[1], 0.0) / eig[0]))
@@ -222,10 +222,17 @@ def measure_mask(mask: np.ndarray, affine: np.ndarray) -> dict[str, Any]:
     out.update(recist_diameters(sub, aff @ shift))
     if out["recist_slice"] is not None:
         out["recist_slice"] += box[out["axial_axis"]].start
-    centroid = np.array([float(np.mean(ix)) for ix in np.nonzero(sub)]) + shift[:3, 3]
+    centroid = _centroid(sub) + shift[:3, 3]
     out["centroid_voxel"] = [float(v) for v in centroid]
     out["centroid_ras"] = [float(v) for v in aff[:3, :3] @ centroid + aff[:3, 3]]
     return out
+
+
+def _centroid(mask: np.ndarray) -> np.ndarray:
+    """Mean voxel index of a non-empty mask, from its per-axis projections (no index list)."""
+    counts = [mask.sum(axis=tuple(a for a in range(mask.ndim) if a != axis), dtype=np.int64)
+              for axis in range(mask.ndim)]
+    return np.array([float(np.dot(c, np.arange(c.size))) / float(c.sum()) for c in counts])
 
 
 __all__ = [

@@ -112,9 +112,9 @@ def prepare_site(view: ScanView, spec: TumorSpec, rng: np.random.Generator, *,
     c_stats = center - np.asarray(stats_box.lo)
     stats = parenchyma_stats(view.image_box(stats_box), tissue_s, c_stats, spacing, STATS_RADIUS_MM,
                              intensity_profile(organ).parenchyma_floor_hu)
-    tissue, lesion = region.masks(roi)
-    image_roi = view.image_box(roi)
     labels_roi = view.labels_box(roi)
+    tissue, lesion = region.masks(roi, labels_roi)
+    image_roi = view.image_box(roi)
     vessels = is_any(labels_roi, vessel_label_ids(analysis.convention))
     vessels |= tissue & (image_roi > stats.vessel_threshold_hu)
     center_roi = center - np.asarray(roi.lo)

@@ -20,7 +20,7 @@ from scipy import ndimage
 
 from ..core.errors import PlacementError
 from ..core.morphology import opening
-from ..core.volume import Box, box_around, is_any
+from ..core.volume import Box, box_around, is_any, voxel_coords
 from .analysis import ScanView
 from .organs import lesion_label_ids, organ_label_ids
 from .parenchyma import robust_median_mad
@@ -42,7 +42,7 @@ def nearest_voxel(mask: np.ndarray, point_vox: Sequence[float],
                   spacing: Sequence[float]) -> tuple[np.ndarray, float] | None:
     """(integer index, distance mm) of the true voxel of ``mask`` nearest to ``point_vox``
     (continuous index in ``mask``'s coordinates); None for an empty mask."""
-    idx = np.argwhere(mask)
+    idx = voxel_coords(mask)
     if idx.size == 0:
         return None
     d2 = (((idx - np.asarray(point_vox, float)) * np.asarray(spacing, float)) ** 2).sum(axis=1)
@@ -77,11 +77,15 @@ class LabelledRegion:
         self.lesion_ids = lesion_ids
         self.organ_label_id = int(tissue_ids[0])
 
-    def masks(self, box: Box) -> tuple[np.ndarray, np.ndarray]:
-        """(tissue, lesion) bool masks of the voxels inside ``box``, as the scan is now."""
-        sub = self.view.labels_box(box)
-        lesion = is_any(sub, self.lesion_ids) | (self.view.occupied_box(box) & is_any(sub, self.tissue_ids))
-        return is_any(sub, self.tissue_ids) & ~lesion, lesion
+    def masks(self, box: Box, labels: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(tissue, lesion) bool masks of the voxels inside ``box``, as the scan is now
+        (``labels``: ``view.labels_box(box)`` when the caller already holds it)."""
+        sub = self.view.labels_box(box) if labels is None else labels
+        tissue = is_any(sub, self.tissue_ids)
+        lesion = is_any(sub, self.lesion_ids)
+        lesion |= self.view.occupied_box(box) & tissue
+        tissue &= ~lesion
+        return tissue, lesion
 
     def volume_ml(self) -> float:
         n = self.view.analysis.count(self.tissue_ids + self.lesion_ids)
@@ -122,7 +126,7 @@ class GrownRegion:
         self.mask = mask
         self.organ_label_id = int(organ_label_id)
 
-    def masks(self, box: Box) -> tuple[np.ndarray, np.ndarray]:
+    def masks(self, box: Box, labels: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         tissue = np.zeros(box.shape, dtype=bool)
         lo = np.maximum(box.lo, self.box.lo)
         hi = np.minimum(box.hi, self.box.hi)

@@ -20,7 +20,7 @@ from scipy import ndimage
 
 from ..core.errors import InputError, PlacementError
 from ..core.resample import dilate_mm
-from ..core.volume import Box, box_around
+from ..core.volume import Box, box_around, voxel_indices
 from .region import LabelledRegion, ball_d2
 
 #: Sampled centres keep at least min(r, this) mm from the organ surface.
@@ -36,6 +36,8 @@ HILUM_CLOSING_MM = 8.0
 HILUM_CLEARANCE_MM = 6.0
 #: Random draws tried before the exact eligible set is computed.
 REJECTION_TRIES = 200
+#: Candidates are drawn this many at a time (uniform in the organ's box; the organ's voxels kept).
+CANDIDATE_BATCH = 64
 #: Uniform draws in the organ's box to find one organ voxel (an organ filling 1 % of its box
 #: is missed with probability e^-20).
 ORGAN_DRAWS = 2000
@@ -90,25 +92,30 @@ class _Rules:
         self.lo, self.hi = reach, shape - 1 - reach
         self.band = _liver_band(region, options)
 
-    def ok(self, v: np.ndarray, use_band: bool) -> bool:
-        if np.any(v < self.lo) or np.any(v > self.hi):
-            return False
-        if float(self.analysis.image.array[tuple(v)]) > self.threshold:
-            return False
-        return not use_band or self.band is None or self.band[0] <= _s_of(self.analysis, v) <= self.band[1]
+    def ok(self, v: np.ndarray, use_band: bool) -> np.ndarray:
+        """Per candidate voxel (rows of ``v``, (n, 3)): inside the field-of-view margins, not
+        brighter than the vessel threshold, in the liver band when asked."""
+        keep = np.all((v >= self.lo) & (v <= self.hi), axis=1)
+        keep[keep] = self.analysis.image.array[tuple(v[keep].T)] <= self.threshold
+        if use_band and self.band is not None and keep.any():
+            s = _s_of(self.analysis, v[keep])
+            keep[keep] = (s >= self.band[0]) & (s <= self.band[1])
+        return keep
 
-    def organ_voxel(self, rng: np.random.Generator) -> np.ndarray | None:
-        """A voxel drawn uniformly over the organ's voxels: uniform in the organ's box until one
-        holds the organ (no list of the organ's voxels is built: a new scan per training sample
-        would pay for it every time); None when the organ is absent or too sparse in its box."""
+    def organ_voxels(self, rng: np.random.Generator) -> np.ndarray | None:
+        """Voxels ((n, 3), in draw order) drawn uniformly over the organ's voxels: batches of
+        ``CANDIDATE_BATCH`` uniform draws in the organ's box, those that hit the organ kept (no
+        list of the organ's voxels is built: a new scan per training sample would pay for it
+        every time); None when the organ is absent or ``ORGAN_DRAWS`` draws miss it."""
         labels = self.analysis.label_array
         if self.box is None or labels is None:
             return None
         lo, size = np.asarray(self.box.lo), np.asarray(self.box.shape)
-        for _ in range(ORGAN_DRAWS):
-            v = lo + rng.integers(0, size)
-            if int(labels[tuple(v)]) in self.ids:
-                return v
+        for _ in range(-(-ORGAN_DRAWS // CANDIDATE_BATCH)):
+            v = lo + rng.integers(0, size, size=(CANDIDATE_BATCH, 3))
+            hit = np.isin(labels[tuple(v.T)], self.ids)
+            if hit.any():
+                return v[hit]
         return None
 
     def eligible(self, use_band: bool) -> np.ndarray:
@@ -146,7 +153,7 @@ def surface_center(region: LabelledRegion, radius: float, rng: np.random.Generat
     ok = tissue & (depth >= 2.0) & (depth <= max(0.25 * radius, 3.0)) & ~near_hilum
     if lesion.any():
         ok &= ndimage.distance_transform_edt(~lesion, sampling=spacing) > radius
-    coords = np.nonzero(ok)
+    coords = voxel_indices(ok)
     lo = np.asarray(box.lo)
     shape = np.asarray(analysis.shape)
     reach = np.floor(np.minimum(FOV_REACH * radius / spacing, 0.5 * (shape - 1)))
@@ -196,12 +203,18 @@ def _axes_inside(v: np.ndarray, region: LabelledRegion, need: float) -> bool:
 
 def _draw_by_rejection(region: LabelledRegion, rules: _Rules, use_band: bool, need: float,
                        radius: float, rng: np.random.Generator) -> np.ndarray | None:
-    for _ in range(REJECTION_TRIES):
-        v = rules.organ_voxel(rng)
-        if v is None:
+    """The first of up to ``REJECTION_TRIES`` uniform organ voxels that passes the rules and
+    fits (``_fits``), or None; the cheap rules are checked for a whole batch at once."""
+    tried = 0
+    while tried < REJECTION_TRIES:
+        batch = rules.organ_voxels(rng)
+        if batch is None:
             return None
-        if rules.ok(v, use_band) and _fits(v, region, need, radius):
-            return v
+        batch = batch[:REJECTION_TRIES - tried]
+        tried += len(batch)
+        for v in batch[rules.ok(batch, use_band)]:
+            if _fits(v, region, need, radius):
+                return v
     return None
 
 

@@ -67,6 +67,20 @@ def box_around(
     return Box(tuple(lo), tuple(hi)).clip(shape)  # type: ignore[arg-type]
 
 
+def voxel_indices(mask: np.ndarray) -> tuple[np.ndarray, ...]:
+    """``np.nonzero(mask)`` (same arrays, same order) from ``np.flatnonzero`` and
+    ``np.unravel_index``: numpy's multi-dimensional nonzero is 2x (dense) to 10x (sparse) slower
+    on the 10^5-10^6-voxel boxes of a tumor."""
+    mask = np.asarray(mask)
+    return np.unravel_index(np.flatnonzero(mask), mask.shape)
+
+
+def voxel_coords(mask: np.ndarray) -> np.ndarray:
+    """``np.argwhere(mask)``: (n, ndim) int indices of the true voxels (see ``voxel_indices``)."""
+    mask = np.asarray(mask)
+    return np.stack(voxel_indices(mask), axis=1) if mask.ndim else np.argwhere(mask)
+
+
 def bounding_box(mask: np.ndarray, margin_vox: Sequence[int] | int = 0) -> Box | None:
     """Smallest box holding every true voxel of ``mask`` (plus a margin, clipped), or None if
     empty. Uses axis projections (one full pass, then the rows and columns hit): much cheaper
@@ -225,10 +239,17 @@ def check_integer_labels(labels: Volume) -> np.ndarray:
     return arr.astype(np.int32)
 
 
+#: ``is_any`` compares runs of consecutive ids (SIMD comparisons, ~10x cheaper per voxel than a
+#: table look-up) up to this many runs, and uses one look-up table pass beyond.
+IS_ANY_MAX_RUNS = 6
+
+
 def is_any(arr: np.ndarray, ids: Sequence[int]) -> np.ndarray:
-    """``arr`` in ``ids`` (labels >= 0): one comparison per id for one or two ids, else one
-    look-up table pass (several times faster than ``np.isin`` or a comparison per id). Float
-    labels count as the nearest id (``|value - id| < 0.5``, as rounding them would)."""
+    """``arr`` in ``ids`` (labels >= 0), a new bool array: the ids' runs of consecutive values
+    compared directly (``id == a`` or ``a <= id <= b``) when there are at most
+    ``IS_ANY_MAX_RUNS`` of them, else one look-up table pass (both several times faster than
+    ``np.isin``). Float labels count as the nearest id (``|value - id| < 0.5``, as rounding
+    them would)."""
     ids = [int(i) for i in ids]
     if arr.dtype.kind == "f":
         out = np.zeros(arr.shape, dtype=bool)
@@ -237,14 +258,31 @@ def is_any(arr: np.ndarray, ids: Sequence[int]) -> np.ndarray:
             hit &= arr < i + 0.5
             out = hit if n == 0 else out | hit
         return out
-    if len(ids) <= 2:
-        out = np.zeros(arr.shape, dtype=bool)
-        for i in ids:
-            out |= arr == i
-        return out
-    lut = np.zeros(max(ids) + 2, dtype=bool)
-    lut[ids] = True
-    return np.take(lut, arr, mode="clip")
+    runs = _id_runs(ids)
+    if len(runs) > IS_ANY_MAX_RUNS:
+        lut = np.zeros(max(ids) + 2, dtype=bool)
+        lut[ids] = True
+        return np.take(lut, arr, mode="clip")
+    out = np.zeros(arr.shape, dtype=bool)
+    for lo, hi in runs:
+        if lo == hi:
+            out |= arr == lo
+        else:
+            hit = arr >= lo
+            hit &= arr <= hi
+            out |= hit
+    return out
+
+
+def _id_runs(ids: Sequence[int]) -> list[tuple[int, int]]:
+    """Sorted distinct ``ids`` as (first, last) runs of consecutive values."""
+    runs: list[tuple[int, int]] = []
+    for i in sorted(set(ids)):
+        if runs and i == runs[-1][1] + 1:
+            runs[-1] = (runs[-1][0], i)
+        else:
+            runs.append((i, i))
+    return runs
 
 
 def has_any(arr: np.ndarray, ids: Sequence[int]) -> bool:
@@ -267,6 +305,8 @@ __all__ = [
     "check_finite_image",
     "check_integer_labels",
     "is_any",
+    "voxel_coords",
+    "voxel_indices",
     "has_any",
     "GRID_TOLERANCE_MM",
 ]

@@ -13,7 +13,7 @@ from scipy import ndimage
 
 from ..anatomy.parenchyma import parenchyma_values
 from ..core.errors import InputError, PlacementError
-from ..core.volume import Volume, bounding_box
+from ..core.volume import Volume, bounding_box, voxel_coords
 
 #: Reach (voxels) of the 1-voxel blur that decides parenchyma (scipy's default truncation).
 BLUR_REACH_VOXELS = 4
@@ -39,7 +39,7 @@ def lesion_centre(organ: np.ndarray, spacing: Sequence[float], diameter_mm: floa
             raise InputError(f"the image {np.shape(image)} and the organ mask {organ.shape} are not on one grid")
         mask = mask & _parenchyma_window(np.asarray(image)[box.slices], mask)
     depth = ndimage.distance_transform_edt(mask, sampling=[float(s) for s in spacing])
-    deep = np.argwhere(depth >= 0.5 * float(diameter_mm))
+    deep = voxel_coords(depth >= 0.5 * float(diameter_mm))
     if rng is None or deep.size == 0:
         local = np.unravel_index(int(np.argmax(depth)), depth.shape)
     else:

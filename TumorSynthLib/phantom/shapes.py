@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.ndimage import map_coordinates
 
+from ..core.volume import voxel_indices
+
 
 @dataclass(frozen=True)
 class Region:
@@ -255,7 +257,7 @@ def capsule_field(grid: Grid, p0, p1, r0, r1, arc0=None, margin_mm: float = 1.5,
     cy = np.zeros(whole.shape, np.float32)
     if not with_arc:
         return TubeField(whole, level, arc, cy)
-    near = np.nonzero(level <= margin_mm)
+    near = voxel_indices(level <= margin_mm)
     seg = best[near]
     coords = [c.reshape(-1)[i] for c, i in zip((whole.x, whole.y, whole.z), near)]
     t = _capsule_level(*coords, p0[seg].T, p1[seg].T, r0[seg], r1[seg])[1]
@@ -278,7 +280,7 @@ def tube_voxels(grid: Grid, points, radii) -> tuple[np.ndarray, np.ndarray]:
         if reg is None:
             continue
         lev = _capsule_level(reg.x, reg.y, reg.z, a, b, ra, rb)[0]
-        idx = np.nonzero(lev <= 0)
+        idx = voxel_indices(lev <= 0)
         flat.append(np.ravel_multi_index(tuple(i + s.start for i, s in zip(idx, reg.slices)),
                                          grid.shape))
         levels.append(lev[idx])
@@ -327,7 +329,7 @@ class ValueNoise:
         """Noise at the voxels of ``mask`` (a boolean array of the region's shape), 1D."""
 
         coords = [(c - self.lo[a]) / self.cell for a, c in enumerate((reg.x, reg.y, reg.z))]
-        idx = np.nonzero(mask)
+        idx = voxel_indices(mask)
         pts = [coords[a].reshape(-1)[idx[a]] for a in range(3)]
         return map_coordinates(self.values, pts, order=1, mode="nearest")
 

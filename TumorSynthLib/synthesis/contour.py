@@ -18,6 +18,7 @@ from scipy import ndimage
 
 from ..anatomy.site import Site
 from ..core.resample import dilate_mm
+from ..core.volume import voxel_indices
 from .contracts import Scene
 from .effects.mass_effect import AIR_HU, BONE_HU
 
@@ -47,7 +48,7 @@ def organ_cap(site: Site, scene: Scene) -> np.ndarray | None:
     if share is None or site.options.get("clip_to_organ") is False:
         return None
     budget = int(share * site.organ_volume_ml * 1000.0 / float(np.prod(site.spacing)))
-    idx = np.nonzero(scene.organ)
+    idx = voxel_indices(scene.organ)
     if idx[0].size <= budget:
         return None
     d2 = sum(((i - c) * s) ** 2 for i, c, s in zip(idx, site.center_vox, site.spacing))

@@ -22,9 +22,9 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol, Union, runtime_checkable
 
 import numpy as np
-from scipy import ndimage
 
 from ..anatomy.site import Site
+from ..core.gaussian import gaussian_blur
 from ..core.volume import Box, bounding_box
 
 #: The low-pass of ``Scene.low_frequencies`` is cut at this many sigmas.
@@ -34,7 +34,7 @@ LOW_PASS_TRUNCATE = 3.0
 def low_pass(image: np.ndarray) -> np.ndarray:
     """``image`` blurred by a 1-voxel Gaussian: the level a tumor's targets are measured
     against, and the image minus it the grain (every grain and level measure uses this one)."""
-    return ndimage.gaussian_filter(image, 1.0, mode="nearest", truncate=LOW_PASS_TRUNCATE)
+    return gaussian_blur(image, 1.0, LOW_PASS_TRUNCATE, "nearest")
 
 
 def low_pass_rows(image: np.ndarray, step: int) -> np.ndarray:
@@ -51,9 +51,7 @@ def low_pass_rows(image: np.ndarray, step: int) -> np.ndarray:
     out = np.zeros((len(rows), *image.shape[1:]), dtype=np.float32)
     for offset, weight in zip(range(-radius, radius + 1), weights):
         out += np.float32(weight) * image[np.clip(rows + offset, 0, image.shape[0] - 1)]
-    for axis in range(1, image.ndim):
-        out = ndimage.gaussian_filter1d(out, 1.0, axis=axis, mode="nearest", truncate=LOW_PASS_TRUNCATE)
-    return out
+    return gaussian_blur(out, [0.0] + [1.0] * (image.ndim - 1), LOW_PASS_TRUNCATE, "nearest")
 
 
 #: Soft-edge blur of the tumor weight, sigma in mm (common.md "Edge").
@@ -98,7 +96,11 @@ class Scene:
 
     def low_frequencies(self, box: Box) -> np.ndarray:
         """The image in ``box`` blurred by a 1-voxel Gaussian (float32): the level that targets
-        are measured against, so that the grain (image minus this) stays on top (cached)."""
+        are measured against, so that the grain (image minus this) stays on top (cached; a box
+        inside one already computed is read from it, e.g. the necrosis' inside the tumor's)."""
+        for key, low in self._cache.items():
+            if key[0] == "low" and all(a <= b and d <= c for a, b, c, d in zip(key[1], box.lo, key[2], box.hi)):
+                return low[tuple(slice(b - a, d - a) for a, b, d in zip(key[1], box.lo, box.hi))]
         return self.memo(("low", box.lo, box.hi), lambda: low_pass(self.image[box.slices]))
 
     def memo(self, key: tuple, compute: Callable[[], Any]) -> Any:

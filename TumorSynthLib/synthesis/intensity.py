@@ -20,10 +20,10 @@ import numpy as np
 from scipy import ndimage
 
 from ..anatomy.organs import intensity_profile
-from ..anatomy.parenchyma import MAD_TO_SIGMA, fixed_sample
+from ..anatomy.parenchyma import MAD_TO_SIGMA, fast_median, fixed_sample
 from ..anatomy.site import Site
-from ..core.morphology import dilate
-from ..core.volume import Box, bounding_box
+from ..core.morphology import dilate, erode
+from ..core.volume import Box, bounding_box, voxel_indices
 from .contracts import Scene, low_pass, low_pass_rows
 
 #: Tumors are never darker than this on average (HU).
@@ -44,11 +44,17 @@ GRAIN_MIN_VOXELS = 30
 #: estimate's error is then ~0.5 %, and two medians of a million values cost 40 ms).
 ROBUST_SD_MAX_VALUES = 1 << 16
 #: The organ's grain around a pushed tumor is measured on every n-th row of its box, n = the
-#: box's voxels // this (every row below 2^19 voxels, about a 50 mm tumor at 1 mm; a 64 mm
-#: one: every 3rd).
-GRAIN_ROW_VOXELS = 1 << 18
+#: box's voxels // this (every row below 2^18 voxels, about a 40 mm tumor at 1 mm; a 64 mm
+#: one: every 6th row, still ~10^5 organ voxels, more than ``robust_sd`` keeps).
+GRAIN_ROW_VOXELS = 1 << 17
 #: Grain (HU) assumed when the scan shows too little parenchyma to measure it.
 FALLBACK_GRAIN_HU = 10.0
+#: A tumor's grain is measured on (at most) this central cube of it, in voxels.
+GRAIN_SAMPLE_VOXELS = 32
+#: Where a tumor's grain is measured: (slices of its central cube, core voxels in it).
+Cube = tuple[tuple[slice, ...], np.ndarray]
+#: Largest gain on the scan's kept grain in ``solid_change`` (see there).
+GRAIN_GAIN_MAX = 1.5
 
 
 def darkening_delta(site: Site, rng: np.random.Generator, enhancement: str = "hypo") -> tuple[float, float]:
@@ -98,11 +104,52 @@ def solid_change(site: Site, scene: Scene, box: Box, mask: np.ndarray, rng: np.r
     clean = mask & ~structured
     hp = image - low
     bias = float(np.mean(hp[clean])) if clean.any() else 0.0
-    out[clean] = np.float32(median - bias) - low[clean]
+    gain = _kept_grain_gain(image, hp, clean)
+    out[clean] = np.float32(median) - image[clean] + np.float32(gain) * (hp[clean] - np.float32(bias))
+    draws["grain_gain"] = gain
     if structured.any():
         out[structured] = np.float32(median) + grain_values(structured, amplitude, rng) - image[structured]
         draws.update(grain_resynthesised_voxels=int(structured.sum()), grain_resynthesised_hu=amplitude)
     return out
+
+
+def _kept_grain_gain(image: np.ndarray, hp: np.ndarray, clean: np.ndarray) -> float:
+    """The factor on the kept high-pass ``hp`` (= image minus its 1-voxel blur) that gives the
+    tumor the grain its voxels had: a grain is measured as the robust SD of an image minus its
+    1-voxel blur, and ``hp`` minus its own blur is weaker than ``hp`` (about 0.88x on the 1 mm
+    phantom), so a flattened tumor came out smoother than its organ and needed a top-up of
+    synthetic noise. Measured on the central cube of ``clean`` (``grain_cube``); 1 when it is
+    too small; within 1..``GRAIN_GAIN_MAX``."""
+    cube = grain_cube(clean) if np.count_nonzero(clean) >= GRAIN_MIN_VOXELS else None
+    if cube is None:
+        return 1.0
+    sub, core = cube
+    before, after = grain_at(image[sub], core), grain_at(hp[sub], core)
+    if not (np.isfinite(before) and np.isfinite(after)) or after <= 0:
+        return 1.0
+    return float(np.clip(before / after, 1.0, GRAIN_GAIN_MAX))
+
+
+def grain_cube(mask: np.ndarray) -> Cube | None:
+    """(slices, core) where a tumor's grain is measured: the central ``GRAIN_SAMPLE_VOXELS``
+    cube of ``mask`` (plus 3 voxels for the blur; plenty of voxels for a robust SD, where a large
+    tumor's whole box would cost a Gaussian over a million voxels) and, in it, ``mask`` less its
+    outer voxel layer (the soft edge's gradient is not grain), or all of it when that is small."""
+    box = bounding_box(mask)
+    if box is None:
+        return None
+    half = GRAIN_SAMPLE_VOXELS // 2
+    centre = [(a + b) // 2 for a, b in zip(box.lo, box.hi)]
+    lo = [max(a, c - half) - 3 for a, c in zip(box.lo, centre)]
+    hi = [min(b, c + half) + 3 for b, c in zip(box.hi, centre)]
+    sub = tuple(slice(max(a, 0), min(b, n)) for a, b, n in zip(lo, hi, mask.shape))
+    core = erode(mask[sub])
+    return sub, (core if np.count_nonzero(core) >= GRAIN_MIN_VOXELS else mask[sub])
+
+
+def grain_at(shaded: np.ndarray, core: np.ndarray) -> float:
+    """Robust SD (HU) of ``shaded`` minus its 1-voxel blur over ``core``: the one grain measure."""
+    return robust_sd((shaded - low_pass(shaded))[core])
 
 
 def _structure_in_tumor(image: np.ndarray, low: np.ndarray, mask: np.ndarray, median: float, gap: float,
@@ -222,10 +269,11 @@ def grain_values(where: np.ndarray, amplitude_hu: float, rng: np.random.Generato
     which the drop sets (an early tumor in a fatty pancreas came out 12 HU brighter than its
     organ instead of 4 HU darker)."""
     axes = _tile_axes(where.shape, rng)
-    box = bounding_box(where)
-    if box is None:
+    at = voxel_indices(where)
+    if at[0].size == 0:
         return np.zeros(0, dtype=np.float32)
-    noise = _tile_field(axes, box)[where[box.slices]] * np.float32(amplitude_hu)
+    tile = _grain_tile(GRAIN_CORRELATION_VOXELS)
+    noise = tile[tuple(a[i] for a, i in zip(axes, at))] * np.float32(amplitude_hu)
     return (noise - np.float32(noise.mean())).astype(np.float32)
 
 
@@ -236,7 +284,7 @@ def robust_sd(values: np.ndarray) -> float:
     if values.size < 5:
         return float("nan")
     values = fixed_sample(values, ROBUST_SD_MAX_VALUES).astype(np.float64)
-    return float(np.median(np.abs(values - np.median(values))) * MAD_TO_SIGMA)
+    return fast_median(np.abs(values - fast_median(values))) * MAD_TO_SIGMA
 
 
 def change_towards(target_hu: np.ndarray, scene: Scene, box: Box, spacing: np.ndarray | None = None) -> np.ndarray:
@@ -246,5 +294,5 @@ def change_towards(target_hu: np.ndarray, scene: Scene, box: Box, spacing: np.nd
     return (target_low - scene.low_frequencies(box)).astype(np.float32)
 
 
-__all__ = ["TUMOR_FLOOR_HU", "change_towards", "ct_grain", "darkening_delta", "organ_grain_hu", "robust_sd",
-           "grain_values", "solid_change", "structure_gap_hu"]
+__all__ = ["Cube", "TUMOR_FLOOR_HU", "change_towards", "ct_grain", "darkening_delta", "grain_at", "grain_cube",
+           "organ_grain_hu", "robust_sd", "grain_values", "solid_change", "structure_gap_hu"]

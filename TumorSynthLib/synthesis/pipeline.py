@@ -238,9 +238,10 @@ class TumorJob:
         labels = np.array(scene.labels, copy=True)
         dtype = np.promote_types(labels.dtype, np.min_scalar_type(max(tumor_id, necrosis_id or 0)))
         labels = labels.astype(dtype, copy=False)
-        labels[geometry.mask] = tumor_id
+        sl = shading.box.slices                  # the tumor and its necrosis lie in the shading box
+        labels[sl][geometry.mask[sl]] = tumor_id
         if necrosis_id is not None and shading.necrosis is not None:
-            labels[shading.necrosis & geometry.mask] = necrosis_id
+            labels[sl][shading.necrosis[sl] & geometry.mask[sl]] = necrosis_id
         all_draws = {"placement": site.draws, "effects": self.plan.draws, "geometry": geometry.draws,
                      "appearance": appearance.draws, "shading": draws}
         return TumorOutcome(site, self.plan, scene, geometry, appearance, shading, image, labels,

@@ -56,7 +56,7 @@ def build_report(outcome: TumorOutcome, *, method: str, index: int, case_id: str
     site, geometry, shading = outcome.site, outcome.geometry, outcome.shading
     m = measure_mask(geometry.mask, site.affine_roi)
     r = 0.5 * site.diameter_mm
-    r_in = largest_inscribed_near(outcome.scene.organ | geometry.mask, site.center_vox, site.spacing, r)
+    r_in = largest_inscribed_near(outcome.scene.organ, site.center_vox, site.spacing, r, also=geometry.mask)
     sphere_ml = 4.0 / 3.0 * np.pi * r_in**3 / 1000.0
     lo = np.asarray(site.roi.lo, dtype=float)
     warnings = list(site.warnings) + field_of_view_warnings(outcome) + thin_organ_warnings(site, r_in)
@@ -93,17 +93,19 @@ def build_report(outcome: TumorOutcome, *, method: str, index: int, case_id: str
     return to_jsonable(report)
 
 
-def largest_inscribed_near(organ: np.ndarray, center_vox: np.ndarray, spacing: np.ndarray, radius: float) -> float:
-    """Radius (mm) of the largest organ-inscribed ball whose centre lies within ``radius`` of
-    ``center_vox`` (ROI voxels). Only the box reaching 2 r is used, its edges count as surface,
-    and the distance transform runs on a grid of at most ``INSCRIBED_CELLS`` cells per axis
-    (exact to within one cell: the value says whether the organ could hold the tumor)."""
+def largest_inscribed_near(organ: np.ndarray, center_vox: np.ndarray, spacing: np.ndarray, radius: float,
+                           also: np.ndarray | None = None) -> float:
+    """Radius (mm) of the largest ball inside ``organ`` (or ``also``, e.g. the tumor: same
+    shape) whose centre lies within ``radius`` of ``center_vox`` (ROI voxels). Only the box
+    reaching 2 r is used, its edges count as surface, and the distance transform runs on a
+    grid of at most ``INSCRIBED_CELLS`` cells per axis (exact to within one cell: the value says
+    whether the organ could hold the tumor); the masks are only read on that grid."""
     box = box_around(center_vox, 2.0 * radius + 2.0 * float(np.max(spacing)), spacing, organ.shape)
-    sub = organ[box.slices]
-    if not sub.any():
+    step = np.maximum(np.ceil(np.asarray(box.shape) / INSCRIBED_CELLS), 1).astype(int)
+    cells = tuple(slice(sl.start, sl.stop, s) for sl, s in zip(box.slices, step))
+    coarse = organ[cells] if also is None else organ[cells] | also[cells]
+    if not coarse.any():
         return 0.0
-    step = np.maximum(np.ceil(np.asarray(sub.shape) / INSCRIBED_CELLS), 1).astype(int)
-    coarse = sub[tuple(slice(None, None, s) for s in step)]
     cell = np.asarray(spacing, dtype=float) * step
     edt = ndimage.distance_transform_edt(np.pad(coarse, 1), sampling=cell)[1:-1, 1:-1, 1:-1]
     c = (np.asarray(center_vox, dtype=float) - np.asarray(box.lo)) / step

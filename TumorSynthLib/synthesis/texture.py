@@ -16,8 +16,8 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 import numpy as np
-from scipy import ndimage
 
+from ..core.gaussian import gaussian_blur
 from ..core.resample import coarse_grid, upsample
 
 #: Gaussian kernels are cut at this many sigmas (enough for a texture, faster than scipy's 4).
@@ -39,10 +39,7 @@ def sigma_voxels(sigma_mm: float | Sequence[float], spacing: Sequence[float]) ->
 
 def gaussian_mm(array: np.ndarray, sigma_mm: float, spacing: Sequence[float]) -> np.ndarray:
     """Separable Gaussian blur (float32) with a sigma given in mm, per-axis in voxels."""
-    return ndimage.gaussian_filter(
-        np.asarray(array, dtype=np.float32), sigma_voxels(sigma_mm, spacing), mode="nearest",
-        truncate=TRUNCATE,
-    )
+    return gaussian_blur(np.asarray(array, dtype=np.float32), sigma_voxels(sigma_mm, spacing), TRUNCATE, "nearest")
 
 
 def make_texture(

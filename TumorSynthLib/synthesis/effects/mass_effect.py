@@ -32,7 +32,7 @@ from scipy import ndimage
 
 from ...anatomy.site import Site
 from ...core.resample import dilate_mm
-from ...core.volume import Box, box_around
+from ...core.volume import Box, box_around, voxel_coords
 from ..contracts import EffectPlan, Scene
 from ..intensity import robust_sd
 
@@ -99,7 +99,7 @@ def _bend_vessels(site: Site, box: Box, r: float, movable: np.ndarray, image: np
     spacing = np.asarray(site.spacing, dtype=float)
     c = np.asarray(site.center_vox, dtype=float)
     room = box_around(c, r, spacing, vessels.shape)          # inside ``box``, 1/8 of its voxels
-    idx = np.argwhere(vessels[room.slices]) + np.asarray(room.lo)
+    idx = voxel_coords(vessels[room.slices]) + np.asarray(room.lo)
     if idx.size == 0:
         return 0
     offset = (idx - c) * spacing
@@ -126,6 +126,12 @@ def _local_mean(image: np.ndarray, at: np.ndarray, spacing: np.ndarray) -> np.nd
     """The mean of the 3x3x3 neighbourhood of each voxel of ``at`` (its low frequencies)."""
     hi = np.asarray(image.shape) - 1
     total = np.zeros(len(at), dtype=np.float32)
+    if len(at) and at.min() >= 1 and np.all(at.max(axis=0) < hi):   # no neighbour beyond the array
+        flat, base = image.reshape(-1), np.ravel_multi_index(tuple(at.T), image.shape)
+        for offset in np.ravel_multi_index(tuple(np.indices((3, 3, 3)).reshape(3, -1)), image.shape) \
+                - np.ravel_multi_index((1, 1, 1), image.shape):
+            total += flat[base + offset]
+        return total / 27.0
     for d in np.ndindex(3, 3, 3):
         q = np.clip(at + np.asarray(d) - 1, 0, hi)
         total += image[tuple(q.T)]

@@ -38,7 +38,7 @@ from ..contracts import (
     soft_blend,
     tumor_box,
 )
-from ..intensity import GRAIN_MIN_VOXELS, grain_values, organ_grain_hu, robust_sd
+from ..intensity import GRAIN_MIN_VOXELS, Cube, grain_at, grain_cube, grain_values, organ_grain_hu
 from ..texture import gaussian_mm
 from .lesions import necrosis_region
 
@@ -57,10 +57,6 @@ GRAIN_PATTERN_SHARE = 0.25
 #: Bounds of the correction of the top-up noise's amplitude to the grain it reaches in the tumor.
 GRAIN_NOISE_SCALE = (0.6, 1.6)
 GRAIN_NOISE_ITERATIONS = 2
-#: The tumor's grain is measured on (at most) this central cube of it, in voxels.
-GRAIN_SAMPLE_VOXELS = 32
-#: Where a tumor's grain is measured: (slices of its central cube, core voxels in it).
-Cube = tuple[tuple[slice, ...], np.ndarray]
 #: Weight at and above which a voxel counts as tumor core in the measured drop.
 CORE_WEIGHT = 0.9
 
@@ -100,7 +96,7 @@ def shade(site: Site, scene: Scene, geometry: Geometry, appearance: Appearance, 
     raw = scene.image[sl]
     change = np.array(appearance.change_hu[sl], dtype=np.float32)
     solid = appearance.solid_in(box)
-    cube = _grain_cube(m) if np.count_nonzero(m) >= GRAIN_MIN_VOXELS else None
+    cube = grain_cube(m) if np.count_nonzero(m) >= GRAIN_MIN_VOXELS else None
     if cube is not None:
         change = _cap_grain(site, scene, box, m, cube, change, solid, draws)
     level = float(np.mean(raw[m] + change[m])) if m.any() else 0.0
@@ -147,17 +143,17 @@ def _cap_grain(site: Site, scene: Scene, box: Box, mask: np.ndarray, cube: Cube,
         return change
     image = scene.image[box.slices][sub]
     target = organ_grain_hu(site, scene, box, mask)
-    current = _grain_at(image + change[sub], core)
+    current = grain_at(image + change[sub], core)
     draws["grain_organ_hu"], draws["grain_appearance_hu"] = target, current
     if not (np.isfinite(target) and np.isfinite(current)) or current <= GRAIN_CAP_ABOVE * target:
         return change
     pattern = change - solid
     interior = erode(mask & ~vessels, iterations=2)      # the pattern's edge at the contour is not grain
     if not (np.count_nonzero(interior[sub]) >= GRAIN_MIN_VOXELS
-            and _grain_at(pattern[sub], interior[sub]) > GRAIN_PATTERN_SHARE * target):
+            and grain_at(pattern[sub], interior[sub]) > GRAIN_PATTERN_SHARE * target):
         return change                                    # a smooth pattern: the grain is the scan's own
     change = solid + np.where(interior, low_pass(pattern), pattern)
-    draws["grain_smoothed_hu"] = _grain_at(image + change[sub], core)
+    draws["grain_smoothed_hu"] = grain_at(image + change[sub], core)
     return change
 
 
@@ -173,7 +169,7 @@ def _top_up_grain(site: Site, scene: Scene, box: Box, mask: np.ndarray, cube: Cu
     target = organ_grain_hu(site, scene, box, mask)
     sub, core = cube
     shaded = scene.image[box.slices][sub] + change[sub]
-    current = _grain_at(shaded, core)
+    current = grain_at(shaded, core)
     draws["grain_organ_hu"], draws["grain_tumor_hu"] = target, current
     if not (np.isfinite(target) and np.isfinite(current)) or current >= GRAIN_TOP_UP_BELOW * target:
         return change
@@ -188,39 +184,17 @@ def _top_up_grain(site: Site, scene: Scene, box: Box, mask: np.ndarray, cube: Cu
 
 def _noise_scale(shaded: np.ndarray, noise: np.ndarray, core: np.ndarray, current: float, target: float) -> float:
     """The factor on ``noise`` that brings the grain of ``shaded + noise`` over ``core`` (a
-    ``_grain_cube``) to ``target``: over a few hundred voxels, correlated noise and the robust
+    ``grain_cube``) to ``target``: over a few hundred voxels, correlated noise and the robust
     SD are off by up to ~20 % from their nominal sum (sqrt(current^2 + added^2)), so the reached
     grain is measured and the factor corrected (``GRAIN_NOISE_ITERATIONS`` times, within
     ``GRAIN_NOISE_SCALE``)."""
     scale = 1.0
     for _ in range(GRAIN_NOISE_ITERATIONS):
-        own = _grain_at(shaded + np.float32(scale) * noise, core) ** 2 - current**2
+        own = grain_at(shaded + np.float32(scale) * noise, core) ** 2 - current**2
         if not np.isfinite(own) or own <= 0:
             break
         scale = float(np.clip(scale * np.sqrt((target**2 - current**2) / own), *GRAIN_NOISE_SCALE))
     return scale
-
-
-def _grain_cube(mask: np.ndarray) -> Cube | None:
-    """(slices, core) where a tumor's grain is measured: the central ``GRAIN_SAMPLE_VOXELS``
-    cube of ``mask`` (plus 3 voxels for the blur; plenty of voxels for a robust SD, where a large
-    tumor's whole box would cost a Gaussian over a million voxels) and, in it, ``mask`` less its
-    outer voxel layer (the soft edge's gradient is not grain), or all of it when that is small."""
-    box = bounding_box(mask)
-    if box is None:
-        return None
-    half = GRAIN_SAMPLE_VOXELS // 2
-    centre = [(a + b) // 2 for a, b in zip(box.lo, box.hi)]
-    lo = [max(a, c - half) - 3 for a, c in zip(box.lo, centre)]
-    hi = [min(b, c + half) + 3 for b, c in zip(box.hi, centre)]
-    sub = tuple(slice(max(a, 0), min(b, n)) for a, b, n in zip(lo, hi, mask.shape))
-    core = erode(mask[sub])
-    return sub, (core if np.count_nonzero(core) >= GRAIN_MIN_VOXELS else mask[sub])
-
-
-def _grain_at(shaded: np.ndarray, core: np.ndarray) -> float:
-    """Robust SD (HU) of ``shaded`` minus its 1-voxel blur over ``core``."""
-    return robust_sd((shaded - low_pass(shaded))[core])
 
 
 def _vessels_in_tumor(vessels: np.ndarray, mask: np.ndarray, weight: np.ndarray) -> np.ndarray:

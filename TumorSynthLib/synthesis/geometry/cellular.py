@@ -23,7 +23,7 @@ from scipy import ndimage
 
 from ...anatomy.site import Site
 from ...core.resample import dilate_mm
-from ...core.volume import bounding_box
+from ...core.volume import bounding_box, voxel_coords
 from ..contour import contour_limit, soft_tissue, takeable_organ
 from ..contracts import EDGE_SIGMA_RANGE_MM, EffectPlan, Geometry, Scene
 from ..registry import register_geometry
@@ -219,9 +219,9 @@ def _moved_vessels(run: Any, vessel_cells: np.ndarray) -> Scene:
     vessels = scene.vessels & ~left
     labels = np.array(scene.labels, copy=True)
     image = np.array(scene.image, dtype=np.float32)
-    source = np.argwhere(vessels)
+    source = voxel_coords(vessels)
     if came.any() and len(source):
-        target = np.argwhere(came)
+        target = voxel_coords(came)
         _, nearest = cKDTree(source * site.spacing).query(target * site.spacing)
         src = tuple(source[nearest].T)
         labels[tuple(target.T)] = scene.labels[src]
