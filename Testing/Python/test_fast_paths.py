@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from TumorSynthLib.anatomy import sampling
+from TumorSynthLib.core.resample import expand_blocks
 from TumorSynthLib.core.volume import Box
 from TumorSynthLib.synthesis import shapes
 from TumorSynthLib.synthesis.contracts import low_pass, low_pass_rows
@@ -24,14 +25,32 @@ def test_low_pass_rows_is_the_low_pass_at_those_rows(step):
     assert np.array_equal(image, before)
 
 
+def _repeated(cells: np.ndarray, factor, shape) -> np.ndarray:
+    """The plain reference: one np.repeat per axis, then the cut."""
+    out = cells
+    for axis, f in enumerate(factor):
+        out = np.repeat(out, f, axis=axis)
+    return out[tuple(slice(0, n) for n in shape)]
+
+
 def test_cell_voxels_are_the_voxels_of_the_expanded_cells():
     rng = np.random.default_rng(0)
     for factor, shape in (((2, 2, 2), (9, 8, 7)), ((3, 1, 2), (7, 5, 6)), ((4, 4, 4), (3, 2, 5))):
         factor = np.asarray(factor)
         cells = rng.random(tuple(-(-n // f) for n, f in zip(shape, factor))) > 0.6
         fast = shapes._cell_voxels(cells, factor, shape)
-        slow = np.nonzero(shapes._expand(cells, factor, shape))
+        slow = np.nonzero(_repeated(cells, factor, shape))
         assert sorted(zip(*fast)) == sorted(zip(*slow))
+
+
+def test_expand_blocks_is_one_repeat_per_axis_then_the_cut():
+    rng = np.random.default_rng(3)
+    for factor, shape, dtype in (((2, 2, 2), (9, 8, 7), bool), ((3, 1, 2), (7, 5, 6), np.int32),
+                                 ((1, 1, 1), (4, 3, 2), np.float32), ((2, 3, 4), (6, 9, 8), np.int64)):
+        cells = (rng.random(tuple(-(-n // f) for n, f in zip(shape, factor))) * 10).astype(dtype)
+        out = expand_blocks(cells, factor, shape)
+        assert out.shape == shape and out.dtype == cells.dtype and out.flags.c_contiguous
+        assert np.array_equal(out, _repeated(cells, factor, shape))
 
 
 def test_ct_grain_in_a_region_is_the_full_field_there():
@@ -90,3 +109,60 @@ def test_organ_voxels_are_drawn_uniformly_over_the_organ():
     assert absent.organ_voxels(rng) is None                           # ORGAN_DRAWS misses
     rules.box = None
     assert rules.organ_voxels(rng) is None
+
+
+@pytest.mark.parametrize("mode", ["nearest", "constant"])
+def test_float32_gaussian_is_scipys_within_rounding(mode):
+    from scipy import ndimage
+
+    from TumorSynthLib.core.gaussian import gaussian_blur
+
+    rng = np.random.default_rng(7)
+    for shape, sigma, truncate in (((17, 11, 9), 1.0, 3.0), ((5, 40, 3), (0.0, 2.2, 0.6), 4.0), ((2, 2, 30), 1.7, 3.0)):
+        image = (rng.standard_normal(shape) * 40 + 30).astype(np.float32)
+        before = image.copy()
+        ours = gaussian_blur(image, sigma, truncate, mode)
+        ref = ndimage.gaussian_filter(image, sigma, mode=mode, truncate=truncate)
+        assert ours.dtype == np.float32 and np.array_equal(image, before)
+        np.testing.assert_allclose(ours, ref, rtol=0, atol=2e-5 * float(np.abs(ref).max()))
+    wide = rng.standard_normal((6, 7, 8))                        # float64 keeps scipy's double result
+    assert np.array_equal(gaussian_blur(wide, 1.0, 3.0), ndimage.gaussian_filter(wide, 1.0, mode="nearest", truncate=3.0))
+    with pytest.raises(ValueError, match="mode"):
+        gaussian_blur(image, 1.0, 3.0, "reflect")
+
+
+def test_fast_median_and_voxel_indices_match_numpy():
+    from TumorSynthLib.anatomy.parenchyma import fast_median
+    from TumorSynthLib.core.volume import voxel_coords, voxel_indices
+
+    rng = np.random.default_rng(11)
+    for n in (1, 2, 7, 10, 4097):
+        for dtype in (np.float32, np.float64, np.int16):
+            values = (rng.standard_normal(n) * 100).astype(dtype)
+            assert fast_median(values) == pytest.approx(float(np.median(values)), abs=1e-4)
+    mask = rng.random((9, 13, 6)) > 0.7
+    assert all(np.array_equal(a, b) for a, b in zip(voxel_indices(mask), np.nonzero(mask)))
+    assert np.array_equal(voxel_coords(mask), np.argwhere(mask))
+    assert voxel_coords(np.zeros((3, 4, 5), bool)).shape == (0, 3)
+
+
+def test_is_any_by_runs_and_by_table_match_isin():
+    from TumorSynthLib.core.volume import IS_ANY_MAX_RUNS, is_any
+
+    labels = np.random.default_rng(2).integers(0, 120, (20, 15, 10)).astype(np.int16)
+    many = list(range(1, 4 * IS_ANY_MAX_RUNS, 2))                # more runs than the comparison path takes
+    for ids in ([], [5], [52, 53, 54, 55, 56, 57, 58, 59, 60, 62, 63, 64, 65, 66, 67, 68], [7, 3, 3, 4], many):
+        assert np.array_equal(is_any(labels, ids), np.isin(labels, ids)), ids
+
+
+def test_allocator_tuning_applies_once_and_can_be_turned_off():
+    import subprocess
+    import sys
+
+    from TumorSynthLib.core.allocator import OPT_OUT_VARIABLE, tune_allocator
+
+    assert tune_allocator() is tune_allocator()                  # idempotent, one bool per process
+    code = "import TumorSynthLib; from TumorSynthLib.core.allocator import tune_allocator; print(tune_allocator())"
+    off = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env={**__import__("os").environ, OPT_OUT_VARIABLE: "0"}, check=True)
+    assert off.stdout.strip() == "False"

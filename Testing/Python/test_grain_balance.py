@@ -98,3 +98,21 @@ def test_vessels_at_the_tumors_edge_fade_and_are_never_made_parenchyma():
     edge = vessels & mask & (weight <= 0.5)
     assert edge.any()
     assert np.all(after[edge] >= 200.0 - 130.0 * weight[edge] - 1e-3)    # faded, as the rest of the change
+
+
+def test_the_flattened_parenchyma_keeps_its_grain_without_a_top_up():
+    """solid_change replaces the low frequencies and scales the kept high-pass by its measured
+    loss (grain_gain): a tumor made of plain parenchyma has the organ's grain, so the shading
+    adds no synthetic noise (it used to top up every large liver tumor by ~5 HU)."""
+    from TumorSynthLib.synthesis.intensity import GRAIN_GAIN_MAX, ct_grain, solid_change
+
+    image = np.float32(100.0) + ct_grain(SHAPE, 11.0, np.random.default_rng(4))     # CT-like correlated grain
+    site, scene, mask = _scene(image)
+    draws: dict = {}
+    box = Box((0, 0, 0), SHAPE)
+    solid = solid_change(site, scene, box, mask, np.random.default_rng(0), draws)
+    assert 1.0 < draws["grain_gain"] <= GRAIN_GAIN_MAX
+    core = mask & (np.linalg.norm(np.indices(SHAPE) - site.center_vox[:, None, None, None], axis=0) < 7)
+    assert abs(_grain(image + solid, core) / _grain(image, core) - 1.0) < 0.08
+    _, _, shading = _apply(site, scene, mask, Appearance(solid, 0.0, solid_hu=solid, solid_box=box))
+    assert "grain_added_hu" not in shading

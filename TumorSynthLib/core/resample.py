@@ -93,6 +93,19 @@ def _upsample_axis(array: np.ndarray, axis: int, f: int, n: int) -> np.ndarray:
     return np.moveaxis(out, 0, axis)
 
 
+def expand_blocks(coarse: np.ndarray, block: Sequence[int], shape: Sequence[int]) -> np.ndarray:
+    """Each cell of ``coarse`` repeated ``block`` voxels per axis (cells tiling from the origin),
+    cut to ``shape`` (at most the tiled size): a new contiguous array, written by one broadcast
+    copy instead of one ``np.repeat`` per axis."""
+    block = tuple(int(b) for b in block)
+    full = tuple(c * b for c, b in zip(coarse.shape, block))
+    out = np.empty(full, dtype=coarse.dtype)
+    out.reshape([x for c, b in zip(coarse.shape, block) for x in (c, b)])[...] = \
+        coarse.reshape([x for c in coarse.shape for x in (c, 1)])
+    shape = tuple(int(n) for n in shape)
+    return out if shape == full else np.ascontiguousarray(out[tuple(slice(0, n) for n in shape)])
+
+
 def dilate_mm(mask: np.ndarray, radius_mm: float, spacing: np.ndarray) -> np.ndarray:
     """``mask`` dilated by an ellipsoid of ``radius_mm`` (per-axis voxels), computed on blocks
     of about ``radius_mm / 2`` so that the cost stays small on fine grids (the reach is then
@@ -104,10 +117,9 @@ def dilate_mm(mask: np.ndarray, radius_mm: float, spacing: np.ndarray) -> np.nda
         return mask.copy()
     g = np.ogrid[tuple(slice(-h, h + 1) for h in half)]
     structure = sum((gi / max(h, 1)) ** 2 for gi, h in zip(g, half)) <= 1.0
-    grown = dilate(coarse, structure)
-    for axis, b in enumerate(block):
-        grown = np.repeat(grown, b, axis=axis)
-    return grown[tuple(slice(0, n) for n in mask.shape)] | mask
+    grown = expand_blocks(dilate(coarse, structure), block, mask.shape)
+    grown |= mask
+    return grown
 
 
 def block_any(mask: np.ndarray, block: np.ndarray) -> np.ndarray:
@@ -122,4 +134,4 @@ def block_any(mask: np.ndarray, block: np.ndarray) -> np.ndarray:
 
 
 
-__all__ = ["blur_and_sample", "block_any", "coarse_grid", "dilate_mm", "resample", "upsample"]
+__all__ = ["blur_and_sample", "block_any", "coarse_grid", "dilate_mm", "expand_blocks", "resample", "upsample"]

@@ -18,7 +18,7 @@ import numpy as np
 from scipy import ndimage
 
 from ..core.morphology import dilate
-from ..core.resample import coarse_grid
+from ..core.resample import coarse_grid, expand_blocks
 from ..core.volume import Box, box_around
 
 #: Per-axis radii vary by this fraction around d/2 before the geometric-mean rescale.
@@ -171,7 +171,7 @@ def rasterise_box(
         return box, _level(shape, _offsets_mm(axes, center, spacing, True), scale) <= 1.0
     box, factor, inside = cells.box, cells.factor, cells.inside
     near = dilate(inside) & dilate(~inside)
-    sub = _expand(inside & ~near, factor, box.shape)
+    sub = expand_blocks(inside & ~near, factor, box.shape)
     near_fine = _cell_voxels(near, factor, box.shape)
     points = [idx + lo for idx, lo in zip(near_fine, box.lo)]
     sub[near_fine] = _level(shape, _offsets_mm(points, center, spacing, False), scale) <= 1.0
@@ -217,15 +217,6 @@ def coarse_cells(
     positions = [a + (np.arange(-(-(b - a) // f)) + 0.5) * f - 0.5 for a, b, f in zip(box.lo, box.hi, factor)]
     inside = _level(shape, _offsets_mm(positions, center, spacing, True), scale) <= 1.0
     return CoarseCells(box, factor, positions, inside)
-
-
-def _expand(coarse: np.ndarray, factor: np.ndarray, shape: Sequence[int]) -> np.ndarray:
-    """A per-cell array repeated onto the voxels of ``shape``."""
-    out = coarse
-    for axis, f in enumerate(factor):
-        if f > 1:
-            out = np.repeat(out, f, axis=axis)
-    return np.ascontiguousarray(out[tuple(slice(0, n) for n in shape)])
 
 
 def deformed_ellipsoid(

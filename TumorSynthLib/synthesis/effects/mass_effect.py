@@ -31,7 +31,7 @@ import numpy as np
 from scipy import ndimage
 
 from ...anatomy.site import Site
-from ...core.resample import dilate_mm
+from ...core.resample import dilate_mm, expand_blocks
 from ...core.volume import Box, box_around, voxel_coords
 from ..contracts import EffectPlan, Scene
 from ..intensity import robust_sd
@@ -158,7 +158,7 @@ def _moved_voxels(site: Site, box: Box, r: float, strength: float, movable: np.n
     strides = (shape[1] * shape[2], shape[2], 1)
     index = np.int32 if int(np.prod(shape)) < 2**31 else np.int64
     shift = sum(np.rint(g * scale / s).astype(index) * index(st) for g, s, st in zip(grid, spacing, strides))
-    flat_shift = _expand(shift, block, shape).reshape(-1)
+    flat_shift = expand_blocks(shift, block, shape).reshape(-1)
     dst = np.flatnonzero((flat_shift != 0) & movable)
     if dst.size == 0:
         return None
@@ -191,15 +191,6 @@ def _fine_noise(image: np.ndarray, organ: np.ndarray, dst: np.ndarray,
 def _moves_single_voxels(spacing: np.ndarray) -> bool:
     """True on grids where a push block is one voxel (every axis coarser than BLOCK_MM / 2)."""
     return not np.any(np.floor(BLOCK_MM / np.asarray(spacing, float)) > 1)
-
-
-def _expand(coarse: np.ndarray, block: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    """A per-block array repeated onto the voxels of ``shape`` (contiguous)."""
-    out = coarse
-    for axis, b in enumerate(block):
-        if b > 1:
-            out = np.repeat(out, b, axis=axis)
-    return np.ascontiguousarray(out[tuple(slice(0, n) for n in shape)])
 
 
 def _movable(organ: np.ndarray, image: np.ndarray, spacing: np.ndarray) -> np.ndarray:
