@@ -32,7 +32,7 @@ def gaussian_blur(array: np.ndarray, sigma: float | Sequence[float], truncate: f
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     array = np.asarray(array)
     sigmas = np.broadcast_to(np.asarray(sigma, dtype=float), (array.ndim,))
-    if array.dtype != np.float32:
+    if array.dtype != np.float32 or array.size == 0:
         return ndimage.gaussian_filter(array, sigmas, mode=mode, truncate=truncate)
     out = array
     for axis, s in enumerate(sigmas):
@@ -47,10 +47,8 @@ def _blur_axis(array: np.ndarray, weights: np.ndarray, axis: int, mode: str) -> 
     radius = len(weights) // 2
     if radius == 0:
         return np.array(array, copy=True)
-    pad = [(0, 0)] * array.ndim
-    pad[axis] = (radius, radius)
-    padded = np.pad(array, pad, mode="edge" if mode == "nearest" else "constant")
     n = array.shape[axis]
+    padded = _padded(array, axis, radius, mode)
 
     def shifted(offset: int) -> np.ndarray:
         index = [slice(None)] * array.ndim
@@ -63,6 +61,29 @@ def _blur_axis(array: np.ndarray, weights: np.ndarray, axis: int, mode: str) -> 
         np.add(shifted(k), shifted(-k), out=pair)
         pair *= np.float32(weights[radius + k])
         out += pair
+    return out
+
+
+def _padded(array: np.ndarray, axis: int, radius: int, mode: str) -> np.ndarray:
+    """``array`` with ``radius`` voxels added at both ends of ``axis``: copies of the edge
+    planes (``nearest``) or zeros (``constant``); ``np.pad``'s result without its overhead."""
+    shape = list(array.shape)
+    n = shape[axis]
+    shape[axis] = n + 2 * radius
+    out = np.empty(shape, dtype=array.dtype)
+
+    def part(lo: int, hi: int) -> tuple[slice, ...]:
+        index = [slice(None)] * array.ndim
+        index[axis] = slice(lo, hi)
+        return tuple(index)
+
+    out[part(radius, radius + n)] = array
+    if mode == "nearest":
+        out[part(0, radius)] = array[part(0, 1)]
+        out[part(radius + n, n + 2 * radius)] = array[part(n - 1, n)]
+    else:
+        out[part(0, radius)] = 0
+        out[part(radius + n, n + 2 * radius)] = 0
     return out
 
 
