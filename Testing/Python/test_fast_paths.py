@@ -168,3 +168,21 @@ def test_allocator_tuning_applies_once_and_can_be_turned_off():
     off = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          env={**__import__("os").environ, OPT_OUT_VARIABLE: "0"}, check=True)
     assert off.stdout.strip() == "False"
+
+
+def test_bounding_box_is_the_extent_of_the_true_voxels():
+    from TumorSynthLib.core.volume import bounding_box
+
+    rng = np.random.default_rng(21)
+    for _ in range(200):
+        shape = tuple(int(n) for n in rng.integers(1, 10, 3))
+        mask = rng.random(shape) < rng.choice([0.0, 0.02, 0.3])
+        margin = (1, 0, 2)
+        box = bounding_box(mask, margin)
+        idx = np.argwhere(mask)
+        if idx.size == 0:
+            assert box is None
+            continue
+        lo = np.maximum(idx.min(axis=0) - margin, 0)
+        hi = np.minimum(idx.max(axis=0) + 1 + np.asarray(margin), shape)
+        assert (box.lo, box.hi) == (tuple(int(v) for v in lo), tuple(int(v) for v in hi))
