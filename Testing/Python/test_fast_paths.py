@@ -111,7 +111,7 @@ def test_organ_voxels_are_drawn_uniformly_over_the_organ():
     assert rules.organ_voxels(rng) is None
 
 
-@pytest.mark.parametrize("mode", ["nearest", "constant"])
+@pytest.mark.parametrize("mode", ["nearest", "constant", "wrap"])
 def test_float32_gaussian_is_scipys_within_rounding(mode):
     from scipy import ndimage
 

@@ -16,7 +16,6 @@ are left alone).
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 import sys
 
@@ -44,7 +43,7 @@ def _apply() -> bool:
     if os.environ.get(OPT_OUT_VARIABLE, "1").strip() == "0" or not sys.platform.startswith("linux"):
         return False
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc = ctypes.CDLL(None)              # the process's own symbols (libc among them): no library search
         if not hasattr(libc, "gnu_get_libc_version") or not hasattr(libc, "mallopt"):
             return False                      # musl and others: their allocators differ
         return bool(libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)

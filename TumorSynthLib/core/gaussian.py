@@ -1,6 +1,6 @@
 """Separable Gaussian blur of float32 volumes, as ``scipy.ndimage.gaussian_filter`` computes it
 (the same kernel: ``radius = int(truncate * sigma + 0.5)``, weights ``exp(-x^2 / 2 sigma^2)``
-normalised; modes ``nearest`` and ``constant`` with 0), accumulated in float32 with whole-array
+normalised; modes ``nearest``, ``constant`` with 0 and ``wrap`` (periodic)), accumulated in float32 with whole-array
 operations instead of scipy's per-line double buffers: about 1.7x faster on the tumor boxes the
 synthesis blurs several times per tumor (a 90^3 box, sigma 1 voxel: 9 ms instead of 15 ms on
 this machine), and equal to scipy's result within float32 rounding (~1e-7 relative).
@@ -12,7 +12,7 @@ from typing import Sequence
 import numpy as np
 from scipy import ndimage
 
-MODES = ("nearest", "constant")
+MODES = ("nearest", "constant", "wrap")
 
 
 def gaussian_kernel(sigma: float, truncate: float) -> np.ndarray:
@@ -66,7 +66,8 @@ def _blur_axis(array: np.ndarray, weights: np.ndarray, axis: int, mode: str) -> 
 
 def _padded(array: np.ndarray, axis: int, radius: int, mode: str) -> np.ndarray:
     """``array`` with ``radius`` voxels added at both ends of ``axis``: copies of the edge
-    planes (``nearest``) or zeros (``constant``); ``np.pad``'s result without its overhead."""
+    planes (``nearest``), zeros (``constant``) or the other end (``wrap``); ``np.pad``'s
+    result without its overhead."""
     shape = list(array.shape)
     n = shape[axis]
     shape[axis] = n + 2 * radius
@@ -81,6 +82,13 @@ def _padded(array: np.ndarray, axis: int, radius: int, mode: str) -> np.ndarray:
     if mode == "nearest":
         out[part(0, radius)] = array[part(0, 1)]
         out[part(radius + n, n + 2 * radius)] = array[part(n - 1, n)]
+    elif mode == "wrap" and radius <= n:
+        out[part(0, radius)] = array[part(n - radius, n)]
+        out[part(radius + n, n + 2 * radius)] = array[part(0, radius)]
+    elif mode == "wrap":                       # a kernel longer than the axis wraps several times
+        index = [slice(None)] * array.ndim
+        index[axis] = np.arange(-radius, n + radius) % n
+        return np.ascontiguousarray(array[tuple(index)])
     else:
         out[part(0, radius)] = 0
         out[part(radius + n, n + 2 * radius)] = 0

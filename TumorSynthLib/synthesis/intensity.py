@@ -17,11 +17,11 @@ from functools import lru_cache
 from typing import Any
 
 import numpy as np
-from scipy import ndimage
 
 from ..anatomy.organs import intensity_profile
 from ..anatomy.parenchyma import MAD_TO_SIGMA, fixed_sample
 from ..anatomy.site import Site
+from ..core.gaussian import gaussian_blur
 from ..core.morphology import dilate, erode
 from ..core.stats import fast_median
 from ..core.volume import Box, bounding_box, voxel_indices
@@ -217,9 +217,9 @@ def _grain_tile(correlation_voxels: float) -> np.ndarray:
     a grain (robust SD of it minus its 1-voxel blur) of 1 HU. Made once per process from a
     fixed seed, so every draw stays a function of the caller's generator."""
     n = GRAIN_TILE_VOXELS
-    noise = ndimage.gaussian_filter(np.random.default_rng(0).standard_normal((n, n, n)).astype(np.float32),
-                                    correlation_voxels, mode="wrap")
-    grain = robust_sd(noise - ndimage.gaussian_filter(noise, 1.0, mode="wrap"))
+    noise = gaussian_blur(np.random.default_rng(0).standard_normal((n, n, n), dtype=np.float32),
+                          correlation_voxels, 4.0, "wrap")
+    grain = robust_sd(noise - gaussian_blur(noise, 1.0, 4.0, "wrap"))
     tile = noise / np.float32(max(grain, 1e-6))
     tile.setflags(write=False)
     return tile
