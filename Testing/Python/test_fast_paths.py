@@ -186,3 +186,19 @@ def test_bounding_box_is_the_extent_of_the_true_voxels():
         lo = np.maximum(idx.min(axis=0) - margin, 0)
         hi = np.minimum(idx.max(axis=0) + 1 + np.asarray(margin), shape)
         assert (box.lo, box.hi) == (tuple(int(v) for v in lo), tuple(int(v) for v in hi))
+
+
+def test_openblas_runs_one_thread_inside_the_synthesis_and_is_restored():
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+
+    from TumorSynthLib.core.blas import single_threaded_blas
+
+    def openblas_threads() -> list[int]:
+        return [i["num_threads"] for i in threadpoolctl.threadpool_info() if i["internal_api"] == "openblas"]
+
+    before = openblas_threads()
+    if not before:
+        pytest.skip("numpy / scipy are not linked to OpenBLAS here")
+    with single_threaded_blas():
+        assert set(openblas_threads()) == {1}
+    assert openblas_threads() == before

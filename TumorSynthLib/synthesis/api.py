@@ -19,6 +19,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from ..anatomy.site import TumorSpec
+from ..core.blas import single_threaded_blas
 from ..core.errors import InputError, PlacementError
 from ..core.files import shown
 from ..core.volume import Volume
@@ -118,9 +119,10 @@ def synthesize(image: Volume, organs: Volume | None, specs: TumorSpec | Sequence
     if not isinstance(specs, TumorSpec) and not isinstance(specs, Sequence):
         raise InputError(f"specs must be a TumorSpec or a list of them, got {type(specs).__name__}")
     case = SynthesisCase(image, organs, labels, case_id=case_id, variant=variant)
-    for index, spec in enumerate(expand_specs(specs)):
-        outcome, verdict = _best_attempt(case, spec, index, quality, float(quality_threshold), int(tries))
-        case.add(outcome, quality=verdict)
+    with single_threaded_blas():           # tiny matrices only: OpenBLAS threads would just spin
+        for index, spec in enumerate(expand_specs(specs)):
+            outcome, verdict = _best_attempt(case, spec, index, quality, float(quality_threshold), int(tries))
+            case.add(outcome, quality=verdict)
     return case.result()
 
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..anatomy.site import TumorSpec
+from ..core.blas import single_threaded_blas
 from ..core.errors import InputError
 from ..core.volume import Box, Volume
 from .case import SynthesisCase
@@ -55,7 +56,8 @@ class SynthesisJob:
         if (spec.options or {}).get("count", 1) not in (1, "1"):
             raise InputError("a live job makes one tumor; use synthesize() for count > 1")
         self._case = SynthesisCase(image, organs, labels, case_id=case_id, variant=variant)
-        self._job = self._case.start(spec, 0)
+        with single_threaded_blas():
+            self._job = self._case.start(spec, 0)
         self.site = self._job.site
         self._result: Synthesis | None = None
 
@@ -78,7 +80,8 @@ class SynthesisJob:
     def advance(self, n: int = 1) -> LiveState:
         if self._result is not None:
             raise InputError("this job is finished (result() was called); start a new one")
-        self._job.advance(n)
+        with single_threaded_blas():
+            self._job.advance(n)
         return self.state
 
     def stop(self) -> None:
@@ -86,7 +89,8 @@ class SynthesisJob:
 
     def result(self) -> Synthesis:
         if self._result is None:
-            self._case.add(self._job.finish())
+            with single_threaded_blas():
+                self._case.add(self._job.finish())
             self._result = self._case.result()
         return self._result
 
