@@ -129,10 +129,11 @@ class SynthesisCase(ScanView):
     # -- helpers ----------------------------------------------------------------------------------
     def _native_patch(self, box: Box, before: np.ndarray, after: np.ndarray) -> np.ndarray:
         """The box in the input's dtype with only the changed voxels rewritten (float32 work
-        never perturbs an unchanged float64 voxel). A float32 input is ``after`` itself (copied):
-        the work is float32, so its unchanged voxels are the input's bits."""
-        if self.analysis.image.array.dtype == np.float32:
-            return np.array(after, dtype=np.float32, copy=True)
+        never perturbs an unchanged float64 voxel). A float32 input is ``after`` itself (the
+        outcome's read-only array, shared): the work is float32, so its unchanged voxels are the
+        input's bits."""
+        if self.analysis.image.array.dtype == np.float32 and after.dtype == np.float32:
+            return after
         out = np.array(self.analysis.image.array[box.slices], copy=True)
         self._overlay(box, out, "image")
         changed = np.asarray(after, dtype=np.float32) != np.asarray(before, dtype=np.float32)

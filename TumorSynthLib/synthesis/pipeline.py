@@ -242,6 +242,8 @@ class TumorJob:
         labels[sl][geometry.mask[sl]] = tumor_id
         if necrosis_id is not None and shading.necrosis is not None:
             labels[sl][shading.necrosis[sl] & geometry.mask[sl]] = necrosis_id
+        image.setflags(write=False)              # shared with the case's patch (no copy): read-only
+        labels.setflags(write=False)
         all_draws = {"placement": site.draws, "effects": self.plan.draws, "geometry": geometry.draws,
                      "appearance": appearance.draws, "shading": draws}
         return TumorOutcome(site, self.plan, scene, geometry, appearance, shading, image, labels,

@@ -74,8 +74,8 @@ def necrosis_region(tumor: np.ndarray, center_vox: Sequence[float], spacing: Seq
         return out
     sub = tumor[box.slices]
     spacing = np.asarray(spacing, dtype=float)
-    g = np.ogrid[box.slices]
-    dist = np.sqrt(sum(((gi - ci) * s) ** 2 for gi, ci, s in zip(g, center_vox, spacing)))
+    axes = [((np.arange(sl.start, sl.stop) - c) * s).astype(np.float32) for sl, c, s in zip(box.slices, center_vox, spacing)]
+    dist = np.sqrt(axes[0][:, None, None] ** 2 + axes[1][None, :, None] ** 2 + axes[2][None, None, :] ** 2)
     r_eq = (3.0 * sub.sum() * np.prod(spacing) / (4.0 * np.pi)) ** (1.0 / 3.0)
     sigma = 0.3 * r_eq
     factor = coarse_grid(spacing, sigma / 1.5)
@@ -83,7 +83,7 @@ def necrosis_region(tumor: np.ndarray, center_vox: Sequence[float], spacing: Seq
                          sigma, spacing * factor)
     noise = upsample(coarse, factor, sub.shape) if np.any(factor > 1) else coarse
     noise /= max(float(noise[sub].std()), 1e-6)
-    score = dist / r_eq + 0.25 * noise
+    score = dist * np.float32(1.0 / r_eq) + np.float32(0.25) * noise
     cut = fast_quantile(score[sub], fraction)
     out[box.slices] = sub & (score <= cut)
     return out
