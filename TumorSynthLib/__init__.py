@@ -13,10 +13,6 @@ from __future__ import annotations
 
 __version__ = "0.2.0"
 
-from .core.allocator import tune_allocator  # noqa: E402
-
-tune_allocator()   # large temporaries reuse the process's memory (core/allocator.py; opt out: TUMORSYNTH_MALLOC_TUNING=0)
-
 from .anatomy.site import TumorSpec  # noqa: E402
 from .core.errors import (  # noqa: E402
     DependencyError,

@@ -164,10 +164,11 @@ def test_allocator_tuning_applies_once_and_can_be_turned_off():
     from TumorSynthLib.core.allocator import OPT_OUT_VARIABLE, tune_allocator
 
     assert tune_allocator() is tune_allocator()                  # idempotent, one bool per process
-    code = "import TumorSynthLib; from TumorSynthLib.core.allocator import tune_allocator; print(tune_allocator())"
+    code = ("from TumorSynthLib.core import allocator; import TumorSynthLib; print(allocator._applied); "
+            "print(allocator.tune_allocator())")
     off = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          env={**__import__("os").environ, OPT_OUT_VARIABLE: "0"}, check=True)
-    assert off.stdout.strip() == "False"
+    assert off.stdout.split() == ["None", "False"]               # not applied on import; refused when opted out
 
 
 def test_bounding_box_is_the_extent_of_the_true_voxels():
@@ -202,3 +203,51 @@ def test_openblas_runs_one_thread_inside_the_synthesis_and_is_restored():
     with single_threaded_blas():
         assert set(openblas_threads()) == {1}
     assert openblas_threads() == before
+
+
+def test_the_blas_limit_survives_overlapping_threads():
+    """Two threads inside at once, leaving in the other order: the original counts come back
+    (threadpoolctl's own limit would restore the 1 the second thread saw)."""
+    import threading
+
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+
+    from TumorSynthLib.core.blas import single_threaded_blas
+
+    def counts() -> list[int]:
+        return [i["num_threads"] for i in threadpoolctl.threadpool_info() if i["internal_api"] == "openblas"]
+
+    before = counts()
+    if not before:
+        pytest.skip("numpy / scipy are not linked to OpenBLAS here")
+    a_in, b_in, a_out = threading.Event(), threading.Event(), threading.Event()
+
+    def first() -> None:
+        with single_threaded_blas():
+            a_in.set()
+            b_in.wait(5)
+        a_out.set()
+
+    def second() -> None:
+        a_in.wait(5)
+        with single_threaded_blas():
+            b_in.set()
+            a_out.wait(5)
+
+    threads = [threading.Thread(target=first), threading.Thread(target=second)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert counts() == before
+
+
+def test_low_frequencies_of_a_box_are_its_own_unless_a_crop_is_asked_for():
+    from TumorSynthLib.synthesis.contracts import Scene
+
+    image = (np.random.default_rng(9).standard_normal((30, 30, 30)) * 20 + 50).astype(np.float32)
+    scene = Scene(image, np.zeros(image.shape, np.int16), np.ones(image.shape, bool), np.zeros(image.shape, bool))
+    big, small = Box((0, 0, 0), (30, 30, 30)), Box((5, 6, 7), (15, 16, 17))
+    scene.low_frequencies(big)
+    assert np.array_equal(scene.low_frequencies(small), low_pass(image[small.slices]))       # exact, order-free
+    assert np.array_equal(scene.low_frequencies(small, inside_known=True), low_pass(image)[small.slices])

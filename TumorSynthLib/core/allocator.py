@@ -9,9 +9,10 @@ glibc's defaults and 4-6 ms with the settings below (a 64 mm tumor: ~20 % less t
 
 ``tune_allocator`` raises the mmap threshold to its maximum (32 MB on 64-bit glibc) and the
 trim threshold to ``TRIM_THRESHOLD_BYTES``: up to that much freed memory stays reserved by the
-process for reuse. Applied once when ``TumorSynthLib`` is imported; set the environment variable
-``TUMORSYNTH_MALLOC_TUNING=0`` to keep the allocator's defaults (other platforms and C libraries
-are left alone).
+process for reuse (and glibc's adaptive thresholds are off from then on). It is process-wide,
+so it is applied once, when the process first makes a tumor (``synthesize``, ``SynthesisJob``),
+not on import; set the environment variable ``TUMORSYNTH_MALLOC_TUNING=0`` to keep the
+allocator's defaults (other platforms and C libraries are left alone).
 """
 from __future__ import annotations
 

@@ -13,30 +13,50 @@ does nothing.
 """
 from __future__ import annotations
 
+import threading
 from contextlib import contextmanager
 from typing import Any, Iterator
 
+try:
+    from threadpoolctl import ThreadpoolController
+except ImportError:                      # a declared dependency; without it the limit is a no-op
+    ThreadpoolController = None
+
 _controller: Any = None
+_lock = threading.Lock()
+_depth = 0              # callers inside the limit (threads of a web server, nested calls)
+_limiter: Any = None    # threadpoolctl's limiter, restored when the last caller leaves
 
 
 @contextmanager
 def single_threaded_blas() -> Iterator[None]:
-    """Context: numpy's / scipy's OpenBLAS use one thread inside (see the module docstring)."""
+    """Context: numpy's / scipy's OpenBLAS use one thread inside (see the module docstring).
+    Safe for concurrent and nested use: the first caller in sets the limit, the last one out
+    restores the original thread counts."""
+    global _depth, _limiter
     controller = _openblas()
     if controller is None:
         yield
         return
-    with controller.limit(limits=1):
+    with _lock:
+        if _depth == 0:
+            _limiter = controller.limit(limits=1)
+        _depth += 1
+    try:
         yield
+    finally:
+        with _lock:
+            _depth -= 1
+            if _depth == 0:
+                _limiter.restore_original_limits()
+                _limiter = None
 
 
 def _openblas() -> Any:
     """The OpenBLAS thread pools of the process (threadpoolctl), found once; None without them."""
     global _controller
     if _controller is None:
-        try:
-            from threadpoolctl import ThreadpoolController
-        except ImportError:
+        if ThreadpoolController is None:
             _controller = False
         else:
             found = ThreadpoolController().select(internal_api="openblas")

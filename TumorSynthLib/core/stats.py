@@ -9,8 +9,11 @@ import numpy as np
 
 
 def fast_median(values: np.ndarray) -> float:
-    """The median of a non-empty 1D array of finite values (``np.median``'s value)."""
+    """The median of finite values (any shape, flattened; ``np.median``'s value; NaN when empty)."""
+    values = np.asarray(values).ravel()
     n = values.size
+    if n == 0:
+        return float("nan")
     k = n // 2
     part = np.partition(values, k)
     upper = float(part[k])
@@ -18,9 +21,12 @@ def fast_median(values: np.ndarray) -> float:
 
 
 def fast_quantile(values: np.ndarray, q: float) -> float:
-    """The ``q`` quantile (0..1) of a non-empty 1D array of finite values (``np.quantile``'s
-    default linear method)."""
+    """The ``q`` quantile (0..1) of finite values (any shape, flattened; ``np.quantile``'s
+    default linear method; NaN when empty)."""
+    values = np.asarray(values).ravel()
     n = values.size
+    if n == 0:
+        return float("nan")
     position = float(np.clip(q, 0.0, 1.0)) * (n - 1)
     k = int(np.floor(position))
     if k >= n - 1:

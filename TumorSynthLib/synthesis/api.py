@@ -19,6 +19,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from ..anatomy.site import TumorSpec
+from ..core.allocator import tune_allocator
 from ..core.blas import single_threaded_blas
 from ..core.errors import InputError, PlacementError
 from ..core.files import shown
@@ -118,6 +119,7 @@ def synthesize(image: Volume, organs: Volume | None, specs: TumorSpec | Sequence
     _check_call(labels, case_id, variant, quality, quality_threshold, tries)
     if not isinstance(specs, TumorSpec) and not isinstance(specs, Sequence):
         raise InputError(f"specs must be a TumorSpec or a list of them, got {type(specs).__name__}")
+    tune_allocator()                       # once per process (core/allocator.py)
     case = SynthesisCase(image, organs, labels, case_id=case_id, variant=variant)
     with single_threaded_blas():           # tiny matrices only: OpenBLAS threads would just spin
         for index, spec in enumerate(expand_specs(specs)):

@@ -138,6 +138,7 @@ class SynthesisCase(ScanView):
         self._overlay(box, out, "image")
         changed = np.asarray(after, dtype=np.float32) != np.asarray(before, dtype=np.float32)
         out[changed] = to_dtype(np.asarray(after)[changed], out.dtype)
+        out.setflags(write=False)                # as the float32 path's shared array
         return out
 
     def _names_organ(self) -> str | None:

@@ -94,13 +94,17 @@ class Scene:
     displacement_mm: float = 0.0    # largest displacement applied (mm)
     _cache: dict = field(default_factory=dict, repr=False)
 
-    def low_frequencies(self, box: Box) -> np.ndarray:
+    def low_frequencies(self, box: Box, inside_known: bool = False) -> np.ndarray:
         """The image in ``box`` blurred by a 1-voxel Gaussian (float32): the level that targets
-        are measured against, so that the grain (image minus this) stays on top (cached; a box
-        inside one already computed is read from it, e.g. the necrosis' inside the tumor's)."""
-        for key, low in self._cache.items():
-            if key[0] == "low" and all(a <= b and d <= c for a, b, c, d in zip(key[1], box.lo, key[2], box.hi)):
-                return low[tuple(slice(b - a, d - a) for a, b, d in zip(key[1], box.lo, box.hi))]
+        are measured against, so that the grain (image minus this) stays on top (cached per
+        box). ``inside_known``: a box inside one already computed may be read from it (the
+        values then differ near the box's faces, where the larger box saw more of the image: for
+        callers that only need the level, e.g. the necrosis' inside the tumor's; a caller that
+        compares with its own ``low_pass`` of the box must not ask for this)."""
+        if inside_known:
+            for key, low in self._cache.items():
+                if key[0] == "low" and all(a <= b and d <= c for a, b, c, d in zip(key[1], box.lo, key[2], box.hi)):
+                    return low[tuple(slice(b - a, d - a) for a, b, d in zip(key[1], box.lo, box.hi))]
         return self.memo(("low", box.lo, box.hi), lambda: low_pass(self.image[box.slices]))
 
     def memo(self, key: tuple, compute: Callable[[], Any]) -> Any:

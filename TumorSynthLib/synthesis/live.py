@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..anatomy.site import TumorSpec
+from ..core.allocator import tune_allocator
 from ..core.blas import single_threaded_blas
 from ..core.errors import InputError
 from ..core.volume import Box, Volume
@@ -28,7 +29,8 @@ class LiveState:
     """A snapshot: the current stage ("geometry" | "appearance" | "done"), steps of that stage
     run and expected, the tumor mask of the ROI (None before it has a voxel), the ROI box, and
     ``image``: the ROI's HU as the tumor looks now (float32, ROI shape) while a stepping
-    appearance forms it and once done, else None."""
+    appearance forms it and once done (then read-only: it is the result's own array), else
+    None."""
 
     stage: str
     step: int
@@ -55,6 +57,7 @@ class SynthesisJob:
             raise InputError(f"expected a TumorSpec, got {type(spec).__name__}")
         if (spec.options or {}).get("count", 1) not in (1, "1"):
             raise InputError("a live job makes one tumor; use synthesize() for count > 1")
+        tune_allocator()
         self._case = SynthesisCase(image, organs, labels, case_id=case_id, variant=variant)
         with single_threaded_blas():
             self._job = self._case.start(spec, 0)

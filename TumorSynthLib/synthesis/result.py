@@ -18,7 +18,9 @@ from ..core.volume import Box, Volume
 @dataclass
 class TumorPatch:
     """The ROI of one tumor after it was made: image (in the input's dtype), labels (tumor ids
-    written) and the tumor mask. Patches apply in order: each was read on top of the earlier."""
+    written) and the tumor mask. Patches apply in order: each was read on top of the earlier.
+    ``image`` and ``labels`` are read-only (shared with the tumor's outcome, not copied): copy
+    them to change them."""
 
     box: Box
     image: np.ndarray

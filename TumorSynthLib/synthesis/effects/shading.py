@@ -217,7 +217,7 @@ def _necrosis_change(scene: Scene, box: Box, mask: np.ndarray, necrosis: np.ndar
     sub = bounding_box(necrosis, np.ceil(3 * NECROSIS_EDGE_MM / spacing).astype(int) + 1)
     inner = Box(tuple(a + b for a, b in zip(box.lo, sub.lo)), tuple(a + b for a, b in zip(box.lo, sub.hi)))
     w_n = soft_weight(necrosis[sub.slices], spacing, NECROSIS_EDGE_MM)
-    pull = np.minimum(np.float32(target) - (scene.low_frequencies(inner) + change[sub.slices]), 0.0)
+    pull = np.minimum(np.float32(target) - (scene.low_frequencies(inner, inside_known=True) + change[sub.slices]), 0.0)
     out[sub.slices] = np.where(mask[sub.slices], w_n * pull, 0.0)
     return out
 
