@@ -189,17 +189,20 @@ def test_bounding_box_is_the_extent_of_the_true_voxels():
         assert (box.lo, box.hi) == (tuple(int(v) for v in lo), tuple(int(v) for v in hi))
 
 
-def test_openblas_runs_one_thread_inside_the_synthesis_and_is_restored():
+def _openblas_threads() -> list[int]:
+    """Thread counts of the OpenBLAS libraries loaded here (skips the test without any)."""
     threadpoolctl = pytest.importorskip("threadpoolctl")
+    counts = [i["num_threads"] for i in threadpoolctl.threadpool_info() if i["internal_api"] == "openblas"]
+    if not counts:
+        pytest.skip("numpy / scipy are not linked to OpenBLAS here")
+    return counts
 
+
+def test_openblas_runs_one_thread_inside_the_synthesis_and_is_restored():
     from TumorSynthLib.core.blas import single_threaded_blas
 
-    def openblas_threads() -> list[int]:
-        return [i["num_threads"] for i in threadpoolctl.threadpool_info() if i["internal_api"] == "openblas"]
-
+    openblas_threads = _openblas_threads
     before = openblas_threads()
-    if not before:
-        pytest.skip("numpy / scipy are not linked to OpenBLAS here")
     with single_threaded_blas():
         assert set(openblas_threads()) == {1}
     assert openblas_threads() == before
@@ -210,16 +213,9 @@ def test_the_blas_limit_survives_overlapping_threads():
     (threadpoolctl's own limit would restore the 1 the second thread saw)."""
     import threading
 
-    threadpoolctl = pytest.importorskip("threadpoolctl")
-
     from TumorSynthLib.core.blas import single_threaded_blas
 
-    def counts() -> list[int]:
-        return [i["num_threads"] for i in threadpoolctl.threadpool_info() if i["internal_api"] == "openblas"]
-
-    before = counts()
-    if not before:
-        pytest.skip("numpy / scipy are not linked to OpenBLAS here")
+    before = _openblas_threads()
     a_in, b_in, a_out = threading.Event(), threading.Event(), threading.Event()
 
     def first() -> None:
@@ -239,7 +235,7 @@ def test_the_blas_limit_survives_overlapping_threads():
         t.start()
     for t in threads:
         t.join(10)
-    assert counts() == before
+    assert _openblas_threads() == before
 
 
 def test_low_frequencies_of_a_box_are_its_own_unless_a_crop_is_asked_for():
