@@ -118,7 +118,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--export-only", action="store_true",
                    help="no training: ship the best (else the last) checkpoint of the run in WORK/run, "
                         "e.g. while it is still running")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    # The datalist lists the phantoms under --work; the trainer reads its relative paths against
+    # the datalist's own folder, so a relative --work (build/seg) became build/seg/build/seg/...
+    # and every phantom was skipped as unreadable: one session's 81-min run trained on the example
+    # CT alone. Absolute paths from here on.
+    args.work, args.out = args.work.resolve(), args.out.resolve()
+    return args
 
 
 # -- data ---------------------------------------------------------------------------------------

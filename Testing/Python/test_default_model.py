@@ -97,3 +97,18 @@ def test_a_replaced_shipped_file_is_refused(default_entry, tmp_path, monkeypatch
         registry.resolve_model("default")
     with pytest.raises(ModelError, match="SHA256"):
         registry.resolve_model(fake)                              # given by path: checked as well
+
+
+def test_the_training_script_works_in_absolute_paths(tmp_path, monkeypatch):
+    """A relative --work once put build/seg/build/seg/... into the datalist (read against its own
+    folder): every phantom was skipped and a whole run trained on one case."""
+    import importlib.util
+
+    script = Path(__file__).resolve().parents[2] / "tools" / "train_default_segmenter.py"
+    spec = importlib.util.spec_from_file_location("train_default_segmenter_under_test", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    monkeypatch.chdir(tmp_path)
+    args = module.parse_args(["--work", "build/seg", "--out", "build/model.pt", "--no-register"])
+    assert args.work == tmp_path / "build" / "seg" and args.work.is_absolute()
+    assert args.out == tmp_path / "build" / "model.pt"
