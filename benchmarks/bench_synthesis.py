@@ -4,7 +4,9 @@
    8 / 16 / 32 / 64 mm per call (stage tiny / early / intermediate / advanced, so the stage's
    effects are drawn as for a user), warm, median of ``--repeats`` calls per method. Targets on
    a quiet machine (synthesis-core issue): handcrafted <= 0.03 / 0.05 / 0.08 / 0.15 s; a 64 mm
-   cellular tumor <= 0.7 s.
+   cellular tumor <= 0.7 s. The median CPU seconds per call are printed beside the wall time:
+   the engine runs one thread (OpenBLAS included), so on a quiet machine they are equal, and on
+   a shared one the CPU figure says what a quiet machine would give.
 2. ROI-only cost: one early tumor at a click on the demo phantom vs the same phantom padded with
    air to 8x the voxels (same ``Volume`` objects reused, so the scan analysis is cached), as
    paired ratios (each pair back to back); target median ratio <= 1.25 for both methods.
@@ -65,14 +67,15 @@ def size_classes(method: str, repeats: int) -> list[dict]:
     synthesize(ct, organs, TumorSpec(organ="liver", stage="early", method=method, seed=99))  # warm-up
     rows = []
     for d, stage in SIZES:
-        times, stages = [], []
+        times, cpu, stages = [], [], []
         for seed in range(repeats):
             spec = TumorSpec(organ="liver", stage=stage, diameter_mm=d, method=method, seed=seed)
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             res = synthesize(ct, organs, spec)
             times.append(time.perf_counter() - t0)
+            cpu.append(time.process_time() - c0)
             stages.append(res.reports[0]["timing"])
-        rows.append({"d": d, "stage": stage, "median_s": statistics.median(times),
+        rows.append({"d": d, "stage": stage, "median_s": statistics.median(times), "cpu_s": statistics.median(cpu),
                      "stages": {k: statistics.median(t.get(k, 0.0) for t in stages)
                                 for k in ("placement_s", "mass_effect_s", "geometry_s", "appearance_s", "stages_s")}})
     return rows
@@ -131,11 +134,11 @@ def main(argv: list[str] | None = None) -> None:
     for method in methods:
         say(f"\n== {method}: liver of a 256x256x128 phantom at 1 mm, sampled places, median of "
             f"{args.repeats} calls")
-        say(f"{'size':>6s} {'stage':13s} {'median s':>9s} {'target':>7s}  stage medians (s)")
+        say(f"{'size':>6s} {'stage':13s} {'median s':>9s} {'target':>7s} {'cpu s':>7s}  stage medians (s)")
         for row, target in zip(size_classes(method, args.repeats), TARGETS_S.get(method, (None,) * 4)):
             verdict = "" if target is None else f"{target:.2f} {'ok' if row['median_s'] <= target else 'MISSED'}"
             split = " ".join(f"{k[:-2]} {v:.3f}" for k, v in row["stages"].items())
-            say(f"{row['d']:5.0f}mm {row['stage']:13s} {row['median_s']:9.4f} {verdict:>7s}  {split}")
+            say(f"{row['d']:5.0f}mm {row['stage']:13s} {row['median_s']:9.4f} {verdict:>7s} {row['cpu_s']:7.4f}  {split}")
         ratio, plain, big = scan_size_ratio(method, args.repeats)
         say(f"ROI-only cost, early tumor at a click: demo phantom {plain:.4f} s, padded to 8x voxels "
             f"{big:.4f} s, median paired ratio {ratio:.2f} (target <= {RATIO_TARGET}: "
