@@ -55,11 +55,13 @@ def core_values(result, index=0, min_depth_mm=2.0):
                                                 ("hemangioma", "liver", {}),
                                                 ("hemangioma", "liver", {"phase": "arterial"})])
 def test_distractors_keep_the_grain_and_stay_inside(phases, kind, organ, options):
-    """Grain ratio 0.85-1.15 (median of 3), nothing changed in bone, air or far from the organ,
-    at most 10 % outside the liver (a kidney lesion may be exophytic, as renal cysts often are,
-    within the contour rule's reach), one piece, the requested size."""
+    """Grain ratio 0.85-1.15 (median of 5: a cyst's ratio spreads 0.96-1.29 over places, around
+    a median of ~1.08 over 10 seeds, so a median of 3 fell either side of 1.15 with the place
+    draws), nothing changed in bone, air or far from the organ, at most 10 % outside the liver
+    (a kidney lesion may be exophytic, as renal cysts often are, within the contour rule's
+    reach), one piece, the requested size."""
     ct, organs = phases["venous"]
-    rows = [tumor_metrics(ct, organs, lesion(ct, organs, kind, seed, organ, **options)) for seed in range(3)]
+    rows = [tumor_metrics(ct, organs, lesion(ct, organs, kind, seed, organ, **options)) for seed in range(5)]
     grain = summarise(rows, "grain_ratio")
     assert grain is not None and 0.85 <= grain <= 1.15, [r["grain_ratio"] for r in rows]
     for r in rows:

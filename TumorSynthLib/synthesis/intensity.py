@@ -77,7 +77,7 @@ def darkening_delta(site: Site, rng: np.random.Generator, enhancement: str = "hy
 
 
 def solid_change(site: Site, scene: Scene, box: Box, mask: np.ndarray, rng: np.random.Generator,
-                 draws: dict[str, Any]) -> np.ndarray:
+                 draws: dict[str, Any], restore_grain: bool = True) -> np.ndarray:
     """Change (float32, ``box`` shape) that makes every tumor voxel of ``mask`` (in ``box``)
     solid parenchyma at the organ's median with the organ's grain; zero elsewhere.
 
@@ -94,7 +94,9 @@ def solid_change(site: Site, scene: Scene, box: Box, mask: np.ndarray, rng: np.r
       structure, not noise (a kidney contour, fat septa): those voxels take the median plus
       noise of the organ's measured grain (``ct_grain``), so no ghost of the old anatomy shows.
 
-    Labelled vessels crossing the tumor are handled by the shading (compressed, not erased)."""
+    Labelled vessels crossing the tumor are handled by the shading (compressed, not erased).
+    ``restore_grain``: the kept high-pass is scaled by its measured loss (``_kept_grain_gain``,
+    reported as ``grain_gain``) so the tumor has the grain its voxels had."""
     out = np.zeros(mask.shape, dtype=np.float32)
     if not mask.any():
         return out
@@ -105,7 +107,7 @@ def solid_change(site: Site, scene: Scene, box: Box, mask: np.ndarray, rng: np.r
     clean = mask & ~structured
     hp = image - low
     bias = float(np.mean(hp[clean])) if clean.any() else 0.0
-    gain = _kept_grain_gain(image, hp, clean)
+    gain = _kept_grain_gain(image, hp, clean) if restore_grain else 1.0
     out[clean] = np.float32(median) - image[clean] + np.float32(gain) * (hp[clean] - np.float32(bias))
     draws["grain_gain"] = gain
     if structured.any():
