@@ -173,3 +173,19 @@ def test_every_architecture_builds_and_keeps_the_patch_shape(name, channels):
     assert out.shape == (1, 3, side, side, side)
     with pytest.raises(InputError):
         model_config_for("vnet", "cpu")
+
+
+def test_a_datalist_whose_files_are_mostly_missing_is_refused(seg_phantom_dataset, tmp_path):
+    """A few bad cases are skipped; a datalist whose paths point nowhere is a user error (a
+    relative --work once made every phantom 'unreadable' and a whole run trained on one case)."""
+    import json
+
+    from TumorSynthLib.segmentation.datasets import split_cases
+
+    case = seg_phantom_dataset.root / "cases" / "phantom0"
+    entries = [{"image": str(case / "image.nii.gz"), "label": str(case / "label.nii.gz")}]
+    entries += [{"image": f"nowhere/p{i}/image.nii.gz", "label": f"nowhere/p{i}/label.nii.gz"} for i in range(3)]
+    datalist = tmp_path / "datalist.json"
+    datalist.write_text(json.dumps({"training": entries}))
+    with pytest.raises(InputError, match="do not exist.*own folder"):
+        split_cases(datalist, "liver")

@@ -254,6 +254,7 @@ def split_cases(data: str | Path, organ: str, convention: str = "auto", *, seed:
     """Find, check and split the cases. Without a validation list, ``val_fraction`` of the
     cases (at least one when there are two or more) is held out, chosen by ``seed``."""
     training, validation = find_cases(data)
+    _refuse_missing_files(data, training + validation)
     training, skipped = check_cases(training, organ, convention, warn)
     validation, skipped_val = check_cases(validation, organ, convention, warn)
     skipped += skipped_val
@@ -269,6 +270,17 @@ def split_cases(data: str | Path, organ: str, convention: str = "auto", *, seed:
     if len(conventions) > 1:
         raise InputError(f"the labels mix conventions {sorted(conventions)}; pass --labels explicitly")
     return CaseSplit(training, validation, skipped, conventions.pop())
+
+
+def _refuse_missing_files(data: str | Path, cases: list[Case]) -> None:
+    """InputError when most listed files do not exist: a wrong datalist, not a few bad cases
+    (a datalist's relative paths are read against its own folder; one run that wrote paths
+    relative to the working folder skipped every phantom and trained on one case)."""
+    missing = [f for c in cases for f in (c.image, c.label) if not Path(f).exists()]
+    if cases and len(missing) > len(cases):          # more than half of the 2 files per case
+        raise InputError(f"{len(missing)} of the {2 * len(cases)} files listed by '{data}' do not exist "
+                         f"(e.g. {missing[0]}); relative paths in a datalist are read against the "
+                         "datalist's own folder: fix the paths or give absolute ones")
 
 
 __all__ = [
