@@ -11,8 +11,8 @@ data only, with tumors of every available synthesis method made online:
   (``benchmarks/bench_segmentation.py``) uses seeds from ``BENCH_SEED_BASE`` on, never seen here.
 * recipe (chosen for speed per CPU-minute on a shared 2-core machine): 3 mm voxels, 40^3
   patches (120 mm), 4 per step, centred on background, each organ and each organ's tumors
-  (1:1:1:1:2:2:2); the synthetic tumors' contrast to the organ rescaled by U(0.4, 1.3) in half
-  of the organs (``--tumor-contrast``); tumors in each organ with probability 0.7, stages early / intermediate / advanced
+  (1:1:1:1:2:2:2); the synthetic tumors' level to the organ rescaled by U(0.3, 1.3), their grain
+  kept, in half of the organs (``--tumor-contrast``); tumors in each organ with probability 0.7, stages early / intermediate / advanced
   0.3 / 0.5 / 0.2, 1-2 tumors per organ, methods used equally often; each case keeps its
   synthetic tumors for ``--synth-reuse`` epochs (new patches every time: synthesis, about 2 s
   per case, then costs a quarter of a step); one torch thread (``--threads``); batch Dice +
@@ -68,7 +68,7 @@ EXAMPLE = REPO.parent / "shared" / "data" / "totalsegmentator-example"
 TRAIN_SEED_BASE, VAL_SEED_BASE, BENCH_SEED_BASE = 1000, 2000, 3000
 STAGE_MIX = {"early": 0.3, "intermediate": 0.5, "advanced": 0.2}
 #: Recipe defaults of a fresh run (a resumed run keeps its own).
-RECIPE = {"tumor_weight": 6.0, "tumor_contrast": (0.4, 1.3)}
+RECIPE = {"tumor_weight": 6.0, "tumor_contrast": (0.3, 1.3)}
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -96,8 +96,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         f"the organs' tumors (default {RECIPE['tumor_weight']:g}: 2 each; --resume: the run's)")
     p.add_argument("--tumor-contrast", type=contrast_range, default=None, metavar="LO:HI",
                    help="contrast jitter of the synthetic tumors in half of the organs (default "
-                        "0.4:1.3: venous kidney tumors are made 60-110 HU below the organ, 0.4 reaches "
-                        "40 HU; 'none': off; --resume: the run's)")
+                        "0.3:1.3: venous kidney tumors are made 60-110 HU below the organ, 0.3 makes "
+                        "them 18-33 HU; 'none': off; --resume: the run's)")
     p.add_argument("--synth-reuse", type=int, default=4,
                    help="epochs a case keeps its synthetic tumors, new patches each time (default 4)")
     p.add_argument("--threads", type=int, default=1,

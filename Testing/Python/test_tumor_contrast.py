@@ -54,6 +54,21 @@ def test_contrast_jitter_scales_around_the_organ_median_and_keeps_a_floor():
     assert np.allclose(100.0 - scaled[labels == 205], TUMOR_CONTRAST_MIN_HU)
 
 
+def test_contrast_jitter_scales_the_level_and_keeps_the_grain():
+    case = _case()
+    rng = np.random.default_rng(0)
+    liver_tumor = case["label"].numpy()[0] == 205
+    grain = rng.normal(0.0, 12.0, liver_tumor.sum()).astype(np.float32)
+    case["image"].numpy()[0][liver_tumor] += grain                     # a grainy 60 HU drop
+    before = case["image"].numpy()[0][liver_tumor].copy()
+    RandTumorContrastd(ABDOMEN, "totalseg", (0.4, 0.4), prob=1.0)(case)
+    after = case["image"].numpy()[0][liver_tumor]
+    assert abs((100.0 - after.mean()) - 0.4 * 60.0) < 3.0              # the level: 60 HU -> ~24 HU
+    assert np.std(after) > 0.9 * np.std(before)                        # the grain stays
+    old_rule = 100.0 + 0.4 * (before - 100.0)                          # scaling HU would cut it to 0.4
+    assert np.std(after) > 2.0 * np.std(old_rule)
+
+
 def test_real_tumors_keep_their_contrast():
     jitter = RandTumorContrastd(ABDOMEN, "totalseg", (0.4, 0.4), prob=1.0)
     for record in ("", _record("kidney")):           # no synthesis at all; synthesis in the kidney only
