@@ -189,3 +189,14 @@ def test_a_datalist_whose_files_are_mostly_missing_is_refused(seg_phantom_datase
     datalist.write_text(json.dumps({"training": entries}))
     with pytest.raises(InputError, match="do not exist.*own folder"):
         split_cases(datalist, "liver")
+
+
+def test_loader_workers_leave_ctrl_c_to_the_main_process_and_freeze_the_inherited_objects():
+    code = ("import gc, signal\n"
+            "from TumorSynthLib.segmentation.train import init_loader_worker\n"
+            "assert gc.get_freeze_count() == 0\n"
+            "init_loader_worker(0)\n"
+            "print(gc.get_freeze_count() > 1000, signal.getsignal(signal.SIGINT) is signal.SIG_IGN)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["True", "True"]

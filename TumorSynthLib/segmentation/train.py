@@ -14,6 +14,7 @@ in ``config.json`` and the checkpoints.
 """
 from __future__ import annotations
 
+import gc
 import math
 import signal
 import time
@@ -79,9 +80,14 @@ class TrainResult:
     timing: dict[str, float] = field(default_factory=dict)    # data_s / compute_s totals
 
 
-def _ignore_sigint(_worker_id: int) -> None:
-    """DataLoader workers leave Ctrl-C to the main process, which saves and exits."""
+def init_loader_worker(_worker_id: int) -> None:
+    """Start of a DataLoader worker. It leaves Ctrl-C to the main process, which saves and exits.
+    It freezes the garbage collector's view of the objects inherited by the fork: a full
+    collection would otherwise walk (and so copy-on-write) every page of the parent's Python
+    objects. Measured: after a diffusion run in the same process, the next run's first
+    handcrafted tumor took 1.1 s instead of 0.25 s, 0.8 s of it one such collection."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    gc.freeze()
 
 
 @contextmanager
@@ -182,7 +188,7 @@ class Trainer:
         sampler = EpochSampler(len(dataset), cfg.seed, self.ctx.rank, self.ctx.world_size,
                                start=self.start_step * cfg.batch_size)
         return DataLoader(dataset, batch_size=cfg.batch_size, sampler=sampler, num_workers=cfg.workers,
-                          worker_init_fn=_ignore_sigint, pin_memory=self.ctx.device.type == "cuda",
+                          worker_init_fn=init_loader_worker, pin_memory=self.ctx.device.type == "cuda",
                           persistent_workers=cfg.workers > 0)
 
     # -- checkpoints -------------------------------------------------------------------------------
