@@ -240,7 +240,9 @@ def main() -> int:
         for name, q in groups.items():
             print(f"   {kind}, {name}: in-mask MAE {q['mae']:.3f} vs surround fill {q['mae_surround_fill']:.3f} "
                   f"-> ratio {q['mae_ratio']:.2f} (bar < {QUALITY_BAR['mae_ratio']}); mean error "
-                  f"{q['mean_error']:.3f} (bar < {QUALITY_BAR['mean_error']}); passes: {q['passes']}", flush=True)
+                  f"{q['mean_error']:.3f} (bar < {QUALITY_BAR['mean_error']}); passes: {q['passes']}; a sampler with "
+                  f"the truth's exact low frequencies and grain as strong as the scan's would score "
+                  f"{q['grain_floor_ratio']:.2f}", flush=True)
     record["total_seconds"] = time.time() - t0
     write_json_atomic(args.work / "record.json", record)
     print(f"   total {record['total_seconds'] / 60:.1f} min; record {args.work / 'record.json'}", flush=True)
