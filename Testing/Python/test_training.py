@@ -189,6 +189,11 @@ def test_a_datalist_whose_files_are_mostly_missing_is_refused(seg_phantom_datase
     datalist.write_text(json.dumps({"training": entries}))
     with pytest.raises(InputError, match="do not exist.*own folder"):
         split_cases(datalist, "liver")
+    out = tmp_path / "diffusion-run"             # every reader of cases refuses it, e.g. train-diffusion
+    assert main(["train-diffusion", "--data", str(datalist), "--out", str(out), "--max-steps", "1"]) == 2
+    assert not (out / "last.pt").exists()
+    datalist.write_text(json.dumps({"training": entries[:2]}))      # one bad case of two: skipped later
+    assert len(find_cases(datalist)[0]) == 2
 
 
 def test_loader_workers_leave_ctrl_c_to_the_main_process_and_freeze_the_inherited_objects():

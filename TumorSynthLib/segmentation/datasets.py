@@ -109,7 +109,9 @@ def _volumes_in(folder: Path) -> list[Path]:
 # -- discovery --------------------------------------------------------------------------------
 def find_cases(data: str | Path) -> tuple[list[Case], list[Case]]:
     """(training, validation) cases of a datalist JSON or a folder (see the module doc).
-    Validation is empty unless the datalist names one. InputError when nothing is found."""
+    Validation is empty unless the datalist names one. InputError when nothing is found, or
+    when most files a datalist lists do not exist (every reader of cases: training, diffusion
+    and adversarial training, batch generation, quizzes and reader studies)."""
     path = Path(data).expanduser()
     if not path.exists():
         raise InputError(f"--data '{path}' does not exist; give a folder of image/label pairs "
@@ -146,7 +148,9 @@ def _from_datalist(path: Path) -> tuple[list[Case], list[Case]]:
     training = cases("training")
     if not training:
         raise InputError(f"datalist '{path}' has an empty 'training' list; add image/label pairs")
-    return training, cases("validation")
+    validation = cases("validation")
+    _refuse_missing_files(path, training + validation)
+    return training, validation
 
 
 def _from_folder(folder: Path) -> list[Case]:
@@ -254,7 +258,6 @@ def split_cases(data: str | Path, organ: str, convention: str = "auto", *, seed:
     """Find, check and split the cases. Without a validation list, ``val_fraction`` of the
     cases (at least one when there are two or more) is held out, chosen by ``seed``."""
     training, validation = find_cases(data)
-    _refuse_missing_files(data, training + validation)
     training, skipped = check_cases(training, organ, convention, warn)
     validation, skipped_val = check_cases(validation, organ, convention, warn)
     skipped += skipped_val
