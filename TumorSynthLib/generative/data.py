@@ -104,7 +104,8 @@ def crops_of_case(case: Case, organs: Sequence[str], convention: str, cfg: Diffu
 def load_tumor_crops(cases: Sequence[Case], cfg: DiffusionConfig, organs: Sequence[str] = ORGANS,
                      convention: str = "auto", warn: Callable[[str], Any] | None = None) -> list[TumorCrop]:
     """Crops of every tumor of ``cases``; cases without tumors or unreadable are skipped with a
-    warning. InputError when no tumor is found at all."""
+    warning (``find_cases`` has already refused datalists whose files mostly do not exist).
+    May be empty: the callers say what is missing (the trainers raise InputError)."""
     crops: list[TumorCrop] = []
     for case in cases:
         try:
