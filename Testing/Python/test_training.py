@@ -175,7 +175,7 @@ def test_every_architecture_builds_and_keeps_the_patch_shape(name, channels):
         model_config_for("vnet", "cpu")
 
 
-def test_a_datalist_whose_files_are_mostly_missing_is_refused(seg_phantom_dataset, tmp_path):
+def test_a_datalist_whose_files_are_mostly_missing_is_refused(seg_phantom_dataset, tmp_path, capsys):
     """A few bad cases are skipped; a datalist whose paths point nowhere is a user error (a
     relative --work once made every phantom 'unreadable' and a whole run trained on one case)."""
     import json
@@ -190,8 +190,9 @@ def test_a_datalist_whose_files_are_mostly_missing_is_refused(seg_phantom_datase
     with pytest.raises(InputError, match="do not exist.*own folder"):
         split_cases(datalist, "liver")
     out = tmp_path / "diffusion-run"             # every reader of cases refuses it, e.g. train-diffusion
+    capsys.readouterr()
     assert main(["train-diffusion", "--data", str(datalist), "--out", str(out), "--max-steps", "1"]) == 2
-    assert not (out / "last.pt").exists()
+    assert "do not exist" in capsys.readouterr().err and not (out / "last.pt").exists()
     datalist.write_text(json.dumps({"training": entries[:2]}))      # one bad case of two: skipped later
     assert len(find_cases(datalist)[0]) == 2
 

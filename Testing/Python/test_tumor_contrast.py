@@ -6,6 +6,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from scipy import ndimage
 
 from TumorSynthLib.core.errors import InputError
 from TumorSynthLib.segmentation.config import TrainConfig
@@ -54,19 +55,44 @@ def test_contrast_jitter_scales_around_the_organ_median_and_keeps_a_floor():
     assert np.allclose(100.0 - scaled[labels == 205], TUMOR_CONTRAST_MIN_HU)
 
 
-def test_contrast_jitter_scales_the_level_and_keeps_the_grain():
-    case = _case()
-    rng = np.random.default_rng(0)
-    liver_tumor = case["label"].numpy()[0] == 205
-    grain = rng.normal(0.0, 12.0, liver_tumor.sum()).astype(np.float32)
-    case["image"].numpy()[0][liver_tumor] += grain                     # a grainy 60 HU drop
-    before = case["image"].numpy()[0][liver_tumor].copy()
-    RandTumorContrastd(ABDOMEN, "totalseg", (0.4, 0.4), prob=1.0)(case)
-    after = case["image"].numpy()[0][liver_tumor]
-    assert abs((100.0 - after.mean()) - 0.4 * 60.0) < 3.0              # the level: 60 HU -> ~24 HU
-    assert np.std(after) > 0.9 * np.std(before)                        # the grain stays
-    old_rule = 100.0 + 0.4 * (before - 100.0)                          # scaling HU would cut it to 0.4
-    assert np.std(after) > 2.0 * np.std(old_rule)
+def _soft_ball_case(drop: float, grain_sd: float = 12.0, radius: float = 6.0) -> dict:
+    """A 40^3 liver at 100 HU with a ball ``drop`` HU darker behind a soft edge (the synthesis'
+    blend: the label's outer layer sits at about 60 % of the drop), white grain everywhere."""
+    g = np.indices((40, 40, 40)) - 19.5
+    r = np.sqrt((g ** 2).sum(0))
+    weight = ndimage.gaussian_filter((r < radius).astype(float), 1.0)    # a hard ball, blurred
+    image = 100.0 - drop * weight + np.random.default_rng(0).normal(0.0, grain_sd, r.shape)
+    labels = np.full(r.shape, 5.0, np.float32)                        # liver
+    labels[r < radius] = 205                                          # liver tumor
+    return {"image": torch.from_numpy(image[None].astype(np.float32)), "label": torch.from_numpy(labels[None]),
+            META_KEY: _record("liver")}
+
+
+def test_contrast_jitter_scales_the_mean_drop_keeps_the_grain_and_the_edge():
+    case = _soft_ball_case(60.0)
+    labels = case["label"].numpy()[0]
+    tumor = labels == 205
+    rim = tumor & ~ndimage.binary_erosion(tumor)
+    core = ndimage.binary_erosion(tumor, iterations=2)
+    before = case["image"].numpy()[0].copy()
+    after = RandTumorContrastd(ABDOMEN, "totalseg", (0.4, 0.4), prob=1.0)(case)["image"].numpy()[0]
+    reference = np.median(before[labels == 5])
+    assert abs((reference - after[tumor].mean()) - 0.4 * (reference - before[tumor].mean())) < 0.5
+    assert np.std(after[core]) > 0.9 * np.std(before[core])           # the grain stays
+    old_rule = reference + 0.4 * (before - reference)                 # scaling HU would cut it to 0.4
+    assert np.std(after[core]) > 2.0 * np.std(old_rule[core])
+    rim_drop = reference - after[rim].mean()                          # the edge fades with the tumor:
+    assert abs(rim_drop - 0.4 * (reference - before[rim].mean())) < 1.5   # no pale rim
+    assert np.array_equal(after[~tumor], before[~tumor])
+
+
+def test_the_minimum_drop_holds_with_a_soft_edge_and_grain():
+    case = _soft_ball_case(52.0)
+    labels = case["label"].numpy()[0]
+    before = case["image"].numpy()[0].copy()
+    after = RandTumorContrastd(ABDOMEN, "totalseg", (0.05, 0.05), prob=1.0)(case)["image"].numpy()[0]
+    reference = np.median(before[labels == 5])
+    assert abs((reference - after[labels == 205].mean()) - TUMOR_CONTRAST_MIN_HU) < 0.5
 
 
 def test_real_tumors_keep_their_contrast():

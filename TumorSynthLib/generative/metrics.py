@@ -15,10 +15,12 @@ inside the mask:
   keeps after ``change_towards``: the scan's own grain replaces the model's);
 * ``grain_floor_ratio``: the ``mae_ratio`` of an oracle sampler that gets the truth's low
   frequencies exactly right (1-cell Gaussian) and draws grain as strong as the truth's but
-  independent of it (the truth's own high-pass, shifted by ``GRAIN_SHIFT`` cells). Any sampler
-  whose grain is as strong as the scan's scores about this or worse; where it is above the bar,
-  only samples smoother than the scan can pass (measured on the shipped model's held-out
-  patches: phantom 0.54, example CT 0.67, all 0.60).
+  independent of it (the truth's own high-pass, shifted by ``GRAIN_SHIFT`` cells, wrapping
+  around). For faint tumors, where the grain is most of the error, a sampler whose grain is as
+  strong as the scan's scores about this or worse, and where it is above the bar only samples
+  smoother than the scan can pass. It is an estimate, not a bound: the shifted high-pass also
+  moves edges (organ contour, a strong tumor's rim), so with strong tumors a sampler can beat it
+  (measured on the shipped model's held-out patches: phantom 0.54, example CT 0.67, all 0.60).
 
 Voxels outside the mask are never changed by the appearance (the paste is in-mask and the
 change is zero where the weight is zero), so they are not scored here.

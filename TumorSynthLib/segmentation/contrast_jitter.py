@@ -13,6 +13,7 @@ from typing import Any, Hashable, Mapping
 
 import numpy as np
 import torch
+from scipy import ndimage
 from monai.transforms import MapTransform, Randomizable
 
 from ..core.gaussian import gaussian_blur
@@ -26,18 +27,22 @@ TUMOR_CONTRAST_PROB = 0.5
 TUMOR_CONTRAST_MIN_HU = 15.0
 #: Gaussian sigma (voxels of the model grid) separating a tumor's level from its grain.
 LEVEL_SIGMA_VOX = 1.5
+#: Bounds of (the tumor's mean difference) / (its level's), the gain that turns the factor on the
+#: mean difference into one on the level (near 1; the bounds guard a level that barely differs).
+LEVEL_GAIN_RANGE = (0.5, 3.0)
 
 
 class RandTumorContrastd(Randomizable, MapTransform):
     """Training augmentation: scale the contrast to the organ of each organ's synthetic tumors
     (the organs the sample's ``RandTumorSynthd`` records name; real tumors stay as they are) by a
-    factor drawn uniformly in ``factors`` (HU inside the tumor -> organ median + f (HU - organ
-    median, applied to the tumor's level: its HU smoothed inside the tumor by a Gaussian of
-    ``LEVEL_SIGMA_VOX`` voxels; the grain, HU minus level, is kept; the organ median over its
-    tissue voxels; a tumor's mean difference to the organ never shrinks below
-    ``TUMOR_CONTRAST_MIN_HU``). Teaches the model tumors fainter or
-    brighter than the synthesis methods make them (e.g. a 40 HU drop in an enhancing kidney),
-    without changing the synthesis itself. Writes into the sample's own image tensor."""
+    factor f drawn uniformly in ``factors``: the tumor's mean difference to the organ median
+    (over the organ's tissue voxels) becomes f times what it was, never less than
+    ``TUMOR_CONTRAST_MIN_HU`` unless the method made it fainter. The change follows the tumor's
+    level (``rescale_tumor_level``): the grain inside keeps its strength, the edge scales too. Teaches
+    the model tumors fainter or brighter than the synthesis methods make them (e.g. a 40 HU
+    drop in an enhancing kidney) without changing the synthesis itself. Writes into the
+    sample's own image tensor (float). (Until 2026-12-05 the rule scaled every tumor voxel's
+    difference, grain included: faint training tumors were also smooth ones.)"""
 
     def __init__(self, organ: str, convention: str, factors: tuple[float, float], prob: float = 0.5) -> None:
         MapTransform.__init__(self, ("image", "label"))
@@ -60,33 +65,39 @@ class RandTumorContrastd(Randomizable, MapTransform):
             if factor is None or name not in synthetic:
                 continue
             tumor = np.isin(labels, tumor_ids(name, self.convention))
-            if not tumor.any():
-                continue
-            tissue = values[np.isin(labels, task_organ_ids(name, self.convention))]
-            if tissue.size == 0:
-                continue
-            reference = float(np.median(tissue))
-            drop = abs(reference - float(values[tumor].mean()))
-            if drop > 0:   # never below TUMOR_CONTRAST_MIN_HU, unless the method made it fainter
-                factor = max(factor, min(1.0, TUMOR_CONTRAST_MIN_HU / drop))
-            rescale_tumor_level(values, tumor, reference, factor)
+            organ = np.isin(labels, task_organ_ids(name, self.convention))
+            if tumor.any() and organ.any():
+                rescale_tumor_level(values, tumor, float(np.median(values[organ])), factor)
         return d
 
 
 def rescale_tumor_level(values: np.ndarray, tumor: np.ndarray, reference: float, factor: float) -> None:
-    """In place: inside ``tumor``, HU -> reference + factor (level - reference) + (HU - level),
-    where the level is the normalised convolution of the tumor's HU (Gaussian of
-    ``LEVEL_SIGMA_VOX`` voxels, tumor voxels only), worked on the tumor's box."""
-    box = bounding_box(tumor, margin_vox=int(np.ceil(3 * LEVEL_SIGMA_VOX)))
+    """In place on the float array ``values``: the tumor's mean difference to ``reference`` (HU)
+    scaled by ``factor`` (raised so that it stays >= ``TUMOR_CONTRAST_MIN_HU``, or >= 1 when the
+    difference is already smaller). Each tumor voxel moves by g (level - reference), g chosen so
+    that the mean difference scales by exactly ``factor``. Inside the tumor the level is the
+    normalised convolution of the tumor's HU (Gaussian of ``LEVEL_SIGMA_VOX`` voxels, tumor
+    voxels only, on the tumor's box), so the grain (HU minus level) stays as the synthesis left
+    it; on the tumor's outer voxel layer the level is the voxel's own HU, so the soft edge's
+    ramp (or a sharp edge) scales with the tumor instead of being kept as grain: no pale rim."""
+    box = bounding_box(tumor, margin_vox=1)      # the level reads tumor voxels only
     if box is None:
         return
-    inside = tumor[box.slices]
-    hu = values[box.slices]
+    inside, hu = tumor[box.slices], values[box.slices]
     weight = gaussian_blur(inside.astype(np.float32), LEVEL_SIGMA_VOX, mode="constant")
     summed = gaussian_blur(np.where(inside, hu, 0).astype(np.float32), LEVEL_SIGMA_VOX, mode="constant")
-    level = summed[inside] / np.maximum(weight[inside], 1e-6)
-    hu[inside] += (factor - 1.0) * (level - reference)
+    smooth = summed / np.maximum(weight, 1e-6)
+    core = ndimage.binary_erosion(inside)
+    level = np.where(core, smooth, hu)[inside]
+    difference = float(hu[inside].mean()) - reference
+    level_difference = float(level.mean()) - reference
+    size = abs(difference)
+    if size == 0.0 or difference * level_difference <= 0.0:
+        return
+    factor = max(factor, 1.0) if size <= TUMOR_CONTRAST_MIN_HU else max(factor, TUMOR_CONTRAST_MIN_HU / size)
+    gain = float(np.clip(difference / level_difference, *LEVEL_GAIN_RANGE))
+    hu[inside] += ((factor - 1.0) * gain * (level - reference)).astype(hu.dtype)
 
 
-__all__ = ["LEVEL_SIGMA_VOX", "TUMOR_CONTRAST_MIN_HU", "TUMOR_CONTRAST_PROB", "RandTumorContrastd",
-           "rescale_tumor_level"]
+__all__ = ["LEVEL_GAIN_RANGE", "LEVEL_SIGMA_VOX", "TUMOR_CONTRAST_MIN_HU", "TUMOR_CONTRAST_PROB",
+           "RandTumorContrastd", "rescale_tumor_level"]

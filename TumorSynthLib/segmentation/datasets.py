@@ -18,7 +18,8 @@ task's tumor ids is present.
 
 Faults (``check_cases``): a pair whose image and label grids differ, a label without the organ
 and an unreadable file are **skipped with a warning** naming the file and the fix; if no case
-remains the run is refused with InputError.
+remains the run is refused with InputError. A datalist whose listed files mostly do not exist is
+refused at once (``find_cases``): a wrong datalist, not a few bad cases.
 """
 from __future__ import annotations
 
