@@ -2,10 +2,10 @@
 
 The synthesis methods make tumors as common.md's relative rule says (e.g. venous kidney tumors
 50-105 HU below the organ); this jitter rescales the synthetic tumors' contrast to their organ,
-so the model also sees tumors fainter or stronger than the methods make them. Only the tumor's
-level (its locally smoothed HU) is rescaled; its grain stays as the synthesis left it, so a faint
-tumor is not also an unnaturally smooth one (the previous jitter scaled the grain with the level,
-and the model it trained missed faint but grainy kidney tumors). Real tumors are never touched.
+so the model also sees tumors fainter or stronger than the methods make them. The change follows
+the tumor's level (its locally smoothed HU inside, the voxel itself on its outer layer), so the
+grain inside stays as the synthesis left it and a faint tumor is not also an unnaturally smooth
+one (the previous jitter scaled the grain with the level). Real tumors are never touched.
 """
 from __future__ import annotations
 
@@ -38,9 +38,9 @@ class RandTumorContrastd(Randomizable, MapTransform):
     factor f drawn uniformly in ``factors``: the tumor's mean difference to the organ median
     (over the organ's tissue voxels) becomes f times what it was, never less than
     ``TUMOR_CONTRAST_MIN_HU`` unless the method made it fainter. The change follows the tumor's
-    level (``rescale_tumor_level``): the grain inside keeps its strength, the edge scales too. Teaches
-    the model tumors fainter or brighter than the synthesis methods make them (e.g. a 40 HU
-    drop in an enhancing kidney) without changing the synthesis itself. Writes into the
+    level (``rescale_tumor_level``): the grain inside keeps its strength, the edge scales too.
+    Teaches the model tumors fainter or brighter than the synthesis methods make them (e.g. a
+    40 HU drop in an enhancing kidney) without changing the synthesis itself. Writes into the
     sample's own image tensor (float). (Until 2026-12-05 the rule scaled every tumor voxel's
     difference, grain included: faint training tumors were also smooth ones.)"""
 
