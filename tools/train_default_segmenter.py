@@ -11,8 +11,8 @@ data only, with tumors of every available synthesis method made online:
   (``benchmarks/bench_segmentation.py``) uses seeds from ``BENCH_SEED_BASE`` on, never seen here.
 * recipe (chosen for speed per CPU-minute on a shared 2-core machine): 3 mm voxels, 40^3
   patches (120 mm), 4 per step, centred on background, each organ and each organ's tumors
-  (1:1:1:1:2:2:2); the synthetic tumors' level to the organ rescaled by U(0.3, 1.3), their grain
-  kept, in half of the organs (``--tumor-contrast``); tumors in each organ with probability 0.7, stages early / intermediate / advanced
+  (1:1:1:1:2:2:2); the synthetic tumors' level to the organ rescaled by a factor drawn
+  log-uniformly in 0.25-1.3, their grain kept, in half of the organs (``--tumor-contrast``); tumors in each organ with probability 0.7, stages early / intermediate / advanced
   0.3 / 0.5 / 0.2, 1-2 tumors per organ, methods used equally often; each case keeps its
   synthetic tumors for ``--synth-reuse`` epochs (new patches every time: synthesis, about 2 s
   per case, then costs a quarter of a step); one torch thread (``--threads``); batch Dice +
@@ -68,7 +68,7 @@ EXAMPLE = REPO.parent / "shared" / "data" / "totalsegmentator-example"
 TRAIN_SEED_BASE, VAL_SEED_BASE, BENCH_SEED_BASE = 1000, 2000, 3000
 STAGE_MIX = {"early": 0.3, "intermediate": 0.5, "advanced": 0.2}
 #: Recipe defaults of a fresh run (a resumed run keeps its own).
-RECIPE = {"tumor_weight": 6.0, "tumor_contrast": (0.3, 1.3)}
+RECIPE = {"tumor_weight": 6.0, "tumor_contrast": (0.25, 1.3)}
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -95,9 +95,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="patch centres: background 1, each organ 1, tumors this, shared equally by "
                         f"the organs' tumors (default {RECIPE['tumor_weight']:g}: 2 each; --resume: the run's)")
     p.add_argument("--tumor-contrast", type=contrast_range, default=None, metavar="LO:HI",
-                   help="contrast jitter of the synthetic tumors in half of the organs (default "
-                        "0.3:1.3: venous kidney tumors are made 60-110 HU below the organ, 0.3 makes "
-                        "them 18-33 HU; 'none': off; --resume: the run's)")
+                   help="contrast jitter of the synthetic tumors in half of the organs, factor drawn "
+                        "log-uniformly (default 0.25:1.3: venous kidney tumors are made 50-105 HU below "
+                        "the organ, 0.25 makes them 15-26 HU; never below 15 HU; 'none': off; --resume: the run's)")
     p.add_argument("--synth-reuse", type=int, default=4,
                    help="epochs a case keeps its synthetic tumors, new patches each time (default 4)")
     p.add_argument("--threads", type=int, default=1,
@@ -182,7 +182,8 @@ def train_config(args: argparse.Namespace, datalist: Path, run_dir: Path, max_st
         data=str(datalist), out=str(run_dir), organ=ORGANS, method=args.methods, labels="totalseg",
         model="unet", channels=tuple(int(c) for c in args.channels.split(",")), spacing_mm=args.spacing,
         patch=args.patch, batch_size=1, samples_per_case=args.samples_per_case,
-        tumor_weight=args.tumor_weight, tumor_contrast=args.tumor_contrast, lr=args.lr, synth_reuse=args.synth_reuse,
+        tumor_weight=args.tumor_weight, tumor_contrast=args.tumor_contrast,
+        tumor_contrast_draw=args.tumor_contrast_draw, lr=args.lr, synth_reuse=args.synth_reuse,
         max_steps=max_steps, val_every=args.val_every, ckpt_every=100, max_val_cases=2 * args.val_seeds,
         seed=args.seed, device="cpu", workers=args.workers, prob=args.prob, stage_mix=dict(STAGE_MIX),
         num_tumors=(1, 2), warmup_steps=min(200, max(20, max_steps // 25)))
@@ -203,6 +204,8 @@ def recipe_defaults(args: argparse.Namespace, run_dir: Path) -> None:
                   f"{saved.get(key)} (recorded in config.json from here on)", file=sys.stderr)
     if args.tumor_contrast == "none":
         args.tumor_contrast = None
+    from TumorSynthLib.segmentation.config import CONTRAST_DRAWS, TrainConfig
+    args.tumor_contrast_draw = TrainConfig.from_dict(saved).tumor_contrast_draw if saved else CONTRAST_DRAWS[0]
 
 
 def contrast_range(text: str) -> tuple[float, float] | str:

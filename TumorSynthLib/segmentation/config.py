@@ -11,6 +11,11 @@ from ..core.errors import InputError
 from ..core.files import shown
 from .tasks import task_name
 
+#: How the contrast jitter's factor is drawn from ``tumor_contrast``: log-uniformly (as likely to
+#: halve as to double the contrast, so faint tumors come often) or uniformly (the rule of runs
+#: made before 2026-12-05, whose config.json has no ``tumor_contrast_draw``).
+CONTRAST_DRAWS = ("log-uniform", "uniform")
+
 #: HU window mapped to [0, 1] before the network (abdominal soft tissue).
 WINDOW_HU = (-175.0, 250.0)
 #: Fields that must not change when resuming a run (they define the model and its labels).
@@ -34,7 +39,8 @@ class TrainConfig:
     batch_size: int = 1                   # cases per step; each gives samples_per_case patches
     samples_per_case: int = 2
     tumor_weight: float = 2.0             # patch centres: background 1, each organ 1, tumors this (shared by the organs)
-    tumor_contrast: tuple[float, float] | None = None   # rescale synthetic tumors' contrast by U(lo, hi), p 0.5 per organ
+    tumor_contrast: tuple[float, float] | None = None   # rescale synthetic tumors' contrast by f in [lo, hi], p 0.5 per organ
+    tumor_contrast_draw: str = "log-uniform"  # how f is drawn (CONTRAST_DRAWS)
     lr: float = 1e-3
     weight_decay: float = 1e-5
     warmup_steps: int | None = None       # None: 5 % of max_steps (at most 200)
@@ -115,6 +121,9 @@ class TrainConfig:
             if not numbers or not 0.0 < pair[0] <= pair[1] <= 3.0:
                 raise InputError(f"--tumor-contrast must be LO:HI with 0 < LO <= HI <= 3, got {shown(self.tumor_contrast)}")
             self.tumor_contrast = (float(pair[0]), float(pair[1]))
+        if self.tumor_contrast_draw not in CONTRAST_DRAWS:
+            raise InputError(f"the tumor contrast draw must be one of {', '.join(CONTRAST_DRAWS)}, "
+                             f"got {shown(self.tumor_contrast_draw)}")
         task_methods(self.method)
 
     @property
@@ -134,6 +143,8 @@ class TrainConfig:
     def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
         known = {f.name for f in fields(cls)}
         kwargs = {k: v for k, v in data.items() if k in known}
+        if kwargs.get("tumor_contrast") is not None and "tumor_contrast_draw" not in kwargs:
+            kwargs["tumor_contrast_draw"] = "uniform"     # a run made before the draw was recorded
         for key in ("channels", "num_tumors", "window_hu", "tumor_contrast"):
             if kwargs.get(key) is not None:
                 kwargs[key] = tuple(kwargs[key])

@@ -204,7 +204,8 @@ def training_transform(cfg: TrainConfig, convention: str, quality: Any = None) -
     keys = ("image", "label")
     multi = len(task_organs(cfg.organ)) > 1
     contrast = [] if cfg.tumor_contrast is None else [
-        RandTumorContrastd(cfg.organ, convention, cfg.tumor_contrast, prob=TUMOR_CONTRAST_PROB)]
+        RandTumorContrastd(cfg.organ, convention, cfg.tumor_contrast, prob=TUMOR_CONTRAST_PROB,
+                           draw=cfg.tumor_contrast_draw)]
     return Compose(preprocess_transforms(cfg) + synthesis_transforms(cfg, convention, cfg.prob, quality) + contrast + [
         TaskLabelsd("label", cfg.organ, convention, CLASSES_KEY if multi else None),
         window_transform(cfg),
