@@ -92,16 +92,42 @@ def test_a_replaced_shipped_file_is_refused(default_entry, tmp_path, monkeypatch
         registry.resolve_model(fake)                              # given by path: checked as well
 
 
-def test_the_training_script_works_in_absolute_paths(tmp_path, monkeypatch):
-    """A relative --work once put build/seg/build/seg/... into the datalist (read against its own
-    folder): every phantom was skipped and a whole run trained on one case."""
+@pytest.fixture(scope="module")
+def training_script():
+    """tools/train_default_segmenter.py as a module."""
     import importlib.util
 
     script = Path(__file__).resolve().parents[2] / "tools" / "train_default_segmenter.py"
     spec = importlib.util.spec_from_file_location("train_default_segmenter_under_test", script)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
+    return module
+
+
+def test_the_training_script_works_in_absolute_paths(training_script, tmp_path, monkeypatch):
+    """A relative --work once put build/seg/build/seg/... into the datalist (read against its own
+    folder): every phantom was skipped and a whole run trained on one case."""
+    module = training_script
     monkeypatch.chdir(tmp_path)
     args = module.parse_args(["--work", "build/seg", "--out", "build/model.pt", "--no-register"])
     assert args.work == tmp_path / "build" / "seg" and args.work.is_absolute()
     assert args.out == tmp_path / "build" / "model.pt"
+
+
+def test_the_training_script_resumes_a_run_with_its_own_recipe(training_script, tmp_path):
+    """A fresh run takes the recipe (log-uniform contrast draw); a run whose config.json predates
+    the recorded draw resumes with the uniform draw it began with, and its own contrast range."""
+    from TumorSynthLib.segmentation.config import TrainConfig
+
+    module = training_script
+    fresh = module.parse_args(["--work", str(tmp_path / "fresh"), "--no-register"])
+    module.recipe_defaults(fresh, tmp_path / "fresh" / "run")
+    assert fresh.tumor_contrast == module.RECIPE["tumor_contrast"] and fresh.tumor_contrast_draw == "log-uniform"
+    run = tmp_path / "old" / "run"
+    run.mkdir(parents=True)
+    older = TrainConfig(data="d.json", out=str(run), tumor_contrast=(0.4, 1.3)).to_dict()
+    del older["tumor_contrast_draw"]
+    (run / "config.json").write_text(json.dumps(older))
+    resumed = module.parse_args(["--work", str(tmp_path / "old"), "--no-register", "--resume"])
+    module.recipe_defaults(resumed, run)
+    assert resumed.tumor_contrast == (0.4, 1.3) and resumed.tumor_contrast_draw == "uniform"

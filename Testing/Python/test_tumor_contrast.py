@@ -125,3 +125,29 @@ def test_each_organs_tumors_share_the_tumor_weight(tmp_path):
     cfg = TrainConfig(data=str(tmp_path), out=str(tmp_path / "run"), organ=ABDOMEN, tumor_weight=6.0)
     crop = patch_transforms(cfg)[-1]
     assert list(crop.cropper.ratios) == [1.0, 1.0, 1.0, 1.0, 2.0, 2.0, 2.0]
+
+
+def test_contrast_factor_is_drawn_log_uniformly_unless_a_run_asked_for_uniform():
+    def factors(draw: str) -> np.ndarray:
+        jitter = RandTumorContrastd(ABDOMEN, "totalseg", (0.25, 1.3), prob=1.0, draw=draw)
+        jitter.set_random_state(seed=5)
+        return np.array([jitter.randomize() for _ in range(2000)]).ravel()
+
+    log_uniform, uniform = factors("log-uniform"), factors("uniform")
+    assert log_uniform.min() >= 0.25 and log_uniform.max() <= 1.3
+    assert abs(np.median(log_uniform) - np.sqrt(0.25 * 1.3)) < 0.03      # geometric mean: 0.57
+    assert abs(np.median(uniform) - 0.775) < 0.03                         # arithmetic mean
+    assert np.mean(log_uniform < 0.53) > 1.6 * np.mean(uniform < 0.53)     # faint tumors come more often
+    with pytest.raises(InputError, match="draw"):
+        RandTumorContrastd(ABDOMEN, "totalseg", (0.25, 1.3), draw="normal")
+
+
+def test_contrast_draw_is_recorded_and_older_runs_resume_with_the_uniform_draw(tmp_path):
+    cfg = TrainConfig(data=str(tmp_path), out=str(tmp_path / "run"), tumor_contrast=(0.25, 1.3))
+    saved = cfg.to_dict()
+    assert saved["tumor_contrast_draw"] == "log-uniform"
+    assert TrainConfig.from_dict(saved).tumor_contrast_draw == "log-uniform"
+    older = {k: v for k, v in saved.items() if k != "tumor_contrast_draw"}
+    assert TrainConfig.from_dict(older).tumor_contrast_draw == "uniform"
+    with pytest.raises(InputError, match="contrast draw"):
+        TrainConfig(data=str(tmp_path), out=str(tmp_path / "run"), tumor_contrast_draw="gaussian")

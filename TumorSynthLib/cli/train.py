@@ -95,8 +95,8 @@ def add_train_flags(parser: argparse.ArgumentParser) -> None:
            "(default 2; with several organs the tumors of each organ get W / n)")
     p("--tumor-contrast", type=_contrast, default=None, metavar="LO:HI",
       help="augmentation: in half of the organs with synthetic tumors, scale each tumor's mean "
-           "difference to the organ median by a factor drawn in [LO, HI], e.g. 0.3:1.3, keeping its "
-           "grain (never below 15 HU; default: tumors as the methods make them)")
+           "difference to the organ median by a factor drawn log-uniformly in [LO, HI], e.g. "
+           "0.25:1.3, keeping its grain (never below 15 HU; default: tumors as the methods make them)")
     p("--lr", type=finite_float, default=1e-3, help="peak learning rate of AdamW (default 1e-3)")
     p("--warmup-steps", type=int, default=None, help="linear warm-up steps (default 5%% of --max-steps)")
     p("--val-every", type=int, default=250, help="validate every N steps (0: never; default 250)")
