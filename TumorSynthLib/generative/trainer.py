@@ -51,7 +51,7 @@ from ..synthesis.learned.networks import (
 )
 from .config import DiffusionTrainConfig, check_resumable
 from .data import crops_summary, draw_batch, load_tumor_crops, split_crops
-from .losses import amp_dtype, autoencoder_loss, denoiser_loss, ema_update, latent_scale
+from .losses import TRAIN_MEMORY_FORMAT, amp_dtype, autoencoder_loss, denoiser_loss, ema_update, latent_scale
 from .metrics import evaluate_patches
 
 
@@ -93,7 +93,7 @@ class DiffusionTrainer:
         self._load_data()
         with torch.random.fork_rng(devices=[]):      # the initial weights follow the seed
             torch.manual_seed(tcfg.seed)
-            self.denoiser = build_denoiser(self.cfg).to(self.device)
+            self.denoiser = build_denoiser(self.cfg).to(self.device, memory_format=TRAIN_MEMORY_FORMAT)
             self.autoencoder = build_autoencoder(self.cfg)
         self.ema = copy.deepcopy(self.denoiser).requires_grad_(False)
         fused = {"fused": True}
@@ -144,6 +144,9 @@ class DiffusionTrainer:
                          (self.scaler, "scaler")):
             if obj is not None and payload.get(key) is not None:
                 obj.load_state_dict(payload[key])
+        for optimizer in (self.optimizer, self.ae_optimizer):
+            if optimizer is not None:
+                match_state_layout(optimizer)
         self.step = self.start_step = int(payload["step"])
         self._restore_schedule(payload)
         if self.autoencoder is not None and self.step >= self.tcfg.denoiser_start:
@@ -334,6 +337,18 @@ class DiffusionTrainer:
             if is_out_of_memory(exc):
                 raise out_of_memory_error(self.device, self.cfg.patch, "diffusion training") from exc
             raise
+
+
+def match_state_layout(optimizer: torch.optim.Optimizer) -> None:
+    """Give each optimiser moment its parameter's memory layout. The fused AdamW pairs a
+    parameter and its moments as flat memory, so a moment saved in another layout (a checkpoint
+    written before training went channels-last) would update the wrong weights."""
+    for group in optimizer.param_groups:
+        for param in group["params"]:
+            state = optimizer.state.get(param, {})
+            for key, value in state.items():
+                if torch.is_tensor(value) and value.shape == param.shape and value.stride() != param.stride():
+                    state[key] = torch.empty_like(param, dtype=value.dtype).copy_(value)
 
 
 def _organ(organs: tuple[str, ...]) -> str:
