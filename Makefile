@@ -24,8 +24,9 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/tumorsynth demo --out demo-output/
 
+# LIBC_FATAL_STDERR_: a glibc abort (e.g. heap corruption) says why in the log, not on a tty.
 test: $(STAMP) chromium
-	$(PY) -m pytest -q Testing
+	LIBC_FATAL_STDERR_=1 $(PY) -m pytest -q Testing
 
 # The browser front end on http://localhost:8080/ (Ctrl-C stops it).
 web: $(STAMP)
