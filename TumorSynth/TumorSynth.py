@@ -27,7 +27,6 @@ from slicer.ScriptedLoadableModule import (
 from slicer.util import VTKObservationMixin
 
 SWITCH = ("auto", "on", "off")
-GROWTH_TICK_MS = 50
 
 
 def modulePaths():
@@ -96,9 +95,8 @@ class TumorSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._parameterNode = None
         self._parameterNodeGuiTag = None
         self._clickNode = None
-        self._growth = None
         self._gate = None
-        self._growthTimer = None
+        self.growth = None
         self._shortcut = None
         self._seen = {}
 
@@ -121,9 +119,6 @@ class TumorSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.tableView = slicer.qMRMLTableView()
         self.tableView.setMRMLScene(slicer.mrmlScene)
         self.ui.tableFrame.layout().addWidget(self.tableView)
-        self._growthTimer = qt.QTimer()
-        self._growthTimer.setInterval(GROWTH_TICK_MS)
-        self._growthTimer.timeout.connect(self.onGrowthTick)
         if slicer.util.mainWindow() is not None:   # none in --no-main-window test runs
             shortcut = self.logic.lib().click.PLACE_SHORTCUT   # not one of Slicer's own (click_logic)
             self._shortcut = qt.QShortcut(qt.QKeySequence(shortcut), slicer.util.mainWindow())
@@ -131,25 +126,24 @@ class TumorSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
-        self.ui.organSegmentComboBox.currentIndexChanged.connect(lambda index: self.onOrganSegmentChanged())
         self.ui.randomSeedButton.clicked.connect(lambda: self.onRandomSeed())
-        self.ui.stopGrowthButton.clicked.connect(lambda: self.onStopGrowth(keep=True))
+        self.ui.stopGrowthButton.clicked.connect(lambda: self.growth.stop(keep=True))
         self.ui.undoButton.clicked.connect(lambda: self.onUndo())
         self.ui.clearButton.clicked.connect(lambda: self.onClear())
         self.ui.exportButton.clicked.connect(lambda: self.onExport())
         self.ui.installDependenciesButton.clicked.connect(lambda: self.onInstallDependencies())
-        self.ui.stopGrowthButton.visible = False
-        self.ui.growthProgressBar.visible = False
-        self.fillChoicesFromEngine()
-        for combo, name in self._choiceCombos():
-            combo.currentIndexChanged.connect(lambda index, c=combo, n=name: self.onChoiceChanged(c, n))
+        from TumorSynthWidgets.choices_section import TumorChoices
+        from TumorSynthWidgets.growth_section import LiveGrowth
         from TumorSynthWidgets.reader_section import ReaderSection
 
+        self.choices = TumorChoices(self.ui, self.logic, lambda: self._parameterNode)
+        self.choices.connect()
+        self.growth = LiveGrowth(self.ui, self._gate, self._showPlacement, self.showMessage, self._updateButtons)
         self.reader = ReaderSection(self.layout, logicModules().reader)
         self.initializeParameterNode()
 
     def cleanup(self) -> None:
-        self.onStopGrowth(keep=False)
+        self.growth.stop(keep=False)
         self.reader.stop()
         if self._shortcut is not None:
             self._shortcut.setParent(None)
@@ -171,7 +165,7 @@ class TumorSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._parameterNodeGuiTag = None
 
     def onSceneStartClose(self, caller, event) -> None:
-        self.onStopGrowth(keep=False)
+        self.growth.stop(keep=False)
         self.reader.stop(removeNodes=False)
         self.setParameterNode(None)
         self._clickNode = None
@@ -194,41 +188,8 @@ class TumorSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
             self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.onParameterNodeModified)
             self._ensureClickNode()
-            self.updateMethodAvailability()
+            self.choices.updateMethodAvailability()
             self.onParameterNodeModified()
-
-    def _choiceCombos(self):
-        return ((self.ui.organComboBox, "organ"), (self.ui.stageComboBox, "stage"),
-                (self.ui.methodComboBox, "method"), (self.ui.lesionComboBox, "lesion"))
-
-    def fillChoicesFromEngine(self) -> None:
-        """Organs, stages and methods as the engine catalogue lists them (nothing hard-coded)."""
-        try:
-            catalogue = self.logic.catalogue()
-        except Exception as exc:   # no engine yet: the panel says how to install it
-            self.ui.dependencyStatusLabel.text = str(exc)
-            return
-        lib = self.logic.lib().catalogue
-        choices = {"organ": lib.panel_organs(catalogue), "stage": lib.panel_stages(catalogue),
-                   "method": list(lib.panel_methods(catalogue)), "lesion": lib.panel_lesions(catalogue)}
-        for combo, name in self._choiceCombos():
-            combo.blockSignals(True)
-            combo.clear()
-            for value in choices[name]:
-                combo.addItem(value)
-            combo.blockSignals(False)
-
-    def onChoiceChanged(self, combo, name) -> None:
-        if self._parameterNode and combo.currentText:
-            setattr(self._parameterNode, name, combo.currentText)
-
-    def _showChoices(self) -> None:
-        for combo, name in self._choiceCombos():
-            index = combo.findText(getattr(self._parameterNode, name))
-            if index >= 0 and index != combo.currentIndex:
-                combo.blockSignals(True)
-                combo.setCurrentIndex(index)
-                combo.blockSignals(False)
 
     def onParameterNodeModified(self, caller=None, event=None) -> None:
         """React to what changed (the GUI connectors write the parameter node first, so it is
@@ -236,15 +197,15 @@ class TumorSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         p = self._parameterNode
         if not p:
             return
-        self._showChoices()
+        self.choices.show()
         now = {"source": p.organSegmentation.GetID() if p.organSegmentation else None,
                "size": (p.stage, p.organ)}
         changed = {key for key, value in now.items() if self._seen.get(key, ()) != value}
         self._seen = now
         if "source" in changed:
-            self.onOrganSourceChanged()
+            self.choices.onOrganSourceChanged()
         if "size" in changed:
-            self.updateDiameterRange()
+            self.choices.updateDiameterRange()
         self._updateButtons()
 
     # -- panel state ---------------------------------------------------------------------------
@@ -263,55 +224,6 @@ class TumorSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.exportButton.enabled = bool(session and session.tumorCount)
         self.ui.outputVolumeLabel.text = session.outputVolume.GetName() if session and session.hasOutputs else _("(created on the first tumor)")
         self.tableView.setMRMLTableNode(session.table if session and session.hasOutputs else None)
-
-    def updateMethodAvailability(self) -> None:
-        try:
-            availability = self.logic.methodAvailability()
-        except Exception as exc:
-            self.ui.dependencyStatusLabel.text = str(exc)
-            return
-        model = self.ui.methodComboBox.model()
-        for row, name in enumerate(availability):
-            usable, reason = availability.get(name, (False, _("unknown method")))
-            item = model.item(row) if hasattr(model, "item") and row < self.ui.methodComboBox.count else None
-            if item is not None:
-                item.setEnabled(usable)
-                item.setToolTip(reason)
-        missing = [r for ok, r in availability.values() if not ok and "dependencies" in r]
-        self.ui.dependencyStatusLabel.text = missing[0] if missing else _("All dependencies are installed.")
-
-    def updateDiameterRange(self) -> None:
-        if not self._parameterNode:
-            return
-        lo, hi = self.logic.diameterRange(self._parameterNode.stage, self._parameterNode.organ)
-        self.ui.diameterSliderWidget.minimum, self.ui.diameterSliderWidget.maximum = lo, hi
-        if not lo <= self._parameterNode.diameterMm <= hi:
-            self._parameterNode.diameterMm = round((lo * hi) ** 0.5, 1)
-
-    def onOrganSourceChanged(self) -> None:
-        combo = self.ui.organSegmentComboBox
-        combo.blockSignals(True)
-        combo.clear()
-        p = self._parameterNode
-        for segmentId, name in self.logic.organSegments(p.organSegmentation if p else None):
-            combo.addItem(name, segmentId)
-        combo.enabled = combo.count > 0
-        index = combo.findData(p.organSegmentId) if p else -1
-        combo.setCurrentIndex(max(index, 0) if combo.count else -1)
-        combo.blockSignals(False)
-        self.onOrganSegmentChanged()
-
-    def onOrganSegmentChanged(self) -> None:
-        p = self._parameterNode
-        if not p:
-            return
-        combo = self.ui.organSegmentComboBox
-        segmentId = combo.itemData(combo.currentIndex) if combo.currentIndex >= 0 else ""
-        segmentId = segmentId or ""
-        p.organSegmentId = segmentId
-        organ = self.logic.guessOrgan(p.organSegmentation, segmentId)
-        if organ:
-            p.organ = organ
 
     def showMessage(self, text: str, error: bool = False, warning: bool = False) -> None:
         self.ui.statusLabel.text = text
@@ -338,13 +250,10 @@ class TumorSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         p = self._parameterNode
         try:
             if p.liveGrowth and self.logic.isLive(p.method):
-                self._growth = self.logic.startLiveJob(p, ras)
-                self._gate.job = "growth"
-                self.ui.stopGrowthButton.visible = True
-                self._showGrowthProgress(self._growth)
-                slicer.util.setSliceViewerLayers(background=self._growth.session.outputVolume)
+                job = self.logic.startLiveJob(p, ras)
+                self.growth.start(job)
+                slicer.util.setSliceViewerLayers(background=job.session.outputVolume)
                 self.showMessage(_("Forming... press 'Stop growth' to keep the tumor as it is."))
-                self._growthTimer.start()
             else:
                 with slicer.util.WaitCursor():
                     placement = self.logic.placeTumor(p, ras)
@@ -370,47 +279,6 @@ class TumorSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                          warning=bool(warnings))
         session = self.logic.existingSession(self._parameterNode.inputVolume)
         slicer.util.setSliceViewerLayers(background=session.outputVolume)
-
-    def _showGrowthProgress(self, job) -> None:
-        bar = self.ui.growthProgressBar
-        bar.visible = job is not None
-        if job is not None:
-            bar.value = int(round(100 * job.progress))
-            bar.format = job.progressText
-
-    def onGrowthTick(self) -> None:
-        try:
-            self._growth.tick()
-            self._showGrowthProgress(self._growth)
-            if self._growth.done:
-                self.onStopGrowth(keep=True)
-        except Exception as exc:
-            self._growthTimer.stop()
-            self._growth.stop()
-            self._growth = None
-            self._gate.finish()
-            self.ui.stopGrowthButton.visible = False
-            self._showGrowthProgress(None)
-            self.showMessage(str(exc), error=True)
-            self._updateButtons()
-
-    def onStopGrowth(self, keep: bool = True) -> None:
-        if self._growthTimer is not None:
-            self._growthTimer.stop()
-        if self._growth is None:
-            return
-        job, self._growth = self._growth, None
-        self._gate.finish()
-        self.ui.stopGrowthButton.visible = False
-        self._showGrowthProgress(None)
-        try:
-            if keep:
-                self._showPlacement(job.finish())
-            else:
-                job.stop()
-        except Exception as exc:
-            self.showMessage(str(exc), error=True)
-        self._updateButtons()
 
     # -- result buttons ----------------------------------------------------------------------------
     def onRandomSeed(self) -> None:
@@ -438,7 +306,7 @@ class TumorSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         with slicer.util.tryWithErrorDisplay(_("Installing dependencies failed."), waitCursor=True):
             installed = self.logic.installDependencies(confirm=slicer.util.confirmOkCancelDisplay)
             self.showMessage(_("Installed: {names}. Restart Slicer if a method stays unavailable.").format(names=", ".join(installed)) if installed else _("All dependencies are installed."))
-        self.updateMethodAvailability()
+        self.choices.updateMethodAvailability()
 
 
 class TumorSynthLogic(ScriptedLoadableModuleLogic):

@@ -120,7 +120,8 @@ def test_ui_matches_the_code(module):
     widgets, params = _ui(module)
     fields = _parameter_fields(module)
     assert params <= fields, f"SlicerParameterName without a parameter: {params - fields}"
-    used = set(re.findall(r"self\.ui\.(\w+)", (MODULE_DIR / f"{module}.py").read_text()))
+    sources = [MODULE_DIR / f"{module}.py"] + (WIDGET_FILES if module == "TumorSynth" else [])
+    used = {name for path in sources for name in re.findall(r"self\.ui\.(\w+)", path.read_text())}
     assert used <= widgets, f"widgets used in {module}.py but not in the .ui: {used - widgets}"
 
 

@@ -1,0 +1,101 @@
+"""The module's live-growth section (``TumorSynthWidgets.growth_section``) driving a real live
+job on a stand-in Qt timer: progress shown, the gate held while the job runs and freed after,
+the placement shown on finish, nothing kept on discard, an error reported in the panel."""
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import sys
+from types import SimpleNamespace
+from unittest import mock
+
+import pytest
+
+from slicer_test_phantom import require_slicer_core, voxel_to_world
+
+require_slicer_core()
+if importlib.util.find_spec("torch") is None:
+    pytest.skip("the cellular method needs torch", allow_module_level=True)
+
+
+@pytest.fixture
+def section_class(monkeypatch):
+    monkeypatch.setitem(sys.modules, "qt", mock.MagicMock(name="qt"))
+    monkeypatch.delitem(sys.modules, "TumorSynthWidgets.growth_section", raising=False)
+    yield importlib.import_module("TumorSynthWidgets.growth_section").LiveGrowth
+    sys.modules.pop("TumorSynthWidgets.growth_section", None)
+
+
+class Panel:
+    """The panel's widgets and callbacks as the section sees them."""
+
+    def __init__(self) -> None:
+        from TumorSynthSlicer.click_logic import ClickGate
+
+        self.ui = SimpleNamespace(stopGrowthButton=SimpleNamespace(visible=True),
+                                  growthProgressBar=SimpleNamespace(visible=True, value=0, format=""))
+        self.gate = ClickGate()
+        self.placements, self.messages, self.updates = [], [], 0
+
+    def section(self, cls):
+        def update():
+            self.updates += 1
+
+        return cls(self.ui, self.gate, self.placements.append,
+                   lambda text, error=False: self.messages.append((text, error)), update)
+
+
+def _live_job(ct_node, organ_mask):
+    from TumorSynthSlicer import output_logic, placement_logic
+
+    session = output_logic.TumorSession(ct_node)
+    request = placement_logic.TumorRequest(organ="liver", stage="early", diameterMm=9.0,
+                                           method="cellular", seed=1)
+    return session, placement_logic.LiveJob(session, voxel_to_world([26, 22, 11]), request,
+                                              organMask=organ_mask, stepsPerTick=40)
+
+
+def test_a_live_job_runs_to_its_end_and_is_shown(section_class, scene, ct_node, organ_mask, engine):
+    panel = Panel()
+    growth = panel.section(section_class)
+    assert not panel.ui.stopGrowthButton.visible and not panel.ui.growthProgressBar.visible
+    session, job = _live_job(ct_node, organ_mask)
+    panel.gate.start("placement")
+    growth.start(job)
+    assert panel.gate.job == "growth" and not panel.gate.accept()      # one job at a time
+    assert panel.ui.stopGrowthButton.visible and panel.ui.growthProgressBar.visible
+    growth.timer.start.assert_called_once()
+    shown = []
+    for _ in range(200):
+        growth.tick()
+        if growth.job is None:
+            break
+        bar = panel.ui.growthProgressBar
+        assert (bar.value, bar.format) == (round(100 * job.progress), job.progressText)
+        shown.append(bar.format)
+    assert growth.job is None and len(shown) >= 2 and shown[0].startswith("growing")
+    assert len(panel.placements) == 1 and panel.placements[0].reports and session.tumorCount == 1
+    assert panel.gate.accept() and panel.updates == 1 and panel.messages == []
+    assert not panel.ui.stopGrowthButton.visible and not panel.ui.growthProgressBar.visible
+    growth.stop(keep=True)                                              # nothing running: no-op
+    assert len(panel.placements) == 1 and panel.updates == 1
+
+
+def test_stop_without_keeping_discards_and_a_failing_tick_is_reported(section_class, scene, ct_node,
+                                                                      organ_mask, engine):
+    panel = Panel()
+    growth = panel.section(section_class)
+    session, job = _live_job(ct_node, organ_mask)
+    growth.start(job)
+    growth.tick()
+    growth.stop(keep=False)
+    assert session.tumorCount == 0 and panel.placements == [] and panel.gate.accept()
+    assert growth.timer.stop.called and not panel.ui.stopGrowthButton.visible
+
+    broken = mock.MagicMock(progress=0.0, progressText="")
+    broken.tick.side_effect = RuntimeError("the organ mask vanished")
+    growth.start(broken)
+    growth.tick()
+    broken.stop.assert_called_once()
+    assert panel.messages == [("the organ mask vanished", True)] and panel.gate.accept()
+    assert growth.job is None and not panel.ui.growthProgressBar.visible
