@@ -119,9 +119,12 @@ class TumorSynthTrainerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         self.ui.removeModelButton.clicked.connect(self.onRemoveModel)
         self.ui.applyButton.clicked.connect(self.onApply)
         self.ui.evaluateButton.clicked.connect(self.onEvaluate)
+        from TumorSynthWidgets.parameter_combos import ParameterCombos
+
+        self.combos = ParameterCombos(((self.ui.organComboBox, "organ"), (self.ui.architectureComboBox, "model"),
+                                       (self.ui.methodComboBox, "method")), lambda: self._parameterNode)
         self.fillChoicesFromEngine()
-        for combo, name in self._choiceCombos():
-            combo.currentIndexChanged.connect(lambda index, c=combo, n=name: self.onChoiceChanged(c, n))
+        self.combos.connect()
         self.initializeParameterNode()
         self.refreshModels()
         self._setRunning(False)
@@ -155,7 +158,7 @@ class TumorSynthTrainerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         self._parameterNode = inputParameterNode
         if self._parameterNode:
             self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
-            self._showChoices()
+            self.combos.show()
 
     # -- training ------------------------------------------------------------------------------
     def onAddPair(self) -> None:
@@ -184,10 +187,6 @@ class TumorSynthTrainerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
             slicer.modules.plots.logic().ShowChartInLayout(self.logic.curves.chart)
 
     # -- engine choices --------------------------------------------------------------------------
-    def _choiceCombos(self):
-        return ((self.ui.organComboBox, "organ"), (self.ui.architectureComboBox, "model"),
-                (self.ui.methodComboBox, "method"))
-
     def fillChoicesFromEngine(self) -> None:
         """Organs, architectures and available methods as the engine lists them."""
         try:
@@ -195,24 +194,7 @@ class TumorSynthTrainerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         except Exception as exc:   # no engine or torch yet: say how to install them
             self.ui.statusLabel.text = str(exc)
             return
-        for combo, name in self._choiceCombos():
-            combo.blockSignals(True)
-            combo.clear()
-            for value in choices[name]:
-                combo.addItem(value)
-            combo.blockSignals(False)
-
-    def onChoiceChanged(self, combo, name) -> None:
-        if self._parameterNode and combo.currentText:
-            setattr(self._parameterNode, name, combo.currentText)
-
-    def _showChoices(self) -> None:
-        for combo, name in self._choiceCombos():
-            index = combo.findText(getattr(self._parameterNode, name))
-            if index >= 0 and index != combo.currentIndex:
-                combo.blockSignals(True)
-                combo.setCurrentIndex(index)
-                combo.blockSignals(False)
+        self.combos.fill(choices)
 
     # -- apply / evaluate ----------------------------------------------------------------------
     def refreshModels(self) -> None:

@@ -7,6 +7,8 @@ Kept apart from ``TumorSynth.py`` so that each file has one job; what the choice
 """
 from slicer.i18n import tr as _
 
+from .parameter_combos import ParameterCombos
+
 
 class TumorChoices:
     """Keeps the panel's choice widgets and the parameter node in step. ``ui`` is the panel's
@@ -15,16 +17,14 @@ class TumorChoices:
 
     def __init__(self, ui, logic, parameterNode) -> None:
         self.ui, self.logic, self.parameterNode = ui, logic, parameterNode
-
-    def combos(self):
-        return ((self.ui.organComboBox, "organ"), (self.ui.stageComboBox, "stage"),
-                (self.ui.methodComboBox, "method"), (self.ui.lesionComboBox, "lesion"))
+        self.combos = ParameterCombos(((ui.organComboBox, "organ"), (ui.stageComboBox, "stage"),
+                                       (ui.methodComboBox, "method"), (ui.lesionComboBox, "lesion")),
+                                      parameterNode)
 
     def connect(self) -> None:
         """Fill the combo boxes and write the user's picks into the parameter node."""
         self.fillFromEngine()
-        for combo, name in self.combos():
-            combo.currentIndexChanged.connect(lambda index, c=combo, n=name: self.onChoiceChanged(c, n))
+        self.combos.connect()
         self.ui.organSegmentComboBox.currentIndexChanged.connect(lambda index: self.onOrganSegmentChanged())
 
     def fillFromEngine(self) -> None:
@@ -35,29 +35,12 @@ class TumorChoices:
             self.ui.dependencyStatusLabel.text = str(exc)
             return
         lib = self.logic.lib().catalogue
-        choices = {"organ": lib.panel_organs(catalogue), "stage": lib.panel_stages(catalogue),
-                   "method": list(lib.panel_methods(catalogue)), "lesion": lib.panel_lesions(catalogue)}
-        for combo, name in self.combos():
-            combo.blockSignals(True)
-            combo.clear()
-            for value in choices[name]:
-                combo.addItem(value)
-            combo.blockSignals(False)
-
-    def onChoiceChanged(self, combo, name) -> None:
-        p = self.parameterNode()
-        if p and combo.currentText:
-            setattr(p, name, combo.currentText)
+        self.combos.fill({"organ": lib.panel_organs(catalogue), "stage": lib.panel_stages(catalogue),
+                          "method": list(lib.panel_methods(catalogue)), "lesion": lib.panel_lesions(catalogue)})
 
     def show(self) -> None:
         """Select each combo box's entry for the parameter node's value (no signals)."""
-        p = self.parameterNode()
-        for combo, name in self.combos():
-            index = combo.findText(getattr(p, name))
-            if index >= 0 and index != combo.currentIndex:
-                combo.blockSignals(True)
-                combo.setCurrentIndex(index)
-                combo.blockSignals(False)
+        self.combos.show()
 
     def updateMethodAvailability(self) -> None:
         """Grey out the methods whose dependencies are missing, with the reason as tool tip."""

@@ -1,6 +1,7 @@
-"""The module's live-growth section (``TumorSynthWidgets.growth_section``) driving a real live
-job on a stand-in Qt timer: progress shown, the gate held while the job runs and freed after,
-the placement shown on finish, nothing kept on discard, an error reported in the panel."""
+"""Panel sections of the module files (``TumorSynthWidgets``) without Qt: the live growth driving
+a real live job on a stand-in timer (progress shown, the gate held while the job runs and freed
+after, the placement shown on finish, nothing kept on discard, an error reported in the panel),
+and the combo boxes that mirror parameter node fields."""
 from __future__ import annotations
 
 import importlib
@@ -99,3 +100,54 @@ def test_stop_without_keeping_discards_and_a_failing_tick_is_reported(section_cl
     broken.stop.assert_called_once()
     assert panel.messages == [("the organ mask vanished", True)] and panel.gate.accept()
     assert growth.job is None and not panel.ui.growthProgressBar.visible
+
+
+class Combo:
+    """A combo box as the sections use it (text entries, a signal, blocked signals)."""
+
+    def __init__(self) -> None:
+        self.items, self.currentIndex, self.blocked, self.slots = [], -1, False, []
+        self.currentIndexChanged = SimpleNamespace(connect=self.slots.append)
+
+    @property
+    def currentText(self) -> str:
+        return self.items[self.currentIndex] if self.currentIndex >= 0 else ""
+
+    def blockSignals(self, on: bool) -> None:
+        self.blocked = on
+
+    def clear(self) -> None:
+        self.items, self.currentIndex = [], -1
+
+    def addItem(self, text: str) -> None:
+        self.items.append(text)
+        self.currentIndex = max(self.currentIndex, 0)
+
+    def findText(self, text: str) -> int:
+        return self.items.index(text) if text in self.items else -1
+
+    def setCurrentIndex(self, index: int) -> None:
+        self.currentIndex = index
+        if not self.blocked:
+            for slot in self.slots:
+                slot(index)
+
+
+def test_parameter_combos_write_the_pick_and_follow_the_node():
+    from TumorSynthWidgets.parameter_combos import ParameterCombos
+
+    organ, method = Combo(), Combo()
+    node = SimpleNamespace(organ="kidney", method="cellular")
+    combos = ParameterCombos(((organ, "organ"), (method, "method")), lambda: node)
+    combos.fill({"organ": ["liver", "pancreas", "kidney"], "method": ["handcrafted", "cellular"]})
+    combos.connect()
+    combos.show()                                              # the node's values are selected
+    assert (organ.currentText, method.currentText) == ("kidney", "cellular")
+    organ.setCurrentIndex(1)                                   # the user picks: the node follows
+    assert node.organ == "pancreas" and node.method == "cellular"
+    node.method = "handcrafted"
+    combos.show()
+    assert method.currentText == "handcrafted" and not method.blocked
+    combos.fill({"organ": ["liver"], "method": ["cellular"]})  # refilled: no signal, node kept
+    assert node.organ == "pancreas"
+    ParameterCombos(((organ, "organ"),), lambda: None).show()  # no parameter node: nothing happens
