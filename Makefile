@@ -24,9 +24,10 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/tumorsynth demo --out demo-output/
 
-# LIBC_FATAL_STDERR_: a glibc abort (e.g. heap corruption) says why in the log, not on a tty.
+# --capture=sys: what C code writes to stderr (e.g. glibc's reason for an abort) reaches the log;
+# with pytest's default fd capture it dies with the process in a temporary file.
 test: $(STAMP) chromium
-	LIBC_FATAL_STDERR_=1 $(PY) -m pytest -q Testing
+	$(PY) -m pytest -q --capture=sys Testing
 
 # The browser front end on http://localhost:8080/ (Ctrl-C stops it).
 web: $(STAMP)

@@ -97,6 +97,7 @@ class TumorSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._clickNode = None
         self._gate = None
         self.growth = None
+        self.reader = None
         self._shortcut = None
         self._seen = {}
 
@@ -143,8 +144,10 @@ class TumorSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.initializeParameterNode()
 
     def cleanup(self) -> None:
-        self.growth.stop(keep=False)
-        self.reader.stop()
+        if self.growth is not None:
+            self.growth.stop(keep=False)
+        if self.reader is not None:
+            self.reader.stop()
         if self._shortcut is not None:
             self._shortcut.setParent(None)
             self._shortcut = None
@@ -260,6 +263,7 @@ class TumorSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 self._gate.finish()
                 self._showPlacement(placement)
         except Exception as exc:  # shown in the panel, never as a traceback dialog
+            self.growth.stop(keep=False)
             self._gate.finish()
             logging.debug("TumorSynth placement failed", exc_info=True)
             self.showMessage(str(exc), error=True)

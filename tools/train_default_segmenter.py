@@ -59,6 +59,7 @@ sys.path.insert(0, str(REPO))
 from TumorSynthLib.core.events import EventStream, run_sessions  # noqa: E402
 from TumorSynthLib.core.files import sha256_file  # noqa: E402
 from TumorSynthLib.datasets.phantom_pool import write_phantom_pool  # noqa: E402
+from TumorSynthLib.segmentation.config import CONTRAST_DRAWS, resumed_contrast_draw  # noqa: E402
 
 ORGANS = "liver,pancreas,kidney"
 MODEL_ID = "default"
@@ -98,6 +99,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="contrast jitter of the synthetic tumors in half of the organs, factor drawn "
                         "log-uniformly (default 0.25:1.3: venous kidney tumors are made 50-105 HU below "
                         "the organ, 0.25 makes them 15-26 HU; never below 15 HU; 'none': off; --resume: the run's)")
+    p.add_argument("--tumor-contrast-draw", choices=CONTRAST_DRAWS, default=None,
+                   help="how the jitter's factor is drawn (default log-uniform; the model registered "
+                        "with sha256 4b1477c9... used 0.3:1.3 uniform; --resume: the run's)")
     p.add_argument("--synth-reuse", type=int, default=4,
                    help="epochs a case keeps its synthetic tumors, new patches each time (default 4)")
     p.add_argument("--threads", type=int, default=1,
@@ -204,8 +208,12 @@ def recipe_defaults(args: argparse.Namespace, run_dir: Path) -> None:
                   f"{saved.get(key)} (recorded in config.json from here on)", file=sys.stderr)
     if args.tumor_contrast == "none":
         args.tumor_contrast = None
-    from TumorSynthLib.segmentation.config import CONTRAST_DRAWS, TrainConfig
-    args.tumor_contrast_draw = TrainConfig.from_dict(saved).tumor_contrast_draw if saved else CONTRAST_DRAWS[0]
+    saved_draw = resumed_contrast_draw(run_dir) if saved is not None else None
+    if args.tumor_contrast_draw is None:
+        args.tumor_contrast_draw = saved_draw or CONTRAST_DRAWS[0]
+    elif saved_draw is not None and saved_draw != args.tumor_contrast_draw:
+        print(f"note: --tumor-contrast-draw {args.tumor_contrast_draw} differs from the resumed run's "
+              f"{saved_draw} (recorded in config.json from here on)", file=sys.stderr)
 
 
 def contrast_range(text: str) -> tuple[float, float] | str:
@@ -215,7 +223,7 @@ def contrast_range(text: str) -> tuple[float, float] | str:
     try:
         lo, hi = (float(v) for v in text.split(":"))
     except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"expected LO:HI (e.g. 0.4:1.3) or none, got '{text}'") from exc
+        raise argparse.ArgumentTypeError(f"expected LO:HI (e.g. 0.25:1.3) or none, got '{text}'") from exc
     return lo, hi
 
 

@@ -151,3 +151,22 @@ def test_contrast_draw_is_recorded_and_older_runs_resume_with_the_uniform_draw(t
     assert TrainConfig.from_dict(older).tumor_contrast_draw == "uniform"
     with pytest.raises(InputError, match="contrast draw"):
         TrainConfig(data=str(tmp_path), out=str(tmp_path / "run"), tumor_contrast_draw="gaussian")
+
+
+def test_train_cli_resumes_a_run_with_its_own_draw(tmp_path):
+    """`tumorsynth train --resume` (and the Slicer Trainer's Resume, which runs it) keeps the
+    draw of the run it continues: uniform for a run made before the draw was recorded."""
+    from TumorSynthLib.cli import build_parser
+    from TumorSynthLib.cli.train import config_from_args
+
+    run = tmp_path / "run"
+    run.mkdir()
+    older = TrainConfig(data="d.json", out=str(run), tumor_contrast=(0.4, 1.3)).to_dict()
+    del older["tumor_contrast_draw"]
+    (run / "config.json").write_text(json.dumps(older))
+    flags = ["train", "--data", str(tmp_path / "d.json"), "--out", str(run), "--tumor-contrast", "0.4:1.3",
+             "--device", "cpu"]
+    assert config_from_args(build_parser().parse_args(flags)).tumor_contrast_draw == "log-uniform"
+    assert config_from_args(build_parser().parse_args(flags + ["--resume"])).tumor_contrast_draw == "uniform"
+    named = flags + ["--resume", "--tumor-contrast-draw", "log-uniform"]
+    assert config_from_args(build_parser().parse_args(named)).tumor_contrast_draw == "log-uniform"

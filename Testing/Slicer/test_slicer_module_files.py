@@ -122,7 +122,7 @@ def test_ui_matches_the_code(module):
     fields = _parameter_fields(module)
     assert params <= fields, f"SlicerParameterName without a parameter: {params - fields}"
     sources = [MODULE_DIR / f"{module}.py"] + (WIDGET_FILES if module == "TumorSynth" else [])
-    used = {name for path in sources for name in re.findall(r"self\.ui\.(\w+)", path.read_text())}
+    used = {name for path in sources for name in re.findall(r"\bui\.(\w+)", path.read_text())}
     assert used <= widgets, f"widgets used in {module}.py but not in the .ui: {used - widgets}"
 
 

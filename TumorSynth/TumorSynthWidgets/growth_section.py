@@ -44,9 +44,11 @@ class LiveGrowth:
                 self.stop(keep=True)
         except Exception as exc:  # shown in the panel, never as a traceback dialog
             job = self._release()
-            job.stop()
-            self.showMessage(str(exc), error=True)
-            self.updateButtons()
+            try:
+                job.stop()
+            finally:
+                self.showMessage(str(exc), error=True)
+                self.updateButtons()
 
     def stop(self, keep: bool = True) -> None:
         self.timer.stop()

@@ -9,7 +9,7 @@ from typing import Any
 from ..core.errors import InputError
 from ..core.events import event_session
 from ..core.files import prepare_output_folder
-from ..segmentation.config import TrainConfig, task_methods
+from ..segmentation.config import CONTRAST_DRAWS, TrainConfig, resumed_contrast_draw, task_methods
 from ..segmentation.tasks import task_name
 from ..synthesis.registry import provider, resolve
 from .common import EXIT_INTERRUPTED, EXIT_OK, command_parser, finite_float
@@ -97,6 +97,9 @@ def add_train_flags(parser: argparse.ArgumentParser) -> None:
       help="augmentation: in half of the organs with synthetic tumors, scale each tumor's mean "
            "difference to the organ median by a factor drawn log-uniformly in [LO, HI], e.g. "
            "0.25:1.3, keeping its grain (never below 15 HU; default: tumors as the methods make them)")
+    p("--tumor-contrast-draw", choices=CONTRAST_DRAWS, default=None,
+      help="how that factor is drawn: log-uniform (uniform in log f: faint tumors more often) or "
+           "uniform (default: log-uniform; --resume: the run's own, uniform for runs made before 2026-12-05)")
     p("--lr", type=finite_float, default=1e-3, help="peak learning rate of AdamW (default 1e-3)")
     p("--warmup-steps", type=int, default=None, help="linear warm-up steps (default 5%% of --max-steps)")
     p("--val-every", type=int, default=250, help="validate every N steps (0: never; default 250)")
@@ -130,7 +133,9 @@ def config_from_args(args: argparse.Namespace) -> Any:
         data=str(args.data), out=str(args.out), organ=args.organ, method=args.method,
         labels=args.labels, model=args.model, channels=args.channels, spacing_mm=args.spacing,
         patch=patch, batch_size=args.batch_size, samples_per_case=args.samples_per_case,
-        tumor_weight=args.tumor_weight, tumor_contrast=args.tumor_contrast, lr=args.lr,
+        tumor_weight=args.tumor_weight, tumor_contrast=args.tumor_contrast,
+        tumor_contrast_draw=args.tumor_contrast_draw or (resumed_contrast_draw(args.out) if args.resume else None)
+        or CONTRAST_DRAWS[0], lr=args.lr,
         warmup_steps=args.warmup_steps, max_steps=args.max_steps, max_minutes=args.max_minutes,
         fit_schedule=args.fit_schedule,
         stop_at=args.stop_at,

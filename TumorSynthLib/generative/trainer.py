@@ -51,7 +51,7 @@ from ..synthesis.learned.networks import (
 )
 from .config import DiffusionTrainConfig, check_resumable
 from .data import crops_summary, draw_batch, load_tumor_crops, split_crops
-from .losses import TRAIN_MEMORY_FORMAT, amp_dtype, autoencoder_loss, denoiser_loss, ema_update, latent_scale
+from .losses import amp_dtype, autoencoder_loss, denoiser_loss, ema_update, latent_scale, train_memory_format
 from .metrics import evaluate_patches
 
 
@@ -93,7 +93,7 @@ class DiffusionTrainer:
         self._load_data()
         with torch.random.fork_rng(devices=[]):      # the initial weights follow the seed
             torch.manual_seed(tcfg.seed)
-            self.denoiser = build_denoiser(self.cfg).to(self.device, memory_format=TRAIN_MEMORY_FORMAT)
+            self.denoiser = build_denoiser(self.cfg).to(self.device, memory_format=train_memory_format(self.device))
             self.autoencoder = build_autoencoder(self.cfg)
         self.ema = copy.deepcopy(self.denoiser).requires_grad_(False)
         fused = {"fused": True}

@@ -2,18 +2,20 @@
 checkpoint carries (as a JSON-able dict), so a run can be resumed, audited and applied."""
 from __future__ import annotations
 
+import json
 import math
 from numbers import Real
 from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
 from typing import Any
 
 from ..core.errors import InputError
 from ..core.files import shown
 from .tasks import task_name
 
-#: How the contrast jitter's factor is drawn from ``tumor_contrast``: log-uniformly (as likely to
-#: halve as to double the contrast, so faint tumors come often) or uniformly (the rule of runs
-#: made before 2026-12-05, whose config.json has no ``tumor_contrast_draw``).
+#: How the contrast jitter's factor is drawn from ``tumor_contrast``: log-uniformly (uniform in
+#: log f, so faint tumors come more often) or uniformly (the rule of runs made before 2026-12-05,
+#: whose config.json has no ``tumor_contrast_draw``).
 CONTRAST_DRAWS = ("log-uniform", "uniform")
 
 #: HU window mapped to [0, 1] before the network (abdominal soft tissue).
@@ -149,6 +151,23 @@ class TrainConfig:
             if kwargs.get(key) is not None:
                 kwargs[key] = tuple(kwargs[key])
         return cls(**kwargs)
+
+
+def resumed_contrast_draw(run_dir: str | Path) -> str | None:
+    """The contrast draw of the run in ``run_dir`` (its ``config.json``; "uniform" for a run made
+    before the draw was recorded), None when there is no readable run there. A resumed run keeps
+    its draw unless the user names one, so its tumors are drawn as they were."""
+    path = Path(run_dir).expanduser() / "config.json"
+    try:
+        saved = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(saved, dict):
+        return None
+    if saved.get("tumor_contrast") is not None and "tumor_contrast_draw" not in saved:
+        return "uniform"
+    draw = saved.get("tumor_contrast_draw")
+    return draw if draw in CONTRAST_DRAWS else None
 
 
 def task_methods(method: str) -> tuple[str, ...]:

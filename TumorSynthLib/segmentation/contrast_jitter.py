@@ -37,7 +37,7 @@ LEVEL_GAIN_RANGE = (0.5, 3.0)
 class RandTumorContrastd(Randomizable, MapTransform):
     """Training augmentation: scale the contrast to the organ of each organ's synthetic tumors
     (the organs the sample's ``RandTumorSynthd`` records name; real tumors stay as they are) by a
-    factor f drawn uniformly in ``factors``: the tumor's mean difference to the organ median
+    factor f drawn in ``factors`` (see ``draw``): the tumor's mean difference to the organ median
     (over the organ's tissue voxels) becomes f times what it was, never less than
     ``TUMOR_CONTRAST_MIN_HU`` unless the method made it fainter. The change follows the tumor's
     level (``rescale_tumor_level``): the grain inside keeps its strength, the edge scales too.
@@ -52,6 +52,8 @@ class RandTumorContrastd(Randomizable, MapTransform):
     def __init__(self, organ: str, convention: str, factors: tuple[float, float], prob: float = 0.5,
                  draw: str = "log-uniform") -> None:
         MapTransform.__init__(self, ("image", "label"))
+        if not 0.0 < float(factors[0]) <= float(factors[1]):
+            raise InputError(f"the contrast factors must be 0 < LO <= HI, got {tuple(factors)}")
         if draw not in CONTRAST_DRAWS:
             raise InputError(f"the contrast draw must be one of {', '.join(CONTRAST_DRAWS)}, got {draw!r}")
         self.organs, self.convention = task_organs(organ), convention
