@@ -28,7 +28,6 @@ from slicer.ScriptedLoadableModule import (
 from slicer.util import VTKObservationMixin
 
 DEVICES = ("auto", "cpu", "cuda")
-LOG_LIMIT_LINES = 2000
 
 
 def modulePaths():
@@ -104,6 +103,9 @@ class TumorSynthTrainerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         self.resultsView = slicer.qMRMLTableView()
         self.resultsView.setMRMLScene(slicer.mrmlScene)
         self.ui.resultsFrame.layout().addWidget(self.resultsView)
+        from TumorSynthWidgets.job_section import JobPanel
+
+        self.jobPanel = JobPanel(self.ui, self.logic, self.resultsView, self.refreshModels)
         self.ui.runDirectoryButton.directory = self.logic.defaultRunsFolder()
 
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
@@ -112,7 +114,7 @@ class TumorSynthTrainerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         self.ui.clearPairsButton.clicked.connect(self.onClearPairs)
         self.ui.trainButton.clicked.connect(lambda: self.onTrain(resume=False))
         self.ui.resumeButton.clicked.connect(lambda: self.onTrain(resume=True))
-        self.ui.cancelButton.clicked.connect(self.onCancel)
+        self.ui.cancelButton.clicked.connect(self.jobPanel.onCancel)
         self.ui.showChartButton.clicked.connect(self.onShowChart)
         self.ui.refreshModelsButton.clicked.connect(self.refreshModels)
         self.ui.registerModelButton.clicked.connect(self.onRegisterModel)
@@ -127,7 +129,7 @@ class TumorSynthTrainerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         self.combos.connect()
         self.initializeParameterNode()
         self.refreshModels()
-        self._setRunning(False)
+        self.jobPanel.setRunning(False)
 
     def cleanup(self) -> None:
         self.removeObservers()
@@ -179,8 +181,8 @@ class TumorSynthTrainerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         with slicer.util.tryWithErrorDisplay(_("Could not start training."), waitCursor=True):
             self.logic.ensureDependencies(confirm=slicer.util.confirmOkCancelDisplay)
             self.ui.logTextEdit.clear()
-            self.logic.train(self._parameterNode, data, runDir, resume, **self._callbacks())
-            self._setRunning(True)
+            self.logic.train(self._parameterNode, data, runDir, resume, **self.jobPanel.callbacks())
+            self.jobPanel.setRunning(True)
 
     def onShowChart(self) -> None:
         if self.logic.curves is not None:
@@ -232,8 +234,8 @@ class TumorSynthTrainerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
             if not self._currentModel() or not p.applyVolume:
                 raise ValueError(_("Pick a model and a volume first."))
             self.logic.ensureDependencies(confirm=slicer.util.confirmOkCancelDisplay)
-            self.logic.segment(self._currentModel(), p.applyVolume, p.applyOrgans, p.device, p.organ, **self._callbacks())
-            self._setRunning(True)
+            self.logic.segment(self._currentModel(), p.applyVolume, p.applyOrgans, p.device, p.organ, **self.jobPanel.callbacks())
+            self.jobPanel.setRunning(True)
 
     def onEvaluate(self) -> None:
         p = self._parameterNode
@@ -241,63 +243,8 @@ class TumorSynthTrainerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
             if not (p.prediction and p.reference and p.gridVolume):
                 raise ValueError(_("Pick a prediction, a reference and the CT they belong to."))
             self.logic.ensureDependencies(confirm=slicer.util.confirmOkCancelDisplay)
-            self.logic.evaluate(p.prediction, p.reference, p.gridVolume, p.organ, **self._callbacks())
-            self._setRunning(True)
-
-    # -- progress ------------------------------------------------------------------------------
-    def _callbacks(self):
-        return {"onUpdate": self.onProgress, "onLog": self.onLog, "onDone": self.onDone}
-
-    def onProgress(self, progress) -> None:
-        fraction = progress.fraction
-        self.ui.progressBar.maximum = 100 if fraction is not None else 0   # 0: busy indicator
-        self.ui.progressBar.value = progress.percent
-        dice = progress.lastDice()
-        self.ui.etaLabel.text = progress.etaText() + ("" if dice is None else _("  |  validation DSC {d:.3f}").format(d=dice))
-        if progress.losses:
-            self.ui.lossLabel.text = _("step {s}: loss {l:.4f}").format(s=progress.losses[-1][0], l=progress.losses[-1][1])
-        self.logic.syncCurves(progress)
-
-    def onLog(self, line: str) -> None:
-        self.ui.logTextEdit.appendPlainText(line)
-        if self.ui.logTextEdit.document().blockCount > LOG_LIMIT_LINES:
-            cursor = self.ui.logTextEdit.textCursor()
-            cursor.movePosition(qt.QTextCursor.Start)
-            cursor.select(qt.QTextCursor.BlockUnderCursor)
-            cursor.removeSelectedText()
-
-    def onDone(self, result) -> None:
-        self._setRunning(False)
-        progress = result.progress
-        if progress.status == "done":
-            message = self.logic.describeResult(result)
-            self._showResult(result)
-        elif progress.status == "cancelled":
-            message = _("Cancelled. Training keeps last.pt: press Resume to continue.")
-        else:
-            message = progress.error or _("The job failed; see the log below.")
-        if progress.warnings:
-            message += "\n" + _("{count} warning(s), e.g. {text}").format(count=len(progress.warnings),
-                                                                      text=progress.warnings[0])
-        self.ui.statusLabel.text = message
-        self.refreshModels()
-
-    def _showResult(self, result) -> None:
-        outputs = result.outputs
-        table = outputs.get("table") or outputs.get("metricsTable")
-        if table is not None:
-            self.resultsView.setMRMLTableNode(table)
-        if outputs.get("chart") is not None:
-            slicer.modules.plots.logic().ShowChartInLayout(outputs["chart"])
-
-    def onCancel(self) -> None:
-        self.logic.cancel()
-        self.ui.statusLabel.text = _("Cancelling: the run saves its checkpoint first...")
-
-    def _setRunning(self, running: bool) -> None:
-        for button in (self.ui.trainButton, self.ui.resumeButton, self.ui.applyButton, self.ui.evaluateButton):
-            button.enabled = not running
-        self.ui.cancelButton.enabled = running
+            self.logic.evaluate(p.prediction, p.reference, p.gridVolume, p.organ, **self.jobPanel.callbacks())
+            self.jobPanel.setRunning(True)
 
 
 class TumorSynthTrainerLogic(ScriptedLoadableModuleLogic):

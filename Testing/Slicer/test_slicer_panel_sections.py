@@ -151,3 +151,61 @@ def test_parameter_combos_write_the_pick_and_follow_the_node():
     combos.fill({"organ": ["liver"], "method": ["cellular"]})  # refilled: no signal, node kept
     assert node.organ == "pancreas"
     ParameterCombos(((organ, "organ"),), lambda: None).show()  # no parameter node: nothing happens
+
+
+@pytest.fixture
+def job_panel_class(monkeypatch):
+    import types
+
+    monkeypatch.setitem(sys.modules, "qt", mock.MagicMock(name="qt"))
+    monkeypatch.setitem(sys.modules, "slicer.i18n", types.SimpleNamespace(tr=lambda text: text))
+    monkeypatch.delitem(sys.modules, "TumorSynthWidgets.job_section", raising=False)
+    yield importlib.import_module("TumorSynthWidgets.job_section").JobPanel
+    sys.modules.pop("TumorSynthWidgets.job_section", None)
+
+
+def _trainer_ui():
+    button = lambda: SimpleNamespace(enabled=None)                  # noqa: E731
+    return SimpleNamespace(progressBar=SimpleNamespace(maximum=None, value=None), etaLabel=SimpleNamespace(text=""),
+                           lossLabel=SimpleNamespace(text=""), statusLabel=SimpleNamespace(text=""),
+                           trainButton=button(), resumeButton=button(), applyButton=button(),
+                           evaluateButton=button(), cancelButton=button())
+
+
+def test_job_panel_shows_a_run_from_its_events_to_its_outcome(job_panel_class):
+    from TumorSynthSlicer.progress_logic import RunProgress
+
+    ui, logic, view, refreshed = _trainer_ui(), mock.MagicMock(), mock.MagicMock(), []
+    logic.describeResult.return_value = "Trained: DSC 0.80"
+    panel = job_panel_class(ui, logic, view, lambda: refreshed.append(True))
+    panel.setRunning(True)
+    assert ui.cancelButton.enabled and not any(getattr(ui, b).enabled for b in
+                                               ("trainButton", "resumeButton", "applyButton", "evaluateButton"))
+    progress = RunProgress()
+    progress.update({"event": "start", "total": 40})
+    panel.onProgress(progress)
+    assert ui.progressBar.maximum == 100 and ui.progressBar.value == 0 and ui.etaLabel.text == "estimating..."
+    progress.update({"event": "progress", "step": 10, "total": 40, "eta_s": 30.0, "loss": 0.5})
+    progress.update({"event": "validation", "step": 10, "metrics": {"tumor_dsc": 0.61}})
+    panel.onProgress(progress)
+    assert ui.progressBar.value == 25 and ui.lossLabel.text == "step 10: loss 0.5000"
+    assert ui.etaLabel.text.startswith("ETA") and "validation DSC 0.610" in ui.etaLabel.text
+    logic.syncCurves.assert_called_with(progress)
+
+    progress.update({"event": "warning", "message": "case 3 has no liver"})
+    progress.update({"event": "done", "step": 40})
+    table = object()
+    panel.onDone(SimpleNamespace(progress=progress, outputs={"table": table}))
+    assert ui.statusLabel.text == "Trained: DSC 0.80\n1 warning(s), e.g. case 3 has no liver"
+    view.setMRMLTableNode.assert_called_once_with(table)
+    assert refreshed == [True] and not ui.cancelButton.enabled and ui.trainButton.enabled
+
+    for status, error, expected in (("cancelled", None, "Cancelled. Training keeps last.pt"),
+                                    ("error", "CUDA out of memory", "CUDA out of memory"),
+                                    ("error", None, "The job failed")):
+        ended = RunProgress(status=status, error=error)
+        panel.onDone(SimpleNamespace(progress=ended, outputs={}))
+        assert ui.statusLabel.text.startswith(expected)
+    panel.onCancel()
+    logic.cancel.assert_called_once()
+    assert ui.statusLabel.text.startswith("Cancelling")
