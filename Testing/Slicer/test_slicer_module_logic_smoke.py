@@ -120,3 +120,46 @@ def test_trainer_logic_describes_results_and_lists_models(modules):
     text = logic.describeResult(JobResult("evaluate", RunProgress(), {"summary": summary}))
     assert "0.500" in text and "0.75" in text
     assert np.isclose(RunProgress(total=4, step=1).fraction, 0.25)
+
+
+def test_tumor_choices_section_follows_the_engine_and_the_organ_segment(modules, scene, ct_node,
+                                                                        organ_segmentation, engine):
+    """The panel's choices section (``TumorSynthWidgets.choices_section``) over the real logic:
+    combo boxes filled from the engine catalogue, the organ guessed from the chosen segment, the
+    diameter kept in the stage's range, missing dependencies shown."""
+    from types import SimpleNamespace
+
+    from panel_standins import Combo
+    from TumorSynthWidgets.choices_section import TumorChoices
+
+    TumorSynth, _trainer = modules
+    logic = TumorSynth.TumorSynthLogic()
+    ui = SimpleNamespace(organComboBox=Combo(), stageComboBox=Combo(), methodComboBox=Combo(),
+                         lesionComboBox=Combo(), organSegmentComboBox=Combo(),
+                         dependencyStatusLabel=SimpleNamespace(text=""),
+                         diameterSliderWidget=SimpleNamespace(minimum=None, maximum=None))
+    p = logic.getParameterNode()
+    p.organ, p.stage, p.diameterMm = "pancreas", "early", 60.0
+    choices = TumorChoices(ui, logic, lambda: p)
+    choices.connect()
+    catalogue = logic.lib().catalogue
+    assert [t for t, _d in ui.organComboBox.items] == catalogue.panel_organs()
+    assert [t for t, _d in ui.methodComboBox.items] == list(catalogue.panel_methods())
+    choices.show()
+    assert ui.organComboBox.currentText == "pancreas" and ui.stageComboBox.currentText == "early"
+    choices.updateDiameterRange()                                    # 60 mm is no early tumor
+    lo, hi = logic.diameterRange("early", "pancreas")
+    assert (ui.diameterSliderWidget.minimum, ui.diameterSliderWidget.maximum) == (lo, hi) and lo <= p.diameterMm <= hi
+    choices.updateMethodAvailability()
+    availability = logic.methodAvailability()
+    rows = ui.methodComboBox.rows
+    assert [r.enabled for r in rows] == [availability[m][0] for m in availability]
+    assert ui.dependencyStatusLabel.text
+
+    seg, segment_id = organ_segmentation
+    p.organSegmentation, p.organSegmentId = seg, ""
+    choices.onOrganSourceChanged()                                   # the "liver" segment is chosen
+    assert ui.organSegmentComboBox.items == [("liver", segment_id)] and ui.organSegmentComboBox.enabled
+    assert p.organSegmentId == segment_id and p.organ == "liver"
+    ui.organComboBox.setCurrentIndex(ui.organComboBox.findText("kidney"))   # the user overrides
+    assert p.organ == "kidney"

@@ -12,6 +12,7 @@ from unittest import mock
 
 import pytest
 
+from panel_standins import Combo
 from slicer_test_phantom import require_slicer_core, voxel_to_world
 
 require_slicer_core()
@@ -100,37 +101,6 @@ def test_stop_without_keeping_discards_and_a_failing_tick_is_reported(section_cl
     broken.stop.assert_called_once()
     assert panel.messages == [("the organ mask vanished", True)] and panel.gate.accept()
     assert growth.job is None and not panel.ui.growthProgressBar.visible
-
-
-class Combo:
-    """A combo box as the sections use it (text entries, a signal, blocked signals)."""
-
-    def __init__(self) -> None:
-        self.items, self.currentIndex, self.blocked, self.slots = [], -1, False, []
-        self.currentIndexChanged = SimpleNamespace(connect=self.slots.append)
-
-    @property
-    def currentText(self) -> str:
-        return self.items[self.currentIndex] if self.currentIndex >= 0 else ""
-
-    def blockSignals(self, on: bool) -> None:
-        self.blocked = on
-
-    def clear(self) -> None:
-        self.items, self.currentIndex = [], -1
-
-    def addItem(self, text: str) -> None:
-        self.items.append(text)
-        self.currentIndex = max(self.currentIndex, 0)
-
-    def findText(self, text: str) -> int:
-        return self.items.index(text) if text in self.items else -1
-
-    def setCurrentIndex(self, index: int) -> None:
-        self.currentIndex = index
-        if not self.blocked:
-            for slot in self.slots:
-                slot(index)
 
 
 def test_parameter_combos_write_the_pick_and_follow_the_node():
