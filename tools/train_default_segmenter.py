@@ -24,10 +24,11 @@ data only, with tumors of every available synthesis method made online:
   ``--no-register``, the ``default`` entry of ``TumorSynthLib/resources/Models.json`` with the
   file's SHA256.
 
-Train one session fitted to a budget (the shipped model: 10733 steps in 81.5 min, one CPU
+Train one session fitted to a budget (the shipped model: 17144 steps in 79.6 min, one CPU
 thread, the last checkpoint shipped)::
 
-    nice -n 5 python tools/train_default_segmenter.py --minutes 84 --ship last --methods handcrafted,cellular,adversarial
+    nice -n 5 python tools/train_default_segmenter.py --minutes 82 --ship last --methods handcrafted,cellular,adversarial \
+        --tumor-contrast 0.3:1.3 --tumor-contrast-draw uniform
 
 Ship the best checkpoint of a run that is still going (or was killed) without waiting::
 
