@@ -145,8 +145,8 @@ class TrainConfig:
     def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
         known = {f.name for f in fields(cls)}
         kwargs = {k: v for k, v in data.items() if k in known}
-        if kwargs.get("tumor_contrast") is not None and "tumor_contrast_draw" not in kwargs:
-            kwargs["tumor_contrast_draw"] = "uniform"     # a run made before the draw was recorded
+        if "tumor_contrast_draw" not in kwargs and kwargs.get("tumor_contrast") is not None:
+            kwargs["tumor_contrast_draw"] = saved_contrast_draw(kwargs)
         for key in ("channels", "num_tumors", "window_hu", "tumor_contrast"):
             if kwargs.get(key) is not None:
                 kwargs[key] = tuple(kwargs[key])
@@ -164,10 +164,16 @@ def resumed_contrast_draw(run_dir: str | Path) -> str | None:
         return None
     if not isinstance(saved, dict):
         return None
+    draw = saved_contrast_draw(saved)
+    return draw if draw in CONTRAST_DRAWS else None
+
+
+def saved_contrast_draw(saved: dict[str, Any]) -> str | None:
+    """The contrast draw a saved configuration records: "uniform" when it has a contrast range
+    but no draw (a run made before the draw was recorded)."""
     if saved.get("tumor_contrast") is not None and "tumor_contrast_draw" not in saved:
         return "uniform"
-    draw = saved.get("tumor_contrast_draw")
-    return draw if draw in CONTRAST_DRAWS else None
+    return saved.get("tumor_contrast_draw")
 
 
 def task_methods(method: str) -> tuple[str, ...]:
