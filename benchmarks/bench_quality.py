@@ -10,7 +10,10 @@ phases, for each organ:
   placed in the organ's parenchyma (not in a kidney's sinus fat, where a darker sphere is no
   visible lesion);
 * one tumor of each synthesis method available here per organ and case, stages cycling through early,
-  intermediate and advanced: mean P and the share accepted at 0.7, by method, organ and phase.
+  intermediate and advanced: mean P and the share accepted at 0.7, by method, organ and phase;
+* a contrast-detail curve: the same sphere at the same places with drops of ``CURVE_DROPS_HU``,
+  mean P by organ and phase (where the filter starts to see a lesion; e.g. the enhancing
+  kidney, ~160 HU with a medulla ~30 HU below its cortex, needs a stronger drop than the liver).
 
 Prints the tables and the seconds per check; writes the ``bench_quality`` section of
 ``docs/benchmarks.md``.
@@ -53,6 +56,8 @@ METHODS = available_methods()
 STAGES = ("early", "intermediate", "advanced")
 THRESHOLD = 0.7
 LESIONS = {"sphere 20 mm, 40 HU drop": 40.0, "sphere 20 mm, 0 HU drop": 0.0}
+#: Drops (HU) of the contrast-detail curve (the 20 mm sphere at the calibration places).
+CURVE_DROPS_HU = (20.0, 30.0, 40.0, 50.0, 60.0, 80.0)
 
 
 def synthetic_tumor(ct: Any, labels: Any, organ: str, method: str, stage: str, seed: int) -> Any:
@@ -71,6 +76,7 @@ def run(model: str, seeds: list[int], log: Any) -> dict[str, Any]:
 
     qf = QualityFilter(model, threshold=THRESHOLD, device="cpu")
     rows: list[dict[str, Any]] = []
+    curve: list[dict[str, Any]] = []
     k = 0
     for seed in seeds:
         for phase in PHASES:
@@ -84,6 +90,10 @@ def run(model: str, seeds: list[int], log: Any) -> dict[str, Any]:
                     image, mask = add_sphere_lesion(ct, region, centre, 20.0, drop)
                     rows.append({"kind": name, "organ": organ, "phase": phase, "seed": seed,
                                  "p": qf.score_volume(image, mask)})
+                for drop in CURVE_DROPS_HU:
+                    image, mask = add_sphere_lesion(ct, region, centre, 20.0, drop)
+                    curve.append({"drop_hu": drop, "organ": organ, "phase": phase, "seed": seed,
+                                  "p": qf.score_volume(image, mask)})
                 for method in METHODS:
                     stage = STAGES[k % len(STAGES)]
                     k += 1
@@ -96,7 +106,7 @@ def run(model: str, seeds: list[int], log: Any) -> dict[str, Any]:
                                  "drop_hu": result.reports[0].get("measured_drop_hu"),
                                  "p": qf.score_volume(result.image, mask)})
             log(f"  seed {seed} {phase}: {len(rows)} checks so far, {qf.seconds / max(1, qf.calls):.2f} s each")
-    return {"model": qf.model_path, "threshold": THRESHOLD, "seeds": seeds, "rows": rows,
+    return {"model": qf.model_path, "threshold": THRESHOLD, "seeds": seeds, "rows": rows, "curve": curve,
             "checks": qf.calls, "seconds_per_check": qf.seconds / max(1, qf.calls)}
 
 
@@ -129,6 +139,9 @@ def markdown(res: dict[str, Any], command: str) -> str:
         main_rows.append([kind, g["n"], g["mean_p"], g["min_p"], g["accepted"], per_organ, per_phase])
     stage_rows = [[m, s, group(rows, kind=m, stage=s)["n"], group(rows, kind=m, stage=s)["mean_p"],
                    group(rows, kind=m, stage=s)["accepted"]] for m in METHODS for s in STAGES]
+    curve = res.get("curve", [])
+    curve_rows = [[o, p, *[group(curve, organ=o, phase=p, drop_hu=d)["mean_p"] for d in CURVE_DROPS_HU]]
+                  for o in ORGANS for p in PHASES]
     return "\n".join([
         "## Quality filter with the default model (`bench_quality`)", "",
         f"Command: `{command}`  ",
@@ -139,6 +152,9 @@ def markdown(res: dict[str, Any], command: str) -> str:
                "mean P liver / pancreas / kidney", "accepted venous / non-contrast"], main_rows), "",
         "By stage:", "",
         table(["method", "stage", "n", "mean P", "accepted"], stage_rows), "",
+        f"Contrast-detail curve: mean P of the 20 mm sphere at the same places ({len(res['seeds'])} per "
+        "organ and phase) by its drop:", "",
+        table(["organ", "phase", *[f"{d:g} HU" for d in CURVE_DROPS_HU]], curve_rows), "",
         "Target: the clearly visible sphere (20 mm, 40 HU drop) scores P >= 0.8 and the invisible one "
         f"(0 HU drop) is rejected: {verdict(rows)}. The spheres sit in the organ's parenchyma (organ "
         "voxels in its HU window: a kidney label's deepest part is its sinus, fat and hilar vessels, "
