@@ -86,14 +86,11 @@ def run(model: str, seeds: list[int], log: Any) -> dict[str, Any]:
                 region = task_label_array(arr, organ, "totalseg") == 1
                 where = np.random.default_rng([seed, PHASES.index(phase), ORGANS.index(organ)])
                 centre = lesion_centre(region, ct.spacing, 20.0, where, image=np.asarray(ct.array))
-                for name, drop in LESIONS.items():
-                    image, mask = add_sphere_lesion(ct, region, centre, 20.0, drop)
-                    rows.append({"kind": name, "organ": organ, "phase": phase, "seed": seed,
-                                 "p": qf.score_volume(image, mask)})
-                for drop in CURVE_DROPS_HU:
-                    image, mask = add_sphere_lesion(ct, region, centre, 20.0, drop)
-                    curve.append({"drop_hu": drop, "organ": organ, "phase": phase, "seed": seed,
-                                  "p": qf.score_volume(image, mask)})
+                place = {"organ": organ, "phase": phase, "seed": seed}
+                p_of = {drop: qf.score_volume(*add_sphere_lesion(ct, region, centre, 20.0, drop))
+                        for drop in sorted(set(LESIONS.values()) | set(CURVE_DROPS_HU))}
+                rows += [{"kind": name, **place, "p": p_of[drop]} for name, drop in LESIONS.items()]
+                curve += [{"drop_hu": drop, **place, "p": p_of[drop]} for drop in CURVE_DROPS_HU]
                 for method in METHODS:
                     stage = STAGES[k % len(STAGES)]
                     k += 1
