@@ -102,7 +102,7 @@ def run(model: str, seeds: list[int], log: Any) -> dict[str, Any]:
                                  "diameter_mm": result.reports[0]["diameter_measured_mm"],
                                  "drop_hu": result.reports[0].get("measured_drop_hu"),
                                  "p": qf.score_volume(result.image, mask)})
-            log(f"  seed {seed} {phase}: {len(rows)} checks so far, {qf.seconds / max(1, qf.calls):.2f} s each")
+            log(f"  seed {seed} {phase}: {qf.calls} checks so far, {qf.seconds / max(1, qf.calls):.2f} s each")
     return {"model": qf.model_path, "threshold": THRESHOLD, "seeds": seeds, "rows": rows, "curve": curve,
             "checks": qf.calls, "seconds_per_check": qf.seconds / max(1, qf.calls)}
 
@@ -136,7 +136,7 @@ def markdown(res: dict[str, Any], command: str) -> str:
         main_rows.append([kind, g["n"], g["mean_p"], g["min_p"], g["accepted"], per_organ, per_phase])
     stage_rows = [[m, s, group(rows, kind=m, stage=s)["n"], group(rows, kind=m, stage=s)["mean_p"],
                    group(rows, kind=m, stage=s)["accepted"]] for m in METHODS for s in STAGES]
-    curve = res.get("curve", [])
+    curve = res["curve"]
     curve_rows = [[o, p, *[group(curve, organ=o, phase=p, drop_hu=d)["mean_p"] for d in CURVE_DROPS_HU]]
                   for o in ORGANS for p in PHASES]
     return "\n".join([
